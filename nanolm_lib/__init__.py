@@ -1,0 +1,19 @@
+"""nanolm_lib: the reference implementation of every piece the NanoLM course builds.
+
+One module per chapter of the course:
+    tokenizer  (lesson 01)  byte-level BPE from scratch, and a fast one over HF `tokenizers`
+    data       (lesson 02)  loading TinyStories, packing tokens, random batches
+    attention  (lessons 03-04)  naive and fused attention, multi-head attention
+    model      (lesson 05)  the GPT
+    train      (lesson 06)  the training loop, checkpoints, evaluation
+    sampling   (lesson 07)  top-k / top-p sampling, generation with a KV cache
+"""
+
+__version__ = "0.1.0"
+
+
+def load_model(path, device="cpu"):
+    """Load ``(model, tokenizer)`` from a checkpoint file or a run folder."""
+    from nanolm_lib.train import load_model as _load_model
+
+    return _load_model(path, device=device)

@@ -1,0 +1,99 @@
+"""Benchmarks behind ``nanolm bench``: each prints a table and returns a results dict.
+
+Each submodule (``tokenizer``, ``attention``, ``train``, ``generate``) exposes
+``run(quick: bool = False) -> dict``; ``quick`` shrinks it to seconds, for tests. The CLI
+writes the dict with :func:`write_results`. Speed is reported as ratios measured in one run,
+or as a fraction of a ceiling measured in the same run, never checked by timed tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+BENCHMARKS = ("tokenizer", "attention", "train", "generate")
+
+
+def machine_info(device: str = "cpu") -> dict:
+    """What the figures were measured on."""
+    info = {
+        "device": device,
+        "device_name": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["device_name"] = torch.cuda.get_device_name()
+    return info
+
+
+def synchronize(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_fn(fn, *, device: str = "cpu", warmup: int = 1, repeat: int = 5,
+            min_time: float = 0.0) -> float:
+    """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls.
+
+    Repeats at least ``repeat`` times and until ``min_time`` seconds have been spent.
+    """
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < repeat or time.perf_counter() - started < min_time:
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def matmul_ceiling(device: str = "cpu", n: int = 2048, dtype=torch.float32,
+                   repeat: int = 5) -> float:
+    """Measured FLOP/s of a large square matrix product: the machine's practical ceiling."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    seconds = time_fn(lambda: a @ b, device=device, warmup=2, repeat=repeat)
+    return 2 * n**3 / seconds
+
+
+def format_table(rows: list[dict], columns: list[str] | None = None) -> str:
+    """A plain aligned text table of ``rows`` (dicts); floats get 4 significant digits."""
+    if not rows:
+        return "(no rows)"
+    columns = columns or list(rows[0])
+
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return str(value)
+
+    body = [[cell(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in body)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in body]
+    return "\n".join(lines)
+
+
+def write_results(name: str, results: dict, out_dir: str | Path = "bench-results") -> Path:
+    """Write ``results`` (plus machine info when missing) to ``out_dir/<name>.json``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = {"benchmark": name, "machine": machine_info(results.get("device", "cpu")), **results}
+    path = out_dir / f"{name}.json"
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return path
