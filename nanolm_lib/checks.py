@@ -1,0 +1,272 @@
+"""What the notebooks' test cells use to compare a student's code with the reference.
+
+A test cell of lesson 03 reads like this::
+
+    from nanolm_lib.checks import reference, check_close, fresh_generator
+    ref = reference("attention")
+    gen, seed = fresh_generator()
+    q, k = torch.randn(2, 3, 5, 8, generator=gen), torch.randn(2, 3, 5, 8, generator=gen)
+    check_close(attention_weights(q, k), ref.attention_weights(q, k),
+                "attention_weights(q, k)", seed=seed)
+    print("attention_weights: visible tests passed")
+
+Three rules shape this module:
+
+* **The reference is loaded fresh.** :func:`reference` executes the module's source file into a
+  new module object that is never registered in ``sys.modules``. A submission that replaces
+  ``nanolm_lib.attention.causal_mask`` with its own function (so that "the reference" agrees
+  with it) changes nothing the test cells compare against.
+* **A failure says what differs**: the shapes found and expected, the first mismatching
+  position, the largest error, and the seed that reproduces the inputs.
+* **Nothing goes to stderr** on success: nbgrader scores a test cell that writes to stderr 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import math
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_FRESH_PREFIX = "_nanolm_reference_"
+
+
+class CheckFailed(AssertionError):
+    """A test cell's comparison failed; the message says what differs."""
+
+
+# --------------------------------------------------------------------------- the reference
+def reference(module: str) -> ModuleType:
+    """A freshly loaded, private copy of ``nanolm_lib.<module>``.
+
+    The copy is executed from the package's source file on every call, so patches that a
+    submission applied to the imported ``nanolm_lib`` modules do not reach it. Its own imports
+    of other ``nanolm_lib`` modules (``from nanolm_lib.attention import ...``) are loaded
+    fresh too.
+    """
+    path = _PACKAGE_DIR / f"{module}.py"
+    if not path.is_file():
+        raise ValueError(f"reference({module!r}): no module {path.name} in {_PACKAGE_DIR}")
+    return _load_fresh(module, path, {})
+
+
+def _load_fresh(module: str, path: Path, loaded: dict[str, ModuleType]) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(_FRESH_PREFIX + module, path)
+    fresh = importlib.util.module_from_spec(spec)
+    loaded[module] = fresh
+    # While the copy executes, `import nanolm_lib.x` inside it must resolve to fresh copies as
+    # well: swap them into sys.modules for the duration, then put the originals back.
+    saved = {name: mod for name, mod in sys.modules.items() if name.startswith("nanolm_lib.")}
+    try:
+        for name in _sibling_modules():
+            if name != module and name not in loaded:
+                sibling = _PACKAGE_DIR / f"{name}.py"
+                sys.modules[f"nanolm_lib.{name}"] = _LazyFresh(name, sibling, loaded)
+        spec.loader.exec_module(fresh)
+    finally:
+        for name in list(sys.modules):
+            if name.startswith("nanolm_lib.") and name not in saved:
+                del sys.modules[name]
+        sys.modules.update(saved)
+    return fresh
+
+
+def _sibling_modules() -> list[str]:
+    return [p.stem for p in _PACKAGE_DIR.glob("*.py") if p.stem not in ("__init__", "checks")]
+
+
+class _LazyFresh(ModuleType):
+    """Stands in for a sibling module while a fresh copy executes; loads it on first use."""
+
+    def __init__(self, name: str, path: Path, loaded: dict[str, ModuleType]):
+        super().__init__(f"nanolm_lib.{name}")
+        self._fresh_args = (name, path, loaded)
+
+    def __getattr__(self, attribute):
+        name, path, loaded = self.__dict__["_fresh_args"]
+        if name not in loaded:
+            _load_fresh(name, path, loaded)
+        return getattr(loaded[name], attribute)
+
+
+@contextlib.contextmanager
+def use_reference(namespace: dict, ref: ModuleType, *names: str):
+    """Temporarily replace ``names`` in a notebook's ``namespace`` with the reference's.
+
+    A question's test isolates its own function: ``MultiHeadAttention`` calls the student's
+    ``split_heads``, so its test runs with the reference ``split_heads`` swapped in, and a bug
+    in ``split_heads`` costs one question, not two.
+    """
+    missing = object()
+    saved = {name: namespace.get(name, missing) for name in names}
+    try:
+        for name in names:
+            namespace[name] = getattr(ref, name)
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is missing:
+                namespace.pop(name, None)
+            else:
+                namespace[name] = value
+
+
+def fresh_generator(seed: int | None = None) -> tuple[torch.Generator, int]:
+    """A ``torch.Generator`` seeded afresh on each run (or with ``seed``), and the seed.
+
+    Fresh inputs on every run keep a hard-coded answer from passing; the seed goes into every
+    failure message so that the failing inputs can be rebuilt.
+    """
+    if seed is None:
+        seed = int.from_bytes(os.urandom(4), "little")
+    return torch.Generator().manual_seed(seed), seed
+
+
+# --------------------------------------------------------------------------- comparisons
+def _fail(what: str, message: str, seed: int | None, hint: str | None) -> None:
+    parts = [f"{what}: {message}"]
+    if hint:
+        parts.append(f"Look at: {hint}")
+    if seed is not None:
+        parts.append(f"(inputs from seed {seed}: fresh_generator({seed}) rebuilds them)")
+    raise CheckFailed("\n".join(parts))
+
+
+def _index(flat_position: int, shape: Sequence[int]) -> tuple[int, ...]:
+    index = []
+    for size in reversed(shape):
+        index.append(flat_position % size)
+        flat_position //= size
+    return tuple(reversed(index))
+
+
+def check_type(actual, expected_type, what: str, *, seed: int | None = None,
+               hint: str | None = None) -> None:
+    """Fail unless ``actual`` is an instance of ``expected_type``."""
+    if not isinstance(actual, expected_type):
+        names = getattr(expected_type, "__name__", str(expected_type))
+        _fail(what, f"returned a {type(actual).__name__}, expected a {names}", seed, hint)
+
+
+def check_shape(actual, expected_shape, what: str, *, seed: int | None = None,
+                hint: str | None = None) -> None:
+    """Fail unless the tensor ``actual`` has ``expected_shape``."""
+    check_type(actual, torch.Tensor, what, seed=seed, hint=hint)
+    if tuple(actual.shape) != tuple(expected_shape):
+        _fail(what, f"shape {tuple(actual.shape)}, expected {tuple(expected_shape)}", seed, hint)
+
+
+def check_close(actual, expected, what: str, *, rtol: float = 1e-5, atol: float = 1e-6,
+                seed: int | None = None, hint: str | None = None) -> None:
+    """Fail unless two tensors have the same shape and a small relative error.
+
+    The relative error is ``||actual - expected|| / ||expected||`` over the whole tensor; it
+    must be at most ``rtol`` (or the absolute norm at most ``atol`` when ``expected`` is ~0).
+    Boolean and integer tensors must be equal. A failure names the first mismatching index
+    and the largest error.
+    """
+    if not isinstance(expected, torch.Tensor):
+        raise TypeError("check_close compares tensors; use check_equal for other values")
+    check_shape(actual, expected.shape, what, seed=seed, hint=hint)
+    if expected.dtype == torch.bool or not expected.is_floating_point():
+        if actual.dtype.is_floating_point != expected.dtype.is_floating_point or (
+            (actual.dtype == torch.bool) != (expected.dtype == torch.bool)
+        ):
+            _fail(what, f"dtype {actual.dtype}, expected {expected.dtype}", seed, hint)
+        check_equal(actual, expected, what, seed=seed, hint=hint)
+        return
+    actual_f = actual.detach().to(torch.float64).cpu()
+    expected_f = expected.detach().to(torch.float64).cpu()
+    if not torch.isfinite(actual_f).all() and torch.isfinite(expected_f).all():
+        position = int((~torch.isfinite(actual_f)).flatten().nonzero()[0])
+        index = _index(position, expected.shape)
+        _fail(what, f"non-finite value {actual_f.flatten()[position].item()} at index {index}",
+              seed, hint)
+    # -inf == -inf counts as equal (masked logits); compare the finite parts by norm.
+    both_inf = torch.isinf(actual_f) & torch.isinf(expected_f) & (actual_f == expected_f)
+    difference = torch.where(both_inf, 0.0, actual_f - expected_f).abs()
+    reference_norm = torch.where(torch.isinf(expected_f), 0.0, expected_f).norm().item()
+    error_norm = difference.norm().item()
+    if math.isnan(error_norm) or error_norm > max(rtol * reference_norm, atol):
+        flat = difference.flatten()
+        tolerance = atol + rtol * torch.where(torch.isinf(expected_f), 0.0, expected_f).abs()
+        bad = (flat > tolerance.flatten()) | flat.isnan()
+        first = int(bad.nonzero()[0]) if bad.any() else int(flat.argmax())
+        worst = int(torch.nan_to_num(flat, nan=math.inf).argmax())
+        relative = error_norm / reference_norm if reference_norm else math.inf
+        _fail(
+            what,
+            f"values differ (relative error {relative:.3g} > {rtol:g}). "
+            f"First mismatch at index {_index(first, expected.shape)}: got "
+            f"{actual_f.flatten()[first].item():.6g}, expected "
+            f"{expected_f.flatten()[first].item():.6g}. Largest error "
+            f"{flat[worst].item():.3g} at index {_index(worst, expected.shape)}.",
+            seed, hint,
+        )
+
+
+def check_equal(actual, expected, what: str, *, seed: int | None = None,
+                hint: str | None = None) -> None:
+    """Fail unless ``actual == expected`` exactly (tensors, arrays, lists, dicts, scalars).
+
+    A failure names the first differing position (or key) and the lengths when they differ.
+    """
+    if isinstance(expected, torch.Tensor) or type(expected).__module__ == "numpy":
+        expected_t = torch.as_tensor(expected)
+        try:
+            actual_t = torch.as_tensor(actual)
+        except (TypeError, ValueError, RuntimeError):
+            _fail(what, f"returned a {type(actual).__name__}, expected a tensor", seed, hint)
+        if tuple(actual_t.shape) != tuple(expected_t.shape):
+            _fail(what, f"shape {tuple(actual_t.shape)}, expected {tuple(expected_t.shape)}",
+                  seed, hint)
+        differ = (actual_t != expected_t).flatten()
+        if differ.any():
+            first = int(differ.nonzero()[0])
+            _fail(
+                what,
+                f"{int(differ.sum())} of {differ.numel()} entries differ; first at index "
+                f"{_index(first, expected_t.shape)}: got {actual_t.flatten()[first].item()!r}, "
+                f"expected {expected_t.flatten()[first].item()!r}",
+                seed, hint,
+            )
+        return
+    if isinstance(expected, Mapping):
+        if not isinstance(actual, Mapping):
+            _fail(what, f"returned a {type(actual).__name__}, expected a mapping", seed, hint)
+        missing = [key for key in expected if key not in actual]
+        extra = [key for key in actual if key not in expected]
+        if missing or extra:
+            _fail(what, f"keys differ: missing {missing[:5]}, unexpected {extra[:5]}", seed, hint)
+        for key in expected:
+            if actual[key] != expected[key]:
+                _fail(what, f"at key {key!r}: got {actual[key]!r}, expected {expected[key]!r}",
+                      seed, hint)
+        return
+    if isinstance(expected, (list, tuple)):
+        if not isinstance(actual, (list, tuple)):
+            _fail(what, f"returned a {type(actual).__name__}, expected a list", seed, hint)
+        for position, (got, want) in enumerate(zip(actual, expected)):
+            if got != want:
+                _fail(what, f"first difference at position {position}: got {got!r}, "
+                      f"expected {want!r} (lengths {len(actual)} and {len(expected)})", seed, hint)
+        if len(actual) != len(expected):
+            _fail(what, f"length {len(actual)}, expected {len(expected)} (equal up to "
+                  f"position {min(len(actual), len(expected))})", seed, hint)
+        return
+    if actual != expected:
+        _fail(what, f"got {actual!r}, expected {expected!r}", seed, hint)
+
+
+def check(condition: bool, what: str, message: str, *, seed: int | None = None,
+          hint: str | None = None) -> None:
+    """Fail with ``message`` unless ``condition`` holds (for properties such as causality)."""
+    if not condition:
+        _fail(what, message, seed, hint)
