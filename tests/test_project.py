@@ -1,0 +1,45 @@
+"""The repository's own set-up: conda and pip agree, CI runs the README's test command,
+and the CPU machine never pulls a CUDA build of torch."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import yaml
+
+from conftest import REPO
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0].lower()
+
+
+def test_environment_yml_matches_pyproject():
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    assert "python=3.11" in env["dependencies"]
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert "-e .[dev]" in pip_section, "the pip section must install the project itself"
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = project["dependencies"] + project["optional-dependencies"]["dev"]
+    listed = [r for r in pip_section if not r.startswith("-e")]
+    assert sorted(listed) == sorted(declared), "environment.yml and pyproject.toml differ"
+    for package in ("torch", "jupyterlab", "nbgrader", "tokenizers", "datasets", "matplotlib",
+                    "ipywidgets", "pytest", "nbval"):
+        assert package in {_name(r) for r in declared}, package
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (REPO / ".ci" / "run").read_text()
+    assert re.search(r"^make test$", ci, re.MULTILINE)
+    assert "train-sample.txt" in ci
+    readme = (REPO / "README.md").read_text()
+    assert "make test" in readme and "make demo" in readme
+
+
+def test_makefile_installs_the_pinned_cpu_torch_without_a_gpu():
+    makefile = (REPO / "Makefile").read_text()
+    assert "TORCH_SPEC ?= torch==2.13.0" in makefile
+    # torch is installed before the project, so the project's range is already satisfied
+    setup = makefile[makefile.index("$(STAMP):"):]
+    assert setup.index("$(TORCH_SPEC)") < setup.index('-e ".[dev]"')
