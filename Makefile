@@ -38,6 +38,12 @@ test: setup
 demo: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m nanolm_lib.demo
 
+# A student's working copy: lessons/ copied into workspace/ once; never overwrites their work.
+lab: setup
+	mkdir -p workspace
+	cp -R -n lessons/. workspace/
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter lab --notebook-dir=workspace
+
 lint: setup
 	$(BIN)/ruff check nanolm_lib tests
 
