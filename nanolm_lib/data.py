@@ -1,0 +1,800 @@
+"""Stories in, batches out (lesson 02).
+
+* :func:`load_stories` reads TinyStories from the hub, from a local copy (``.txt`` in the
+  dataset's own format, ``.json``/``.jsonl``/``.parquet``, or a folder of split files), or,
+  with neither at hand, from :func:`make_stories`, the project's own story generator.
+* :func:`pack_stories` turns stories into one ``uint16`` token array: story, EOT, story, ...
+* :func:`get_batch` cuts random training windows from that array.
+* :func:`prepare_corpus` does the above once per (data, tokenizer) and keeps the result as
+  memory-mapped files, which training, ``nanolm prepare`` and the demo reuse.
+
+Every story is normalised the same way, whatever file it came from: stripped, with its
+paragraphs joined by exactly one newline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nanolm_lib import utils
+from nanolm_lib.tokenizer import EOT, MAX_VOCAB_SIZE, load_tokenizer, train_fast_tokenizer
+
+SPLITS = ("train", "validation")
+HUB_DATASET = "roneneldan/TinyStories"
+EXTENSIONS = (".txt", ".json", ".jsonl", ".parquet")
+FALLBACK_STORIES = 20_000  # stories generated (both splits) when no data can be reached
+VALIDATION_EVERY = 20  # in a single file, story i is a validation story when i % 20 == 19
+CORPUS_FORMAT = 1  # bump when the prepared-corpus layout changes: old caches are not reused
+
+
+def normalize_story(text: str) -> str:
+    """Strip a story and join its non-empty paragraphs with one newline.
+
+    The dataset separates paragraphs by one newline in some files and by a blank line in
+    others; after this, both give the same story.
+    """
+    return "\n".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def split_of(index: int) -> str:
+    """The split of the story at ``index`` in a single file: every 20th is validation."""
+    return "validation" if index % VALIDATION_EVERY == VALIDATION_EVERY - 1 else "train"
+
+
+# --------------------------------------------------------------------------------------
+# Reading local files
+
+
+def _read_txt(path: Path) -> Iterator[str]:
+    """Stories of a text file whose stories are separated by lines holding only EOT."""
+    lines: list[str] = []
+    offset = 0
+    with open(path, "rb") as file:
+        for line_number, raw in enumerate(file, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(
+                    f"{path}: bytes that are not UTF-8 at byte offset {offset + err.start} "
+                    f"(line {line_number}); expected a UTF-8 text file"
+                ) from None
+            offset += len(raw)
+            if line_number == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark is not text
+            if line.strip() == EOT:
+                yield "".join(lines)
+                lines = []
+            else:
+                lines.append(line)
+    yield "".join(lines)
+
+
+def _text_of(record, where: str) -> str:
+    if not isinstance(record, dict) or "text" not in record:
+        keys = sorted(record) if isinstance(record, dict) else type(record).__name__
+        raise ValueError(f"{where}: expected a record with a 'text' field, got {keys}")
+    if not isinstance(record["text"], str):
+        raise ValueError(f"{where}: 'text' is {type(record['text']).__name__}, expected a string")
+    return record["text"]
+
+
+def _read_json(path: Path) -> Iterator[str]:
+    """Stories of a JSON array of records, or of JSON lines (one record a line)."""
+    with open(path, encoding="utf-8") as file:
+        start = file.read(1)
+        while start.isspace():
+            start = file.read(1)
+        file.seek(0)
+        if start == "[":
+            try:
+                records = json.load(file)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}: not valid JSON ({err})") from None
+            for i, record in enumerate(records):
+                yield _text_of(record, f"{path}, record {i}")
+            return
+        for line_number, line in enumerate(file, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}, line {line_number}: not valid JSON ({err})") from None
+            yield _text_of(record, f"{path}, line {line_number}")
+
+
+def _read_parquet(path: Path) -> Iterator[str]:
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    if "text" not in parquet.schema_arrow.names:
+        raise ValueError(
+            f"{path}: expected a 'text' column, found {parquet.schema_arrow.names}"
+        )
+    row = 0
+    for batch in parquet.iter_batches(columns=["text"]):
+        for text in batch.column(0).to_pylist():
+            if not isinstance(text, str):
+                raise ValueError(f"{path}, row {row}: 'text' is {text!r}, expected a string")
+            yield text
+            row += 1
+
+
+READERS = {".txt": _read_txt, ".json": _read_json, ".jsonl": _read_json,
+           ".parquet": _read_parquet}
+
+
+def _read_file(path: Path) -> Iterator[str]:
+    """Normalised, non-empty stories of one local file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise ValueError(
+            f"{path}: unknown file type {path.suffix!r}; expected one of {', '.join(EXTENSIONS)}"
+        )
+    for text in reader(path):
+        story = normalize_story(text)
+        if story:
+            yield story
+
+
+def _split_files(folder: Path) -> dict[str, list[Path]]:
+    """The train and validation files in a folder: names containing "train" / "valid"."""
+    found: dict[str, list[Path]] = {split: [] for split in SPLITS}
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or path.suffix.lower() not in EXTENSIONS:
+            continue
+        if any(part.startswith(".") for part in path.relative_to(folder).parts):
+            continue
+        name = path.name.lower()
+        if "train" in name:
+            found["train"].append(path)
+        elif "valid" in name:
+            found["validation"].append(path)
+    for split, paths in found.items():
+        if not paths:
+            raise FileNotFoundError(
+                f"{folder}: no {split} file; expected a .txt/.json/.jsonl/.parquet file "
+                f"whose name contains {'train' if split == 'train' else 'valid'!r}"
+            )
+        if len({p.suffix.lower() for p in paths}) > 1:
+            raise ValueError(
+                f"{folder}: {split} files of different types ({', '.join(p.name for p in paths)});"
+                " keep one copy of the data or pass a single file"
+            )
+    return found
+
+
+# --------------------------------------------------------------------------------------
+# Where stories come from
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A resolved data source: a local file, a local folder, a hub dataset, or generated."""
+
+    kind: str  # "file", "folder", "hub" or "generated"
+    location: str = ""
+
+    def describe(self) -> str:
+        if self.kind == "generated":
+            return "generated stories (nanolm_lib.data.make_stories)"
+        return f"{self.kind}:{self.location}"
+
+    def identity(self) -> list:
+        """What the cache key depends on; local files by path, size and modification time."""
+        if self.kind == "file":
+            files = [Path(self.location)]
+        elif self.kind == "folder":
+            files = [p for paths in _split_files(Path(self.location)).values() for p in paths]
+        elif self.kind == "generated":
+            return [self.kind, _GENERATOR_VERSION]
+        else:
+            return [self.kind, self.location]
+        return [self.kind] + [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns]
+                              for p in files]
+
+
+def _resolve_source(source) -> _Source:
+    if source is None:
+        source = os.environ.get("NANOLM_DATA") or None
+        if source is not None and not Path(source).exists():
+            raise FileNotFoundError(f"NANOLM_DATA={source}: no such file or folder")
+        if source is None:
+            return _Source("hub", HUB_DATASET)
+    path = Path(source)
+    if path.is_dir():
+        return _Source("folder", str(path))
+    if path.is_file():
+        return _Source("file", str(path))
+    if isinstance(source, str) and re.fullmatch(r"[\w.-]+/[\w.-]+", source):
+        return _Source("hub", source)
+    raise FileNotFoundError(
+        f"data source not found: {source} (expected a .txt, .json, .jsonl or .parquet file, a "
+        f"folder holding train and validation files, or a hub dataset id such as {HUB_DATASET})"
+    )
+
+
+def _hub_unreachable_errors() -> tuple[type[BaseException], ...]:
+    """The errors that mean "no network / offline mode", not "bad dataset name"."""
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    try:
+        from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+        errors += [LocalEntryNotFoundError, OfflineModeIsEnabled]
+    except ImportError:
+        pass
+    try:
+        import requests
+
+        errors += [requests.exceptions.ConnectionError, requests.exceptions.Timeout]
+    except ImportError:
+        pass
+    try:
+        import httpx
+
+        errors += [httpx.TransportError]
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def _read_hub(name: str, split: str, limit: int | None) -> Iterator[str]:
+    import datasets
+
+    if limit is None:
+        dataset = datasets.load_dataset(name, split=split)
+    else:  # streaming: a few stories without downloading the whole dataset
+        dataset = datasets.load_dataset(name, split=split, streaming=True)
+    for i, record in enumerate(dataset):
+        yield _text_of(record, f"{name} ({split}), record {i}")
+
+
+def _stories_from(source: _Source, split: str, limit: int | None) -> list[str]:
+    """Up to ``limit`` normalised, non-empty stories of ``split`` from a resolved source."""
+    if source.kind == "folder":
+        paths = _split_files(Path(source.location))[split]
+        stories: Iterable[str] = (s for path in paths for s in _read_file(path))
+    elif source.kind == "file":
+        every = _read_file(Path(source.location))
+        stories = (s for i, s in enumerate(every) if split_of(i) == split)
+    elif source.kind == "hub":
+        stories = filter(None, map(normalize_story, _read_hub(source.location, split, limit)))
+    else:  # generated: as many as the split needs, cut from one seeded stream
+        wanted = limit if limit is not None else FALLBACK_STORIES // VALIDATION_EVERY
+        if split == "train" and limit is None:
+            wanted = FALLBACK_STORIES - wanted
+        if split == "validation":
+            total = wanted * VALIDATION_EVERY
+        else:  # the smallest total holding `wanted` train stories
+            total = -(-wanted * VALIDATION_EVERY // (VALIDATION_EVERY - 1))
+        stories = (s for i, s in enumerate(make_stories(total)) if split_of(i) == split)
+
+    loaded = []
+    for story in stories:
+        if limit is not None and len(loaded) >= limit:
+            break
+        loaded.append(story)
+    if not loaded:
+        raise ValueError(f"{source.describe()}: no stories in the {split!r} split")
+    return loaded
+
+
+def _load(source: _Source, split: str, limit: int | None, fallback: bool
+          ) -> tuple[list[str], _Source]:
+    """Load a split; when the hub is unreachable and ``fallback`` is allowed, generate stories
+    instead (saying so in one line). Returns the stories and the source they came from."""
+    if source.kind == "hub" and fallback:
+        try:
+            return _stories_from(source, split, limit), source
+        except _hub_unreachable_errors():
+            generated = _Source("generated")
+            print(f"nanolm: the hub ({source.location}) is unreachable and NANOLM_DATA is not "
+                  "set; using stories generated by nanolm_lib.data.make_stories instead")
+            return _stories_from(generated, split, limit), generated
+    return _stories_from(source, split, limit), source
+
+
+def _check_split_and_limit(split: str, limit: int | None) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}: expected one of {', '.join(map(repr, SPLITS))}")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit={limit!r}: expected a positive number of stories, or None")
+
+
+def load_stories(source=None, split: str = "train", limit: int | None = None) -> list[str]:
+    """Load the stories of one split (``"train"`` or ``"validation"``) of TinyStories.
+
+    ``source``: a local file (``.txt`` in the dataset's format, stories separated by lines
+    holding only ``<|endoftext|>``; ``.json``/``.jsonl``/``.parquet`` records with a ``text``
+    field), a folder holding a train and a validation file (names containing "train" and
+    "valid"), or a hub dataset id. ``None`` means ``NANOLM_DATA`` when set, else the hub's
+    ``roneneldan/TinyStories``, else (hub unreachable) stories from :func:`make_stories`.
+    In a single file, story ``i`` belongs to ``validation`` when ``i % 20 == 19``.
+    ``limit`` caps the number of stories (the hub then streams instead of downloading).
+    """
+    _check_split_and_limit(split, limit)
+    stories, _ = _load(_resolve_source(source), split, limit, fallback=source is None)
+    return stories
+
+
+# --------------------------------------------------------------------------------------
+# The fallback corpus: simple stories from a seeded generator
+
+_GENERATOR_VERSION = 1  # bump when make_stories changes: cached corpora are then rebuilt
+
+_HEROES = [  # (name, what they are, pronoun)
+    ("Lily", "little girl", "she"), ("Tom", "little boy", "he"), ("Mia", "little girl", "she"),
+    ("Ben", "little boy", "he"), ("Sue", "girl", "she"), ("Max", "small dog", "he"),
+    ("Bella", "fluffy bunny", "she"), ("Tim", "boy", "he"), ("Lucy", "kind girl", "she"),
+    ("Sam", "happy boy", "he"), ("Daisy", "little duck", "she"), ("Leo", "young lion", "he"),
+    ("Kitty", "small cat", "she"), ("Ollie", "brown bear", "he"), ("Rosie", "pink pig", "she"),
+    ("Finn", "little fish", "he"), ("Zoe", "curious girl", "she"), ("Jack", "brave boy", "he"),
+    ("Molly", "little mouse", "she"), ("Spot", "spotted puppy", "he"),
+    ("Anna", "little girl", "she"), ("Billy", "little goat", "he"), ("Emma", "girl", "she"),
+    ("Toby", "turtle", "he"), ("Lola", "ladybug", "she"), ("Sammy", "squirrel", "he"),
+]
+_PLACES = ["the park", "the garden", "the big forest", "the beach", "the farm",
+           "the playground", "the pond", "the green hill", "the backyard", "the meadow",
+           "the zoo", "the library", "the river", "the old barn", "the school yard"]
+_THINGS = ["red ball", "blue kite", "toy car", "teddy bear", "shiny stone", "yellow balloon",
+           "little boat", "new hat", "box of crayons", "wooden train", "pretty doll",
+           "big book", "green bucket", "soft blanket", "toy drum", "paper crown"]
+_HOBBIES = ["play with {his} {thing}", "run and jump", "sing happy songs",
+            "look at the clouds", "dig in the dirt", "build tall towers", "draw pictures",
+            "splash in puddles", "read picture books", "chase butterflies", "climb trees",
+            "pick flowers", "count the stars", "play hide and seek"]
+_WEATHER = ["The sun was warm and bright.", "The sky was blue and the birds were singing.",
+            "It was a windy day and the leaves were dancing.", "It was a cool, quiet morning.",
+            "The grass was wet and shiny after the rain.", "It was a hot summer day."]
+_GLAD = ["happy", "glad", "proud", "excited", "thankful"]
+_SAD = ["sad", "worried", "upset", "scared", "grumpy"]
+
+# Each problem: the trouble, then ways it is solved, and a moral that sometimes ends the story.
+_PROBLEMS = [
+    {
+        "trouble": [
+            "{Name} threw {his} {thing} high in the air. Oh no! It got stuck in a tall tree. "
+            "{Name} felt {sad}. \"I can't reach it,\" {he} said.",
+            "The wind took {name}'s {thing} and carried it up into a tree. {Name} jumped and "
+            "jumped, but the {thing} was too high.",
+        ],
+        "fix": [
+            "{Friend} came by and saw the problem. \"I can help!\" said {friend}. {Fhe} found a "
+            "long stick and gently pushed the {thing} down. {Name} hugged {friend}.",
+            "{Name} asked {friend} for help. Together they shook the tree, and the {thing} fell "
+            "down into the soft grass. \"Thank you!\" said {name}.",
+            "A kind bird saw {name} and flew up to the branch. It pushed the {thing} with its "
+            "beak until it fell. {Name} smiled and said, \"Thank you, bird!\"",
+        ],
+        "moral": "When we help each other, hard things become easy.",
+    },
+    {
+        "trouble": [
+            "One morning, {name} could not find {his} {thing}. {He} looked under the bed and "
+            "behind the door, but it was not there. {Name} felt {sad}.",
+            "At {place}, {name} put down {his} {thing} to play. When {he} came back, it was gone!",
+        ],
+        "fix": [
+            "{Friend} said, \"Let's look together.\" They looked high and low. At last, {friend} "
+            "found the {thing} under a bush. \"Here it is!\" {fhe} said.",
+            "{Name} asked {his} mom for help. Mom smiled and said, \"Where did you play last?\" "
+            "{Name} went back to {place} and found the {thing} right by the bench.",
+            "Then {name} saw a little puppy with the {thing} in its mouth. The puppy wanted to "
+            "play! {Name} laughed and they played with the {thing} together.",
+        ],
+        "moral": "If you keep looking and ask for help, you can find what you lost.",
+    },
+    {
+        "trouble": [
+            "{Name} was playing with {his} {thing} when it fell and broke. {He} began to cry. "
+            "\"My {thing} is broken!\" {he} said.",
+            "{Friend} wanted to see the {thing}. {Fhe} pulled it too hard, and it broke. Both "
+            "friends felt {sad}.",
+        ],
+        "fix": [
+            "Mom came and looked at the {thing}. \"We can fix it,\" she said. She used some glue, "
+            "and soon the {thing} was as good as new.",
+            "{Friend} said sorry. Then they found some tape and fixed the {thing} together. It "
+            "looked a little funny, but {name} loved it even more.",
+            "Dad said, \"Let's make something new.\" They made a new {thing} out of paper and "
+            "paint. It was the best one ever.",
+        ],
+        "moral": "Saying sorry and fixing things together makes friends closer.",
+    },
+    {
+        "trouble": [
+            "Suddenly, dark clouds came and it began to rain. {Name} and {friend} were far from "
+            "home. \"What do we do?\" asked {friend}.",
+            "While they played, big drops of rain started to fall. Thunder went boom! {Name} "
+            "felt {sad}.",
+        ],
+        "fix": [
+            "{Name} saw a big tree with wide leaves. They sat under it and stayed dry, telling "
+            "funny stories until the rain stopped.",
+            "They ran home and played inside. Mom made warm soup, and they built a fort with "
+            "blankets. \"Rainy days are fun too!\" said {name}.",
+            "{Name} said, \"Let's jump in the puddles!\" They splashed and laughed. When the sun "
+            "came back, they saw a big rainbow.",
+        ],
+        "moral": "Even a rainy day can be a happy day.",
+    },
+    {
+        "trouble": [
+            "{Friend} saw the {thing} and asked, \"Can I play with it too?\" But {name} said, "
+            "\"No, it is mine!\" {Friend} walked away, feeling {sad}.",
+            "{Name} and {friend} both wanted the {thing}. They pulled and pulled. \"It's my "
+            "turn!\" they both said.",
+        ],
+        "fix": [
+            "{Name} felt bad. {He} ran after {friend} and said, \"I am sorry. Let's play "
+            "together.\" They took turns, and playing was much more fun with two.",
+            "Then {name} had an idea. \"You can have it first, and then it is my turn.\" "
+            "{Friend} smiled. They shared the {thing} all afternoon.",
+        ],
+        "moral": "Sharing makes everyone happy.",
+    },
+    {
+        "trouble": [
+            "At {place}, {name} saw {friend} sitting all alone. {Friend} looked {sad}. \"Nobody "
+            "wants to play with me,\" {fhe} said quietly.",
+            "There was a new {friend_kind} at {place}. {Fhe} did not know anyone and stood by "
+            "the fence, looking {sad}.",
+        ],
+        "fix": [
+            "{Name} walked over and said, \"Hi, I am {name}. Do you want to play with me?\" "
+            "{Friend} smiled a big smile. They played all day.",
+            "{Name} shared {his} {thing} and showed {friend} {his} favorite games. Soon {friend} "
+            "was laughing too.",
+        ],
+        "moral": "A kind word can make a new friend.",
+    },
+    {
+        "trouble": [
+            "That night, {name} heard a strange noise outside. Scratch, scratch! {He} hid under "
+            "the blanket, feeling {sad}.",
+            "In {place}, it grew dark, and the trees made long shadows. {Name} was afraid to walk "
+            "home.",
+        ],
+        "fix": [
+            "{Name} took a deep breath and looked out the window. It was only a little kitten "
+            "that wanted to come in! {Name} gave it some milk, and it purred.",
+            "{Friend} held {name}'s hand. \"The dark is just the night coming to sleep,\" {fhe} "
+            "said. They walked home together, and {name} was not scared anymore.",
+            "Mom came with a lamp and said, \"It is only the wind.\" She gave {name} a big hug, "
+            "and {he} fell asleep with a smile.",
+        ],
+        "moral": "Being brave means trying even when you are scared.",
+    },
+    {
+        "trouble": [
+            "{Name} and {friend} played so long that their tummies began to rumble. \"I am so "
+            "hungry,\" said {friend}.",
+            "{Friend} forgot {fhis} lunch at home. {Fhe} looked at the other children eating and "
+            "felt {sad}.",
+        ],
+        "fix": [
+            "{Name} had two red apples in {his} bag. {He} gave one to {friend}. They ate the "
+            "sweet apples under the tree.",
+            "{Name} opened {his} lunch box and said, \"We can share my cookies.\" {Friend} said, "
+            "\"Thank you, {name}! You are a good friend.\"",
+        ],
+        "moral": "Sharing what you have is a kind thing to do.",
+    },
+    {
+        "trouble": [
+            "{Name} wanted to climb to the top of the big hill, but it was very hard. {He} slipped and "
+            "fell down. \"I can't do it,\" {he} said.",
+            "{Name} was learning to ride a bike. {He} wobbled and fell again and again. {He} felt "
+            "{sad} and wanted to stop.",
+        ],
+        "fix": [
+            "{Friend} said, \"Try one more time. I know you can do it!\" {Name} tried again, slow "
+            "and careful. This time {he} made it! {He} felt so {glad}.",
+            "{Name} did not give up. Every day {he} tried a little more. One day, {he} did it all "
+            "by {himself}, and everyone cheered.",
+        ],
+        "moral": "If you keep trying, you can do hard things.",
+    },
+    {
+        "trouble": [
+            "{Name} and {friend} played with mud and paint. Soon there was a big mess all over "
+            "the floor. Mom was not happy.",
+            "{Name} ran inside with dirty feet and left mud everywhere. \"Oh no,\" said Mom, "
+            "\"look at this mess!\"",
+        ],
+        "fix": [
+            "{Name} said, \"I am sorry, Mom. I will clean it up.\" {Friend} helped too. Soon the "
+            "floor was clean and shiny, and Mom gave them a big hug.",
+            "{Name} got a broom and a cloth. It was hard work, but {he} cleaned it all. Mom said, "
+            "\"Thank you for helping. I am proud of you.\"",
+        ],
+        "moral": "When you make a mess, say sorry and help clean it up.",
+    },
+    {
+        "trouble": [
+            "Near {place}, {name} found a little bird on the ground. Its wing was hurt, and it "
+            "could not fly.",
+            "{Name} heard a tiny meow. A small kitten was lost and crying by the road.",
+        ],
+        "fix": [
+            "{Name} picked it up very gently and took it home. {He} gave it water and a soft bed. "
+            "After a few days, it was strong again, and {name} watched it go home, {glad}.",
+            "{Name} and {friend} looked all around until they found its mother. The mother was so "
+            "happy, and {name} felt warm inside.",
+        ],
+        "moral": "It is good to help those who are small and need us.",
+    },
+]
+_OPENINGS = [
+    "Once upon a time, there was a {kind} named {name}. {He} loved to {hobby}.",
+    "One day, a {kind} named {name} went to {place}. {Weather}",
+    "There once was a {kind} called {name} who lived near {place}. Every day, {he} liked to "
+    "{hobby}.",
+    "{Name} was a {kind} with a {thing}. {He} took it everywhere, even to {place}.",
+    "Once, in a small town, there lived a {kind} named {name}. {Weather}",
+]
+_FRIEND_LINES = [
+    "{Name} had a good friend, a {friend_kind} named {friend}.",
+    "At {place}, {name} met {friend}, a {friend_kind}.",
+    "{Name}'s best friend was {friend}, a {friend_kind} who always laughed a lot.",
+    "That day, {friend} the {friend_kind} came to play.",
+]
+_ENDINGS = [
+    "From that day on, {name} and {friend} were best friends.",
+    "{Name} went home with a big smile on {his} face.",
+    "They played together until the sun went down.",
+    "That night, {name} slept well and dreamed of {place}.",
+    "{Name} felt {glad}, and the day ended happily.",
+    "And they all lived happily ever after.",
+]
+
+
+def _pronouns(prefix: str, subject: str) -> dict[str, str]:
+    forms = {"he": ("he", "his", "him", "himself"), "she": ("she", "her", "her", "herself")}
+    he, his, him, himself = forms[subject]
+    names = {"he": he, "his": his, "him": him, "himself": himself}
+    out = {}
+    for key, value in names.items():
+        out[prefix + key] = value
+        out[(prefix + key).capitalize()] = value.capitalize()
+    return out
+
+
+def _tell_story(rng: random.Random) -> str:
+    name, kind, subject = rng.choice(_HEROES)
+    friend, friend_kind, friend_subject = rng.choice([h for h in _HEROES if h[0] != name])
+    fields = {
+        "name": name, "Name": name, "kind": kind, "friend": friend, "Friend": friend,
+        "friend_kind": friend_kind, "place": rng.choice(_PLACES), "thing": rng.choice(_THINGS),
+        "Weather": rng.choice(_WEATHER), "glad": rng.choice(_GLAD), "sad": rng.choice(_SAD),
+        **_pronouns("", subject), **_pronouns("f", friend_subject),
+    }
+    fields["hobby"] = rng.choice(_HOBBIES).format(**fields)
+
+    problem = rng.choice(_PROBLEMS)
+    paragraphs = [
+        rng.choice(_OPENINGS).format(**fields) + " " + rng.choice(_FRIEND_LINES).format(**fields),
+        rng.choice(problem["trouble"]).format(**fields),
+        rng.choice(problem["fix"]).format(**fields) + " " + rng.choice(_ENDINGS).format(**fields),
+    ]
+    if rng.random() < 0.4:
+        paragraphs.append("The lesson is: " + problem["moral"].lower()[0] + problem["moral"][1:])
+    return "\n".join(paragraphs)
+
+
+def make_stories(n: int, seed: int = 0) -> list[str]:
+    """``n`` simple children's stories from a seeded generator (the offline corpus).
+
+    Each story has a hero and a friend (children and animals), a place, a thing they care
+    about, a small problem with dialogue and how it gets solved, and sometimes a moral.
+    Deterministic for a seed, and a prefix of a longer run: ``make_stories(5)`` is
+    ``make_stories(10)[:5]``.
+    """
+    if n < 0:
+        raise ValueError(f"n={n}: expected a number of stories >= 0")
+    rng = random.Random(seed)
+    return [_tell_story(rng) for _ in range(n)]
+
+
+# --------------------------------------------------------------------------------------
+# Tokens: packing stories, drawing batches
+
+
+def pack_stories(tokenizer, stories: Sequence[str]) -> np.ndarray:
+    """Encode ``stories`` into one ``uint16`` array: story, EOT, story, EOT, ...
+
+    Uses ``tokenizer.encode_batch`` (parallel) when the tokenizer has it.
+    """
+    if tokenizer.eot_id is None:
+        raise ValueError(f"{tokenizer!r} has no {EOT} token; stories need it as separator")
+    if tokenizer.vocab_size > MAX_VOCAB_SIZE:
+        raise ValueError(f"vocab_size={tokenizer.vocab_size} does not fit in uint16 tokens")
+    if isinstance(stories, str):
+        raise TypeError("pack_stories expects a list of stories, not one string")
+    if hasattr(tokenizer, "encode_batch"):
+        encoded = tokenizer.encode_batch(list(stories))
+    else:
+        encoded = [tokenizer.encode(story) for story in stories]
+    total = sum(len(ids) + 1 for ids in encoded)
+    tokens = np.empty(total, dtype=np.uint16)
+    position = 0
+    for ids in encoded:
+        tokens[position:position + len(ids)] = ids
+        tokens[position + len(ids)] = tokenizer.eot_id
+        position += len(ids) + 1
+    return tokens
+
+
+def get_batch(tokens, batch_size: int, context_length: int,
+              generator: torch.Generator | None = None, device="cpu"
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of random windows: ``x`` (batch_size, context_length) and ``y``, the same
+    windows shifted one token ahead, both int64 on ``device``.
+
+    ``tokens`` is a 1-D numpy array (a memmap is fine) or a torch tensor, which may already
+    live on the GPU: then the windows are gathered there. The starts are drawn as
+    ``torch.randint(len(tokens) - context_length, (batch_size,), generator=generator)``.
+    """
+    if getattr(tokens, "ndim", 1) != 1:
+        raise ValueError(f"tokens: expected a 1-D array of token ids, got shape {tokens.shape}")
+    if batch_size < 1 or context_length < 1:
+        raise ValueError(f"batch_size={batch_size}, context_length={context_length}: "
+                         "both must be at least 1")
+    if len(tokens) < context_length + 1:
+        raise ValueError(f"tokens: {len(tokens)} tokens are too few for context_length="
+                         f"{context_length} (need at least {context_length + 1})")
+    device = torch.device(device)
+    starts = torch.randint(len(tokens) - context_length, (batch_size,), generator=generator,
+                           device=generator.device if generator is not None else "cpu")
+
+    if isinstance(tokens, torch.Tensor):  # index where the tokens are, then move the batch
+        offsets = torch.arange(context_length + 1, device=tokens.device)
+        windows = tokens[starts.to(tokens.device)[:, None] + offsets].long()  # (B, T+1)
+        x, y = windows[:, :-1].contiguous(), windows[:, 1:].contiguous()  # (B, T) each
+        return x.to(device), y.to(device)
+
+    starts = starts.tolist()
+    x = torch.from_numpy(np.stack([tokens[s:s + context_length] for s in starts])
+                         .astype(np.int64))  # (B, T)
+    y = torch.from_numpy(np.stack([tokens[s + 1:s + 1 + context_length] for s in starts])
+                         .astype(np.int64))  # (B, T)
+    if device.type == "cuda":  # pinned memory lets the copy overlap with GPU work
+        return (x.pin_memory().to(device, non_blocking=True),
+                y.pin_memory().to(device, non_blocking=True))
+    return x.to(device), y.to(device)
+
+
+# --------------------------------------------------------------------------------------
+# Prepared corpora: tokenize once, reuse
+
+
+@dataclass
+class PreparedCorpus:
+    """A tokenized corpus on disk: ``train`` and ``validation`` are read-only ``uint16``
+    memmaps (story, EOT, story, EOT, ...), ``meta`` is ``meta.json``."""
+
+    path: Path
+    tokenizer: object
+    train: np.memmap
+    validation: np.memmap
+    meta: dict = field(default_factory=dict)
+
+    def bytes_per_token(self, split: str = "validation") -> float:
+        """UTF-8 bytes of story text per token in ``split`` (EOT counts as a token, not a
+        byte): multiply a loss in bits per token by 1 / this to get bits per byte."""
+        if split not in SPLITS:
+            raise ValueError(f"split={split!r}: expected one of {', '.join(map(repr, SPLITS))}")
+        return self.meta[split]["bytes"] / self.meta[split]["tokens"]
+
+
+def load_prepared(path: str | Path) -> PreparedCorpus:
+    """Open a folder written by :func:`prepare_corpus`."""
+    path = Path(path)
+    meta_path = path / "meta.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{path}: not a prepared corpus (no meta.json)")
+    meta = json.loads(meta_path.read_text())
+    arrays = {}
+    for split in SPLITS:
+        bin_path = path / f"{split}.bin"
+        expected = meta[split]["tokens"]
+        if not bin_path.is_file() or bin_path.stat().st_size != 2 * expected:
+            raise ValueError(f"{bin_path}: missing or not {expected} uint16 tokens as meta.json "
+                             "says; delete the folder and prepare again")
+        arrays[split] = np.memmap(bin_path, dtype=np.uint16, mode="r")
+    tokenizer = load_tokenizer(path / "tokenizer.json")
+    return PreparedCorpus(path=path, tokenizer=tokenizer, meta=meta, **arrays)
+
+
+def _pack_to_file(tokenizer, stories: list[str], path: Path, desc: str,
+                  chunk: int = 2048) -> dict:
+    """Pack ``stories`` into ``path`` chunk by chunk (bounded memory), with a progress bar."""
+    n_tokens = n_bytes = 0
+    with open(path, "wb") as file, utils.progress(total=len(stories), desc=desc,
+                                                 unit="story") as bar:
+        for start in range(0, len(stories), chunk):
+            part = stories[start:start + chunk]
+            tokens = pack_stories(tokenizer, part)
+            file.write(tokens.tobytes())
+            n_tokens += len(tokens)
+            n_bytes += sum(len(story.encode("utf-8")) for story in part)
+            bar.update(len(part))
+    return {"stories": len(stories), "bytes": n_bytes, "tokens": n_tokens}
+
+
+def _corpus_folder(root: Path, source: _Source, limit, vocab_size, tokenizer) -> Path:
+    key = {"format": CORPUS_FORMAT, "source": source.identity(), "limit": limit,
+           "tokenizer": tokenizer.fingerprint if tokenizer is not None else vocab_size}
+    digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+    slug = re.sub(r"[^\w.-]+", "-", Path(source.location).stem if source.location else "generated")
+    return root / f"{slug}-{digest}"
+
+
+def prepare_corpus(source=None, vocab_size: int = 10_000, *, limit: int | None = None,
+                   tokenizer=None, cache_dir: str | Path | None = None,
+                   force: bool = False) -> PreparedCorpus:
+    """Tokenize both splits once and keep them on disk; later calls reuse them.
+
+    Loads ``train`` and ``validation`` (see :func:`load_stories`; ``limit`` caps each split),
+    trains a :func:`~nanolm_lib.tokenizer.train_fast_tokenizer` of ``vocab_size`` on the
+    train split unless ``tokenizer`` is given, and writes ``train.bin``, ``validation.bin``
+    (``uint16``), ``tokenizer.json`` and ``meta.json`` into a folder under ``cache_dir``
+    (default :func:`nanolm_lib.utils.cache_dir`) named after the source (its path, size and
+    modification time), ``limit`` and the tokenizer. The folder is built under a temporary
+    name and renamed when complete, so an interrupted run leaves nothing that looks ready.
+    ``force`` rebuilds it.
+    """
+    _check_split_and_limit("train", limit)
+    root = Path(cache_dir) if cache_dir is not None else utils.cache_dir()
+    source_used = _resolve_source(source)
+    folder = _corpus_folder(root, source_used, limit, vocab_size, tokenizer)
+    if not force and (folder / "meta.json").is_file():
+        return load_prepared(folder)
+
+    train, source_used = _load(source_used, "train", limit, fallback=source is None)
+    new_folder = _corpus_folder(root, source_used, limit, vocab_size, tokenizer)
+    if new_folder != folder:  # fell back to generated stories: maybe prepared before
+        folder = new_folder
+        if not force and (folder / "meta.json").is_file():
+            return load_prepared(folder)
+    validation, _ = _load(source_used, "validation", limit, fallback=False)
+    if tokenizer is None:
+        tokenizer = train_fast_tokenizer(train, vocab_size)
+
+    tmp = root / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        meta = {"format": CORPUS_FORMAT, "source": source_used.describe(), "limit": limit,
+                "tokenizer_kind": tokenizer.kind, "fingerprint": tokenizer.fingerprint,
+                "vocab_size": tokenizer.vocab_size, "eot_id": tokenizer.eot_id}
+        for split, stories in (("train", train), ("validation", validation)):
+            meta[split] = _pack_to_file(tokenizer, stories, tmp / f"{split}.bin",
+                                        desc=f"tokenizing {split}")
+        tokenizer.save(tmp / "tokenizer.json")
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        if folder.exists():  # force, or a folder left without meta.json: replace it
+            old = root / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
+            folder.rename(old)
+            shutil.rmtree(old, ignore_errors=True)
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process finished the same corpus first: use theirs
+            if not (folder / "meta.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return load_prepared(folder)
