@@ -1,0 +1,201 @@
+"""Course directories, lesson discovery and notebook files: what every command shares.
+
+nbgrader works on a *course directory* (``source/<assignment>/``, ``release/``,
+``submitted/<student>/<assignment>/``, ``autograded/``, ``feedback/`` and a gradebook). The
+autograder never runs nbgrader inside the repository: it builds a temporary course directory
+whose ``source/`` holds copies of ``solutions/<lesson>/`` (one nbgrader assignment per lesson)
+and loads :file:`nbgrader_config.py` from this package there.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import nbformat
+from traitlets.config import Config, PyFileConfigLoader
+
+REPO = Path(__file__).resolve().parent.parent
+SOLUTIONS_DIR = REPO / "solutions"
+LESSONS_DIR = REPO / "lessons"
+CONFIG_FILE = Path(__file__).resolve().with_name("nbgrader_config.py")
+
+LESSON_NAME = re.compile(r"^\d\d_[a-z0-9_]+$")
+# Never copied into a course directory, a release or a student kit.
+IGNORED = (".ipynb_checkpoints", "__pycache__", "*.pyc", ".DS_Store", "runs", "*.ckpt")
+
+
+class GraderError(RuntimeError):
+    """The grader itself cannot proceed (as opposed to a submission that fails its tests)."""
+
+
+def lesson_names(solutions_dir: Path = SOLUTIONS_DIR) -> list[str]:
+    """The lessons under ``solutions_dir``: folders ``NN_slug`` holding ``NN_slug.ipynb``."""
+    solutions_dir = Path(solutions_dir)
+    if not solutions_dir.is_dir():
+        raise GraderError(f"solutions folder {solutions_dir} does not exist")
+    return sorted(
+        p.name for p in solutions_dir.iterdir()
+        if p.is_dir() and LESSON_NAME.match(p.name) and (p / f"{p.name}.ipynb").is_file()
+    )
+
+
+def ensure_tools_on_path() -> None:
+    """Put this interpreter's bin folder first on PATH.
+
+    nbgrader runs the ``alembic`` command to create a gradebook and Jupyter starts kernels
+    with ``python``: both must come from the same environment as the grader.
+    """
+    bin_dir = str(Path(sys.executable).parent)
+    parts = os.environ.get("PATH", "").split(os.pathsep)
+    if not parts or parts[0] != bin_dir:
+        os.environ["PATH"] = os.pathsep.join([bin_dir] + [p for p in parts if p != bin_dir])
+
+
+def load_config(overrides: dict | None = None) -> Config:
+    """This package's nbgrader_config.py, with ``overrides`` ({"Class": {"trait": value}})."""
+    config = PyFileConfigLoader(CONFIG_FILE.name, path=str(CONFIG_FILE.parent)).load_config()
+    if overrides:
+        config.merge(Config(overrides))
+    return config
+
+
+def _ignored(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) for pattern in IGNORED)
+
+
+def copy_tree(source: Path, destination: Path) -> None:
+    """Copy a folder without checkpoints, caches and run outputs."""
+    shutil.copytree(source, destination, ignore=lambda _dir, names: [n for n in names if _ignored(n)],
+                    dirs_exist_ok=True)
+
+
+def make_course(root: Path, lessons: list[str], solutions_dir: Path = SOLUTIONS_DIR) -> Path:
+    """Create a course directory at ``root`` with ``source/<lesson>`` copied from solutions."""
+    root = Path(root)
+    for lesson in lessons:
+        copy_tree(Path(solutions_dir) / lesson, root / "source" / lesson)
+    return root
+
+
+def create_gradebook(db_url: str) -> None:
+    """Create nbgrader's gradebook tables at ``db_url`` unless they exist.
+
+    nbgrader would create them itself, but it asks a subprocess (``alembic heads``) for the
+    schema version, which costs seconds on every new gradebook; the same answer is read here
+    from nbgrader's migration scripts in-process.
+    """
+    import nbgrader
+    from alembic.script import ScriptDirectory
+    from nbgrader.api import Base
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(db_url)
+    try:
+        if inspect(engine).get_table_names():
+            return
+        Base.metadata.create_all(bind=engine)
+        head = ScriptDirectory(str(Path(nbgrader.__file__).parent / "alembic")).get_current_head()
+        with engine.begin() as connection:
+            connection.execute(text(
+                "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+            connection.execute(text("INSERT INTO alembic_version (version_num) VALUES (:head)"),
+                               {"head": head})
+    finally:
+        engine.dispose()
+
+
+def course_config(root: Path, db_url: str | None = None, overrides: dict | None = None) -> Config:
+    """The nbgrader config for the course directory at ``root`` (gradebook there by default)."""
+    root = Path(root).resolve()
+    settings = {"CourseDirectory": {"root": str(root),
+                                    "db_url": db_url or f"sqlite:///{root / 'gradebook.db'}"}}
+    for section, values in (overrides or {}).items():
+        settings.setdefault(section, {}).update(values)
+    return load_config(settings)
+
+
+def run_nbgrader(converter_class, config: Config, **coursedir_attrs) -> str:
+    """Run one nbgrader converter (GenerateAssignment, Autograde, ...) in this process.
+
+    ``coursedir_attrs`` select the work (``assignment_id``, ``student_id``). Returns nbgrader's
+    log; raises :class:`GraderError` with that log when the converter fails.
+    """
+    import io
+    import logging
+
+    from nbgrader.coursedir import CourseDirectory
+
+    ensure_tools_on_path()
+    coursedir = CourseDirectory(config=config)
+    for name, value in coursedir_attrs.items():
+        setattr(coursedir, name, value)
+    app = converter_class(coursedir=coursedir, config=config)
+    app.force = True
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
+    app.log.addHandler(handler)
+    app.log.propagate = False
+    try:
+        app.start()
+    except BaseException as error:  # nbgrader raises NbGraderException, sometimes SystemExit
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        raise GraderError(f"nbgrader {converter_class.__name__} failed: {error}\n"
+                          f"{buffer.getvalue()[-4000:]}") from error
+    finally:
+        app.log.removeHandler(handler)
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- notebooks
+def normalize_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Strip outputs and execution counts (in place): a committed notebook carries neither."""
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+        cell.get("metadata", {}).pop("execution", None)
+    nb.metadata.pop("widgets", None)
+    return nb
+
+
+def notebook_bytes(nb: nbformat.NotebookNode) -> bytes:
+    """Stable JSON for a notebook: nbformat's own layout (sorted keys, one-space indent,
+    sources split into lines), UTF-8, one final newline."""
+    return (nbformat.writes(nb, version=4).rstrip("\n") + "\n").encode()
+
+
+def read_notebook(path: Path) -> nbformat.NotebookNode:
+    """Read a notebook file as nbformat 4 (raises ``GraderError`` naming the file)."""
+    try:
+        return nbformat.read(str(path), as_version=4)
+    except Exception as error:  # malformed JSON, wrong format, unreadable file
+        raise GraderError(f"{path}: not a readable Jupyter notebook ({error})") from error
+
+
+def grade_cells(nb: nbformat.NotebookNode) -> list[dict]:
+    """The nbgrader cells of a notebook: ``{"grade_id", "kind", "points", "source", "index"}``.
+
+    ``kind`` is ``"solution"``, ``"test"`` (graded code cell) or ``"other"``.
+    """
+    cells = []
+    for index, cell in enumerate(nb.cells):
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if not meta.get("grade_id"):
+            continue
+        if meta.get("solution") and not meta.get("grade"):
+            kind = "solution"
+        elif meta.get("grade") and cell.cell_type == "code":
+            kind = "test"
+        else:
+            kind = "other"
+        cells.append({"grade_id": meta["grade_id"], "kind": kind,
+                      "points": float(meta.get("points", 0) or 0),
+                      "source": cell.source, "index": index})
+    return cells

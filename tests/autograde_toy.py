@@ -1,0 +1,71 @@
+"""A tiny nbgrader course for the autograder's tests: two lessons, small and fast to execute.
+
+Built with nbformat in a temporary folder, so the tests do not depend on the real lessons
+(which the lesson tests cover) and stay fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+
+def _meta(grade_id: str, *, solution=False, grade=False, locked=False, points=0) -> dict:
+    meta = {"grade_id": grade_id, "solution": solution, "grade": grade, "locked": locked,
+            "schema_version": 3}
+    if grade:
+        meta["points"] = points
+    return {"nbgrader": meta}
+
+
+def solution_cell(grade_id: str, source: str):
+    return new_code_cell(source, metadata=_meta(grade_id, solution=True))
+
+
+def test_cell(grade_id: str, source: str, points: int = 1):
+    return new_code_cell(source, metadata=_meta(grade_id, grade=True, locked=True, points=points))
+
+
+def locked_cell(grade_id: str, source: str):
+    return new_code_cell(source, metadata=_meta(grade_id, locked=True))
+
+
+TOY_LESSONS = {
+    "01_toy": [
+        new_markdown_cell("# Toy lesson\nImplement `add` and `scale`."),
+        locked_cell("setup", "import math\nimport torch"),
+        solution_cell("add", "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n"
+                             "    ### END SOLUTION"),
+        test_cell("test_add", "assert add(1, 2) == 3, 'add(1, 2) should be 3'\n"
+                              "### BEGIN HIDDEN TESTS\nassert add(-5, 5) == 0, 'add(-5, 5)'\n"
+                              "### END HIDDEN TESTS\nprint('add: tests passed')"),
+        solution_cell("scale", "def scale(x, factor):\n    ### BEGIN SOLUTION\n"
+                               "    return [v * factor for v in x]\n    ### END SOLUTION"),
+        test_cell("test_scale", "assert scale([1, 2], 3) == [3, 6], 'scale([1, 2], 3)'\n"
+                                "### BEGIN HIDDEN TESTS\nassert scale([], 2) == [], 'scale([])'\n"
+                                "### END HIDDEN TESTS", points=2),
+    ],
+    "02_toy": [
+        solution_cell("norm", "def norm(v):\n    ### BEGIN SOLUTION\n"
+                              "    return math.sqrt(sum(x * x for x in v))\n    ### END SOLUTION"),
+        locked_cell("imports", "import math"),
+        test_cell("test_norm", "assert abs(norm([3, 4]) - 5) < 1e-9, 'norm([3, 4]) should be 5'\n"
+                               "### BEGIN HIDDEN TESTS\nassert norm([]) == 0\n"
+                               "### END HIDDEN TESTS"),
+    ],
+}
+
+
+def write_toy_solutions(root: Path, lessons: dict | None = None) -> Path:
+    """Write the toy lessons as nbgrader source notebooks under ``root/<lesson>/``."""
+    lessons = TOY_LESSONS if lessons is None else lessons
+    for name, cells in lessons.items():
+        nb = new_notebook(cells=[nbformat.from_dict(c) for c in cells])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                     "language": "python"}
+        folder = Path(root) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, str(folder / f"{name}.ipynb"))
+    return Path(root)
