@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from model_helpers import rel_err, single_thread  # noqa: F401 (an autouse fixture)
 
 from nanolm_lib.attention import (
     KVCache,
@@ -22,10 +23,6 @@ from nanolm_lib.attention import (
 )
 
 SHAPES = [(2, 4, 16, 8), (1, 1, 1, 5), (3, 1, 7, 3), (2, 3, 33, 16)]  # (B, H, T, D)
-
-
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a - b).norm() / b.norm()).item()
 
 
 def random_qkv(shape, seed=0, requires_grad=False):

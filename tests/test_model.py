@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from model_helpers import rel_err, seeded_model, single_thread  # noqa: F401 (autouse)
 
 from nanolm_lib.model import (
     GPT,
@@ -22,17 +23,6 @@ from nanolm_lib.model import (
 )
 
 TINY = GPTConfig(vocab_size=37, context_length=12, d_model=24, n_layers=2, n_heads=3, d_ff=40)
-
-
-def rel_err(a, b):
-    return ((a - b).norm() / b.norm()).item()
-
-
-def seeded_model(config, seed=0):
-    # GPT's init draws from the global generator, like nn.Linear's: seed it without leaking
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return GPT(config)
 
 
 def random_ids(config, B, T, seed=0):
