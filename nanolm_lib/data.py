@@ -552,6 +552,8 @@ _FRIEND_LINES = [
     "At {place}, {name} met {friend}, a {friend_kind}.",
     "{Name}'s best friend was {friend}, a {friend_kind} who always laughed a lot.",
     "That day, {friend} the {friend_kind} came to play.",
+    "\"Hello, {name}!\" called {friend}, a {friend_kind}. \"Can I come with you?\"",
+    "{Name} saw {friend} the {friend_kind} and waved. \"Let's play together!\" {he} said.",
 ]
 _ENDINGS = [
     "From that day on, {name} and {friend} were best friends.",
@@ -560,6 +562,8 @@ _ENDINGS = [
     "That night, {name} slept well and dreamed of {place}.",
     "{Name} felt {glad}, and the day ended happily.",
     "And they all lived happily ever after.",
+    "\"This was the best day ever!\" said {name}.",
+    "\"Let's play again tomorrow,\" said {friend}, and {name} nodded.",
 ]
 
 
