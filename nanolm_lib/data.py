@@ -253,14 +253,22 @@ def _hub_unreachable_errors() -> tuple[type[BaseException], ...]:
 
 
 def _read_hub(name: str, split: str, limit: int | None) -> Iterator[str]:
+    """Stories of a dataset that ``datasets.load_dataset`` knows by ``name`` (a hub id)."""
     import datasets
 
+    if utils.progress_disabled():
+        datasets.disable_progress_bars()
     if limit is None:
         dataset = datasets.load_dataset(name, split=split)
+        total = -(-len(dataset) // 1000)
     else:  # streaming: a few stories without downloading the whole dataset
         dataset = datasets.load_dataset(name, split=split, streaming=True)
-    for i, record in enumerate(dataset):
-        yield _text_of(record, f"{name} ({split}), record {i}")
+        total = None
+    for batch in utils.progress(dataset.iter(batch_size=1000), total=total,
+                                desc=f"reading {split}", unit="k stories"):
+        if "text" not in batch:
+            raise ValueError(f"{name} ({split}): expected a 'text' column, found {list(batch)}")
+        yield from batch["text"]
 
 
 def _stories_from(source: _Source, split: str, limit: int | None) -> list[str]:

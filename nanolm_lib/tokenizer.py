@@ -274,7 +274,8 @@ class BPETokenizer:
               special_tokens: Sequence[str] = (EOT,)) -> BPETokenizer:
         """Train on ``texts``; ``vocab_size`` counts all ids: 256 bytes, merges and specials.
 
-        The texts are cut at special tokens first, so no merge learns a piece of one.
+        The texts are cut at special tokens first, so no merge learns a piece of one. A text
+        too small to give that many merges gives a smaller vocabulary (see ``vocab_size``).
         """
         special_tokens = tuple(special_tokens)
         _check_vocab_size(vocab_size, special_tokens)

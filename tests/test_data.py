@@ -414,3 +414,25 @@ def test_load_prepared_errors(tmp_path, stories):
     with pytest.raises(ValueError, match="split='test'"):
         corpus.bytes_per_token("test")
     assert os.path.isdir(corpus.path)
+
+
+@pytest.mark.parametrize("limit", [None, 7])
+def test_hub_reader_on_a_local_dataset_of_the_same_shape(tmp_path, monkeypatch, stories, limit):
+    """The hub path (``datasets.load_dataset``, streaming when limited) on local parquet files
+    laid out like the hub's TinyStories: train and validation splits with a ``text`` column."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    write_parquet(folder / "train.parquet", [s.replace("\n", "\n\n") for s in stories[:40]])
+    write_parquet(folder / "validation.parquet", stories[40:])
+    hub = data._Source("hub", str(folder))
+    assert data._stories_from(hub, "train", limit) == stories[:40][:limit]
+    assert data._stories_from(hub, "validation", limit) == stories[40:][:limit]
+    other = tmp_path / "other"
+    other.mkdir()
+    for split in ("train", "validation"):
+        pq.write_table(pa.table({"story": ["x"]}), other / f"{split}.parquet")
+    with pytest.raises(ValueError, match=r"\(validation\): expected a 'text' column"):
+        data._stories_from(data._Source("hub", str(other)), "validation", limit)
