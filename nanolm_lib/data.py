@@ -57,11 +57,16 @@ def split_of(index: int) -> str:
 # Reading local files
 
 
-def _read_txt(path: Path) -> Iterator[str]:
-    """Stories of a text file whose stories are separated by lines holding only EOT."""
-    lines: list[str] = []
+def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """The lines of a UTF-8 file, numbered from 1, with a progress bar over its bytes.
+
+    Bytes that are not UTF-8 stop the reading with an error giving their offset and line.
+    """
     offset = 0
-    with open(path, "rb") as file:
+    with open(path, "rb") as file, utils.progress(
+        total=path.stat().st_size, desc=f"reading {path.name}", unit="B", unit_scale=True,
+        leave=False,
+    ) as bar:
         for line_number, raw in enumerate(file, 1):
             try:
                 line = raw.decode("utf-8")
@@ -71,13 +76,21 @@ def _read_txt(path: Path) -> Iterator[str]:
                     f"(line {line_number}); expected a UTF-8 text file"
                 ) from None
             offset += len(raw)
-            if line_number == 1:
-                line = line.removeprefix("\ufeff")  # a byte-order mark is not text
-            if line.strip() == EOT:
-                yield "".join(lines)
-                lines = []
-            else:
-                lines.append(line)
+            if line_number % 10_000 == 0:  # updating every line would slow big files down
+                bar.update(offset - bar.n)
+            yield line_number, line.removeprefix("\ufeff") if line_number == 1 else line
+        bar.update(offset - bar.n)
+
+
+def _read_txt(path: Path) -> Iterator[str]:
+    """Stories of a text file whose stories are separated by lines holding only EOT."""
+    lines: list[str] = []
+    for _, line in _read_lines(path):
+        if line.strip() == EOT:
+            yield "".join(lines)
+            lines = []
+        else:
+            lines.append(line)
     yield "".join(lines)
 
 
@@ -92,27 +105,24 @@ def _text_of(record, where: str) -> str:
 
 def _read_json(path: Path) -> Iterator[str]:
     """Stories of a JSON array of records, or of JSON lines (one record a line)."""
-    with open(path, encoding="utf-8") as file:
-        start = file.read(1)
-        while start.isspace():
-            start = file.read(1)
-        file.seek(0)
-        if start == "[":
-            try:
-                records = json.load(file)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}: not valid JSON ({err})") from None
-            for i, record in enumerate(records):
-                yield _text_of(record, f"{path}, record {i}")
-            return
-        for line_number, line in enumerate(file, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}, line {line_number}: not valid JSON ({err})") from None
-            yield _text_of(record, f"{path}, line {line_number}")
+    with open(path, "rb") as file:
+        is_array = file.read(64).lstrip().startswith(b"[")
+    if is_array:
+        try:
+            records = json.loads(path.read_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: not valid UTF-8 JSON ({err})") from None
+        for i, record in enumerate(records):
+            yield _text_of(record, f"{path}, record {i}")
+        return
+    for line_number, line in _read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}, line {line_number}: not valid JSON ({err})") from None
+        yield _text_of(record, f"{path}, line {line_number}")
 
 
 def _read_parquet(path: Path) -> Iterator[str]:

@@ -165,6 +165,10 @@ def test_load_errors(tmp_path):
     with pytest.raises(ValueError, match=r"bad.txt: bytes that are not UTF-8 at byte offset 15 "
                                          r"\(line 2\)"):
         load_stories(tmp_path / "bad.txt")
+    (tmp_path / "bad.jsonl").write_bytes(b'{"text": "fine"}\n{"text": "caf\xe9"}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl: bytes that are not UTF-8 at byte offset 30 "
+                                         r"\(line 2\)"):
+        load_stories(tmp_path / "bad.jsonl")
     (tmp_path / "notext.jsonl").write_text('{"text": "ok"}\n{"story": "no text"}\n')
     with pytest.raises(ValueError, match=r"notext.jsonl, line 2: expected a record with a "
                                          r"'text' field, got \['story'\]"):
