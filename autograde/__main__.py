@@ -25,6 +25,33 @@ def _release(args) -> int:
     return 0
 
 
+def _grade(args) -> int:
+    from autograde.grade import grade_batch
+    from autograde.worker import Limits
+
+    limits = Limits(cell_timeout_s=args.cell_timeout, notebook_timeout_s=args.notebook_timeout,
+                    memory_mb=args.memory_mb, output_bytes=args.max_output,
+                    use_bwrap=not args.no_bwrap)
+    try:
+        result = grade_batch(args.submissions, args.out, workers=args.workers, db_url=args.db,
+                             limits=limits, lessons=args.lessons or None,
+                             solutions_dir=args.solutions)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: what was graded is kept in {args.out}; run the same command "
+              "again to resume", file=sys.stderr)
+        return 130
+    print(f"graded {result.graded} notebooks ({result.skipped} unchanged since the last run) "
+          f"into {result.out}: grades.csv, scores.json, summary.md, report.md, feedback/")
+    print(f"isolation: {result.isolation}")
+    for note in result.notes:
+        print(f"note: {note}")
+    if result.failures:
+        for failure in result.failures:
+            print(f"NOT GRADED {failure.splitlines()[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m autograde", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -35,6 +62,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solutions", type=Path, default=SOLUTIONS_DIR, help=argparse.SUPPRESS)
     p.add_argument("--lessons", type=Path, default=LESSONS_DIR, help=argparse.SUPPRESS)
     p.set_defaults(func=_release)
+
+    p = commands.add_parser(
+        "grade", help="grade a folder of submissions",
+        description="Grade SUBMISSIONS (<student>/<NN_slug>/<NN_slug>.ipynb folders, or LMS "
+                    "zips named <student>_<anything>.zip) into OUT: grades.csv, scores.json, "
+                    "feedback/, summary.md, summary.png, report.md. Re-running skips "
+                    "submissions graded before and unchanged.")
+    p.add_argument("submissions", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--workers", type=int, default=1, help="parallel workers (default 1)")
+    p.add_argument("--db", default=None,
+                   help="SQLAlchemy URL of the gradebook (default sqlite in OUT)")
+    p.add_argument("--lessons", nargs="*", help="lessons to grade (default: all submitted)")
+    p.add_argument("--cell-timeout", type=int, default=120, help="seconds per cell (120)")
+    p.add_argument("--notebook-timeout", type=float, default=900,
+                   help="wall-clock seconds per notebook (900)")
+    p.add_argument("--memory-mb", type=int, default=4096, help="kernel memory limit (4096)")
+    p.add_argument("--max-output", type=int, default=1_000_000,
+                   help="bytes of output per cell (1000000)")
+    p.add_argument("--no-bwrap", action="store_true",
+                   help="do not isolate kernels with bubblewrap even when it is installed")
+    p.add_argument("--solutions", type=Path, default=SOLUTIONS_DIR, help=argparse.SUPPRESS)
+    p.set_defaults(func=_grade)
     return parser
 
 

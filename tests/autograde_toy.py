@@ -35,7 +35,7 @@ def locked_cell(grade_id: str, source: str):
 TOY_LESSONS = {
     "01_toy": [
         new_markdown_cell("# Toy lesson\nImplement `add` and `scale`."),
-        locked_cell("setup", "import math\nimport torch"),
+        locked_cell("setup", "import math"),
         solution_cell("add", "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n"
                              "    ### END SOLUTION"),
         test_cell("test_add", "assert add(1, 2) == 3, 'add(1, 2) should be 3'\n"
@@ -69,3 +69,26 @@ def write_toy_solutions(root: Path, lessons: dict | None = None) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, str(folder / f"{name}.ipynb"))
     return Path(root)
+
+
+def write_submission(lessons_dir: Path, submissions: Path, student: str, lesson: str,
+                     sources: dict[str, str] | None = None, delete: tuple[str, ...] = (),
+                     solutions_dir: Path | None = None) -> Path:
+    """A student's copy of ``lesson``: the released notebook (or the solution, when
+    ``solutions_dir`` is given) with the cells named in ``sources`` replaced (by grade_id) and
+    those in ``delete`` removed."""
+    base = Path(solutions_dir or lessons_dir) / lesson / f"{lesson}.ipynb"
+    nb = nbformat.read(str(base), as_version=4)
+    kept = []
+    for cell in nb.cells:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id in delete:
+            continue
+        if grade_id in (sources or {}):
+            cell.source = sources[grade_id]
+        kept.append(cell)
+    nb.cells = kept
+    folder = Path(submissions) / student / lesson
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(folder / f"{lesson}.ipynb"))
+    return folder

@@ -1,0 +1,362 @@
+"""``python -m autograde grade SUBMISSIONS --out DIR``: grade a class in one command.
+
+1. Collect the submissions (:mod:`autograde.collect`): student folders or LMS zips.
+2. Build a template gradebook holding the lessons' assignments (nbgrader
+   ``generate_assignment`` of ``solutions/``), and the main gradebook (``DIR/gradebook.db``, or
+   any SQLAlchemy URL given with ``--db``).
+3. Skip every submission graded before with the same content hash (``DIR/.state/``): an
+   interrupted batch resumes where it stopped, and nothing already graded is lost.
+4. Grade the rest with N worker processes (:mod:`autograde.worker`), each with its own course
+   directory and gradebook; merge each answer into the main gradebook as it arrives (one
+   writer), with a progress bar over submissions.
+5. Write ``grades.csv`` (nbgrader's CSV export), ``scores.json``, ``feedback/``,
+   ``summary.md`` / ``summary.png`` and ``report.md`` (:mod:`autograde.report`).
+
+The batch exits 0 whenever every submission was graded, even to zero; a submission that the
+grader itself could not handle is named in the report and makes the exit status non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from autograde.collect import Submission, collect
+from autograde.course import (
+    SOLUTIONS_DIR,
+    GraderError,
+    course_config,
+    create_gradebook,
+    ensure_tools_on_path,
+    lesson_names,
+    make_course,
+    run_nbgrader,
+)
+from autograde.worker import ANSWER_PREFIX, Limits, WorkerSettings
+
+STATE_VERSION = 1
+
+
+@dataclass
+class BatchResult:
+    """What a batch did: answers per (student, lesson) and the submissions it could not grade."""
+
+    out: Path
+    answers: dict[tuple[str, str], dict] = field(default_factory=dict)
+    graded: int = 0           # graded in this run
+    skipped: int = 0          # unchanged since an earlier run
+    failures: list[str] = field(default_factory=list)   # "student/lesson: why"
+    notes: list[str] = field(default_factory=list)
+    isolation: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+# --------------------------------------------------------------------------- worker processes
+class WorkerProcess:
+    """A ``python -m autograde.worker`` subprocess, restarted when it dies."""
+
+    def __init__(self, settings: WorkerSettings, log_path: Path):
+        self.settings = settings
+        self.settings_path = Path(settings.root).with_suffix(".json")
+        Path(settings.root).mkdir(parents=True, exist_ok=True)
+        settings.save(self.settings_path)
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = open(self.log_path, "a")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "autograde.worker", str(self.settings_path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+            start_new_session=True)
+        log.close()
+        ready = self._read_answer()
+        if not ready or not ready.get("ready"):
+            detail = (ready or {}).get("fatal") or self._log_tail()
+            self.stop()
+            raise GraderError(f"a grading worker could not start:\n{detail}")
+
+    def _read_answer(self) -> dict | None:
+        for line in self.process.stdout:
+            if line.startswith(ANSWER_PREFIX):
+                return json.loads(line[len(ANSWER_PREFIX):])
+        return None
+
+    def _log_tail(self) -> str:
+        try:
+            return Path(self.log_path).read_text()[-3000:]
+        except OSError:
+            return ""
+
+    def run(self, job: dict, timeout: float) -> dict | None:
+        """Send one job; the answer, or None when the worker died or overran ``timeout``."""
+        if self.process is None or self.process.poll() is not None:
+            self.start()
+        watchdog = threading.Timer(timeout, self.stop)
+        watchdog.start()
+        try:
+            self.process.stdin.write(json.dumps(job) + "\n")
+            self.process.stdin.flush()
+            answer = self._read_answer()
+        except (BrokenPipeError, OSError, ValueError):
+            answer = None
+        finally:
+            watchdog.cancel()
+        if answer is None:
+            self.stop()
+        return answer
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process and process.poll() is None:
+            try:
+                os.killpg(process.pid, 9)  # the worker and any kernel it started
+            except OSError:
+                process.kill()
+            process.wait()
+
+
+# --------------------------------------------------------------------------- gradebooks
+def _generate_assignments(course_root: Path, lessons: list[str], db_url: str) -> None:
+    from nbgrader.converters import GenerateAssignment
+
+    create_gradebook(db_url)
+    config = course_config(course_root, db_url=db_url)
+    for lesson in lessons:
+        try:
+            run_nbgrader(GenerateAssignment, config, assignment_id=lesson)
+        except GraderError as error:
+            raise GraderError(f"the solution notebook of lesson {lesson} could not be "
+                              f"prepared for grading: {error}") from error
+
+
+def merge_submission(db_url: str, student: str, lesson: str, submission: dict) -> None:
+    """Copy one graded submission (a worker's answer) into the main gradebook."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(db_url) as gb:
+        gb.update_or_create_student(student)
+        try:
+            gb.remove_submission(lesson, student)
+        except MissingEntry:
+            pass
+        kwargs = {"timestamp": submission["timestamp"]} if submission.get("timestamp") else {}
+        sub = gb.add_submission(lesson, student, **kwargs)
+        for notebook in sub.notebooks:
+            data = submission["notebooks"].get(notebook.name, {})
+            notebook.flagged = bool(data.get("flagged"))
+            for grade in notebook.grades:
+                values = data.get("grades", {}).get(grade.name, {})
+                grade.auto_score = values.get("auto_score", 0.0)
+                grade.manual_score = values.get("manual_score")
+                grade.needs_manual_grade = bool(values.get("needs_manual_grade", False))
+            for comment in notebook.comments:
+                comment.auto_comment = data.get("comments", {}).get(comment.name)
+        gb.db.commit()
+
+
+def _has_submission(db_url: str, student: str, lesson: str) -> bool:
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(db_url) as gb:
+        try:
+            gb.find_submission(lesson, student)
+            return True
+        except MissingEntry:
+            return False
+
+
+class _SortedGradebook:
+    """nbgrader's gradebook with students and assignments in a fixed order, so that the CSV
+    export is the same whatever order the submissions were merged in."""
+
+    def __init__(self, gradebook):
+        self._gradebook = gradebook
+
+    def __getattr__(self, name):
+        return getattr(self._gradebook, name)
+
+    @property
+    def students(self):
+        return sorted(self._gradebook.students, key=lambda s: s.id)
+
+    @property
+    def assignments(self):
+        return sorted(self._gradebook.assignments, key=lambda a: a.name)
+
+
+def export_csv(db_url: str, path: Path) -> None:
+    """nbgrader's CSV export of the main gradebook."""
+    from nbgrader.api import Gradebook
+    from nbgrader.plugins import CsvExportPlugin
+
+    with Gradebook(db_url) as gb:
+        CsvExportPlugin(to=str(path)).export(_SortedGradebook(gb))
+
+
+# --------------------------------------------------------------------------- the batch
+def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | None = None,
+                limits: Limits | None = None, lessons: list[str] | None = None,
+                solutions_dir: Path = SOLUTIONS_DIR, show_progress: bool = True) -> BatchResult:
+    """Grade every submission under ``submissions`` into ``out`` (see the module docstring)."""
+    from autograde import report
+    from autograde.sandbox import isolation_level
+    from nanolm_lib.utils import progress
+
+    ensure_tools_on_path()
+    limits = limits or Limits()
+    out = Path(out).resolve()
+    submissions = Path(submissions).resolve()
+    solutions_dir = Path(solutions_dir).resolve()
+    work, state_dir = out / ".work", out / ".state"
+    out.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(exist_ok=True)
+    result = BatchResult(out=out, isolation=isolation_level(limits.use_bwrap))
+
+    found, result.notes = collect(submissions, work / "collected")
+    available = lesson_names(solutions_dir)
+    if lessons is None:
+        lessons = sorted({lesson for per_student in found.values() for lesson in per_student})
+    unknown = sorted({lesson for per_student in found.values() for lesson in per_student}
+                     - set(available))
+    for lesson in unknown:
+        result.notes.append(f"lesson folder {lesson!r} has no solution in {solutions_dir}; "
+                            "not graded")
+    missing = [lesson for lesson in lessons if lesson not in available]
+    if missing:
+        raise GraderError(f"no solution notebook for lesson(s) {', '.join(missing)} "
+                          f"in {solutions_dir}")
+    lessons = [lesson for lesson in lessons if lesson in available]
+    students = sorted(found)
+    if not students or not lessons:
+        raise GraderError(f"no submissions found in {submissions} (expected "
+                          "<student>/<NN_slug>/<NN_slug>.ipynb folders or <student>_*.zip files)")
+
+    # Gradebooks: a template with the assignments for the workers, and the main one.
+    template = work / "template"
+    if template.exists():
+        shutil.rmtree(template)
+    make_course(template, lessons, solutions_dir)
+    template_db = template / "gradebook.db"
+    _generate_assignments(template, lessons, f"sqlite:///{template_db}")
+    main_db = db_url or f"sqlite:///{out / 'gradebook.db'}"
+    _generate_assignments(template, lessons, main_db)
+    from nbgrader.api import Gradebook
+
+    with Gradebook(main_db) as gb:
+        for student in students:
+            gb.update_or_create_student(student)
+
+    # What is left to do: new or changed submissions, and any not in the main gradebook.
+    salts = {lesson: _salt(solutions_dir, lesson, limits) for lesson in lessons}
+    todo = []
+    for student in students:
+        for lesson in lessons:
+            submission = Submission(student, lesson, found[student].get(lesson))
+            digest = submission.content_hash(salts[lesson])
+            state_file = state_dir / student / f"{lesson}.json"
+            if state_file.is_file():
+                saved = json.loads(state_file.read_text())
+                if saved.get("hash") == digest and _has_submission(main_db, student, lesson):
+                    result.answers[(student, lesson)] = saved["answer"]
+                    result.skipped += 1
+                    continue
+            todo.append((submission, digest))
+
+    feedback_dir = out / "feedback"
+    hide = sorted({str(out), str(submissions), str(solutions_dir)})
+    jobs: queue.Queue = queue.Queue()
+    for item in todo:
+        jobs.put(item)
+    answers: queue.Queue = queue.Queue()
+    n_workers = max(1, min(workers, len(todo))) if todo else 0
+    pool = [WorkerProcess(WorkerSettings(root=str(work / f"worker-{k}"), lessons=lessons,
+                                         solutions_dir=str(solutions_dir),
+                                         template_db=str(template_db),
+                                         feedback_dir=str(feedback_dir), hide=hide,
+                                         limits=limits),
+                          log_path=work / f"worker-{k}.log")
+            for k in range(n_workers)]
+    job_timeout = limits.notebook_timeout_s + 300  # notebook limit plus nbgrader's own work
+
+    stopping = threading.Event()
+
+    def serve(worker: WorkerProcess) -> None:
+        while not stopping.is_set():
+            try:
+                submission, digest = jobs.get_nowait()
+            except queue.Empty:
+                return
+            job = {"student": submission.student, "lesson": submission.lesson,
+                   "folder": str(submission.folder) if submission.folder else None}
+            answer = None
+            for _attempt in range(2):  # a worker that died is restarted once per job
+                if stopping.is_set():
+                    return
+                try:
+                    answer = worker.run(job, job_timeout)
+                except GraderError as error:
+                    answer = {"grader_error": str(error)}
+                    break
+                if answer is not None:
+                    break
+            if answer is None:
+                answer = {"grader_error": "the grading worker died twice on this submission; "
+                                          f"see {worker.log_path}"}
+            answers.put((submission, digest, answer))
+
+    threads = [threading.Thread(target=serve, args=(w,), daemon=True) for w in pool]
+    for thread in threads:
+        thread.start()
+    try:
+        bar = progress(total=len(todo), desc="grading", unit="notebook",
+                       **({} if show_progress else {"disable": True}))
+        for _ in range(len(todo)):
+            submission, digest, answer = answers.get()
+            key = (submission.student, submission.lesson)
+            if "grader_error" in answer:
+                result.failures.append(f"{key[0]}/{key[1]}: {answer['grader_error']}")
+            else:
+                merge_submission(main_db, key[0], key[1], answer["submission"])
+                state_file = state_dir / key[0] / f"{key[1]}.json"
+                state_file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = state_file.with_suffix(".tmp")
+                tmp.write_text(json.dumps({"version": STATE_VERSION, "hash": digest,
+                                           "answer": answer}))
+                tmp.replace(state_file)  # atomic: a crash never leaves half a state file
+                result.answers[key] = answer
+                result.graded += 1
+            bar.update(1)
+        bar.close()
+    finally:
+        stopping.set()
+        for worker in pool:
+            worker.stop()
+
+    export_csv(main_db, out / "grades.csv")
+    report.write_outputs(result, students, lessons, limits)
+    if result.ok:
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def _salt(solutions_dir: Path, lesson: str, limits: Limits) -> bytes:
+    """What else decides a grade besides the submission: the lesson's source and the limits."""
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(asdict(limits), sort_keys=True).encode())
+    for path in sorted((solutions_dir / lesson).rglob("*")):
+        if path.is_file() and ".ipynb_checkpoints" not in path.parts:
+            digest.update(str(path.relative_to(solutions_dir)).encode())
+            digest.update(path.read_bytes())
+    return digest.digest()

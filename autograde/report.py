@@ -1,0 +1,142 @@
+"""What a batch writes besides nbgrader's grades.csv: scores.json, summary.md, summary.png
+and report.md.
+
+* ``scores.json``: ``{student: {lesson: {grade_id: {"score", "max_score", "error"}}}}``, where
+  ``error`` is the failing test's message or the limit the submission hit (None when passed).
+* ``summary.md``: per question, the mean score, the pass rate and the most common failure
+  messages (numbers masked, so that the same failure with different values counts once).
+* ``summary.png``: a histogram of the students' total scores and the pass rate per question.
+* ``report.md``: how kernels were isolated, then per student and lesson the score, the limits
+  hit, problems with the submission, and the static-scan flags.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+TOP_FAILURES = 3
+
+
+def scores_table(answers: dict, students: list[str], lessons: list[str]) -> dict:
+    """``scores.json``'s content from the batch's answers."""
+    table: dict = {}
+    for student in students:
+        for lesson in lessons:
+            answer = answers.get((student, lesson))
+            if answer is not None:
+                table.setdefault(student, {})[lesson] = answer["scores"]
+    return table
+
+
+def failure_key(message: str) -> str:
+    """A failure message reduced to what repeats across students: its first line, numbers
+    masked (seeds, values, indices)."""
+    first = message.strip().splitlines()[0] if message.strip() else "(no message)"
+    return re.sub(r"-?\d+(\.\d+)?(e-?\d+)?", "#", first)[:200]
+
+
+def question_summary(table: dict) -> list[dict]:
+    """Per (lesson, grade_id): count, mean score, max score, pass rate, top failures."""
+    rows: dict[tuple[str, str], dict] = {}
+    for per_lesson in table.values():
+        for lesson, questions in per_lesson.items():
+            for grade_id, entry in questions.items():
+                row = rows.setdefault((lesson, grade_id), {
+                    "lesson": lesson, "grade_id": grade_id, "max_score": entry["max_score"],
+                    "scores": [], "failures": Counter()})
+                row["scores"].append(entry["score"])
+                if entry["score"] < entry["max_score"]:
+                    row["failures"][failure_key(entry.get("error") or "")] += 1
+    summary = []
+    for (_lesson, _grade_id), row in sorted(rows.items()):
+        scores = row["scores"]
+        summary.append({
+            "lesson": row["lesson"], "grade_id": row["grade_id"], "n": len(scores),
+            "max_score": row["max_score"], "mean": sum(scores) / len(scores),
+            "pass_rate": sum(s >= row["max_score"] for s in scores) / len(scores),
+            "top_failures": row["failures"].most_common(TOP_FAILURES)})
+    return summary
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def write_summary_md(path: Path, summary: list[dict], table: dict, isolation: str) -> None:
+    lines = ["# Grading summary", "", f"Students: {len(table)}. Isolation: {isolation}", "",
+             "| lesson | question | points | mean | pass rate | most common failures |",
+             "|---|---|---|---|---|---|"]
+    for row in summary:
+        failures = "; ".join(f"{count}x {_md_cell(key)}" for key, count in row["top_failures"])
+        lines.append(f"| {row['lesson']} | {row['grade_id']} | {row['max_score']:g} | "
+                     f"{row['mean']:.2f} | {100 * row['pass_rate']:.0f}% | {failures or '-'} |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_summary_png(path: Path, summary: list[dict], table: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    totals = []
+    for per_lesson in table.values():
+        score = sum(e["score"] for q in per_lesson.values() for e in q.values())
+        maximum = sum(e["max_score"] for q in per_lesson.values() for e in q.values())
+        totals.append(100 * score / maximum if maximum else 0.0)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    left.hist(totals, bins=range(0, 105, 5), color="tab:blue", edgecolor="white")
+    left.set_xlabel("total score (% of the maximum)")
+    left.set_ylabel("students")
+    left.set_title(f"Scores of {len(totals)} students")
+    labels = [f"{row['lesson'][:2]} {row['grade_id']}" for row in summary]
+    right.barh(range(len(summary)), [100 * row["pass_rate"] for row in summary],
+               color="tab:green")
+    right.set_yticks(range(len(summary)), labels, fontsize=7)
+    right.invert_yaxis()
+    right.set_xlim(0, 100)
+    right.set_xlabel("pass rate (%)")
+    right.set_title("Questions")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report_md(path: Path, result, students: list[str], lessons: list[str]) -> None:
+    lines = ["# Grading report", "", f"Isolation: {result.isolation}", "",
+             f"Graded in this run: {result.graded}; unchanged since an earlier run: "
+             f"{result.skipped}.", ""]
+    if result.failures:
+        lines += ["## The grader could not grade", ""]
+        lines += [f"- {failure.splitlines()[0]}" for failure in result.failures] + [""]
+    if result.notes:
+        lines += ["## Notes", ""] + [f"- {note}" for note in result.notes] + [""]
+    lines += ["## Submissions", ""]
+    for student in students:
+        for lesson in lessons:
+            answer = result.answers.get((student, lesson))
+            if answer is None:
+                continue
+            score = sum(e["score"] for e in answer["scores"].values())
+            maximum = sum(e["max_score"] for e in answer["scores"].values())
+            notes = ([f"limit: {hit['message']}" for hit in answer.get("limits", [])]
+                     + [f"problem: {p.splitlines()[0]}" for p in answer.get("problems", [])]
+                     + [f"flag ({f['kind']}) in {f['grade_id']}, line {f['line']}: "
+                        f"{f['message']}" for f in answer.get("flags", [])])
+            lines.append(f"- **{student} / {lesson}**: {score:g} / {maximum:g}")
+            lines += [f"  - {note}" for note in notes]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_outputs(result, students: list[str], lessons: list[str], limits) -> None:
+    """Write scores.json, summary.md, summary.png and report.md into ``result.out``."""
+    out = Path(result.out)
+    table = scores_table(result.answers, students, lessons)
+    (out / "scores.json").write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+    summary = question_summary(table)
+    write_summary_md(out / "summary.md", summary, table, result.isolation)
+    write_summary_png(out / "summary.png", summary, table)
+    write_report_md(out / "report.md", result, students, lessons)

@@ -1,0 +1,362 @@
+"""One grading worker: its own nbgrader course directory and gradebook, one submission at a time.
+
+nbgrader grades one submission at a time and one SQLite gradebook takes one writer, so the
+batch (:mod:`autograde.grade`) runs N workers as separate processes, each owning a course
+directory under ``OUT/.work/worker-K/``. A worker copies a submission into
+``submitted/<student>/<lesson>/``, runs nbgrader's ``autograde`` (with
+:class:`autograde.preprocessors.LimitedExecute` and the sandboxed kernel of
+:mod:`autograde.sandbox`) and ``generate_feedback``, and answers with everything the batch
+needs to merge the result into the main gradebook: scores, failure messages, limits hit and
+static-scan flags.
+
+Protocol (``python -m autograde.worker SETTINGS.json``): one JSON job per line on stdin,
+``{"student", "lesson", "folder"}``; one answer per job on stdout, on a line starting with
+:data:`ANSWER_PREFIX`. Anything else the libraries print is ignored by the batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from autograde.course import (
+    GraderError,
+    course_config,
+    grade_cells,
+    make_course,
+    read_notebook,
+    run_nbgrader,
+)
+from autograde.sandbox import SandboxSettings
+
+ANSWER_PREFIX = "@@autograde-answer@@ "
+KERNEL_NAME = "nanolm-autograde"
+ERROR_CHARS = 1500   # longest failure message kept per question
+
+
+@dataclass
+class Limits:
+    """Limits on every kernel that runs a submission."""
+
+    cell_timeout_s: int = 120          # per cell (nbgrader interrupts the kernel)
+    notebook_timeout_s: float = 900.0  # wall clock for the whole notebook (kernel is killed)
+    memory_mb: int = 4096              # address space of the kernel
+    output_bytes: int = 1_000_000      # output of one cell
+    file_mb: int = 256                 # largest file the kernel may write
+    use_bwrap: bool = True             # isolate with bubblewrap when it is installed
+
+
+@dataclass
+class WorkerSettings:
+    """Everything a worker process needs, written by the batch as JSON."""
+
+    root: str                  # this worker's folder
+    lessons: list[str]
+    solutions_dir: str
+    template_db: str           # a gradebook with the lessons' assignments, copied per worker
+    feedback_dir: str          # where feedback HTML goes: <feedback_dir>/<student>/<lesson>.html
+    hide: list[str] = field(default_factory=list)   # folders the kernel must not see
+    limits: Limits = field(default_factory=Limits)
+
+    @classmethod
+    def load(cls, path: Path) -> WorkerSettings:
+        data = json.loads(Path(path).read_text())
+        data["limits"] = Limits(**data.get("limits", {}))
+        return cls(**data)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=1))
+
+
+def autograde_overrides(limits: Limits) -> dict:
+    """nbgrader config for grading under ``limits`` (on top of nbgrader_config.py)."""
+    from nbconvert.preprocessors import ClearMetadataPreprocessor
+    from nbgrader.preprocessors import (
+        AssignLatePenalties,
+        CheckCellMetadata,
+        IgnorePattern,
+        LimitOutput,
+        SaveAutoGrades,
+    )
+
+    from autograde.preprocessors import LimitedExecute
+
+    return {
+        # nbgrader's own pipeline with Execute replaced by LimitedExecute.
+        "Autograde": {"autograde_preprocessors": [
+            LimitedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+            SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]},
+        "LimitedExecute": {"timeout": limits.cell_timeout_s,
+                           "max_output_bytes": limits.output_bytes,
+                           "kernel_name": KERNEL_NAME,
+                           "startup_timeout": 120},
+    }
+
+
+def write_kernelspec(jupyter_dir: Path) -> None:
+    """A kernelspec that starts IPython through the sandbox launcher."""
+    folder = Path(jupyter_dir) / "kernels" / KERNEL_NAME
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = {"argv": [sys.executable, "-m", "autograde.sandbox", "{connection_file}"],
+            "display_name": "NanoLM autograder (sandboxed Python 3)",
+            "language": "python", "interrupt_mode": "signal", "metadata": {"debugger": False}}
+    (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
+
+
+class Worker:
+    """A course directory that grades one submission at a time."""
+
+    def __init__(self, settings: WorkerSettings):
+        self.settings = settings
+        self.root = Path(settings.root).resolve()
+        self.course = self.root / "course"
+        if self.course.exists():
+            shutil.rmtree(self.course)
+        make_course(self.course, settings.lessons, Path(settings.solutions_dir))
+        shutil.copyfile(settings.template_db, self.course / "gradebook.db")
+        write_kernelspec(self.root / "jupyter")
+        self.config = course_config(self.course, overrides=autograde_overrides(settings.limits))
+        self.db_url = self.config.CourseDirectory.db_url
+        self.graded_names = {lesson: self._graded_names(lesson) for lesson in settings.lessons}
+        self.grade_ids = {lesson: self._grade_ids(lesson) for lesson in settings.lessons}
+
+    def _source_notebook(self, lesson: str):
+        return read_notebook(self.course / "source" / lesson / f"{lesson}.ipynb")
+
+    def _graded_names(self, lesson: str) -> set[str]:
+        return {c["grade_id"] for c in grade_cells(self._source_notebook(lesson))
+                if c["kind"] == "solution"}
+
+    def _grade_ids(self, lesson: str) -> list[str]:
+        return [c["grade_id"] for c in grade_cells(self._source_notebook(lesson))
+                if c["kind"] == "test"]
+
+    # ------------------------------------------------------------------------------ grading
+    def grade(self, student: str, lesson: str, folder: str | None) -> dict:
+        """Grade one submission; returns the answer the batch merges (see module docstring)."""
+        from nbgrader.converters import Autograde, GenerateFeedback
+
+        submitted = self.course / "submitted" / student / lesson
+        autograded = self.course / "autograded" / student / lesson
+        feedback = self.course / "feedback" / student / lesson
+        for path in (submitted, autograded, feedback):
+            if path.exists():
+                shutil.rmtree(path)
+        submitted.mkdir(parents=True)
+        if folder and Path(folder).is_dir():
+            shutil.copytree(folder, submitted, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+
+        problems: list[str] = []
+        flags: list[dict] = []
+        notebook = submitted / f"{lesson}.ipynb"
+        if not notebook.is_file():
+            problems.append(f"missing notebook: the submission has no {lesson}.ipynb")
+        else:
+            try:
+                nb = read_notebook(notebook)
+            except GraderError as error:
+                problems.append(f"malformed notebook: {str(error).split(': ', 1)[-1]}")
+                notebook.unlink()  # nbgrader would stop on it; grade the lesson as missing
+            else:
+                from autograde.scan import scan_notebook
+
+                flags = [f.to_dict() for f in scan_notebook(nb, self.graded_names[lesson])]
+
+        limits_report = self._prepare_environment(student, lesson, autograded)
+        log = ""
+        if notebook.is_file():
+            try:
+                log = run_nbgrader(Autograde, self.config, assignment_id=lesson,
+                                   student_id=student)
+            except GraderError as error:
+                problems.append(f"nbgrader autograde failed: {str(error)[:ERROR_CHARS]}")
+        submission = self._ensure_submission(student, lesson)
+        limit_hits = json.loads(limits_report.read_text()) if limits_report.is_file() else []
+        scores = self._scores(student, lesson, autograded, submission, problems, limit_hits)
+
+        feedback_file = None
+        if (autograded / f"{lesson}.ipynb").is_file():
+            try:
+                run_nbgrader(GenerateFeedback, self.config, assignment_id=lesson,
+                             student_id=student)
+                html = feedback / f"{lesson}.html"
+                if html.is_file():
+                    target = Path(self.settings.feedback_dir) / student / f"{lesson}.html"
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(html, target)
+                    feedback_file = str(target)
+            except GraderError as error:
+                problems.append(f"feedback could not be generated: {str(error)[:300]}")
+        return {"student": student, "lesson": lesson, "scores": scores,
+                "limits": limit_hits, "flags": flags, "problems": problems,
+                "feedback": feedback_file, "submission": submission,
+                "log_tail": log[-2000:]}
+
+    def _prepare_environment(self, student: str, lesson: str, autograded: Path) -> Path:
+        """Fresh scratch folder and the kernel's environment for one submission."""
+        scratch = self.root / "scratch" / f"{student}--{lesson}"
+        if scratch.exists():
+            shutil.rmtree(scratch, ignore_errors=True)
+        for sub in ("home", "tmp", "cache", "runtime", "mpl", "hf", "runs", "ipython"):
+            (scratch / sub).mkdir(parents=True, exist_ok=True)
+        autograded.mkdir(parents=True, exist_ok=True)
+        limits = self.settings.limits
+        sandbox = SandboxSettings(
+            memory_mb=limits.memory_mb, wall_s=limits.notebook_timeout_s,
+            file_mb=limits.file_mb, scratch=str(scratch), workdir=str(autograded),
+            hide=list(self.settings.hide), status_file=str(scratch / "kernel-status.json"),
+            use_bwrap=limits.use_bwrap)
+        os.environ.update({
+            "AUTOGRADE_SANDBOX": sandbox.to_env(),
+            "AUTOGRADE_LIMITS_REPORT": str(scratch / "limits.json"),
+            "JUPYTER_PATH": str(self.root / "jupyter"),
+            "JUPYTER_RUNTIME_DIR": str(scratch / "runtime"),
+            "HOME": str(scratch / "home"),
+            "TMPDIR": str(scratch / "tmp"),
+            "XDG_CACHE_HOME": str(scratch / "cache"),
+            "MPLCONFIGDIR": str(scratch / "mpl"),
+            "HF_HOME": str(scratch / "hf"),
+            "HF_DATASETS_CACHE": str(scratch / "hf" / "datasets"),
+            "TORCH_HOME": str(scratch / "cache" / "torch"),
+            "IPYTHONDIR": str(scratch / "ipython"),
+            "NANOLM_CACHE": str(scratch / "cache" / "nanolm"),
+            "NANOLM_RUNS": str(scratch / "runs"),
+            "HF_HUB_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "NANOLM_PROGRESS": "0",
+            "MPLBACKEND": "Agg",
+            "PYTHONWARNINGS": "ignore",
+            "TQDM_DISABLE": "1",
+        })
+        # jupyter_client writes the kernel's connection file with tempfile, which caches the
+        # first TMPDIR it saw: make it look again, so the file lands in this scratch folder,
+        # the only one the sandboxed kernel can see.
+        tempfile.tempdir = None
+        return scratch / "limits.json"
+
+    def _ensure_submission(self, student: str, lesson: str) -> dict:
+        """The submission's rows in this worker's gradebook, created with zero scores when
+        nbgrader could not grade the notebook (missing, malformed)."""
+        from nbgrader.api import Gradebook, MissingEntry
+
+        with Gradebook(self.db_url) as gb:
+            gb.update_or_create_student(student)
+            try:
+                submission = gb.find_submission(lesson, student)
+            except MissingEntry:
+                submission = gb.add_submission(lesson, student)
+                for notebook in submission.notebooks:
+                    for grade in notebook.grades:
+                        grade.auto_score = 0.0
+                        grade.needs_manual_grade = False
+                gb.db.commit()
+            return {
+                "timestamp": submission.timestamp.isoformat() if submission.timestamp else None,
+                "notebooks": {
+                    notebook.name: {
+                        "flagged": notebook.flagged,
+                        "grades": {grade.name: {"auto_score": grade.auto_score,
+                                                "manual_score": grade.manual_score,
+                                                "needs_manual_grade": grade.needs_manual_grade}
+                                   for grade in notebook.grades},
+                        "comments": {comment.name: comment.auto_comment
+                                     for comment in notebook.comments},
+                    }
+                    for notebook in submission.notebooks
+                },
+            }
+
+    def _scores(self, student, lesson, autograded, submission, problems, limit_hits) -> dict:
+        """``{grade_id: {"score", "max_score", "error"}}`` for the lesson's test cells."""
+        from nbgrader.api import Gradebook
+
+        errors = _cell_errors(autograded / f"{lesson}.ipynb", self.settings.limits)
+        scores = {}
+        with Gradebook(self.db_url) as gb:
+            sub = gb.find_submission(lesson, student)
+            for notebook in sub.notebooks:
+                for grade in notebook.grades:
+                    if grade.name not in self.grade_ids[lesson]:
+                        continue
+                    score = float(grade.score or 0.0)
+                    error = None
+                    if score < grade.max_score:
+                        error = errors.get(grade.name) or (
+                            problems[0] if problems else
+                            "test cell missing from the submitted notebook (deleted or changed?)")
+                        limit_notes = [hit["message"] for hit in limit_hits
+                                       if hit["message"] not in error]
+                        if limit_notes:  # the failure may follow from a limit hit earlier
+                            error += " [limits hit in this notebook: " + "; ".join(
+                                limit_notes) + "]"
+                    scores[grade.name] = {"score": score, "max_score": float(grade.max_score),
+                                          "error": error}
+        return {gid: scores[gid] for gid in self.grade_ids[lesson] if gid in scores}
+
+
+def _cell_errors(path: Path, limits: Limits) -> dict[str, str]:
+    """The failure message of each test cell of an autograded notebook."""
+    if not path.is_file():
+        return {}
+    nb = read_notebook(path)
+    errors = {}
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if not meta.get("grade") or cell.cell_type != "code":
+            continue
+        for output in cell.get("outputs", []):
+            if output.output_type == "error":
+                message = _error_message(output.ename, output.evalue, limits)
+            elif output.output_type == "stream" and output.name == "stderr":
+                message = "the test cell wrote to stderr: " + output.text.strip()
+            else:
+                continue
+            errors[meta["grade_id"]] = message[:ERROR_CHARS]
+            break
+    return errors
+
+
+def _error_message(ename: str, evalue: str, limits: Limits) -> str:
+    from autograde.preprocessors import is_memory_error
+
+    if is_memory_error(ename, evalue):
+        return f"memory limit of {limits.memory_mb} MB hit ({ename}: {evalue})".strip()
+    if ename == "CellTimeoutError":
+        return f"cell timeout: a cell ran longer than {limits.cell_timeout_s} s"
+    return f"{ename}: {evalue}" if evalue else ename
+
+
+def main(argv: list[str]) -> int:
+    """Serve jobs from stdin until it closes (see the module docstring)."""
+    settings = WorkerSettings.load(Path(argv[0]))
+    # Answers go to the real stdout; anything the libraries print goes to stderr.
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    try:
+        worker = Worker(settings)
+    except Exception:
+        answers.write(ANSWER_PREFIX + json.dumps({"fatal": traceback.format_exc()}) + "\n")
+        return 1
+    answers.write(ANSWER_PREFIX + json.dumps({"ready": True}) + "\n")
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        job = json.loads(line)
+        try:
+            answer = worker.grade(job["student"], job["lesson"], job.get("folder"))
+        except Exception:
+            answer = {"student": job["student"], "lesson": job["lesson"],
+                      "grader_error": traceback.format_exc()[-ERROR_CHARS:]}
+        answers.write(ANSWER_PREFIX + json.dumps(answer) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
