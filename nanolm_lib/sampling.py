@@ -96,7 +96,8 @@ def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int
 @torch.inference_mode()
 def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, eos_id: int | None = None,
-             generator: torch.Generator | None = None, use_cache: bool = True) -> torch.Tensor:
+             generator: torch.Generator | None = None, use_cache: bool = True,
+             show_progress: bool = True) -> torch.Tensor:
     """Extend each row of idx (B, T) by up to ``max_new_tokens`` sampled tokens.
 
     Returns (B, T + n) with n <= max_new_tokens. A row that produces ``eos_id`` is finished:
@@ -106,6 +107,7 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float =
     not, the window slides (every position shifts), so, as without the cache, each step
     recomputes the cropped window. Both paths therefore give the same tokens for the same
     generator. The model runs in eval mode and gets its previous mode back afterwards.
+    A progress bar appears when generation takes more than two seconds (``show_progress``).
     """
     context_length = model.config.context_length
     if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.size(1) < 1:
@@ -127,7 +129,9 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float =
     try:
         finished = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
         cache = model.new_kv_cache(idx.size(0)) if use_cache else None
-        steps = progress(range(max_new_tokens), desc="generating", leave=False, delay=2.0)
+        bar_options = {} if show_progress else {"disable": True}
+        steps = progress(range(max_new_tokens), desc="generating", leave=False, delay=2.0,
+                         **bar_options)
         for _ in steps:
             if cache is not None and idx.size(1) <= context_length:
                 logits, _ = model(idx[:, cache[0].length:], kv_cache=cache)  # only new tokens
