@@ -10,6 +10,7 @@ from autograde.course import LESSONS_DIR, SOLUTIONS_DIR, GraderError
 
 
 def _release(args) -> int:
+    _require("release")
     from autograde.release import release, stale_lessons
 
     if args.check:
@@ -26,6 +27,7 @@ def _release(args) -> int:
 
 
 def _grade(args) -> int:
+    _require("grade")
     from autograde.grade import grade_batch
     from autograde.worker import Limits
 
@@ -50,6 +52,50 @@ def _grade(args) -> int:
             print(f"NOT GRADED {failure.splitlines()[0]}", file=sys.stderr)
         return 1
     return 0
+
+
+def _check(args) -> int:
+    from autograde.selfcheck import check_notebook, format_results
+    from autograde.worker import Limits
+
+    limits = Limits(cell_timeout_s=args.cell_timeout, notebook_timeout_s=args.notebook_timeout,
+                    memory_mb=args.memory_mb)
+    lesson, results, hits = check_notebook(args.notebook, args.lessons, limits)
+    print(format_results(lesson, args.notebook, results, hits))
+    return 0 if all(r.passed for r in results) else 1
+
+
+def _submit(args) -> int:
+    from autograde.kit import submit
+
+    archive = submit(args.workspace, args.student, args.out)
+    print(f"wrote {archive}: upload this file (the LMS name pattern is <student>_<anything>.zip)")
+    return 0
+
+
+def _student_kit(args) -> int:
+    from autograde.kit import student_kit
+
+    out = student_kit(args.out)
+    print(f"student kit written to {out}: lessons/, nanolm_lib/, autograde (check, submit), "
+          "set-up files; no solutions/")
+    return 0
+
+
+def _bench(args) -> int:
+    from autograde.bench import run
+
+    run(students=args.students, lessons=args.lessons or None, workers=args.workers)
+    return 0
+
+
+def _require(module: str):
+    """Student kits ship only the student half of autograde; say so instead of a traceback."""
+    import importlib.util
+
+    if importlib.util.find_spec(f"autograde.{module}") is None:
+        raise GraderError("this is an instructor command; the student kit has only "
+                          "`check` and `submit`")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,6 +131,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not isolate kernels with bubblewrap even when it is installed")
     p.add_argument("--solutions", type=Path, default=SOLUTIONS_DIR, help=argparse.SUPPRESS)
     p.set_defaults(func=_grade)
+
+    p = commands.add_parser("check", help="self-check a lesson notebook (visible tests)")
+    p.add_argument("notebook", type=Path, help="e.g. workspace/03_attention/03_attention.ipynb")
+    p.add_argument("--cell-timeout", type=int, default=120, help="seconds per cell (120)")
+    p.add_argument("--notebook-timeout", type=float, default=900,
+                   help="wall-clock seconds for the notebook (900)")
+    p.add_argument("--memory-mb", type=int, default=4096, help="kernel memory limit (4096)")
+    p.add_argument("--lessons", type=Path, default=LESSONS_DIR, help=argparse.SUPPRESS)
+    p.set_defaults(func=_check)
+
+    p = commands.add_parser("submit", help="zip workspace/ for upload")
+    p.add_argument("--workspace", type=Path, default=Path("workspace"))
+    p.add_argument("--student", default=None,
+                   help="your student id (default: $NANOLM_STUDENT, else your user name)")
+    p.add_argument("--out", type=Path, default=Path("."), help="folder for the zip (.)")
+    p.set_defaults(func=_submit)
+
+    p = commands.add_parser("student-kit", help="write the student kit (no solutions)")
+    p.add_argument("out", type=Path)
+    p.set_defaults(func=_student_kit)
+
+    p = commands.add_parser("bench", help="seconds per notebook, speed-up of 2 workers")
+    p.add_argument("--students", type=int, default=10)
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--lessons", nargs="*", help="lessons (default: all in solutions/)")
+    p.set_defaults(func=_bench)
     return parser
 
 

@@ -122,8 +122,11 @@ def main(argv: list[str]) -> int:
     # (enabled by JPY_PARENT_PID) takes for "the parent exited". The kernel dies with this
     # launcher anyway (PR_SET_PDEATHSIG, bwrap --die-with-parent).
     env = {name: value for name, value in os.environ.items() if name != "JPY_PARENT_PID"}
+    # The kernel process's own chatter (not the notebook's output, which travels over ZMQ)
+    # goes to a log in the scratch folder rather than the grader's terminal.
+    log = open(os.path.join(settings.scratch, "kernel.log"), "ab") if settings.scratch else None
     child = subprocess.Popen(command, preexec_fn=_limit_child(settings), env=env,
-                             cwd=settings.workdir or None)
+                             cwd=settings.workdir or None, stdout=log, stderr=log)
     signal.signal(signal.SIGTERM, lambda *_: child.kill())
     started = time.monotonic()
     try:

@@ -202,44 +202,8 @@ class Worker:
     def _prepare_environment(self, student: str, lesson: str, autograded: Path) -> Path:
         """Fresh scratch folder and the kernel's environment for one submission."""
         scratch = self.root / "scratch" / f"{student}--{lesson}"
-        if scratch.exists():
-            shutil.rmtree(scratch, ignore_errors=True)
-        for sub in ("home", "tmp", "cache", "runtime", "mpl", "hf", "runs", "ipython"):
-            (scratch / sub).mkdir(parents=True, exist_ok=True)
-        autograded.mkdir(parents=True, exist_ok=True)
-        limits = self.settings.limits
-        sandbox = SandboxSettings(
-            memory_mb=limits.memory_mb, wall_s=limits.notebook_timeout_s,
-            file_mb=limits.file_mb, scratch=str(scratch), workdir=str(autograded),
-            hide=list(self.settings.hide), status_file=str(scratch / "kernel-status.json"),
-            use_bwrap=limits.use_bwrap)
-        os.environ.update({
-            "AUTOGRADE_SANDBOX": sandbox.to_env(),
-            "AUTOGRADE_LIMITS_REPORT": str(scratch / "limits.json"),
-            "JUPYTER_PATH": str(self.root / "jupyter"),
-            "JUPYTER_RUNTIME_DIR": str(scratch / "runtime"),
-            "HOME": str(scratch / "home"),
-            "TMPDIR": str(scratch / "tmp"),
-            "XDG_CACHE_HOME": str(scratch / "cache"),
-            "MPLCONFIGDIR": str(scratch / "mpl"),
-            "HF_HOME": str(scratch / "hf"),
-            "HF_DATASETS_CACHE": str(scratch / "hf" / "datasets"),
-            "TORCH_HOME": str(scratch / "cache" / "torch"),
-            "IPYTHONDIR": str(scratch / "ipython"),
-            "NANOLM_CACHE": str(scratch / "cache" / "nanolm"),
-            "NANOLM_RUNS": str(scratch / "runs"),
-            "HF_HUB_OFFLINE": "1",
-            "HF_DATASETS_OFFLINE": "1",
-            "NANOLM_PROGRESS": "0",
-            "MPLBACKEND": "Agg",
-            "PYTHONWARNINGS": "ignore",
-            "TQDM_DISABLE": "1",
-        })
-        # jupyter_client writes the kernel's connection file with tempfile, which caches the
-        # first TMPDIR it saw: make it look again, so the file lands in this scratch folder,
-        # the only one the sandboxed kernel can see.
-        tempfile.tempdir = None
-        return scratch / "limits.json"
+        return prepare_kernel_environment(scratch, autograded, self.settings.limits,
+                                          self.settings.hide, self.root / "jupyter")
 
     def _ensure_submission(self, student: str, lesson: str) -> dict:
         """The submission's rows in this worker's gradebook, created with zero scores when
@@ -299,6 +263,53 @@ class Worker:
                     scores[grade.name] = {"score": score, "max_score": float(grade.max_score),
                                           "error": error}
         return {gid: scores[gid] for gid in self.grade_ids[lesson] if gid in scores}
+
+
+def prepare_kernel_environment(scratch: Path, workdir: Path, limits: Limits, hide: list[str],
+                               jupyter_dir: Path) -> Path:
+    """Set this process's environment so that the next kernel nbgrader starts runs sandboxed
+    in ``workdir`` with a fresh ``scratch`` folder for caches; returns the limits-report path.
+
+    nbgrader sets NBGRADER_EXECUTION itself (smoke size); the rest keeps the kernel offline,
+    quiet on stderr and away from the grader's own caches.
+    """
+    if scratch.exists():
+        shutil.rmtree(scratch, ignore_errors=True)
+    for sub in ("home", "tmp", "cache", "runtime", "mpl", "hf", "runs", "ipython"):
+        (scratch / sub).mkdir(parents=True, exist_ok=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    sandbox = SandboxSettings(
+        memory_mb=limits.memory_mb, wall_s=limits.notebook_timeout_s, file_mb=limits.file_mb,
+        scratch=str(scratch), workdir=str(workdir), hide=list(hide),
+        status_file=str(scratch / "kernel-status.json"), use_bwrap=limits.use_bwrap)
+    os.environ.update({
+        "AUTOGRADE_SANDBOX": sandbox.to_env(),
+        "AUTOGRADE_LIMITS_REPORT": str(scratch / "limits.json"),
+        "JUPYTER_PATH": str(jupyter_dir),
+        "JUPYTER_RUNTIME_DIR": str(scratch / "runtime"),
+        "HOME": str(scratch / "home"),
+        "TMPDIR": str(scratch / "tmp"),
+        "XDG_CACHE_HOME": str(scratch / "cache"),
+        "MPLCONFIGDIR": str(scratch / "mpl"),
+        "HF_HOME": str(scratch / "hf"),
+        "HF_DATASETS_CACHE": str(scratch / "hf" / "datasets"),
+        "TORCH_HOME": str(scratch / "cache" / "torch"),
+        "IPYTHONDIR": str(scratch / "ipython"),
+        "NANOLM_CACHE": str(scratch / "cache" / "nanolm"),
+        "NANOLM_RUNS": str(scratch / "runs"),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "NANOLM_PROGRESS": "0",
+        "MPLBACKEND": "Agg",
+        "PYTHONWARNINGS": "ignore",
+        "TQDM_DISABLE": "1",
+    })
+    # jupyter_client writes the kernel's connection file with tempfile, which caches the
+    # first TMPDIR it saw: make it look again, so the file lands in this scratch folder,
+    # the only one the sandboxed kernel can see.
+    tempfile.tempdir = None
+    write_kernelspec(jupyter_dir)
+    return scratch / "limits.json"
 
 
 def _cell_errors(path: Path, limits: Limits) -> dict[str, str]:

@@ -1,0 +1,141 @@
+"""``python -m autograde check NOTEBOOK``: a student's self-check, question by question.
+
+The notebook runs the way the grader runs it (smoke size, the same sandboxed kernel and
+limits), but against the lesson's *visible* tests only: every test cell is replaced by the
+released version from ``lessons/`` (so an edited or deleted test cell is put back), and no
+hidden test is involved. Each question's points come from nbgrader's own scoring rule
+(``nbgrader.utils.determine_grade``: an error, or anything on stderr, scores 0).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from autograde.course import LESSONS_DIR, GraderError, grade_cells, read_notebook
+from autograde.worker import KERNEL_NAME, Limits, _error_message, prepare_kernel_environment
+
+
+@dataclass
+class QuestionResult:
+    """One test cell's outcome."""
+
+    grade_id: str
+    score: float
+    max_score: float
+    message: str | None   # the failure, None when passed
+
+    @property
+    def passed(self) -> bool:
+        return self.score >= self.max_score
+
+
+def restore_test_cells(nb, lesson_nb) -> None:
+    """Put the lesson's visible test cells into ``nb`` (in place), by grade_id: edited ones
+    are overwritten, deleted ones re-inserted after the cell that preceded them."""
+    lesson_cells = {c.metadata["nbgrader"]["grade_id"]: c for c in lesson_nb.cells
+                    if c.get("metadata", {}).get("nbgrader", {}).get("grade")}
+    present = {}
+    for index, cell in enumerate(nb.cells):
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id in lesson_cells:
+            nb.cells[index] = lesson_cells[grade_id]
+            present[grade_id] = index
+    for position, cell in enumerate(lesson_nb.cells):
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id in lesson_cells and grade_id not in present:
+            previous = lesson_nb.cells[position - 1] if position else None
+            previous_id = previous.get("metadata", {}).get("nbgrader", {}).get("grade_id") \
+                if previous is not None else None
+            ids = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb.cells]
+            insert_at = ids.index(previous_id) + 1 if previous_id in ids else len(nb.cells)
+            nb.cells.insert(insert_at, cell)
+
+
+def check_notebook(notebook: Path, lessons_dir: Path = LESSONS_DIR,
+                   limits: Limits | None = None) -> tuple[str, list[QuestionResult], list[dict]]:
+    """Run ``notebook`` with its lesson's visible tests: ``(lesson, results, limits hit)``."""
+    import json
+
+    from nbgrader.preprocessors import IgnorePattern
+    from nbgrader.utils import determine_grade
+
+    from autograde.course import ensure_tools_on_path, load_config
+    from autograde.preprocessors import LimitedExecute
+
+    notebook = Path(notebook).resolve()
+    lesson = notebook.stem
+    lesson_file = Path(lessons_dir) / lesson / f"{lesson}.ipynb"
+    if not notebook.is_file():
+        raise GraderError(f"{notebook}: no such notebook")
+    if not lesson_file.is_file():
+        raise GraderError(f"{notebook.name}: not a lesson notebook (expected NN_slug.ipynb "
+                          f"named like a folder of {lessons_dir})")
+    limits = limits or Limits()
+    nb = read_notebook(notebook)
+    lesson_nb = read_notebook(lesson_file)
+    restore_test_cells(nb, lesson_nb)
+    ensure_tools_on_path()
+    saved_env = dict(os.environ)
+    with tempfile.TemporaryDirectory(prefix="autograde-check-") as tmp:
+        workdir = Path(tmp) / lesson
+        shutil.copytree(notebook.parent, workdir, ignore=shutil.ignore_patterns(
+            "*.ipynb", ".ipynb_checkpoints", "runs", "__pycache__"))
+        try:
+            report = prepare_kernel_environment(Path(tmp) / "scratch", workdir, limits, [],
+                                                Path(tmp) / "jupyter")
+            os.environ["NBGRADER_EXECUTION"] = "autograde"  # run at the grader's (smoke) size
+            config = load_config()
+            executor = LimitedExecute(config=config, timeout=limits.cell_timeout_s,
+                                      max_output_bytes=limits.output_bytes,
+                                      kernel_name=KERNEL_NAME, startup_timeout=120)
+            nb, _ = executor.preprocess(nb, {"metadata": {"path": str(workdir)}})
+            ignore = IgnorePattern(config=config)
+            for index, cell in enumerate(nb.cells):
+                ignore.preprocess_cell(cell, {}, index)
+            hits = json.loads(report.read_text()) if report.is_file() else []
+        finally:
+            os.environ.clear()
+            os.environ.update(saved_env)
+            tempfile.tempdir = None
+    results = []
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if not meta.get("grade") or cell.cell_type != "code":
+            continue
+        score, max_score = determine_grade(cell)
+        message = None
+        if score < max_score:
+            message = "failed"
+            for output in cell.outputs:
+                if output.output_type == "error":
+                    message = _error_message(output.ename, output.evalue, limits)
+                    break
+                if output.output_type == "stream" and output.name == "stderr":
+                    message = "the test cell wrote to stderr: " + output.text.strip()
+                    break
+        results.append(QuestionResult(meta["grade_id"], float(score), float(max_score), message))
+    order = [c["grade_id"] for c in grade_cells(lesson_nb) if c["kind"] == "test"]
+    results.sort(key=lambda r: order.index(r.grade_id) if r.grade_id in order else len(order))
+    return lesson, results, hits
+
+
+def format_results(lesson: str, notebook: Path, results: list[QuestionResult],
+                   hits: list[dict]) -> str:
+    """The self-check's printout."""
+    lines = [f"{lesson}: {notebook} (visible tests only; hidden tests run when it is graded)"]
+    width = max([len(r.grade_id) for r in results] + [8])
+    for r in results:
+        status = "passed" if r.passed else "FAILED"
+        lines.append(f"  {r.grade_id:<{width}}  {r.score:g} / {r.max_score:g}  {status}")
+        if r.message:
+            lines += [f"      {line}" for line in r.message.splitlines()[:8]]
+    for hit in hits:
+        lines.append(f"  limit hit: {hit['message']}")
+    total = sum(r.score for r in results)
+    maximum = sum(r.max_score for r in results)
+    lines.append(f"total {total:g} / {maximum:g} on the visible tests")
+    return "\n".join(lines)
