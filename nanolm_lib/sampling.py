@@ -106,7 +106,8 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float =
     ``use_cache`` a KV cache serves while the whole sequence fits the context; once it does
     not, the window slides (every position shifts), so, as without the cache, each step
     recomputes the cropped window. Both paths therefore give the same tokens for the same
-    generator. The model runs in eval mode and gets its previous mode back afterwards.
+    generator. The model runs in eval mode and gets its previous mode back afterwards; the
+    result is on the model's device.
     A progress bar appears when generation takes more than two seconds (``show_progress``).
     """
     context_length = model.config.context_length
@@ -120,34 +121,34 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float =
         )
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, numbers.Integral) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens: expected an int >= 0, found {max_new_tokens!r}")
-    if eos_id is not None and not 0 <= eos_id < model.config.vocab_size:
+    if eos_id is not None and (isinstance(eos_id, bool) or not isinstance(eos_id, numbers.Integral)
+                               or not 0 <= eos_id < model.config.vocab_size):
         raise ValueError(f"eos_id: expected an id in [0, {model.config.vocab_size}), found {eos_id!r}")
     _check_sampling(temperature, top_k, top_p)  # before any model work
 
+    idx = idx.to(next(model.parameters()).device)  # (B, T) on the model's device
+    finished = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
+    cache = model.new_kv_cache(idx.size(0)) if use_cache else None
+    bar_options = {} if show_progress else {"disable": True}
     was_training = model.training
     model.eval()
     try:
-        finished = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
-        cache = model.new_kv_cache(idx.size(0)) if use_cache else None
-        bar_options = {} if show_progress else {"disable": True}
-        steps = progress(range(max_new_tokens), desc="generating", leave=False, delay=2.0,
-                         **bar_options)
-        for _ in steps:
-            if cache is not None and idx.size(1) <= context_length:
-                logits, _ = model(idx[:, cache[0].length:], kv_cache=cache)  # only new tokens
-            else:
-                cache = None  # positions shifted: cached keys no longer match
-                logits, _ = model(idx[:, -context_length:])
-            next_id = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)
-            next_id = next_id.to(idx.dtype)  # (B, 1)
-            if eos_id is not None:
-                next_id = next_id.masked_fill(finished.unsqueeze(1), eos_id)
-                finished |= next_id.squeeze(1) == eos_id
-            idx = torch.cat([idx, next_id], dim=1)  # (B, T + 1)
-            if eos_id is not None and bool(finished.all()):
-                break
-        if hasattr(steps, "close"):
-            steps.close()
+        with progress(range(max_new_tokens), desc="generating", leave=False, delay=2.0,
+                      **bar_options) as steps:
+            for _ in steps:
+                if cache is not None and idx.size(1) <= context_length:
+                    logits, _ = model(idx[:, cache[0].length:], kv_cache=cache)  # new tokens only
+                else:
+                    cache = None  # the window slides: positions shift, cached keys are stale
+                    logits, _ = model(idx[:, -context_length:])
+                next_id = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)
+                next_id = next_id.to(idx.dtype)  # (B, 1)
+                if eos_id is not None:
+                    next_id = next_id.masked_fill(finished.unsqueeze(1), eos_id)
+                    finished |= next_id.squeeze(1) == eos_id
+                idx = torch.cat([idx, next_id], dim=1)  # (B, T + 1)
+                if eos_id is not None and bool(finished.all()):
+                    break
     finally:
         model.train(was_training)
     return idx

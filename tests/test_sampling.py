@@ -250,6 +250,8 @@ def test_generate_errors():
         generate(model, torch.zeros(1, 3, dtype=torch.long), -1)
     with pytest.raises(ValueError, match=r"eos_id: expected an id in \[0, 11\), found 11"):
         generate(model, torch.zeros(1, 3, dtype=torch.long), 5, eos_id=11)
+    with pytest.raises(ValueError, match=r"eos_id: expected an id in \[0, 11\), found 2.0"):
+        generate(model, torch.zeros(1, 3, dtype=torch.long), 5, eos_id=2.0)
     with pytest.raises(ValueError, match=r"idx: expected a \(B, T\) tensor of token ids with T >= 1, found \(3,\)"):
         generate(model, torch.zeros(3, dtype=torch.long), 5)
     with pytest.raises(ValueError, match="temperature: expected a number >= 0"):
