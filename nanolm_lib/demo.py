@@ -1,0 +1,124 @@
+"""``make demo``: the whole main job in one command, about five minutes on a laptop CPU.
+
+    data (NANOLM_DATA, else the hub, else generated stories) -> tokenizer -> packed tokens
+    -> training of the "cpu" preset (progress bar; checkpoint, metrics.jsonl, plot.png in
+    runs/demo/) -> two stories by top-k sampling -> validation loss, perplexity, bits/byte
+
+Running it again reuses what is done: the prepared corpus comes from the cache, an
+interrupted run resumes where it stopped, a finished run is only sampled (``--fresh``
+trains again). ``NANOLM_SIZE=smoke`` (or ``NANOLM_SMOKE=1``) runs the seconds-long version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from nanolm_lib import utils
+
+PROMPTS = ("", "Once upon a time, there was a little dog named")
+
+
+def demo_preset() -> str:
+    """``cpu``, unless NANOLM_SIZE / smoke mode asks for another size."""
+    if os.environ.get("NANOLM_SIZE") or utils.is_smoke():
+        return {"smoke": "smoke", "cpu": "cpu", "full": "seed-3090"}[utils.run_size()]
+    return "cpu"
+
+
+def run_demo(out_dir: Path, preset: str, data=None, fresh: bool = False,
+             seed: int = 0) -> dict:
+    """Prepare, train (or resume, or reuse), tell two stories, evaluate; returns the figures."""
+    import torch
+
+    from nanolm_lib.cli import corpus_summary
+    from nanolm_lib.data import prepare_corpus
+    from nanolm_lib.model import GPT, PRESETS
+    from nanolm_lib.sampling import tell_story
+    from nanolm_lib.train import (
+        CHECKPOINT_NAME,
+        evaluate,
+        load_checkpoint,
+        load_model,
+        train,
+        train_preset,
+    )
+
+    model_config = PRESETS[preset]
+    config = train_preset(preset, out_dir=str(out_dir))
+
+    print(f"[1/4] data and tokenizer ({model_config.vocab_size:,}-token BPE)")
+    corpus = prepare_corpus(data, model_config.vocab_size)
+    print(corpus_summary(corpus, config.batch_size, model_config.context_length))
+
+    ckpt = out_dir / CHECKPOINT_NAME
+    state = load_checkpoint(ckpt) if ckpt.exists() and not fresh else None
+    done = state is not None and state["step"] >= state["train_config"]["max_steps"]
+    n_params = sum(p.numel() for p in GPT(model_config).parameters())
+    print(f"\n[2/4] training the {preset!r} preset: {n_params / 1e6:.2f} M parameters, "
+          f"{config.max_steps:,} steps x {config.batch_size} x {model_config.context_length} "
+          f"tokens, into {out_dir}")
+    if done:
+        print(f"{out_dir} already holds a finished run; sampling from it "
+              "(python -m nanolm_lib.demo --fresh trains again)")
+    else:
+        started = time.perf_counter()
+        torch.manual_seed(config.seed)
+        train(GPT(model_config), config, corpus.train, corpus.validation,
+              tokenizer=corpus.tokenizer, bytes_per_token=corpus.bytes_per_token("validation"),
+              resume=not fresh, overwrite=fresh,
+              data_info={"preset": preset, "source": data, "corpus": str(corpus.path),
+                         "described": corpus.meta.get("source")})
+        print(f"trained in {(time.perf_counter() - started) / 60:.1f} min; "
+              f"plot: {out_dir / 'plot.png'}, metrics: {out_dir / 'metrics.jsonl'}")
+
+    print("\n[3/4] two stories (top-k sampling: k=40, temperature 0.8)")
+    model, tokenizer = load_model(out_dir)
+    generator = torch.Generator().manual_seed(seed)
+    stories = []
+    for i, prompt in enumerate(PROMPTS, 1):
+        story = tell_story(model, tokenizer, prompt, generator=generator, temperature=0.8,
+                           top_k=40).strip()
+        stories.append(story)
+        print(f"--- story {i}{f' (prompt: {prompt!r})' if prompt else ''} ---\n{story}\n")
+
+    print("[4/4] the whole validation split")
+    result = evaluate(model, corpus.validation, model_config.context_length,
+                      bytes_per_token=corpus.bytes_per_token("validation"))
+    print(f"validation loss {result['loss']:.4f}, perplexity {result['perplexity']:.2f}, "
+          f"{result['bpb']:.3f} bits per byte ({result['tokens']:,} tokens)")
+    return {"stories": stories, **result}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m nanolm_lib.demo``; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m nanolm_lib.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fresh", action="store_true", help="train again from scratch")
+    parser.add_argument("--preset", default=None, help="default: cpu (smoke in smoke mode)")
+    parser.add_argument("--data", default=None, help="data source (default: NANOLM_DATA, "
+                        "else the hub, else generated stories)")
+    parser.add_argument("--out", default=None, help="run folder (default: runs/demo)")
+    args = parser.parse_args(argv)
+    preset = args.preset or demo_preset()
+    out_dir = Path(args.out) if args.out else utils.runs_dir() / "demo"
+    from nanolm_lib.cli import user_errors
+
+    try:
+        run_demo(out_dir, preset, args.data, args.fresh)
+    except KeyboardInterrupt:
+        print("demo interrupted; run it again to continue where it stopped", file=sys.stderr)
+        return 130
+    except user_errors() as error:
+        if os.environ.get("NANOLM_DEBUG"):
+            raise
+        print(f"demo: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
