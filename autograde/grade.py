@@ -39,6 +39,7 @@ from autograde.course import (
     make_course,
     run_nbgrader,
 )
+from autograde.sandbox import die_with_parent
 from autograde.worker import ANSWER_PREFIX, Limits, WorkerSettings
 
 STATE_VERSION = 1
@@ -78,7 +79,7 @@ class WorkerProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "autograde.worker", str(self.settings_path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
-            start_new_session=True)
+            start_new_session=True, preexec_fn=die_with_parent)
         log.close()
         ready = self._read_answer()
         if not ready or not ready.get("ready"):
@@ -250,7 +251,10 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
     template_db = template / "gradebook.db"
     _generate_assignments(template, lessons, f"sqlite:///{template_db}")
     main_db = db_url or f"sqlite:///{out / 'gradebook.db'}"
-    _generate_assignments(template, lessons, main_db)
+    if db_url is None and not (out / "gradebook.db").exists():
+        shutil.copyfile(template_db, out / "gradebook.db")  # same assignments, no students yet
+    else:
+        _generate_assignments(template, lessons, main_db)
     from nbgrader.api import Gradebook
 
     with Gradebook(main_db) as gb:

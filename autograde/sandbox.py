@@ -85,6 +85,14 @@ def bwrap_command(settings: SandboxSettings) -> list[str]:
     return command
 
 
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+    except OSError:  # not Linux: the kernel manager's own clean-up still applies
+        pass
+
+
 def _limit_child(settings: SandboxSettings):
     """A preexec function: limits apply to the kernel and anything it starts."""
     def apply() -> None:
@@ -93,11 +101,7 @@ def _limit_child(settings: SandboxSettings):
         size = settings.file_mb << 20
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        # Die with the launcher: jupyter kills the launcher, the kernel must not outlive it.
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except OSError:
-            pass
+        die_with_parent()  # jupyter kills the launcher; the kernel must not outlive it
     return apply
 
 
@@ -113,6 +117,7 @@ def main(argv: list[str]) -> int:
         print("usage: python -m autograde.sandbox CONNECTION_FILE", file=sys.stderr)
         return 2
     settings = SandboxSettings.from_env()
+    die_with_parent()  # a grading worker that is killed takes its kernels with it
     kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", argv[0],
               "--HistoryManager.hist_file=:memory:"]
     command = bwrap_command(settings) + kernel if settings.use_bwrap and bwrap_path() else kernel

@@ -51,6 +51,13 @@ class Limits:
     file_mb: int = 256                 # largest file the kernel may write
     use_bwrap: bool = True             # isolate with bubblewrap when it is installed
 
+    def __post_init__(self):
+        # One spelling per value: the limits are part of every submission's content hash.
+        self.cell_timeout_s = int(self.cell_timeout_s)
+        self.notebook_timeout_s = float(self.notebook_timeout_s)
+        self.memory_mb, self.output_bytes = int(self.memory_mb), int(self.output_bytes)
+        self.file_mb, self.use_bwrap = int(self.file_mb), bool(self.use_bwrap)
+
 
 @dataclass
 class WorkerSettings:

@@ -47,13 +47,19 @@ TOY_LESSONS = {
                                 "### BEGIN HIDDEN TESTS\nassert scale([], 2) == [], 'scale([])'\n"
                                 "### END HIDDEN TESTS", points=2),
     ],
+    # A question graded against nanolm_lib's freshly loaded reference, as the real lessons are.
     "02_toy": [
-        solution_cell("norm", "def norm(v):\n    ### BEGIN SOLUTION\n"
-                              "    return math.sqrt(sum(x * x for x in v))\n    ### END SOLUTION"),
-        locked_cell("imports", "import math"),
-        test_cell("test_norm", "assert abs(norm([3, 4]) - 5) < 1e-9, 'norm([3, 4]) should be 5'\n"
-                               "### BEGIN HIDDEN TESTS\nassert norm([]) == 0\n"
-                               "### END HIDDEN TESTS"),
+        locked_cell("setup", "import torch"),
+        solution_cell("causal_mask", "def causal_mask(T, device=None):\n    ### BEGIN SOLUTION\n"
+                                     "    return torch.ones(T, T, dtype=torch.bool).tril()\n"
+                                     "    ### END SOLUTION"),
+        test_cell("test_causal_mask",
+                  "from nanolm_lib.checks import check_close, reference\n"
+                  "ref = reference('attention')\n"
+                  "check_close(causal_mask(4), ref.causal_mask(4), 'causal_mask(4)')\n"
+                  "### BEGIN HIDDEN TESTS\n"
+                  "check_close(causal_mask(7), ref.causal_mask(7), 'causal_mask(7)')\n"
+                  "### END HIDDEN TESTS", points=2),
     ],
 }
 
