@@ -48,7 +48,9 @@ def test_attention_benchmark_quick(tmp_path, capsys):
 
 
 def test_generate_benchmark_quick(capsys):
-    results = generate_bench.run(quick=True)
+    torch.set_num_threads(2)  # the autouse fixture restores the original count afterwards
+    results = generate_bench.run(quick=True, threads=1)
+    assert results["threads"] == 1 and torch.get_num_threads() == 2
     assert "tokens_per_s" in capsys.readouterr().out
     assert results["prompt_tokens"] + results["new_tokens"] == results["context_length"]
     assert all(results["identical_tokens"].values())

@@ -130,11 +130,13 @@ def _module_calls(impl: str, batch: int, heads: int, T: int, head_dim: int,
     return call, call, None
 
 
-def interleaved_times(calls: dict, device: str = "cpu", rounds: int = 3) -> dict:
+def interleaved_times(calls: dict, device: str = "cpu", rounds: int = 3,
+                      warmup: bool = True) -> dict:
     """Median seconds of each function in ``calls``, timed in turns (a, b, c, a, b, c, ...),
-    so that a change in the machine's load falls on all of them alike."""
+    so that a change in the machine's load falls on all of them alike. ``warmup``: one
+    untimed call of each first."""
     times = {name: [] for name in calls}
-    for fn in calls.values():  # warm-up
+    for fn in calls.values() if warmup else ():
         time_fn(fn, device=device, warmup=0, repeat=1)
     for _ in range(rounds):
         for name, fn in calls.items():
