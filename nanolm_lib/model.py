@@ -193,12 +193,15 @@ class GPT(nn.Module):
                 f"idx: expected 1 to context_length={self.config.context_length} positions, found "
                 f"{T}" + (f" after {start} cached" if start else "") + " (crop the input)"
             )
-        low, high = int(idx.min()), int(idx.max())
-        if low < 0 or high >= self.config.vocab_size:
-            raise ValueError(
-                f"idx: token ids must lie in [0, vocab_size={self.config.vocab_size}), found "
-                f"values in [{low}, {high}] (does the tokenizer match the model's vocabulary?)"
-            )
+        # an out-of-range id would otherwise fail deep inside the embedding (on CUDA, as an
+        # opaque device-side assert); the check reads two numbers, so torch.compile skips it
+        if not torch.compiler.is_compiling():
+            low, high = int(idx.min()), int(idx.max())
+            if low < 0 or high >= self.config.vocab_size:
+                raise ValueError(
+                    f"idx: token ids must lie in [0, vocab_size={self.config.vocab_size}), found "
+                    f"values in [{low}, {high}] (does the tokenizer match the model's vocabulary?)"
+                )
         if kv_cache is not None and len(kv_cache) != len(self.blocks):
             raise ValueError(f"kv_cache: expected {len(self.blocks)} layer caches, found {len(kv_cache)}")
 
