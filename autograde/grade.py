@@ -143,9 +143,14 @@ def _generate_assignments(course_root: Path, lessons: list[str], db_url: str) ->
 
 def merge_submission(db_url: str, student: str, lesson: str, submission: dict) -> None:
     """Copy one graded submission (a worker's answer) into the main gradebook."""
-    from nbgrader.api import Gradebook, MissingEntry
+    import warnings
 
-    with Gradebook(db_url) as gb:
+    from nbgrader.api import Gradebook, MissingEntry
+    from sqlalchemy.exc import SAWarning
+
+    # nbgrader's add_submission trips SQLAlchemy 2's autoflush warnings; they are harmless.
+    with Gradebook(db_url) as gb, warnings.catch_warnings():
+        warnings.simplefilter("ignore", SAWarning)
         gb.update_or_create_student(student)
         try:
             gb.remove_submission(lesson, student)

@@ -21,7 +21,9 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import traceback
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -149,6 +151,7 @@ class Worker:
         """Grade one submission; returns the answer the batch merges (see module docstring)."""
         from nbgrader.converters import Autograde, GenerateFeedback
 
+        started = time.monotonic()
         submitted = self.course / "submitted" / student / lesson
         autograded = self.course / "autograded" / student / lesson
         feedback = self.course / "feedback" / student / lesson
@@ -204,7 +207,7 @@ class Worker:
         return {"student": student, "lesson": lesson, "scores": scores,
                 "limits": limit_hits, "flags": flags, "problems": problems,
                 "feedback": feedback_file, "submission": submission,
-                "log_tail": log[-2000:]}
+                "seconds": round(time.monotonic() - started, 2), "log_tail": log[-2000:]}
 
     def _prepare_environment(self, student: str, lesson: str, autograded: Path) -> Path:
         """Fresh scratch folder and the kernel's environment for one submission."""
@@ -216,8 +219,11 @@ class Worker:
         """The submission's rows in this worker's gradebook, created with zero scores when
         nbgrader could not grade the notebook (missing, malformed)."""
         from nbgrader.api import Gradebook, MissingEntry
+        from sqlalchemy.exc import SAWarning
 
-        with Gradebook(self.db_url) as gb:
+        # nbgrader's add_submission trips SQLAlchemy 2's autoflush warnings; they are harmless.
+        with Gradebook(self.db_url) as gb, warnings.catch_warnings():
+            warnings.simplefilter("ignore", SAWarning)
             gb.update_or_create_student(student)
             try:
                 submission = gb.find_submission(lesson, student)
