@@ -24,7 +24,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from autograde.course import LESSON_NAME
+from autograde.course import LESSON_NAME, GraderError
 
 ZIP_NAME_PATTERN = re.compile(r"^(?P<student>[A-Za-z0-9.\-]+)_(?P<rest>.*)\.zip$")
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -55,7 +55,7 @@ def collect(submissions: Path, extract_to: Path) -> tuple[dict[str, dict[str, Pa
     """``({student: {lesson: folder}}, notes)`` from either layout; notes list what was skipped."""
     submissions = Path(submissions)
     if not submissions.is_dir():
-        raise FileNotFoundError(f"SUBMISSIONS {submissions}: not a folder")
+        raise GraderError(f"SUBMISSIONS {submissions}: not a folder")
     zips = sorted(submissions.glob("*.zip"))
     if zips:
         return _collect_zips(zips, Path(extract_to))

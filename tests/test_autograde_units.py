@@ -1,0 +1,180 @@
+"""Autograder pieces without a full batch: static scan, collecting submissions and LMS zips,
+submit and the student kit, the self-check, the summary, and the command line's errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+from autograde_toy import write_submission, write_toy_solutions
+
+from autograde.__main__ import main
+from autograde.collect import collect
+from autograde.course import SOLUTIONS_DIR, grade_cells, lesson_names
+from autograde.kit import student_kit, submit
+from autograde.release import release
+from autograde.report import failure_key, question_summary
+from autograde.sandbox import isolation_level
+from autograde.scan import scan_cells
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# --------------------------------------------------------------------------- static scan
+def test_scan_flags_patching_and_reference_use():
+    cells = [
+        ("causal_mask", "import nanolm_lib.attention as A\nimport torch\n"
+                        "A.causal_mask = lambda T: None\n"
+                        "def causal_mask(T):\n    return A.causal_mask(T)\n"),
+        ("attention", "from nanolm_lib.attention import attention\n"),
+        ("split_heads", "import sys\nsys.modules['nanolm_lib.checks'] = None\n"
+                        "setattr(torch, 'allclose', lambda *a: True)\n"),
+        ("merge_heads", "from nanolm_lib import attention as module\n"
+                        "def merge_heads(x):\n    return module.merge_heads(x)\n"),
+        ("MultiHeadAttention", "def broken(:\n"),  # does not parse: skipped
+    ]
+    graded = {"causal_mask", "attention", "split_heads", "merge_heads", "MultiHeadAttention"}
+    found = {(f.grade_id, f.kind, f.line) for f in scan_cells(cells, graded)}
+    assert found == {
+        ("causal_mask", "patch", 3),                 # assigns to nanolm_lib.attention.causal_mask
+        ("causal_mask", "reference-use", 5),         # calls the reference's causal_mask
+        ("attention", "reference-use", 1),           # imports the graded name
+        ("split_heads", "patch", 2),                 # sys.modules
+        ("split_heads", "patch", 3),                 # setattr on torch (imported in cell 1)
+        ("merge_heads", "reference-use", 3),         # through a module alias
+    }
+
+
+def test_scan_leaves_honest_code_alone():
+    cells = [("Block", "from nanolm_lib.attention import MultiHeadAttention\nimport torch\n"
+                       "class Block(torch.nn.Module):\n    pass\n"),
+             ("GPT", "import math\nx = math.sqrt(2)\nmodel = {}\nmodel['a'] = 1\n")]
+    assert scan_cells(cells, {"Block", "GPT"}) == []
+
+
+@pytest.mark.skipif(not SOLUTIONS_DIR.is_dir(), reason="no solutions/ yet")
+def test_scan_finds_nothing_in_the_solutions():
+    from autograde.scan import scan_notebook
+
+    for lesson in lesson_names():
+        nb = nbformat.read(str(SOLUTIONS_DIR / lesson / f"{lesson}.ipynb"), as_version=4)
+        graded = {c["grade_id"] for c in grade_cells(nb) if c["kind"] == "solution"}
+        assert scan_notebook(nb, graded) == [], lesson
+
+
+# --------------------------------------------------------------------------- collecting
+def test_collect_folders_and_zips(tmp_path):
+    folders = tmp_path / "folders"
+    (folders / "amy" / "01_toy").mkdir(parents=True)
+    (folders / "amy" / "01_toy" / "01_toy.ipynb").write_text("{}")
+    (folders / "bad name!" / "01_toy").mkdir(parents=True)
+    found, notes = collect(folders, tmp_path / "x")
+    assert list(found) == ["amy"] and list(found["amy"]) == ["01_toy"]
+    assert "bad name!" in notes[0]
+
+    zips = tmp_path / "zips"
+    zips.mkdir()
+    with zipfile.ZipFile(zips / "bo_12345_nanolm.zip", "w") as zf:
+        zf.writestr("workspace/01_toy/01_toy.ipynb", "{\"v\": 1}")
+        zf.writestr("workspace/01_toy/helper.py", "x = 1")
+        zf.writestr("../evil/01_toy/01_toy.ipynb", "{}")          # never extracted
+    with zipfile.ZipFile(zips / "bo_99999_later.zip", "w") as zf:  # sorts last: wins
+        zf.writestr("01_toy/01_toy.ipynb", "{\"v\": 2}")
+    (zips / "cy_broken.zip").write_bytes(b"not a zip")
+    (zips / "noseparator.zip").write_bytes(b"")
+    found, notes = collect(zips, tmp_path / "extracted")
+    assert sorted(found) == ["bo", "cy"] and found["cy"] == {}
+    assert json.loads((found["bo"]["01_toy"] / "01_toy.ipynb").read_text()) == {"v": 2}
+    assert not (tmp_path / "evil").exists()
+    assert any("cy_broken.zip" in n for n in notes)
+    assert any("noseparator.zip" in n for n in notes)
+
+
+def test_submit_zip_round_trips_through_collect(tmp_path):
+    workspace = tmp_path / "workspace"
+    (workspace / "01_toy" / ".ipynb_checkpoints").mkdir(parents=True)
+    (workspace / "01_toy" / "01_toy.ipynb").write_text("{\"cells\": []}")
+    (workspace / "01_toy" / "notes.txt").write_text("mine")
+    (workspace / "01_toy" / ".ipynb_checkpoints" / "01_toy-checkpoint.ipynb").write_text("{}")
+    (workspace / "01_toy" / "model.ckpt").write_bytes(b"weights")
+    archive = submit(workspace, student="jo.doe", out_dir=tmp_path / "up", now=0)
+    assert archive.name.startswith("jo.doe_nanolm_") and archive.suffix == ".zip"
+    with zipfile.ZipFile(archive) as zf:
+        assert sorted(zf.namelist()) == ["01_toy/01_toy.ipynb", "01_toy/notes.txt"]
+    found, _ = collect(tmp_path / "up", tmp_path / "x")
+    assert (found["jo.doe"]["01_toy"] / "notes.txt").read_text() == "mine"
+    assert main(["submit", "--workspace", str(workspace), "--student", "jo_doe"]) == 2
+    assert main(["submit", "--workspace", str(tmp_path / "nowhere"), "--student", "jo"]) == 2
+
+
+# --------------------------------------------------------------------------- student kit
+@pytest.mark.skipif(not (REPO / "lessons").is_dir(), reason="no lessons/ yet")
+def test_student_kit_has_no_solutions_or_hidden_tests(tmp_path):
+    kit = student_kit(tmp_path / "kit")
+    assert (kit / "lessons").is_dir() and (kit / "nanolm_lib" / "checks.py").is_file()
+    assert (kit / "autograde" / "selfcheck.py").is_file()
+    assert not (kit / "solutions").exists() and not (kit / "tests").exists()
+    for grading_internal in ("grade.py", "release.py", "collect.py", "report.py"):
+        assert not (kit / "autograde" / grading_internal).exists()
+    for path in kit.rglob("*"):
+        if path.is_file() and path.suffix in (".ipynb", ".py", ".md"):
+            text = path.read_text(errors="replace")
+            assert "### BEGIN HIDDEN TESTS" not in text and "### BEGIN SOLUTION" not in text, path
+    result = subprocess.run([sys.executable, "-m", "autograde", "grade", "x", "--out", "y"],
+                            cwd=kit, capture_output=True, text=True)
+    assert result.returncode == 2 and "instructor command" in result.stderr
+    assert main(["student-kit", str(kit)]) == 2  # refuses to write over a kit
+
+
+# --------------------------------------------------------------------------- self-check
+@pytest.mark.slow
+def test_check_runs_visible_tests_only(tmp_path, capsys):
+    solutions = write_toy_solutions(tmp_path / "solutions")
+    lessons = tmp_path / "lessons"
+    release(lessons, solutions)
+    # passes the visible test of add (1 + 2) but not the hidden one (-5 + 5); the student
+    # also edited test_scale to pass, which the self-check undoes
+    folder = write_submission(lessons, tmp_path / "ws", "me", "01_toy", {
+        "add": "def add(a, b):\n    return a + b if a > 0 else 1",
+        "test_scale": "print('fine')"})
+    code = main(["check", str(folder / "01_toy.ipynb"), "--lessons", str(lessons),
+                 "--cell-timeout", "30"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "test_add    1 / 1  passed" in out
+    assert "test_scale  0 / 2  FAILED" in out and "NotImplementedError" in out
+    assert "total 1 / 3 on the visible tests" in out
+    assert main(["check", str(tmp_path / "99_none.ipynb"), "--lessons", str(lessons)]) == 2
+
+
+# --------------------------------------------------------------------------- reports and CLI
+def test_summary_groups_failures_by_message():
+    table = {
+        "a": {"03": {"test_x": {"score": 0.0, "max_score": 2.0,
+                                "error": "CheckFailed: x(q): relative error 0.5 > 1e-05\nseed 17"}}},
+        "b": {"03": {"test_x": {"score": 0.0, "max_score": 2.0,
+                                "error": "CheckFailed: x(q): relative error 0.25 > 1e-05\nseed 3"}}},
+        "c": {"03": {"test_x": {"score": 2.0, "max_score": 2.0, "error": None}}},
+    }
+    (row,) = question_summary(table)
+    assert row["mean"] == pytest.approx(2 / 3) and row["pass_rate"] == pytest.approx(1 / 3)
+    assert row["top_failures"] == [(failure_key(table["a"]["03"]["test_x"]["error"]), 2)]
+
+
+def test_isolation_is_stated():
+    assert "WEAKER ISOLATION" in isolation_level(use_bwrap=False)
+
+
+def test_grade_reports_what_it_cannot_do(tmp_path, capsys):
+    assert main(["grade", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    (tmp_path / "subs" / "amy" / "42_unknown").mkdir(parents=True)
+    solutions = write_toy_solutions(tmp_path / "solutions")
+    assert main(["grade", str(tmp_path / "subs"), "--out", str(tmp_path / "o"),
+                 "--solutions", str(solutions), "--lessons", "42_unknown"]) == 2
+    assert "42_unknown" in capsys.readouterr().err

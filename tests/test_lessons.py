@@ -1,0 +1,125 @@
+"""The lessons as nbgrader sees them: a static check of the notebooks, and one real nbgrader
+batch in which every test cell passes on the solution and fails on the untouched lesson.
+
+The static check reads DESIGN's lesson table: each graded function is defined in its solution
+cell (grade_id = the function's name) and has a test cell ``test_<function>`` (locked, with
+points) holding visible tests and hidden tests. Notebooks are committed without outputs.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+
+import nbformat
+import pytest
+
+from autograde.course import LESSONS_DIR, SOLUTIONS_DIR, grade_cells
+from autograde.grade import grade_batch
+from autograde.worker import Limits
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+# DESIGN.md, "The lessons": what the student builds in each lesson.
+GRADED = {
+    "00_setup": [],
+    "01_tokenizer": ["get_pair_counts", "merge_pair", "train_bpe", "encode", "decode"],
+    "02_data": ["pack_stories", "get_batch"],
+    "03_attention": ["causal_mask", "attention_weights", "attention", "split_heads",
+                     "merge_heads", "MultiHeadAttention"],
+    "04_fused_attention": ["fused_attention", "native_mha_inference"],
+    "05_gpt": ["LayerNorm", "MLP", "Block", "GPT", "count_parameters"],
+    "06_training": ["cross_entropy_loss", "perplexity", "lr_at", "train_step", "evaluate"],
+    "07_sampling": ["top_k_filter", "sample_next_token", "generate"],
+}
+HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
+
+
+def _notebook(folder, lesson):
+    path = folder / lesson / f"{lesson}.ipynb"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing (DESIGN's lesson table lists {lesson})")
+    return nbformat.read(str(path), as_version=4)
+
+
+def _code_without_comments(source: str) -> str:
+    return "\n".join(line for line in source.splitlines()
+                     if line.strip() and not line.strip().startswith("#"))
+
+
+@pytest.mark.parametrize("lesson", sorted(GRADED))
+def test_graded_functions_have_visible_and_hidden_tests(lesson):
+    nb = _notebook(SOLUTIONS_DIR, lesson)
+    cells = {c["grade_id"]: c for c in grade_cells(nb)}
+    problems = []
+    for name in GRADED[lesson]:
+        solution = cells.get(name)
+        if not solution or solution["kind"] != "solution":
+            problems.append(f"no solution cell with grade_id {name!r}")
+        else:
+            defined = {node.name for node in ast.walk(ast.parse(solution["source"]))
+                       if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+            if name not in defined:
+                problems.append(f"solution cell {name!r} does not define {name}")
+            if "### BEGIN SOLUTION" not in solution["source"]:
+                problems.append(f"solution cell {name!r} has no ### BEGIN SOLUTION block")
+        test = cells.get(f"test_{name}")
+        if not test or test["kind"] != "test" or test["points"] <= 0:
+            problems.append(f"no graded test cell test_{name} with points")
+            continue
+        hidden = HIDDEN.findall(test["source"])
+        visible = _code_without_comments(HIDDEN.sub("", test["source"]))
+        if not visible:
+            problems.append(f"test_{name} has no visible tests")
+        if not hidden or not _code_without_comments("".join(hidden)):
+            problems.append(f"test_{name} has no hidden tests")
+        if f"{name}(" not in visible:
+            problems.append(f"test_{name}'s visible tests never call {name}")
+    extra = sorted(c["grade_id"] for c in cells.values()
+                   if c["kind"] == "solution" and c["grade_id"] not in GRADED[lesson])
+    if extra:
+        problems.append(f"solution cells not in DESIGN's lesson table: {extra}")
+    assert not problems, f"{lesson}: " + "; ".join(problems)
+
+
+@pytest.mark.parametrize("folder", [SOLUTIONS_DIR, LESSONS_DIR], ids=["solutions", "lessons"])
+def test_notebooks_carry_no_outputs(folder):
+    if not folder.is_dir():
+        pytest.fail(f"{folder} is missing")
+    dirty = []
+    for path in sorted(folder.glob("*/*.ipynb")):
+        nb = nbformat.read(str(path), as_version=4)
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None):
+                dirty.append(f"{path.relative_to(folder.parent)} cell {index}")
+    assert not dirty, "notebooks committed with outputs: " + ", ".join(dirty[:10])
+
+
+@pytest.mark.slow
+def test_every_test_cell_passes_on_the_solution_and_fails_on_the_untouched_lesson(tmp_path):
+    """One nbgrader batch: a student who hands in the solutions, one who hands in the
+    lessons untouched."""
+    import shutil
+
+    submissions = tmp_path / "submissions"
+    for lesson in sorted(GRADED):
+        shutil.copytree(SOLUTIONS_DIR / lesson, submissions / "solution" / lesson)
+        shutil.copytree(LESSONS_DIR / lesson, submissions / "untouched" / lesson)
+    result = grade_batch(submissions, tmp_path / "out", workers=2, show_progress=False,
+                         limits=Limits(cell_timeout_s=300, notebook_timeout_s=600))
+    assert result.ok, result.failures
+    scores = json.loads((tmp_path / "out" / "scores.json").read_text())
+    wrong = []
+    for lesson, names in GRADED.items():
+        solution, untouched = scores["solution"][lesson], scores["untouched"][lesson]
+        assert sorted(solution) == sorted(f"test_{n}" for n in names), lesson
+        for grade_id, entry in solution.items():
+            if entry["score"] != entry["max_score"] or entry["max_score"] <= 0:
+                wrong.append(f"solution {lesson}/{grade_id}: {entry}")
+        for grade_id, entry in untouched.items():
+            if entry["score"] != 0 or not entry["error"]:
+                wrong.append(f"untouched {lesson}/{grade_id}: {entry}")
+    assert not wrong, "\n".join(wrong)
+    flags = [f for answer in result.answers.values() for f in answer["flags"]]
+    assert not flags, f"the static scan flags the solutions themselves: {flags}"
