@@ -289,11 +289,13 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
         jobs.put(item)
     answers: queue.Queue = queue.Queue()
     n_workers = max(1, min(workers, len(todo))) if todo else 0
+    # Parallel kernels share the cores instead of each starting one thread per core.
+    kernel_threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
     pool = [WorkerProcess(WorkerSettings(root=str(work / f"worker-{k}"), lessons=lessons,
                                          solutions_dir=str(solutions_dir),
                                          template_db=str(template_db),
                                          feedback_dir=str(feedback_dir), hide=hide,
-                                         limits=limits),
+                                         limits=limits, kernel_threads=kernel_threads),
                           log_path=work / f"worker-{k}.log")
             for k in range(n_workers)]
     job_timeout = limits.notebook_timeout_s + 300  # notebook limit plus nbgrader's own work

@@ -72,6 +72,7 @@ class WorkerSettings:
     feedback_dir: str          # where feedback HTML goes: <feedback_dir>/<student>/<lesson>.html
     hide: list[str] = field(default_factory=list)   # folders the kernel must not see
     limits: Limits = field(default_factory=Limits)
+    kernel_threads: int = 0    # CPU threads per kernel (0: the libraries' default)
 
     @classmethod
     def load(cls, path: Path) -> WorkerSettings:
@@ -212,8 +213,13 @@ class Worker:
     def _prepare_environment(self, student: str, lesson: str, autograded: Path) -> Path:
         """Fresh scratch folder and the kernel's environment for one submission."""
         scratch = self.root / "scratch" / f"{student}--{lesson}"
-        return prepare_kernel_environment(scratch, autograded, self.settings.limits,
-                                          self.settings.hide, self.root / "jupyter")
+        report = prepare_kernel_environment(scratch, autograded, self.settings.limits,
+                                            self.settings.hide, self.root / "jupyter")
+        if self.settings.kernel_threads:
+            threads = str(self.settings.kernel_threads)
+            os.environ.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+                               "OPENBLAS_NUM_THREADS": threads})
+        return report
 
     def _ensure_submission(self, student: str, lesson: str) -> dict:
         """The submission's rows in this worker's gradebook, created with zero scores when
