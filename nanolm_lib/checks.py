@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import itertools
 import math
 import os
 import sys
@@ -36,6 +37,7 @@ import torch
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _FRESH_PREFIX = "_nanolm_reference_"
+_fresh_counter = itertools.count()
 
 
 class CheckFailed(AssertionError):
@@ -58,7 +60,10 @@ def reference(module: str) -> ModuleType:
 
 
 def _load_fresh(module: str, path: Path, loaded: dict[str, ModuleType]) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(_FRESH_PREFIX + module, path)
+    # A unique name per copy: dataclasses (and typing) look their module up in sys.modules
+    # while the class body is processed, so the copy is registered while it executes.
+    fresh_name = f"{_FRESH_PREFIX}{module}_{next(_fresh_counter)}"
+    spec = importlib.util.spec_from_file_location(fresh_name, path)
     fresh = importlib.util.module_from_spec(spec)
     loaded[module] = fresh
     # While the copy executes, `import nanolm_lib.x` inside it must resolve to fresh copies as
@@ -69,8 +74,10 @@ def _load_fresh(module: str, path: Path, loaded: dict[str, ModuleType]) -> Modul
             if name != module and name not in loaded:
                 sibling = _PACKAGE_DIR / f"{name}.py"
                 sys.modules[f"nanolm_lib.{name}"] = _LazyFresh(name, sibling, loaded)
+        sys.modules[fresh_name] = fresh
         spec.loader.exec_module(fresh)
     finally:
+        sys.modules.pop(fresh_name, None)
         for name in list(sys.modules):
             if name.startswith("nanolm_lib.") and name not in saved:
                 del sys.modules[name]

@@ -96,3 +96,25 @@ def test_use_reference_swaps_and_restores_names():
     with use_reference(namespace, Ref, "split_heads", "merge_heads"):
         assert namespace == {"split_heads": "reference", "merge_heads": "reference"}
     assert namespace == {"split_heads": "student's"}
+
+
+@pytest.mark.parametrize("module", ["tokenizer", "data", "attention", "model", "sampling", "train"])
+def test_reference_loads_every_module_of_the_package(module):
+    fresh = reference(module)
+    assert fresh.__name__.startswith("_nanolm_reference_")
+    assert not [name for name in sys.modules if name.startswith("_nanolm_reference_")]
+
+
+def test_reference_dependencies_are_fresh_too(monkeypatch):
+    # model.py imports MultiHeadAttention from attention.py: a submission that replaces the
+    # imported attention module's class must not change the reference GPT
+    import nanolm_lib.attention
+
+    class Broken(torch.nn.Module):
+        pass
+
+    monkeypatch.setattr(nanolm_lib.attention, "MultiHeadAttention", Broken)
+    model = reference("model")
+    gpt = model.GPT(model.PRESETS["smoke"])
+    assert type(gpt.blocks[0].attn).__name__ == "MultiHeadAttention"
+    assert type(gpt.blocks[0].attn) is not Broken
