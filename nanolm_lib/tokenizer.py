@@ -20,6 +20,7 @@ import hashlib
 import heapq
 import json
 import re
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -479,7 +480,8 @@ def train_fast_tokenizer(texts: str | Sequence[str], vocab_size: int = 10_000,
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - len(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=not progress_disabled(),
+        # The Rust bar draws on a terminal only; in a notebook it prints blank lines.
+        show_progress=not progress_disabled() and sys.stderr.isatty(),
     )
     hf.train_from_iterator(batches(), trainer, length=(len(texts) + 999) // 1000)
 
