@@ -131,6 +131,18 @@ class Block(nn.Module):
         return x
 
 
+@torch.compiler.disable  # runs eagerly under torch.compile: one quiet graph break
+def _check_token_range(idx: torch.Tensor, vocab_size: int) -> None:
+    """An out-of-range id would otherwise fail deep inside the embedding: on CUDA as an opaque
+    device-side assert, in a compiled CPU kernel by aborting the whole process."""
+    low, high = int(idx.min()), int(idx.max())
+    if low < 0 or high >= vocab_size:
+        raise ValueError(
+            f"idx: token ids must lie in [0, vocab_size={vocab_size}), found values in "
+            f"[{low}, {high}] (does the tokenizer match the model's vocabulary?)"
+        )
+
+
 class GPT(nn.Module):
     """A decoder-only transformer language model."""
 
@@ -193,15 +205,7 @@ class GPT(nn.Module):
                 f"idx: expected 1 to context_length={self.config.context_length} positions, found "
                 f"{T}" + (f" after {start} cached" if start else "") + " (crop the input)"
             )
-        # an out-of-range id would otherwise fail deep inside the embedding (on CUDA, as an
-        # opaque device-side assert); the check reads two numbers, so torch.compile skips it
-        if not torch.compiler.is_compiling():
-            low, high = int(idx.min()), int(idx.max())
-            if low < 0 or high >= self.config.vocab_size:
-                raise ValueError(
-                    f"idx: token ids must lie in [0, vocab_size={self.config.vocab_size}), found "
-                    f"values in [{low}, {high}] (does the tokenizer match the model's vocabulary?)"
-                )
+        _check_token_range(idx, self.config.vocab_size)
         if kv_cache is not None and len(kv_cache) != len(self.blocks):
             raise ValueError(f"kv_cache: expected {len(self.blocks)} layer caches, found {len(kv_cache)}")
 
