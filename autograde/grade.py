@@ -295,7 +295,8 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
                                          solutions_dir=str(solutions_dir),
                                          template_db=str(template_db),
                                          feedback_dir=str(feedback_dir), hide=hide,
-                                         limits=limits, kernel_threads=kernel_threads),
+                                         limits=limits, kernel_threads=kernel_threads,
+                                         release_dir=str(template / "release")),
                           log_path=work / f"worker-{k}.log")
             for k in range(n_workers)]
     job_timeout = limits.notebook_timeout_s + 300  # notebook limit plus nbgrader's own work

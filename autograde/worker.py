@@ -27,6 +27,8 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import nbformat
+
 from autograde.course import (
     GraderError,
     course_config,
@@ -73,6 +75,7 @@ class WorkerSettings:
     hide: list[str] = field(default_factory=list)   # folders the kernel must not see
     limits: Limits = field(default_factory=Limits)
     kernel_threads: int = 0    # CPU threads per kernel (0: the libraries' default)
+    release_dir: str = ""      # the student versions (release/<lesson>/<lesson>.ipynb)
 
     @classmethod
     def load(cls, path: Path) -> WorkerSettings:
@@ -123,6 +126,10 @@ class Worker:
     """A course directory that grades one submission at a time."""
 
     def __init__(self, settings: WorkerSettings):
+        from sqlalchemy.exc import SAWarning
+
+        # nbgrader's add_submission trips SQLAlchemy 2's autoflush warnings; they are harmless.
+        warnings.filterwarnings("ignore", category=SAWarning)
         self.settings = settings
         self.root = Path(settings.root).resolve()
         self.course = self.root / "course"
@@ -135,6 +142,8 @@ class Worker:
         self.db_url = self.config.CourseDirectory.db_url
         self.graded_names = {lesson: self._graded_names(lesson) for lesson in settings.lessons}
         self.grade_ids = {lesson: self._grade_ids(lesson) for lesson in settings.lessons}
+        self.released_metadata = {lesson: self._released_metadata(lesson)
+                                  for lesson in settings.lessons}
 
     def _source_notebook(self, lesson: str):
         return read_notebook(self.course / "source" / lesson / f"{lesson}.ipynb")
@@ -142,6 +151,13 @@ class Worker:
     def _graded_names(self, lesson: str) -> set[str]:
         return {c["grade_id"] for c in grade_cells(self._source_notebook(lesson))
                 if c["kind"] == "solution"}
+
+    def _released_metadata(self, lesson: str) -> dict[str, dict]:
+        path = Path(self.settings.release_dir or "") / lesson / f"{lesson}.ipynb"
+        nb = read_notebook(path) if path.is_file() else self._source_notebook(lesson)
+        return {cell.metadata["nbgrader"]["grade_id"]: {"meta": dict(cell.metadata["nbgrader"]),
+                                                        "id": cell.get("id")}
+                for cell in nb.cells if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")}
 
     def _grade_ids(self, lesson: str) -> list[str]:
         return [c["grade_id"] for c in grade_cells(self._source_notebook(lesson))
@@ -179,6 +195,10 @@ class Worker:
                 from autograde.scan import scan_notebook
 
                 flags = [f.to_dict() for f in scan_notebook(nb, self.graded_names[lesson])]
+                repaired = repair_metadata(nb, self.released_metadata[lesson])
+                if repaired:
+                    problems.append("nbgrader metadata repaired: " + "; ".join(repaired))
+                    nbformat.write(nb, str(notebook))
 
         limits_report = self._prepare_environment(student, lesson, autograded)
         log = ""
@@ -225,11 +245,8 @@ class Worker:
         """The submission's rows in this worker's gradebook, created with zero scores when
         nbgrader could not grade the notebook (missing, malformed)."""
         from nbgrader.api import Gradebook, MissingEntry
-        from sqlalchemy.exc import SAWarning
 
-        # nbgrader's add_submission trips SQLAlchemy 2's autoflush warnings; they are harmless.
-        with Gradebook(self.db_url) as gb, warnings.catch_warnings():
-            warnings.simplefilter("ignore", SAWarning)
+        with Gradebook(self.db_url) as gb:
             gb.update_or_create_student(student)
             try:
                 submission = gb.find_submission(lesson, student)
@@ -282,6 +299,43 @@ class Worker:
                     scores[grade.name] = {"score": score, "max_score": float(grade.max_score),
                                           "error": error}
         return {gid: scores[gid] for gid in self.grade_ids[lesson] if gid in scores}
+
+
+def repair_metadata(nb, released: dict[str, dict]) -> list[str]:
+    """Give every nbgrader cell of a submission the metadata of the released lesson (in place).
+
+    nbgrader refuses a whole notebook over one bad cell (a changed schema version, a missing
+    field, a copied test cell). ``released`` maps grade_id -> {"meta", "id"}. A cell whose
+    grade_id the lesson knows gets the released metadata back; when a grade_id appears more
+    than once, the cell with the released cell id (else the first) keeps it and the copies
+    become plain cells, as do cells with an unknown grade_id. Returns what was changed.
+    """
+    import copy
+
+    def grade_id_of(cell):
+        meta = cell.get("metadata", {}).get("nbgrader")
+        return meta.get("grade_id") if isinstance(meta, dict) else None
+
+    keeper: dict[str, int] = {}
+    for index, cell in enumerate(nb.cells):
+        grade_id = grade_id_of(cell)
+        if grade_id in released and (grade_id not in keeper
+                                     or cell.get("id") == released[grade_id]["id"]):
+            keeper[grade_id] = index
+    changes = []
+    for index, cell in enumerate(nb.cells):
+        if "nbgrader" not in cell.get("metadata", {}):
+            continue
+        grade_id = grade_id_of(cell)
+        if keeper.get(grade_id) == index:
+            if cell.metadata["nbgrader"] != released[grade_id]["meta"]:
+                cell.metadata["nbgrader"] = copy.deepcopy(released[grade_id]["meta"])
+                changes.append(f"cell {index} ({grade_id}) restored")
+        else:
+            del cell.metadata["nbgrader"]
+            changes.append(f"cell {index} ({grade_id or 'no grade_id'}) is not a lesson cell "
+                           "or repeats one: graded as a plain cell")
+    return changes
 
 
 def prepare_kernel_environment(scratch: Path, workdir: Path, limits: Limits, hide: list[str],

@@ -6,6 +6,7 @@ exit status 0, and the well-behaved students' grades are exactly what they would
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import os
@@ -15,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
 from autograde_toy import write_submission, write_toy_solutions
 
@@ -60,6 +62,13 @@ def _hostile_class(root: Path) -> tuple[Path, Path, Path]:
         "import nanolm_lib.attention\nimport nanolm_lib.checks\n" + WRONG_MASK + "\n"
         "nanolm_lib.attention.causal_mask = causal_mask\n"
         "nanolm_lib.checks.check_close = lambda *args, **kwargs: None")})
+    tamper = sub("tamper", sources={"add": GOOD_ADD, "scale": GOOD_SCALE}) / "01_toy.ipynb"
+    nb = nbformat.read(str(tamper), as_version=4)
+    fake_test = nbformat.from_dict(copy.deepcopy(dict(nb.cells[3])))  # a pasted copy of
+    fake_test.source, fake_test.id = "assert False", "pasted01"        # test_add that fails
+    nb.cells.insert(1, fake_test)
+    nb.cells[3].metadata["nbgrader"]["schema_version"] = 99  # nbgrader would refuse the file
+    nbformat.write(nb, str(tamper))
     (subs / "malformed" / "01_toy").mkdir(parents=True)
     (subs / "malformed" / "01_toy" / "01_toy.ipynb").write_text("{not json")
     (subs / "missing" / "01_toy").mkdir(parents=True)  # a folder without the notebook
@@ -128,6 +137,14 @@ def test_hostile_submission_is_graded_on_what_completed(hostile, student, questi
     assert f"**{student} / 01_toy**" in (out / "report.md").read_text()
 
 
+def test_tampered_nbgrader_metadata_is_repaired(hostile):
+    result, scores, out = hostile
+    assert _total(scores, "tamper", "01_toy") == 3
+    problems = result.answers[("tamper", "01_toy")]["problems"]
+    assert any("metadata repaired" in p and "restored" in p and "plain cell" in p
+               for p in problems), problems
+
+
 def test_patching_the_reference_scores_nothing_and_is_flagged(hostile):
     result, scores, out = hostile
     assert scores["patcher"]["02_toy"]["test_causal_mask"]["score"] == 0
@@ -157,9 +174,14 @@ def test_resumed_batch_gives_the_same_grades(tmp_path):
         write_submission(tmp_path / "lessons", subs, student, "01_toy",
                          {"add": GOOD_ADD} if student in ("ann", "cat") else None)
     limits = Limits(cell_timeout_s=10, notebook_timeout_s=60)
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"  # any SQLAlchemy URL (--db)
     straight = grade_batch(subs, tmp_path / "straight", limits=limits, solutions_dir=solutions,
-                           show_progress=False)
-    assert straight.graded == 3
+                           db_url=elsewhere, show_progress=False)
+    assert straight.graded == 3 and not (tmp_path / "straight" / "gradebook.db").exists()
+    from nbgrader.api import Gradebook
+
+    with Gradebook(elsewhere) as gb:
+        assert gb.find_submission("01_toy", "ann").score == 1.0
 
     # Interrupt a second batch (SIGKILL to its process group) once one notebook is merged.
     out = tmp_path / "resumed"
