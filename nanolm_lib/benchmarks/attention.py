@@ -24,6 +24,7 @@ ratios within one run are what to compare.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 from pathlib import Path
@@ -130,6 +131,18 @@ def _module_calls(impl: str, batch: int, heads: int, T: int, head_dim: int,
     return call, call, None
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Run the block with torch's intra-op thread count set to ``threads`` (None: unchanged)."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
+
+
 def interleaved_times(calls: dict, device: str = "cpu", rounds: int = 3,
                       warmup: bool = True) -> dict:
     """Median seconds of each function in ``calls``, timed in turns (a, b, c, a, b, c, ...),
@@ -191,9 +204,15 @@ def plot(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def run(quick: bool = False, out_dir: str | Path = "bench-results") -> dict:
+def run(quick: bool = False, out_dir: str | Path = "bench-results", threads: int | None = None) -> dict:
     """Run the benchmark, print the tables, write the plot to ``out_dir/attention.png``, and
-    return the figures (``quick``: tiny sizes, seconds)."""
+    return the figures (``quick``: tiny sizes, seconds). ``threads`` sets torch's intra-op
+    thread count for the run (restored afterwards)."""
+    with torch_threads(threads) as used_threads:
+        return _run(quick, Path(out_dir), used_threads)
+
+
+def _run(quick: bool, out_dir: Path, threads: int) -> dict:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rounds = 1 if quick else 5
     plan = []  # one entry per comparison; its implementations are timed in turns
@@ -216,7 +235,8 @@ def run(quick: bool = False, out_dir: str | Path = "bench-results") -> dict:
             peak = peak_memory(measured, device, setup=setup)
             rows.append({"device": device, "dtype": str(dtype).removeprefix("torch."), "op": op,
                          "impl": impl, "mode": mode, "B": batch, "T": T, "H": heads,
-                         "D": head_dim, "ms": seconds[impl] * 1e3, "peak_MB": peak / 1e6,
+                         "D": head_dim, "threads": threads, "ms": seconds[impl] * 1e3,
+                         "peak_MB": peak / 1e6,
                          "headline": headline})
 
     # speed-up against the naive row of the same case
@@ -226,7 +246,7 @@ def run(quick: bool = False, out_dir: str | Path = "bench-results") -> dict:
         row["speedup_vs_naive"] = base["ms"] / row["ms"]
         row["memory_vs_naive"] = row["peak_MB"] / base["peak_MB"] if base["peak_MB"] else float("nan")
 
-    columns = ["device", "dtype", "op", "impl", "mode", "B", "T", "ms", "peak_MB",
+    columns = ["device", "dtype", "threads", "op", "impl", "mode", "B", "T", "ms", "peak_MB",
                "speedup_vs_naive", "memory_vs_naive"]
     for title, subset in (("headline", [r for r in rows if r["headline"]]),
                           ("sweep", [r for r in rows if not r["headline"]])):
@@ -239,13 +259,14 @@ def run(quick: bool = False, out_dir: str | Path = "bench-results") -> dict:
             key = f"{row['device']}/{row['dtype']}/{row['op']}/{row['impl']}/{row['mode']}"
             headline[key] = {"speedup_vs_naive": row["speedup_vs_naive"],
                              "memory_vs_naive": row["memory_vs_naive"]}
-    plot_path = plot(rows, Path(out_dir) / "attention.png")
+    plot_path = plot(rows, out_dir / "attention.png")
     print(f"plot: {plot_path}")
     return {
         "device": devices[-1],
         "devices": devices,
         "machine": machine_info(devices[-1]),
         "quick": quick,
+        "threads": threads,
         "headline_case": HEADLINE if not quick else {"batch": 2, "heads": 2, "head_dim": 16, "T": 32},
         "headline": headline,
         "memory_method": {d: MEMORY_METHOD[d] for d in devices},

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from nanolm_lib.benchmarks import format_table, machine_info
-from nanolm_lib.benchmarks.attention import interleaved_times
+from nanolm_lib.benchmarks.attention import interleaved_times, torch_threads
 from nanolm_lib.model import GPT, PRESETS, count_parameters
 from nanolm_lib.sampling import generate
 from nanolm_lib.utils import progress
@@ -42,12 +42,8 @@ def run(quick: bool = False, preset: str = "cpu", threads: int | None = None) ->
     new_tokens = config.context_length - 1  # after a one-token prompt: fills the context
     batches = (1, 2) if quick else (1, 8)
     rounds = 1 if quick else 3
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-
     rows, identical = [], {}
-    try:
+    with torch_threads(threads) as used_threads:
         for device, batch in progress([(d, b) for d in devices for b in batches],
                                       desc="generate benchmark"):
             model = _model(preset, device)
@@ -63,13 +59,11 @@ def run(quick: bool = False, preset: str = "cpu", threads: int | None = None) ->
                                         device, rounds, warmup=False)
             identical[f"{device}/batch{batch}"] = bool(torch.equal(write(True), write(False)))
             for use_cache in (True, False):
-                rows.append({"device": device, "threads": torch.get_num_threads(),
-                             "batch": batch, "kv_cache": use_cache, "new_tokens": new_tokens,
+                rows.append({"device": device, "threads": used_threads, "batch": batch,
+                             "kv_cache": use_cache, "new_tokens": new_tokens,
                              "seconds": seconds[use_cache],
                              "tokens_per_s": batch * new_tokens / seconds[use_cache],
                              "speedup": seconds[False] / seconds[use_cache]})
-    finally:
-        torch.set_num_threads(previous_threads)
 
     print(f"preset {preset!r}: {count_parameters(config):,} parameters, context "
           f"{config.context_length}, 1 prompt token + {new_tokens} new")
