@@ -178,3 +178,20 @@ def test_grade_reports_what_it_cannot_do(tmp_path, capsys):
     assert main(["grade", str(tmp_path / "subs"), "--out", str(tmp_path / "o"),
                  "--solutions", str(solutions), "--lessons", "42_unknown"]) == 2
     assert "42_unknown" in capsys.readouterr().err
+
+
+def test_only_warnings_are_forgiven_on_stderr():
+    """nbgrader scores a test cell that writes to stderr 0; the config drops stderr that is
+    nothing but Python warnings (IgnorePattern), and keeps anything else."""
+    import re
+
+    from autograde.course import load_config
+
+    pattern = re.compile(load_config().IgnorePattern.pattern)
+    warning = ('/tmp/ipykernel_7/123.py:3: UserWarning: careful\n  warnings.warn("careful")\n'
+               "/x/torch/nn/modules/module.py:1: FutureWarning: `x` is deprecated\n  return y\n")
+    assert pattern.search(warning)
+    assert pattern.search("/a.py:9: torch.jit.TracerWarning: odd\n")
+    for not_a_warning in ("warn\n", warning + "and then something else\n",
+                          "Traceback (most recent call last):\n  File x\nValueError: no\n"):
+        assert not pattern.search(not_a_warning), not_a_warning
