@@ -283,7 +283,7 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
             todo.append((submission, digest))
 
     feedback_dir = out / "feedback"
-    hide = sorted({str(out), str(submissions), str(solutions_dir)})
+    hide = _folders_to_hide([out, submissions, solutions_dir])
     jobs: queue.Queue = queue.Queue()
     for item in todo:
         jobs.put(item)
@@ -360,6 +360,22 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
     if result.ok:
         shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+def _folders_to_hide(candidates: list[Path]) -> list[str]:
+    """The grader's folders a sandboxed kernel must not see, except any that hold what the
+    kernel needs (the project, the Python environment, the data named by NANOLM_DATA)."""
+    from autograde.course import REPO
+
+    needed = [REPO, Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()]
+    if os.environ.get("NANOLM_DATA"):
+        needed.append(Path(os.environ["NANOLM_DATA"]).resolve())
+    hide = []
+    for folder in candidates:
+        folder = Path(folder).resolve()
+        if not any(path == folder or folder in path.parents for path in needed):
+            hide.append(str(folder))
+    return sorted(set(hide))
 
 
 def _salt(solutions_dir: Path, lesson: str, limits: Limits) -> bytes:
