@@ -8,6 +8,7 @@ or as a fraction of a ceiling measured in the same run, never checked by timed t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -59,6 +60,32 @@ def time_fn(fn, *, device: str = "cpu", warmup: int = 1, repeat: int = 5,
         synchronize(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Run the block with torch's intra-op thread count set to ``threads`` (None: unchanged)."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
+
+
+def interleaved_times(calls: dict, device: str = "cpu", rounds: int = 3,
+                      warmup: bool = True) -> dict:
+    """Median seconds of each function in ``calls``, timed in turns (a, b, c, a, b, c, ...),
+    so that a change in the machine's load falls on all of them alike. ``warmup``: one
+    untimed call of each first."""
+    times = {name: [] for name in calls}
+    for fn in calls.values() if warmup else ():
+        time_fn(fn, device=device, warmup=0, repeat=1)
+    for _ in range(rounds):
+        for name, fn in calls.items():
+            times[name].append(time_fn(fn, device=device, warmup=0, repeat=1))
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def matmul_ceiling(device: str = "cpu", n: int = 2048, dtype=torch.float32,

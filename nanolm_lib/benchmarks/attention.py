@@ -24,9 +24,7 @@ ratios within one run are what to compare.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import statistics
 from pathlib import Path
 
 import torch
@@ -38,7 +36,12 @@ from nanolm_lib.attention import (
     fused_attention,
     native_mha_inference,
 )
-from nanolm_lib.benchmarks import format_table, machine_info, time_fn
+from nanolm_lib.benchmarks import (
+    format_table,
+    interleaved_times,
+    machine_info,
+    torch_threads,
+)
 from nanolm_lib.utils import progress
 
 HEADLINE = {"batch": 64, "heads": 8, "head_dim": 96, "T": 128}
@@ -129,32 +132,6 @@ def _module_calls(impl: str, batch: int, heads: int, T: int, head_dim: int,
             native_mha_inference(module, x) if impl == "native" else module(x)
 
     return call, call, None
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None):
-    """Run the block with torch's intra-op thread count set to ``threads`` (None: unchanged)."""
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(previous)
-
-
-def interleaved_times(calls: dict, device: str = "cpu", rounds: int = 3,
-                      warmup: bool = True) -> dict:
-    """Median seconds of each function in ``calls``, timed in turns (a, b, c, a, b, c, ...),
-    so that a change in the machine's load falls on all of them alike. ``warmup``: one
-    untimed call of each first."""
-    times = {name: [] for name in calls}
-    for fn in calls.values() if warmup else ():
-        time_fn(fn, device=device, warmup=0, repeat=1)
-    for _ in range(rounds):
-        for name, fn in calls.items():
-            times[name].append(time_fn(fn, device=device, warmup=0, repeat=1))
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def _cases(device: str, quick: bool):

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from nanolm_lib.benchmarks import format_table, machine_info
-from nanolm_lib.benchmarks.attention import interleaved_times, torch_threads
+from nanolm_lib.benchmarks import format_table, interleaved_times, machine_info, torch_threads
 from nanolm_lib.model import GPT, PRESETS, count_parameters
 from nanolm_lib.sampling import generate
 from nanolm_lib.utils import progress
