@@ -15,6 +15,12 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The suite's models are tiny: on a 2-core machine two torch threads mostly wait on each other
+# (measured here: single-threaded tests ran many times faster while the machine was busy).
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
 
 @pytest.fixture
 def tinystories_path() -> Path:
