@@ -91,6 +91,7 @@ def write_summary_png(path: Path, summary: list[dict], table: dict) -> None:
     left.hist(totals, bins=range(0, 105, 5), color="tab:blue", edgecolor="white")
     left.set_xlabel("total score (% of the maximum)")
     left.set_ylabel("students")
+    left.yaxis.get_major_locator().set_params(integer=True)
     left.set_title(f"Scores of {len(totals)} students")
     labels = [f"{row['lesson'][:2]} {row['grade_id']}" for row in summary]
     right.barh(range(len(summary)), [100 * row["pass_rate"] for row in summary],
