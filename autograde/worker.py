@@ -376,6 +376,9 @@ def prepare_kernel_environment(scratch: Path, workdir: Path, limits: Limits, hid
         "MPLBACKEND": "Agg",
         "PYTHONWARNINGS": "ignore",
         "TQDM_DISABLE": "1",
+        # Grading runs at smoke size on the CPU: the same on every grader's machine, and a
+        # CUDA context would not fit under the address-space limit anyway.
+        "CUDA_VISIBLE_DEVICES": "",
     })
     # jupyter_client writes the kernel's connection file with tempfile, which caches the
     # first TMPDIR it saw: make it look again, so the file lands in this scratch folder,
