@@ -46,11 +46,15 @@ def measure(preset: str, batch_size: int | None = None, steps: int = 3, device: 
     """Time ``steps`` training steps of the model preset ``preset`` (after one warm-up step)."""
     from nanolm_lib.model import GPT, PRESETS, flops_per_token
     from nanolm_lib.train import (
+        keep_freed_memory,
         make_optimizer,
         resolve_precision,
         train_preset,
         train_step,
     )
+
+    if device == "cpu":
+        keep_freed_memory()  # as train() does
 
     model_config = PRESETS[preset]
     config = train_preset(preset, **({"batch_size": batch_size} if batch_size else {}))
