@@ -124,6 +124,8 @@ def results_table(history: list[dict], reference: bool = False) -> str:
 
 
 def cmd_train(args) -> int:
+    import torch
+
     from nanolm_lib.model import GPT, PRESETS, GPTConfig
     from nanolm_lib.train import (
         CHECKPOINT_NAME,
@@ -179,6 +181,7 @@ def cmd_train(args) -> int:
         raise ValueError(f"the corpus tokenizer has {corpus.tokenizer.vocab_size} tokens but "
                          f"the model expects vocab_size={model_config.vocab_size}")
 
+    torch.manual_seed(config.seed)  # the same initial weights for the same seed
     model = GPT(model_config)
     if dist_info.is_main:
         n_params = sum(p.numel() for p in model.parameters())

@@ -685,25 +685,13 @@ def train(model, config: TrainConfig, train_tokens, val_tokens=None, *, tokenize
     running = {"loss_sum": 0.0, "loss_count": 0, "epoch_sum": 0.0, "epoch_count": 0}
     history: list[dict] = []
     if resume and ckpt_file is not None and ckpt_file.exists():
-        state = load_checkpoint(ckpt_file)
-        if state["model_config"] != _plain(raw_model.config):
-            raise ValueError(f"resume: {ckpt_file} holds a model with config "
-                             f"{state['model_config']}, not {_plain(raw_model.config)}; "
-                             "start over with overwrite=True (--fresh) or use another out_dir")
-        raw_model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler") and scaler.is_enabled():
-            scaler.load_state_dict(state["scaler"])
+        state = _restore(ckpt_file, raw_model, optimizer, scaler, generator, config, dist_info)
         step, tokens_seen = state["step"], state["tokens"]
         elapsed = state["extra"].get("elapsed_s", 0.0)
         running.update(state["extra"].get("running", {}))
-        if not _restore_rng(state["rng"], generator, dist_info):
-            generator.manual_seed(config.seed + dist_info.rank + 1_000_003 * step)
-            _say(dist_info, f"resume: {ckpt_file} was written by a job of another size; "
-                 "batches are drawn afresh from here")
         history = [r for r in read_metrics(ckpt_file.parent) if r["step"] <= step]
-        tokenizer = tokenizer if tokenizer is not None else (
-            tokenizer_from_text(state["tokenizer"]) if state.get("tokenizer") else None)
+        if tokenizer is None and state.get("tokenizer"):
+            tokenizer = tokenizer_from_text(state["tokenizer"])
         if step >= config.max_steps:
             _say(dist_info, f"{ckpt_file.parent}: already finished ({step} of "
                  f"{config.max_steps} steps); nothing to do")
@@ -844,6 +832,25 @@ def train(model, config: TrainConfig, train_tokens, val_tokens=None, *, tokenize
     finally:
         bar.close()
     return history
+
+
+def _restore(ckpt_file: Path, model, optimizer, scaler, generator, config: TrainConfig,
+             dist_info: Distributed) -> dict:
+    """Load model, optimiser, scaler and RNG states from ``ckpt_file``; return the state."""
+    state = load_checkpoint(ckpt_file)
+    if state["model_config"] != _plain(model.config):
+        raise ValueError(f"resume: {ckpt_file} holds a model with config "
+                         f"{state['model_config']}, not {_plain(model.config)}; "
+                         "start over with overwrite=True (--fresh) or use another out_dir")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if state.get("scaler") and scaler.is_enabled():
+        scaler.load_state_dict(state["scaler"])
+    if not _restore_rng(state["rng"], generator, dist_info):
+        generator.manual_seed(config.seed + dist_info.rank + 1_000_003 * state["step"])
+        _say(dist_info, f"resume: {ckpt_file} was written by a job of another size; "
+             "batches are drawn afresh from here")
+    return state
 
 
 def _say(dist_info: Distributed, message: str) -> None:
