@@ -32,8 +32,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 # The venv's bin goes first on PATH: nbgrader runs `alembic` and Jupyter kernels from there.
+# Two runs: the test suite, then every solution notebook executed top to bottom in smoke mode
+# (nbval), with runs and prepared data in a temporary folder.
+RUN_ENV := PATH="$(abspath $(BIN)):$$PATH" HF_HUB_OFFLINE=1 MPLBACKEND=Agg
+NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 -p no:cacheprovider
+
 test: setup
-	PATH="$(abspath $(BIN)):$$PATH" HF_HUB_OFFLINE=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q
+	$(RUN_ENV) $(BIN)/python -m pytest -q tests
+	scratch=$$(mktemp -d) && $(RUN_ENV) NANOLM_SMOKE=1 NANOLM_PROGRESS=0 \
+	  NANOLM_RUNS=$$scratch/runs NANOLM_CACHE=$$scratch/cache \
+	  $(BIN)/python -m pytest -q $(NBVAL) solutions; status=$$?; rm -rf $$scratch; exit $$status
 
 demo: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m nanolm_lib.demo
