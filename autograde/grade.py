@@ -217,56 +217,88 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
     """Grade every submission under ``submissions`` into ``out`` (see the module docstring)."""
     from autograde import report
     from autograde.sandbox import isolation_level
-    from nanolm_lib.utils import progress
 
     ensure_tools_on_path()
     limits = limits or Limits()
     out = Path(out).resolve()
     submissions = Path(submissions).resolve()
     solutions_dir = Path(solutions_dir).resolve()
-    work, state_dir = out / ".work", out / ".state"
+    work = out / ".work"
     out.mkdir(parents=True, exist_ok=True)
-    state_dir.mkdir(exist_ok=True)
     result = BatchResult(out=out, isolation=isolation_level(limits.use_bwrap))
 
     found, result.notes = collect(submissions, work / "collected")
-    available = lesson_names(solutions_dir)
-    if lessons is None:
-        lessons = sorted({lesson for per_student in found.values() for lesson in per_student})
-    unknown = sorted({lesson for per_student in found.values() for lesson in per_student}
-                     - set(available))
-    for lesson in unknown:
-        result.notes.append(f"lesson folder {lesson!r} has no solution in {solutions_dir}; "
-                            "not graded")
-    missing = [lesson for lesson in lessons if lesson not in available]
-    if missing:
-        raise GraderError(f"no solution notebook for lesson(s) {', '.join(missing)} "
-                          f"in {solutions_dir}")
-    lessons = [lesson for lesson in lessons if lesson in available]
+    lessons = _choose_lessons(found, lessons, solutions_dir, result.notes)
     students = sorted(found)
     if not students or not lessons:
         raise GraderError(f"no submissions found in {submissions} (expected "
                           "<student>/<NN_slug>/<NN_slug>.ipynb folders or <student>_*.zip files)")
+    template, main_db = _prepare_gradebooks(work / "template", out, lessons, solutions_dir,
+                                            students, db_url)
+    todo = _pending(found, students, lessons, solutions_dir, limits, out / ".state", main_db,
+                    result)
+    settings = [WorkerSettings(root=str(work / f"worker-{k}"), lessons=lessons,
+                               solutions_dir=str(solutions_dir),
+                               template_db=str(template / "gradebook.db"),
+                               release_dir=str(template / "release"),
+                               feedback_dir=str(out / "feedback"),
+                               hide=_folders_to_hide([out, submissions, solutions_dir]),
+                               limits=limits,
+                               # parallel kernels share the cores instead of each taking all
+                               kernel_threads=max(1, (os.cpu_count() or 1) // workers)
+                               if workers > 1 else 0)
+                for k in range(max(1, min(workers, len(todo))) if todo else 0)]
+    _run_workers(todo, settings, limits, main_db, out / ".state", result, show_progress)
 
-    # Gradebooks: a template with the assignments for the workers, and the main one.
-    template = work / "template"
+    export_csv(main_db, out / "grades.csv")
+    report.write_outputs(result, students, lessons, limits)
+    if result.ok:
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def _choose_lessons(found: dict, lessons: list[str] | None, solutions_dir: Path,
+                    notes: list[str]) -> list[str]:
+    """The lessons to grade: those asked for, else every submitted lesson with a solution."""
+    available = lesson_names(solutions_dir)
+    submitted = {lesson for per_student in found.values() for lesson in per_student}
+    for lesson in sorted(submitted - set(available)):
+        notes.append(f"lesson folder {lesson!r} has no solution in {solutions_dir}; not graded")
+    if lessons is None:
+        return sorted(submitted & set(available))
+    missing = [lesson for lesson in lessons if lesson not in available]
+    if missing:
+        raise GraderError(f"no solution notebook for lesson(s) {', '.join(missing)} "
+                          f"in {solutions_dir}")
+    return list(lessons)
+
+
+def _prepare_gradebooks(template: Path, out: Path, lessons: list[str], solutions_dir: Path,
+                        students: list[str], db_url: str | None) -> tuple[Path, str]:
+    """A template course (assignments generated, copied by every worker) and the main
+    gradebook with the assignments and the students. Returns (template, main URL)."""
+    from nbgrader.api import Gradebook
+
     if template.exists():
         shutil.rmtree(template)
     make_course(template, lessons, solutions_dir)
-    template_db = template / "gradebook.db"
-    _generate_assignments(template, lessons, f"sqlite:///{template_db}")
+    _generate_assignments(template, lessons, f"sqlite:///{template / 'gradebook.db'}")
     main_db = db_url or f"sqlite:///{out / 'gradebook.db'}"
     if db_url is None and not (out / "gradebook.db").exists():
-        shutil.copyfile(template_db, out / "gradebook.db")  # same assignments, no students yet
+        shutil.copyfile(template / "gradebook.db", out / "gradebook.db")  # no students yet
     else:
         _generate_assignments(template, lessons, main_db)
-    from nbgrader.api import Gradebook
-
     with Gradebook(main_db) as gb:
         for student in students:
             gb.update_or_create_student(student)
+    return template, main_db
 
-    # What is left to do: new or changed submissions, and any not in the main gradebook.
+
+def _pending(found: dict, students: list[str], lessons: list[str], solutions_dir: Path,
+             limits: Limits, state_dir: Path, main_db: str,
+             result: BatchResult) -> list[tuple[Submission, str]]:
+    """Submissions to grade: new, changed, or missing from the main gradebook. Those graded
+    before and unchanged go straight into ``result``."""
     salts = {lesson: _salt(solutions_dir, lesson, limits) for lesson in lessons}
     todo = []
     for student in students:
@@ -281,27 +313,22 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
                     result.skipped += 1
                     continue
             todo.append((submission, digest))
+    return todo
 
-    feedback_dir = out / "feedback"
-    hide = _folders_to_hide([out, submissions, solutions_dir])
+
+def _run_workers(todo: list[tuple[Submission, str]], settings: list[WorkerSettings],
+                 limits: Limits, main_db: str, state_dir: Path, result: BatchResult,
+                 show_progress: bool) -> None:
+    """Grade ``todo`` with one worker process per settings; merge each answer as it comes."""
+    from nanolm_lib.utils import progress
+
     jobs: queue.Queue = queue.Queue()
     for item in todo:
         jobs.put(item)
     answers: queue.Queue = queue.Queue()
-    n_workers = max(1, min(workers, len(todo))) if todo else 0
-    # Parallel kernels share the cores instead of each starting one thread per core.
-    kernel_threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else 0
-    pool = [WorkerProcess(WorkerSettings(root=str(work / f"worker-{k}"), lessons=lessons,
-                                         solutions_dir=str(solutions_dir),
-                                         template_db=str(template_db),
-                                         feedback_dir=str(feedback_dir), hide=hide,
-                                         limits=limits, kernel_threads=kernel_threads,
-                                         release_dir=str(template / "release")),
-                          log_path=work / f"worker-{k}.log")
-            for k in range(n_workers)]
-    job_timeout = limits.notebook_timeout_s + 300  # notebook limit plus nbgrader's own work
-
     stopping = threading.Event()
+    job_timeout = limits.notebook_timeout_s + 300  # the notebook's limit plus nbgrader's work
+    pool = [WorkerProcess(s, log_path=Path(s.root).with_suffix(".log")) for s in settings]
 
     def serve(worker: WorkerProcess) -> None:
         while not stopping.is_set():
@@ -312,19 +339,18 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
             job = {"student": submission.student, "lesson": submission.lesson,
                    "folder": str(submission.folder) if submission.folder else None}
             answer = None
-            for _attempt in range(2):  # a worker that died is restarted once per job
-                if stopping.is_set():
-                    return
-                try:
+            try:
+                for _attempt in range(2):  # a worker that died is restarted once per job
+                    if stopping.is_set():
+                        return
                     answer = worker.run(job, job_timeout)
-                except GraderError as error:
-                    answer = {"grader_error": str(error)}
-                    break
-                if answer is not None:
-                    break
-            if answer is None:
-                answer = {"grader_error": "the grading worker died twice on this submission; "
-                                          f"see {worker.log_path}"}
+                    if answer is not None:
+                        break
+                else:
+                    answer = {"grader_error": "the grading worker died twice on this "
+                                              f"submission; see {worker.log_path}"}
+            except Exception as error:  # never leave the batch waiting for this answer
+                answer = {"grader_error": f"{type(error).__name__}: {error}"}
             answers.put((submission, digest, answer))
 
     threads = [threading.Thread(target=serve, args=(w,), daemon=True) for w in pool]
@@ -354,12 +380,6 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
         stopping.set()
         for worker in pool:
             worker.stop()
-
-    export_csv(main_db, out / "grades.csv")
-    report.write_outputs(result, students, lessons, limits)
-    if result.ok:
-        shutil.rmtree(work, ignore_errors=True)
-    return result
 
 
 def _folders_to_hide(candidates: list[Path]) -> list[str]:
