@@ -21,6 +21,7 @@ import pytest
 from autograde_toy import write_submission, write_toy_solutions
 
 from autograde.grade import grade_batch
+from autograde.kit import submit
 from autograde.release import release
 from autograde.sandbox import bwrap_path
 from autograde.worker import Limits
@@ -174,8 +175,13 @@ def test_resumed_batch_gives_the_same_grades(tmp_path):
         write_submission(tmp_path / "lessons", subs, student, "01_toy",
                          {"add": GOOD_ADD} if student in ("ann", "cat") else None)
     limits = Limits(cell_timeout_s=10, notebook_timeout_s=60)
-    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"  # any SQLAlchemy URL (--db)
-    straight = grade_batch(subs, tmp_path / "straight", limits=limits, solutions_dir=solutions,
+    # The uninterrupted run reads the same work as LMS zips made by `submit`, and keeps its
+    # gradebook at another SQLAlchemy URL (--db).
+    zips = tmp_path / "zips"
+    for student in ("ann", "ben", "cat"):
+        submit(subs / student, student=student, out_dir=zips)
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    straight = grade_batch(zips, tmp_path / "straight", limits=limits, solutions_dir=solutions,
                            db_url=elsewhere, show_progress=False)
     assert straight.graded == 3 and not (tmp_path / "straight" / "gradebook.db").exists()
     from nbgrader.api import Gradebook
