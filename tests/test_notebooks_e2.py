@@ -9,60 +9,14 @@ library's own save_checkpoint and train) and real ipywidgets.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import nbformat
 import pytest
 import torch
+from notebook_cells import SOLUTIONS, cell_containing, code_cells, run_cells, save_smoke_run
 
-from nanolm_lib.data import make_stories
-from nanolm_lib.model import GPT, PRESETS
-from nanolm_lib.tokenizer import train_fast_tokenizer
-from nanolm_lib.train import read_metrics, save_checkpoint, train_preset
+from nanolm_lib.train import read_metrics, train_preset
 
-SOLUTIONS = Path(__file__).resolve().parent.parent / "solutions"
 LESSON_06 = SOLUTIONS / "06_training/06_training.ipynb"
 LESSON_07 = SOLUTIONS / "07_sampling/07_sampling.ipynb"
-
-
-def _code_cells(path):
-    """(source without IPython magics, nbgrader metadata) of each code cell, in order."""
-    for cell in nbformat.read(str(path), as_version=4).cells:
-        if cell.cell_type == "code":
-            source = "\n".join("" if line.lstrip().startswith("%") else line
-                               for line in cell.source.splitlines())
-            yield source, cell.metadata.get("nbgrader", {})
-
-
-def _cell_containing(path, text):
-    matches = [source for source, _ in _code_cells(path) if text in source]
-    assert len(matches) == 1, f"{path.name}: expected one code cell containing {text!r}"
-    return matches[0]
-
-
-def _run_cells(path, namespace, *texts, setup=True):
-    """Execute the set-up cell and the solution cells (when ``setup``), then the cells
-    containing each of ``texts``, in one namespace, as a kernel would."""
-    with torch.random.fork_rng(devices=[]):  # the set-up cell seeds the global generator
-        if setup:
-            for source, meta in _code_cells(path):
-                if meta.get("grade_id") == "setup" or meta.get("solution"):
-                    exec(compile(source, f"<{path.name}>", "exec"), namespace)
-        for text in texts:
-            exec(compile(_cell_containing(path, text), f"<{path.name}>", "exec"), namespace)
-    return namespace
-
-
-def _save_run(folder: Path, seed: int) -> GPT:
-    """A run folder as training leaves it: a smoke-size model and its tokenizer."""
-    config = PRESETS["smoke"]
-    tokenizer = train_fast_tokenizer(make_stories(40), vocab_size=config.vocab_size)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = GPT(config)
-    folder.mkdir(parents=True)
-    save_checkpoint(folder / "model.ckpt", model=model, model_config=config, tokenizer=tokenizer)
-    return model
 
 
 @pytest.fixture
@@ -77,10 +31,10 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 
 def test_lesson07_finds_runs_demo_first_and_skips_a_broken_checkpoint(runs, capsys):
-    lesson06 = _save_run(runs / "lesson06-smoke", seed=1)
+    lesson06 = save_smoke_run(runs / "lesson06-smoke", seed=1)
     (runs / "demo").mkdir(parents=True)
     (runs / "demo" / "model.ckpt").write_bytes(b"not a checkpoint")
-    namespace = _run_cells(LESSON_07, {"__name__": "__main__"}, "def find_trained_model")
+    namespace = run_cells(LESSON_07, {"__name__": "__main__"}, "def find_trained_model")
 
     assert namespace["model_source"] == str(runs / "lesson06-smoke")
     assert _same_weights(namespace["model"], lesson06)
@@ -88,7 +42,7 @@ def test_lesson07_finds_runs_demo_first_and_skips_a_broken_checkpoint(runs, caps
 
     (runs / "demo" / "model.ckpt").unlink()
     (runs / "demo").rmdir()
-    demo = _save_run(runs / "demo", seed=2)
+    demo = save_smoke_run(runs / "demo", seed=2)
     model, tokenizer, source = namespace["find_trained_model"]()
     assert source == str(runs / "demo") and _same_weights(model, demo)
     assert tokenizer.eot_id is not None
@@ -98,8 +52,8 @@ def test_lesson07_playground_builds_widgets_and_tells_a_story_on_click(runs, mon
     import IPython.display
     import ipywidgets
 
-    _save_run(runs / "demo", seed=3)
-    namespace = _run_cells(LESSON_07, {"__name__": "__main__"}, "def find_trained_model",
+    save_smoke_run(runs / "demo", seed=3)
+    namespace = run_cells(LESSON_07, {"__name__": "__main__"}, "def find_trained_model",
                            "def write_story")  # smoke mode: that cell prints one story
     assert capsys.readouterr().out.strip()
 
@@ -126,14 +80,14 @@ def test_lesson06_training_cell_run_again_returns_the_finished_run(runs):
     # The live plot updates a display handle, which needs an IPython shell (not a kernel).
     shell = InteractiveShell.instance()
     try:
-        for source, meta in _code_cells(LESSON_06):
+        for source, meta in code_cells(LESSON_06):
             if meta.get("grade_id") == "setup" or meta.get("solution"):
                 shell.run_cell(source).raise_error()
         with torch.random.fork_rng(devices=[]):
             for text in ("corpus = prepare_corpus(", "class LiveLossPlot", "run_config = train_preset("):
-                shell.run_cell(_cell_containing(LESSON_06, text)).raise_error()
+                shell.run_cell(cell_containing(LESSON_06, text)).raise_error()
             first = shell.user_ns["history"]
-            shell.run_cell(_cell_containing(LESSON_06, "run_config = train_preset(")).raise_error()
+            shell.run_cell(cell_containing(LESSON_06, "run_config = train_preset(")).raise_error()
         again = shell.user_ns["history"]
         live = shell.user_ns["live"]
     finally:
