@@ -18,6 +18,7 @@ grader itself could not handle is named in the report and makes the exit status 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -79,7 +80,7 @@ class WorkerProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "autograde.worker", str(self.settings_path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
-            start_new_session=True, preexec_fn=die_with_parent)
+            start_new_session=True, preexec_fn=functools.partial(die_with_parent, os.getpid()))
         log.close()
         ready = self._read_answer()
         if not ready or not ready.get("ready"):

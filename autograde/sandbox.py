@@ -85,23 +85,31 @@ def bwrap_command(settings: SandboxSettings) -> list[str]:
     return command
 
 
-def die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (PR_SET_PDEATHSIG)."""
+def die_with_parent(parent_pid: int | None = None) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (PR_SET_PDEATHSIG).
+
+    A parent that died before the request was made would never send the signal: exit now
+    when the parent is already gone (reparented to init, or not ``parent_pid``).
+    """
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
     except OSError:  # not Linux: the kernel manager's own clean-up still applies
-        pass
+        return
+    if os.getppid() == 1 or (parent_pid and os.getppid() != parent_pid):
+        os._exit(1)
 
 
 def _limit_child(settings: SandboxSettings):
     """A preexec function: limits apply to the kernel and anything it starts."""
+    launcher = os.getpid()
+
     def apply() -> None:
         memory = settings.memory_mb << 20
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         size = settings.file_mb << 20
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        die_with_parent()  # jupyter kills the launcher; the kernel must not outlive it
+        die_with_parent(launcher)  # jupyter kills the launcher; the kernel must not outlive it
     return apply
 
 
@@ -117,9 +125,17 @@ def main(argv: list[str]) -> int:
         print("usage: python -m autograde.sandbox CONNECTION_FILE", file=sys.stderr)
         return 2
     settings = SandboxSettings.from_env()
-    die_with_parent()  # a grading worker that is killed takes its kernels with it
+    # A grading worker that is killed takes its kernels with it (jupyter_client tells the
+    # kernel its manager's pid in JPY_PARENT_PID).
+    die_with_parent(int(os.environ.get("JPY_PARENT_PID") or 0) or None)
     kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", argv[0],
               "--HistoryManager.hist_file=:memory:"]
+    if shutil.which("timeout"):
+        # A kernel must not outlive its limit even if this launcher is killed (SIGKILL leaves
+        # no chance to clean up, and bwrap's sandbox does not always follow its parent).
+        # --foreground keeps the kernel in our process group, where Jupyter's SIGINT lands.
+        kernel = [shutil.which("timeout"), "--foreground", "--signal=KILL",
+                  f"{settings.wall_s + 30:g}"] + kernel
     command = bwrap_command(settings) + kernel if settings.use_bwrap and bwrap_path() else kernel
     # Jupyter interrupts by signalling the whole process group: the kernel gets SIGINT itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

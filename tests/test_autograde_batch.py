@@ -167,6 +167,21 @@ def _grades(out: Path) -> str:
     return (out / "grades.csv").read_text()
 
 
+def _processes_mentioning(path: Path) -> list[str]:
+    """Command lines of live processes that mention ``path`` (zombies excluded)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or " Z " in (proc / "stat").read_text():
+                continue
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(path) in command:
+            found.append(command[:200])
+    return found
+
+
 def test_resumed_batch_gives_the_same_grades(tmp_path):
     solutions = write_toy_solutions(tmp_path / "solutions")
     release(tmp_path / "lessons", solutions)
@@ -201,6 +216,11 @@ def test_resumed_batch_gives_the_same_grades(tmp_path):
         time.sleep(0.2)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    # its workers, sandbox launchers and kernels go with it
+    deadline = time.monotonic() + 20
+    while _processes_mentioning(out) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _processes_mentioning(out), _processes_mentioning(out)
     done_before = len(list((out / ".state").rglob("*.json")))
     assert 1 <= done_before < 3, "the batch should have been interrupted part-way"
 
