@@ -53,7 +53,7 @@ lab: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter lab --notebook-dir=workspace
 
 lint: setup
-	$(BIN)/ruff check nanolm_lib tests
+	$(BIN)/ruff check nanolm_lib autograde tests
 
 bench: setup
 	$(BIN)/nanolm bench all

@@ -7,7 +7,6 @@ import re
 import tomllib
 
 import yaml
-
 from conftest import REPO
 
 
