@@ -386,11 +386,9 @@ def _run_workers(todo: list[tuple[Submission, str]], settings: list[WorkerSettin
 def _folders_to_hide(candidates: list[Path]) -> list[str]:
     """The grader's folders a sandboxed kernel must not see, except any that hold what the
     kernel needs (the project, the Python environment, the data named by NANOLM_DATA)."""
-    from autograde.course import REPO
+    from autograde.sandbox import kernel_needs
 
-    needed = [REPO, Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()]
-    if os.environ.get("NANOLM_DATA"):
-        needed.append(Path(os.environ["NANOLM_DATA"]).resolve())
+    needed = kernel_needs()
     hide = []
     for folder in candidates:
         folder = Path(folder).resolve()

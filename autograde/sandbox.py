@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 ENV_VAR = "AUTOGRADE_SANDBOX"
 
@@ -71,10 +72,24 @@ def isolation_level(use_bwrap: bool = True) -> str:
             "could read or write the grader's files. Install bubblewrap for isolation.")
 
 
+def kernel_needs() -> list[Path]:
+    """What a kernel must always see: the project, the Python environment, the data named by
+    NANOLM_DATA. They are never hidden, and are mounted again (read-only) when they lie under
+    /tmp, which the sandbox replaces with an empty tmpfs (a CI clone often lives there)."""
+    needed = [Path(__file__).resolve().parent.parent, Path(sys.prefix).resolve(),
+              Path(sys.base_prefix).resolve()]
+    if os.environ.get("NANOLM_DATA"):
+        needed.append(Path(os.environ["NANOLM_DATA"]).resolve())
+    return needed
+
+
 def bwrap_command(settings: SandboxSettings) -> list[str]:
     """The bwrap prefix for one kernel (order matters: later mounts go on top of earlier)."""
     command = [bwrap_path(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
                "--tmpfs", "/tmp", "--unshare-pid", "--die-with-parent"]
+    for path in kernel_needs():
+        if Path("/tmp") in path.parents and path.exists():
+            command += ["--ro-bind", str(path), str(path)]
     for folder in settings.hide:
         command += ["--tmpfs", folder]
     for folder in (settings.workdir, settings.scratch):
