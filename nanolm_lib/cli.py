@@ -61,8 +61,10 @@ def _check_preset(preset: str) -> None:
         raise ValueError(f"unknown preset {preset!r}: expected one of {', '.join(PRESETS)}")
 
 
-def corpus_summary(corpus, batch_size: int = 64, context_length: int = 128) -> str:
-    """Stories, bytes, tokens and compression per split, and the seed run's epoch arithmetic."""
+def corpus_summary(corpus, batch_size: int = 64, context_length: int = 128,
+                   run: str = "the seed run") -> str:
+    """Stories, bytes, tokens and compression per split, and the epoch arithmetic of ``run``
+    (by default the seed run's: batch 64 x context 128)."""
     from nanolm_lib.benchmarks import format_table
 
     rows = []
@@ -81,7 +83,7 @@ def corpus_summary(corpus, batch_size: int = 64, context_length: int = 128) -> s
         "tokens, trained on the train split",
         format_table(rows),
         "",
-        f"one epoch of the seed run at batch {batch_size} x context {context_length} = "
+        f"one epoch of {run} at batch {batch_size} x context {context_length} = "
         f"{per_step:,} tokens per step: {train_tokens:,} / {per_step:,} = {steps:,} steps "
         f"(the reference run: {REFERENCE_STEPS_PER_EPOCH:,} steps per epoch on the full "
         "dataset, 2 epochs = 458,752,000 tokens)",

@@ -57,7 +57,8 @@ def run_demo(out_dir: Path, preset: str, data=None, fresh: bool = False,
     local = data if data is not None else os.environ.get("NANOLM_DATA")
     limit = None if local and Path(local).exists() else HUB_STORY_LIMIT.get(preset)
     corpus = prepare_corpus(data, model_config.vocab_size, limit=limit)
-    print(corpus_summary(corpus, config.batch_size, model_config.context_length))
+    print(corpus_summary(corpus, config.batch_size, model_config.context_length,
+                         run=f"the {preset!r} preset"))
 
     ckpt = out_dir / CHECKPOINT_NAME
     state = load_checkpoint(ckpt) if ckpt.exists() and not fresh else None

@@ -61,6 +61,9 @@ def _add_token_axis(axes, records: list[dict]) -> None:
         return
     step, tokens = steps[-1]
     per_step = tokens / step
+    from matplotlib.ticker import EngFormatter
+
     top = axes.secondary_xaxis("top", functions=(lambda s: s * per_step,
                                                  lambda t: t / per_step))
+    top.xaxis.set_major_formatter(EngFormatter())  # 458.752 M rather than 4.58e8
     top.set_xlabel("tokens")
