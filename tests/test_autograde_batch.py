@@ -30,8 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
 
 REPO = Path(__file__).resolve().parent.parent
 # The per-cell limit leaves room for importing torch on a busy machine.
-# The wall clock leaves room for a slow kernel start on a busy machine before the loop starts.
-LIMITS = Limits(cell_timeout_s=10, notebook_timeout_s=40, memory_mb=1500, output_bytes=100_000)
+LIMITS = Limits(cell_timeout_s=10, notebook_timeout_s=25, memory_mb=1500, output_bytes=100_000)
 GOOD_ADD = "def add(a, b):\n    return a + b"
 GOOD_SCALE = "def scale(x, factor):\n    return [v * factor for v in x]"
 WRONG_MASK = "def causal_mask(T, device=None):\n    return torch.ones(T, T, dtype=torch.bool).triu()"
@@ -120,7 +119,9 @@ def test_batch_finishes_and_well_behaved_students_are_unaffected(hostile):
 
 @pytest.mark.parametrize("student, question, kept, reason", [
     ("loop", "test_add", ("test_scale",), "per-cell limit of 10 s"),
-    ("stubborn", "test_scale", ("test_add",), "wall-clock limit of 40 s"),
+    # a cell that ignores the interrupt: whichever limit ends it first (it depends on the
+    # machine's load), the notebook is graded on what completed
+    ("stubborn", "test_scale", ("test_add",), ("wall-clock limit of 25 s", "per-cell limit of 10 s")),
     ("exiter", "test_scale", ("test_add",), "exited with code 3"),
     ("bomb", "test_add", ("test_scale",), "memory limit"),
     ("printer", "test_add", ("test_scale",), "printed more than 100000 bytes"),
@@ -133,7 +134,8 @@ def test_hostile_submission_is_graded_on_what_completed(hostile, student, questi
                                                         reason):
     result, scores, out = hostile
     entry = scores[student]["01_toy"][question]
-    assert entry["score"] == 0 and reason in entry["error"], entry
+    reasons = reason if isinstance(reason, tuple) else (reason,)
+    assert entry["score"] == 0 and any(r in entry["error"] for r in reasons), entry
     for other in kept:
         assert scores[student]["01_toy"][other]["score"] == scores["alice"]["01_toy"][other]["score"]
     assert f"**{student} / 01_toy**" in (out / "report.md").read_text()
