@@ -219,8 +219,9 @@ def test_resumed_batch_gives_the_same_grades(tmp_path):
         time.sleep(0.2)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    # its workers, sandbox launchers and kernels go with it
-    deadline = time.monotonic() + 20
+    # its workers, sandbox launchers and kernels go with it: at once when the parent-death
+    # signals arrive, and at the latest when timeout(1) ends each kernel at the wall-clock limit
+    deadline = time.monotonic() + limits.notebook_timeout_s + 15
     while _processes_mentioning(out) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not _processes_mentioning(out), _processes_mentioning(out)
