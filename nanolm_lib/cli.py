@@ -109,12 +109,12 @@ def results_table(history: list[dict], reference: bool = False) -> str:
     rows = []
     for entry in (r for r in history if r.get("split") == "validation"):
         epoch = entry.get("epoch")
-        row = {"epoch": f"{epoch:g}" if epoch is not None else "-", "step": entry["step"],
-               "train loss": entry.get("train_loss", float("nan")),
-               "train ppl": entry.get("train_perplexity", float("nan")),
-               "valid loss": entry["loss"], "valid ppl": entry["perplexity"]}
+        row = {"epoch": f"{epoch:g}" if epoch is not None else "-", "step": f"{entry['step']:,}",
+               "train loss": f"{entry.get('train_loss', float('nan')):.4f}",
+               "train ppl": f"{entry.get('train_perplexity', float('nan')):.2f}",
+               "valid loss": f"{entry['loss']:.4f}", "valid ppl": f"{entry['perplexity']:.2f}"}
         if "bpb" in entry:
-            row["bits/byte"] = entry["bpb"]
+            row["bits/byte"] = f"{entry['bpb']:.3f}"
         if reference and epoch in REFERENCE:
             ref = REFERENCE[int(epoch)]
             row.update({"ref train": f"{ref[0]} ({ref[1]})", "ref valid": f"{ref[2]} ({ref[3]})"})
