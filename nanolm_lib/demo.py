@@ -28,7 +28,9 @@ HUB_STORY_LIMIT = {"smoke": 2_000, "cpu": 20_000}
 def demo_preset() -> str:
     """``cpu``, unless NANOLM_SIZE / smoke mode asks for another size."""
     if os.environ.get("NANOLM_SIZE") or utils.is_smoke():
-        return {"smoke": "smoke", "cpu": "cpu", "full": "seed-3090"}[utils.run_size()]
+        from nanolm_lib.cli import default_preset
+
+        return default_preset()
     return "cpu"
 
 
