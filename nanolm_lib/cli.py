@@ -216,7 +216,9 @@ def cmd_sample(args) -> int:
 
     path = Path(args.checkpoint) if args.checkpoint else utils.runs_dir() / "demo"
     model, tokenizer = load_model(path, device=utils.pick_device(args.device))
-    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(args.seed)
+    # A CPU generator: the same seed tells the same stories on any device (sampling draws on
+    # the generator's device).
+    generator = torch.Generator().manual_seed(args.seed)
     for i in range(args.num):
         story = tell_story(model, tokenizer, args.prompt, max_new_tokens=args.max_new_tokens,
                            generator=generator, temperature=args.temperature,

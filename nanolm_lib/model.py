@@ -188,13 +188,16 @@ class GPT(nn.Module):
                         device=weight.device, dtype=weight.dtype) for _ in range(c.n_layers)]
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                kv_cache: list[KVCache] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                kv_cache: list[KVCache] | None = None, *, check_ids: bool = True
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T) int64 -> ``(logits (B, T, V), loss or None)``.
 
         ``loss`` is the mean cross entropy over all positions when ``targets`` (B, T) is given
         (positions whose target is -1 are ignored). With ``kv_cache`` (from
         :meth:`new_kv_cache`), idx holds only the tokens after those already cached; their
-        positions continue from the cache length.
+        positions continue from the cache length. ``check_ids=False`` skips the check that
+        every id is in the vocabulary: it reads the ids back to the host, a GPU sync, so the
+        training loop checks its data once and generation checks the prompt once instead.
         """
         if not isinstance(idx, torch.Tensor) or idx.dim() != 2:
             found = tuple(idx.shape) if isinstance(idx, torch.Tensor) else type(idx).__name__
@@ -208,7 +211,8 @@ class GPT(nn.Module):
                 f"idx: expected 1 to context_length={self.config.context_length} positions, found "
                 f"{T}" + (f" after {start} cached" if start else "") + " (crop the input)"
             )
-        _check_token_range(idx, self.config.vocab_size)
+        if check_ids:
+            _check_token_range(idx, self.config.vocab_size)
         if kv_cache is not None and len(kv_cache) != len(self.blocks):
             raise ValueError(f"kv_cache: expected {len(self.blocks)} layer caches, found {len(kv_cache)}")
 

@@ -79,6 +79,11 @@ def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int
     temperature 0 is greedy (argmax, ignoring top-k / top-p); otherwise the logits are divided
     by the temperature (below 1 sharpens, above 1 flattens), filtered by top-k then top-p,
     turned into probabilities and sampled with ``torch.multinomial(probs, 1, generator=...)``.
+
+    The draw happens on the generator's device and the ids come back to the logits' device,
+    so a seeded CPU generator gives the same tokens whether the model runs on the CPU or a
+    GPU (a CPU generator with GPU logits costs one copy to the host per draw; a generator on
+    the logits' device costs nothing).
     """
     _check_logits(logits, rank=2)
     _check_sampling(temperature, top_k, top_p)
@@ -90,7 +95,14 @@ def sample_next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int
     if top_p is not None:
         logits = top_p_filter(logits, top_p)
     probs = torch.softmax(logits, dim=-1)  # (B, V)
-    return torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+    return draw(probs, generator)  # (B, 1)
+
+
+def draw(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One id per row of ``probs`` (B, V): ``torch.multinomial(probs, 1, generator=generator)``
+    run where the generator lives, the result moved to ``probs``' device."""
+    where = probs.device if generator is None else generator.device
+    return torch.multinomial(probs.to(where), 1, generator=generator).to(probs.device)
 
 
 @torch.inference_mode()
@@ -127,6 +139,7 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float =
     _check_sampling(temperature, top_k, top_p)  # before any model work
 
     idx = idx.to(next(model.parameters()).device)  # (B, T) on the model's device
+    ids_checked = False  # the prompt's ids once; sampled ids are in range by construction
     finished = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
     cache = model.new_kv_cache(idx.size(0)) if use_cache else None
     bar_options = {} if show_progress else {"disable": True}
@@ -137,10 +150,12 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float =
                       **bar_options) as steps:
             for _ in steps:
                 if cache is not None and idx.size(1) <= context_length:
-                    logits, _ = model(idx[:, cache[0].length:], kv_cache=cache)  # new tokens only
+                    logits, _ = model(idx[:, cache[0].length:], kv_cache=cache,  # new only
+                                      check_ids=not ids_checked)
                 else:
                     cache = None  # the window slides: positions shift, cached keys are stale
-                    logits, _ = model(idx[:, -context_length:])
+                    logits, _ = model(idx[:, -context_length:], check_ids=not ids_checked)
+                ids_checked = True
                 next_id = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)
                 next_id = next_id.to(idx.dtype)  # (B, 1)
                 if eos_id is not None:
