@@ -37,7 +37,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nanolm_lib.data import get_batch
 from nanolm_lib.utils import pick_device, progress
 
 CHECKPOINT_FORMAT = "nanolm-checkpoint"
@@ -259,39 +258,64 @@ def train_step(model, optimizer, x, y, grad_clip: float | None = 1.0, *, scaler=
     ``.grad`` afterwards. With fp16 a ``torch.amp.GradScaler`` scales the loss so small
     gradients survive, and unscales before clipping.
     """
-    device = x.device.type
+    return optimize(model, optimizer, x, y, grad_clip, scaler=scaler, precision=precision).item()
+
+
+def optimize(model, optimizer, x, y, grad_clip: float | None = 1.0, *, scaler=None,
+             precision: str = "fp32", loss_scale: float = 1.0,
+             check_ids: bool = True) -> torch.Tensor:
+    """:func:`train_step` without reading the loss back: returns it as a 0-d tensor on the
+    device, so a GPU never waits for the host. The model computes the loss itself
+    (``model(x, y)``), so ``torch.compile`` compiles it with the forward pass.
+
+    ``loss_scale`` multiplies the loss before the backward pass (one process's share of a
+    batch split unevenly across processes); the returned loss is the scaled one.
+    ``check_ids=False`` skips the model's per-batch vocabulary check (a GPU sync); callers
+    that pass it have checked their data once.
+    """
     optimizer.zero_grad(set_to_none=True)
-    with autocast(precision, device):
-        logits, _ = model(x)  # (B, T, V)
-        loss = cross_entropy_loss(logits, y)
+    with autocast(precision, x.device.type):
+        _, loss = model(x, y, check_ids=check_ids)  # mean cross-entropy over (B, T)
+    if loss_scale != 1.0:
+        loss = loss * loss_scale
     scaling = scaler is not None and scaler.is_enabled()
     (scaler.scale(loss) if scaling else loss).backward()
     if scaling:
         scaler.unscale_(optimizer)
-    if grad_clip:
+    if grad_clip:  # no host sync: the norm scales the gradients on the device
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     if scaling:
         scaler.step(optimizer)  # skips the step when the fp16 gradients overflowed
         scaler.update()
     else:
         optimizer.step()
-    return loss.item()
+    return loss.detach()
 
 
 def _windows(tokens, starts: torch.Tensor, context_length: int, device):
     """Inputs and targets of the windows starting at ``starts`` (B,): two (B, T) int64 tensors.
 
     ``tokens`` is a 1-D tensor (possibly on the GPU) or numpy array (a memmap reads only the
-    windows it is asked for).
+    windows it is asked for). Copies to a GPU go through pinned memory without blocking, so
+    the host never waits for the GPU here.
     """
+    device = torch.device(device)
     if isinstance(tokens, torch.Tensor):
         offsets = torch.arange(context_length + 1, device=tokens.device)
-        chunk = tokens[starts.to(tokens.device)[:, None] + offsets]  # (B, T + 1)
+        chunk = tokens[_to(starts, tokens.device)[:, None] + offsets]  # (B, T + 1)
     else:
         index = starts.numpy()[:, None] + np.arange(context_length + 1)
         chunk = torch.from_numpy(np.asarray(tokens[index], dtype=np.int64))  # (B, T + 1)
-    chunk = chunk.to(device=device, dtype=torch.long)
+    chunk = _to(chunk, device).long()
     return chunk[:, :-1], chunk[:, 1:]
+
+
+def _to(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor.to(device)``; from the CPU to a GPU through pinned memory, non-blocking (a
+    pageable copy would make the host wait for the GPU)."""
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 @torch.no_grad()
@@ -374,8 +398,20 @@ def save_checkpoint(path, *, model, optimizer=None, scaler=None, step: int = 0,
     its JSON text), so :func:`load_checkpoint` can use ``torch.load(weights_only=True)``.
     """
     path = Path(path)
+    state = checkpoint_state(model=model, optimizer=optimizer, scaler=scaler, step=step,
+                             tokens=tokens, model_config=model_config,
+                             train_config=train_config, tokenizer=tokenizer, rng=rng,
+                             extra=extra)
+    _atomic_write(path, lambda temp: torch.save(state, temp))
+    return path
+
+
+def checkpoint_state(*, model, optimizer=None, scaler=None, step: int = 0, tokens: int = 0,
+                     model_config=None, train_config=None, tokenizer=None,
+                     rng: dict | None = None, extra: dict | None = None) -> dict:
+    """What :func:`save_checkpoint` writes, as a dict (tensors still where they live)."""
     model_config = model_config if model_config is not None else getattr(model, "config", None)
-    state = {
+    return {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "model": model.state_dict(),
@@ -390,8 +426,64 @@ def save_checkpoint(path, *, model, optimizer=None, scaler=None, step: int = 0,
         "extra": extra or {},
         "torch": str(torch.__version__),
     }
-    _atomic_write(path, lambda temp: torch.save(state, temp))
-    return path
+
+
+def cpu_snapshot(state):
+    """A copy of ``state`` (nested dicts, lists, tuples, tensors) whose tensors are CPU copies
+    that training can no longer change. Views of one tensor stay views of one copy (a tied
+    head is stored once, as ``torch.save`` stores the live model)."""
+    copies: dict = {}
+
+    def copy(value):
+        if isinstance(value, torch.Tensor):
+            key = (value.untyped_storage().data_ptr(), value.storage_offset(),
+                   tuple(value.shape), value.stride(), value.dtype, value.device)
+            if key not in copies:
+                copies[key] = value.detach().to("cpu", copy=True)
+            return copies[key]
+        if isinstance(value, dict):
+            return {k: copy(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(copy(v) for v in value)
+        return value
+
+    return copy(state)
+
+
+class CheckpointWriter:
+    """Writes checkpoints on a background thread, so that a step never waits for the disk.
+
+    :meth:`save` copies the state to the CPU (the training loop may change the live tensors
+    right after) and hands the file write to a thread; the write is atomic, as in
+    :func:`save_checkpoint`. The previous write is joined before the next one starts and by
+    :meth:`join`; a write that failed raises there.
+    """
+
+    def __init__(self):
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def save(self, path: Path, state: dict) -> None:
+        self.join()
+        snapshot = cpu_snapshot(state)
+
+        def write():
+            try:
+                _atomic_write(Path(path), lambda temp: torch.save(snapshot, temp))
+            except BaseException as error:  # reported by join(), in the training thread
+                self._error = error
+
+        self._thread = threading.Thread(target=write, name="nanolm-checkpoint", daemon=False)
+        self._thread.start()
+
+    def join(self) -> None:
+        """Wait for the write in progress; raise its error, if it failed."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def _plain(config):
@@ -535,6 +627,31 @@ def _all_reduce(values: list[float], dist_info: Distributed, device, op="sum") -
     return tensor.tolist()
 
 
+def local_share(batch_size: int, dist_info: Distributed) -> slice:
+    """This process's rows of a global batch of ``batch_size``, split as evenly as possible.
+
+    ``batch_size`` means the whole batch of one optimisation step, however many processes
+    share it: under ``torchrun`` every process draws the same global batch and trains on
+    its own slice, and DistributedDataParallel averages the gradients. So a recipe reads the
+    same tokens per step, and gives the same updates (up to rounding), on any number of GPUs.
+    """
+    if batch_size < dist_info.world_size:
+        raise ValueError(f"TrainConfig.batch_size={batch_size}: expected at least one row per "
+                         f"process ({dist_info.world_size} processes)")
+    base, extra = divmod(batch_size, dist_info.world_size)
+    start = dist_info.rank * base + min(dist_info.rank, extra)
+    return slice(start, start + base + (dist_info.rank < extra))
+
+
+def share_weight(rows: slice, batch_size: int, dist_info: Distributed) -> float:
+    """The factor that makes the average of every process's mean loss the mean over the
+    global batch: rows / batch_size x world_size (exactly 1.0 for an even split)."""
+    size = rows.stop - rows.start
+    if size * dist_info.world_size == batch_size:
+        return 1.0
+    return size * dist_info.world_size / batch_size
+
+
 # -------------------------------------------------------------------------------------------
 # The training loop
 
@@ -565,34 +682,45 @@ class _StopRequest:
         return False
 
 
-def _rng_state(generator: torch.Generator, dist_info: Distributed) -> dict:
-    """RNG states to checkpoint: torch's and CUDA's (dropout), and every rank's batch draws."""
-    batch = generator.get_state()
-    if dist_info.enabled:  # every rank draws its own batches; keep them all
-        import torch.distributed as dist
+def _rng_state(generator: torch.Generator) -> dict:
+    """RNG states to checkpoint: torch's and CUDA's (dropout), and the batch stream's.
 
-        gathered = [None] * dist_info.world_size
-        dist.all_gather_object(gathered, batch)
-        batch_states = gathered
-    else:
-        batch_states = [batch]
+    Every process of a job draws the same stream of global batches (see :func:`local_share`),
+    so one batch state serves a resume on any number of processes.
+    """
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "batch": batch_states,
+        "batch": [generator.get_state()],
     }
 
 
+def fitting_cuda_states(saved: list, n_devices: int) -> tuple[list, str | None]:
+    """The saved CUDA RNG states that this machine's ``n_devices`` GPUs can take, and a note
+    when some are left out or missing (a checkpoint of an 8-GPU job resumed on 1 GPU)."""
+    if len(saved) == n_devices or not saved:
+        return list(saved), None
+    kept = list(saved[:n_devices])
+    return kept, (f"the checkpoint holds CUDA RNG states for {len(saved)} GPUs and this machine "
+                  f"has {n_devices}: restored {len(kept)}, the rest "
+                  f"{'left out' if len(saved) > n_devices else 'keep their own seeds'}; "
+                  "dropout draws differ from the uninterrupted run from here")
+
+
 def _restore_rng(rng: dict, generator: torch.Generator, dist_info: Distributed) -> bool:
-    """Restore what :func:`_rng_state` saved; False when the batch stream could not be."""
+    """Restore what :func:`_rng_state` saved; False when the batch stream could not be
+    (a checkpoint of an older multi-process format, which kept one stream per process)."""
     if "torch" in rng:
         torch.set_rng_state(rng["torch"])
     if torch.cuda.is_available() and rng.get("cuda"):
-        with contextlib.suppress(RuntimeError):
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        states, note = fitting_cuda_states(rng["cuda"], torch.cuda.device_count())
+        for index, state in enumerate(states):
+            torch.cuda.set_rng_state(state, index)
+        if note:
+            _say(dist_info, f"resume: {note}")
     batch = rng.get("batch") or []
-    if len(batch) == dist_info.world_size:
-        generator.set_state(batch[dist_info.rank])
+    if len(batch) == 1:
+        generator.set_state(batch[0])
         return True
     return False
 
@@ -633,6 +761,94 @@ def _to_device(tokens, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.asarray(tokens).astype(np.int32)).to(device)
 
 
+def check_token_ids(tokens, vocab_size: int, name: str = "tokens") -> None:
+    """Raise ValueError, naming ``name``, unless every id of ``tokens`` is in [0, vocab_size).
+
+    Done once per dataset, so that the training step need not check each batch (reading
+    a batch's ids back to the host would make the GPU wait every step).
+    """
+    if len(tokens) == 0:
+        return
+    low, high = int(tokens.min()), int(tokens.max())
+    if low < 0 or high >= vocab_size:
+        raise ValueError(f"{name}: token ids must lie in [0, vocab_size={vocab_size}), found "
+                         f"values in [{low}, {high}] (does the tokenizer match the model's "
+                         "vocabulary?)")
+
+
+def enable_tf32(device: torch.device) -> None:
+    """TF32 tensor cores for the fp32 matmuls that remain under autocast (CUDA only)."""
+    if torch.device(device).type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+class _Batches:
+    """This process's share of each step's global batch, drawn from one seeded stream.
+
+    The starts of all ``batch_size`` windows are drawn exactly as :func:`get_batch` draws
+    them (so a single process trains on get_batch's batches), then this process keeps its
+    rows (:func:`local_share`) and copies them to the device without blocking.
+    """
+
+    def __init__(self, tokens, batch_size: int, context_length: int, generator,
+                 device: torch.device, dist_info: Distributed):
+        self.tokens, self.batch_size, self.context_length = tokens, batch_size, context_length
+        self.generator, self.device = generator, device
+        self.rows = local_share(batch_size, dist_info)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        starts = torch.randint(len(self.tokens) - self.context_length, (self.batch_size,),
+                               generator=self.generator, device=self.generator.device)
+        return _windows(self.tokens, starts[self.rows], self.context_length, self.device)
+
+
+class _LossTotals:
+    """Running sums of the training loss, kept on the device and read only when asked.
+
+    ``interval`` is reset at each log record, ``epoch`` at each evaluation; both add the
+    step losses one by one in float64, the arithmetic of the Python floats they replace.
+    """
+
+    def __init__(self, device: torch.device, saved: dict):
+        dtype = torch.float32 if device.type == "mps" else torch.float64  # mps: no float64
+        self.interval = torch.tensor(saved.get("loss_sum", 0.0), dtype=dtype, device=device)
+        self.epoch = torch.tensor(saved.get("epoch_sum", 0.0), dtype=dtype, device=device)
+        self.interval_count = saved.get("loss_count", 0)
+        self.epoch_count = saved.get("epoch_count", 0)
+
+    def add(self, loss: torch.Tensor) -> None:
+        value = loss.to(self.interval.dtype)
+        self.interval += value
+        self.epoch += value
+        self.interval_count += 1
+        self.epoch_count += 1
+
+    def read(self) -> dict:
+        """The sums as floats (one copy to the host: the loop's only regular sync)."""
+        interval, epoch = torch.stack([self.interval, self.epoch]).tolist()
+        return {"loss_sum": interval, "loss_count": self.interval_count,
+                "epoch_sum": epoch, "epoch_count": self.epoch_count}
+
+    def reset_interval(self) -> None:
+        self.interval.zero_()
+        self.interval_count = 0
+
+    def reset_epoch(self) -> None:
+        self.epoch.zero_()
+        self.epoch_count = 0
+
+
+def record_count(config: TrainConfig, start_step: int = 0) -> int:
+    """How many records (``train`` and ``validation``) a run writes after ``start_step``: what
+    a live plot needs to know to redraw a few dozen times rather than at every record."""
+    steps = range(start_step + 1, config.max_steps + 1)
+    logs = sum(1 for s in steps if s % config.log_interval == 0 or s == config.max_steps)
+    evals = sum(1 for s in steps if s % config.eval_interval == 0 or s == config.max_steps)
+    return logs + evals
+
+
+
 def train(model, config: TrainConfig, train_tokens, val_tokens=None, *, tokenizer=None,
           bytes_per_token: float | None = None, resume: bool = False, overwrite: bool = False,
           callback=None, data_info: dict | None = None) -> list[dict]:
@@ -652,17 +868,21 @@ def train(model, config: TrainConfig, train_tokens, val_tokens=None, *, tokenize
     unless ``overwrite=True``. A NaN or infinite loss raises :class:`TrainingDiverged` and
     keeps the last good checkpoint.
 
-    Under ``torchrun`` each process trains on its own batches through
-    DistributedDataParallel; only rank 0 writes.
+    The step never waits for the GPU: the token ids are checked once per dataset, batches
+    are copied without blocking, the loss is summed on the device and read back only when a
+    record or a checkpoint is written (a NaN is therefore caught at the next such step, and
+    before any checkpoint), and checkpoints are written by a background thread.
+
+    Under ``torchrun`` each process trains on its share of the same global batch of
+    ``batch_size`` rows (:func:`local_share`) through DistributedDataParallel; only rank 0
+    writes.
     """
     dist_info = setup_distributed(config.device)
     device = torch.device(pick_device(config.device))
     if dist_info.enabled and device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)
     precision = resolve_precision(config.precision, str(device))
-    if device.type == "cuda":  # TF32 tensor cores for the fp32 matmuls that remain
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    enable_tf32(device)
     if device.type == "cpu":
         keep_freed_memory()
     context_length = model.config.context_length
@@ -670,6 +890,10 @@ def train(model, config: TrainConfig, train_tokens, val_tokens=None, *, tokenize
     if len(train_data) <= context_length + 1:
         raise ValueError(f"train_tokens: {len(train_data)} tokens, expected more than "
                          f"context_length + 1 = {context_length + 1}")
+    check_token_ids(train_data, model.config.vocab_size, "train_tokens")
+    if val_data is not None:
+        check_token_ids(val_data, model.config.vocab_size, "val_tokens")
+    local_share(config.batch_size, dist_info)  # a batch too small to share fails here
     if _keeps_on_device(train_data, device):  # batches are then gathered on the GPU
         train_data = _to_device(train_data, device)
         val_data = _to_device(val_data, device) if val_data is not None else None
@@ -684,16 +908,16 @@ def train(model, config: TrainConfig, train_tokens, val_tokens=None, *, tokenize
     raw_model = model  # what checkpoints hold, without compile's or DDP's wrappers
     optimizer = make_optimizer(raw_model, config, device.type)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    generator = torch.Generator().manual_seed(config.seed + dist_info.rank)
+    generator = torch.Generator().manual_seed(config.seed)  # the same stream on every rank
 
     step, tokens_seen, elapsed = 0, 0, 0.0
-    running = {"loss_sum": 0.0, "loss_count": 0, "epoch_sum": 0.0, "epoch_count": 0}
+    running: dict = {}
     history: list[dict] = []
     if resume and ckpt_file is not None and ckpt_file.exists():
         state = _restore(ckpt_file, raw_model, optimizer, scaler, generator, config, dist_info)
         step, tokens_seen = state["step"], state["tokens"]
         elapsed = state["extra"].get("elapsed_s", 0.0)
-        running.update(state["extra"].get("running", {}))
+        running = state["extra"].get("running", {})
         history = [r for r in read_metrics(ckpt_file.parent) if r["step"] <= step]
         if tokenizer is None and state.get("tokenizer"):
             tokenizer = tokenizer_from_text(state["tokenizer"])
@@ -723,9 +947,15 @@ def train(model, config: TrainConfig, train_tokens, val_tokens=None, *, tokenize
             model, device_ids=[device.index] if device.type == "cuda" else None)
     model.train()
 
-    tokens_per_step = config.batch_size * context_length * dist_info.world_size
+    batches = _Batches(train_data, config.batch_size, context_length, generator, device,
+                       dist_info)
+    loss_scale = share_weight(batches.rows, config.batch_size, dist_info)
+    totals = _LossTotals(device, running)
+    tokens_per_step = config.batch_size * context_length  # the global batch
     last_good = step if resume and step > 0 else None  # step of the checkpoint on disk
+    last_read = step  # the step up to which the losses were read and found finite
     interval_time, interval_tokens = 0.0, 0
+    writer = CheckpointWriter()
 
     def record(split: str, **values) -> dict:
         entry = {"step": step, "split": split, **values, "lr": lr_at(step - 1, config),
@@ -740,20 +970,38 @@ def train(model, config: TrainConfig, train_tokens, val_tokens=None, *, tokenize
             callback(entry)
         return entry
 
-    def log_train() -> None:
+    def read_losses() -> dict:
+        """Read the loss sums back; raise TrainingDiverged if a loss since the last read was
+        NaN or infinite (every rank agrees, so all stop at the same step)."""
+        nonlocal last_read
+        sums = totals.read()
+        bad = not (math.isfinite(sums["loss_sum"]) and math.isfinite(sums["epoch_sum"]))
+        if _all_reduce([float(bad)], dist_info, device, op="max")[0]:
+            kept = (f"the last good checkpoint, {ckpt_file} (step {last_good}), is kept"
+                    if last_good is not None else "no checkpoint had been written")
+            value = sums["loss_sum"] if not math.isfinite(sums["loss_sum"]) else sums["epoch_sum"]
+            when = (f"at step {step}" if step == last_read + 1
+                    else f"between steps {last_read + 1} and {step}")
+            raise TrainingDiverged(
+                f"the training loss became {value} {when}; stopped: {kept}. "
+                "Try a lower learning rate (lr) or a smaller grad_clip.")
+        last_read = step
+        return sums
+
+    def log_train(sums: dict) -> None:
         nonlocal interval_time, interval_tokens
-        mean_loss = running["loss_sum"] / running["loss_count"]
+        mean_loss = sums["loss_sum"] / sums["loss_count"]
         mean_loss = _all_reduce([mean_loss], dist_info, device)[0] / dist_info.world_size
         entry = record("train", loss=mean_loss, perplexity=perplexity(mean_loss),
                        tokens_per_s=interval_tokens / max(interval_time, 1e-9),
                        elapsed_s=elapsed)
-        running["loss_sum"], running["loss_count"] = 0.0, 0
+        totals.reset_interval()
         interval_time, interval_tokens = 0.0, 0
         bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{entry['lr']:.2e}",
                         tok_s=f"{entry['tokens_per_s']:,.0f}")
 
-    def validate() -> None:
-        train_loss = running["epoch_sum"] / max(1, running["epoch_count"])
+    def validate(sums: dict) -> None:
+        train_loss = sums["epoch_sum"] / max(1, sums["epoch_count"])
         train_loss = _all_reduce([train_loss], dist_info, device)[0] / dist_info.world_size
         if val_data is not None and dist_info.is_main:
             result = evaluate(raw_model, val_data, context_length, config.eval_batch_size,
@@ -765,77 +1013,80 @@ def train(model, config: TrainConfig, train_tokens, val_tokens=None, *, tokenize
                            train_perplexity=perplexity(train_loss),
                            tokens_per_s=tokens_seen / max(elapsed, 1e-9), elapsed_s=elapsed)
             bar.write(describe(entry))
-        running["epoch_sum"], running["epoch_count"] = 0.0, 0
+        totals.reset_epoch()
 
     def checkpoint() -> None:
         nonlocal last_good
-        rng = _rng_state(generator, dist_info)  # a collective under DDP: every rank calls it
+        sums = read_losses()  # a collective under DDP: every rank reads, rank 0 writes
         if out_dir is None:
             return
-        save_checkpoint(
-            ckpt_file, model=raw_model, optimizer=optimizer, scaler=scaler, step=step,
+        state = checkpoint_state(
+            model=raw_model, optimizer=optimizer, scaler=scaler, step=step,
             tokens=tokens_seen, model_config=raw_model.config, train_config=config,
-            tokenizer=tokenizer, rng=rng,
-            extra={"elapsed_s": elapsed, "running": dict(running), "data": data_info or {},
+            tokenizer=tokenizer, rng=_rng_state(generator),
+            extra={"elapsed_s": elapsed, "running": sums, "data": data_info or {},
                    "last": history[-4:], "world_size": dist_info.world_size})
+        writer.save(ckpt_file, state)
         last_good = step
 
     bar = progress(total=config.max_steps, initial=step, desc="training", unit="step",
                    **({} if dist_info.is_main else {"disable": True}))
     at_boundary = True  # model, optimiser, generator and step counter agree
+    failed = True
+    clock = time.perf_counter()
     try:
         with _StopRequest() as stop:
             while step < config.max_steps:
                 at_boundary = False
-                started = time.perf_counter()
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(step, config)
-                x, y = get_batch(train_data, config.batch_size, context_length, generator,
-                                 device)  # (B, T) each
-                loss = train_step(model, optimizer, x, y, config.grad_clip, scaler=scaler,
-                                  precision=precision)
+                x, y = batches.next()  # (B, T) each, this process's rows
+                totals.add(optimize(model, optimizer, x, y, config.grad_clip, scaler=scaler,
+                                    precision=precision, loss_scale=loss_scale,
+                                    check_ids=False))
                 step += 1
                 tokens_seen += tokens_per_step
-                seconds = time.perf_counter() - started
+                interval_tokens += tokens_per_step
+                bar.update(1)
+                log_now = step % config.log_interval == 0 or step == config.max_steps
+                evaluate_now = step % config.eval_interval == 0 or step == config.max_steps
+                save_now = evaluate_now or step % config.checkpoint_interval == 0
+                # Under DDP every rank must agree to stop, so Ctrl-C is shared at log steps.
+                stop_now = stop.requested and not dist_info.enabled
+                at_boundary = True
+                if not (log_now or save_now or stop_now):
+                    continue
+                sums = read_losses()  # waits for the GPU: the time so far is training time
+                seconds = time.perf_counter() - clock
                 elapsed += seconds
                 interval_time += seconds
-                interval_tokens += tokens_per_step
-                # Every rank must agree to stop (a diverged loss, Ctrl-C) at the same step.
-                diverged = _all_reduce([float(not math.isfinite(loss))], dist_info, device,
-                                       op="max")[0]
-                if diverged:
-                    kept = (f"the last good checkpoint, {ckpt_file} (step {last_good}), is kept"
-                            if last_good is not None else "no checkpoint had been written")
-                    raise TrainingDiverged(
-                        f"the training loss became {loss} at step {step}; stopped: {kept}. "
-                        "Try a lower learning rate (lr) or a smaller grad_clip.")
-                running["loss_sum"] += loss
-                running["loss_count"] += 1
-                running["epoch_sum"] += loss
-                running["epoch_count"] += 1
-                bar.update(1)
-                if step % config.log_interval == 0 or step == config.max_steps:
-                    log_train()
-                evaluate_now = step % config.eval_interval == 0 or step == config.max_steps
+                if log_now:
+                    log_train(sums)
                 if evaluate_now:
-                    validate()
-                if evaluate_now or step % config.checkpoint_interval == 0:
+                    validate(sums)
+                if save_now:
                     checkpoint()
                 if evaluate_now and out_dir is not None:
                     _plot(out_dir, history)
-                at_boundary = True
                 if _all_reduce([float(stop.requested)], dist_info, device, op="max")[0]:
                     raise KeyboardInterrupt
+                clock = time.perf_counter()
+        failed = False
     except KeyboardInterrupt:
         # Save only a consistent state; an interrupt inside a step keeps the last checkpoint.
         if at_boundary and last_good != step and config.out_dir:
             checkpoint()
+        writer.join()
         where = (f"checkpoint {ckpt_file} holds step {last_good}; continue with resume=True "
                  "(nanolm train --resume)" if last_good is not None else "nothing was saved")
         _say(dist_info, f"\ninterrupted at step {step}: {where}")
         raise
     finally:
         bar.close()
+        if failed:  # the first error is the one to report; still, leave no write half done
+            with contextlib.suppress(Exception):
+                writer.join()
+    writer.join()
     return history
 
 
@@ -852,9 +1103,9 @@ def _restore(ckpt_file: Path, model, optimizer, scaler, generator, config: Train
     if state.get("scaler") and scaler.is_enabled():
         scaler.load_state_dict(state["scaler"])
     if not _restore_rng(state["rng"], generator, dist_info):
-        generator.manual_seed(config.seed + dist_info.rank + 1_000_003 * state["step"])
-        _say(dist_info, f"resume: {ckpt_file} was written by a job of another size; "
-             "batches are drawn afresh from here")
+        generator.manual_seed(config.seed + 1_000_003 * state["step"])
+        _say(dist_info, f"resume: {ckpt_file} keeps one batch stream per process (an older "
+             "format); batches are drawn afresh from here")
     return state
 
 
@@ -888,5 +1139,6 @@ __all__ = [
     "TrainConfig", "TRAIN_PRESETS", "train_preset", "cross_entropy_loss", "perplexity",
     "lr_at", "parameter_groups", "make_optimizer", "train_step", "evaluate", "train",
     "save_checkpoint", "load_checkpoint", "load_model", "read_metrics", "CheckpointError",
-    "TrainingDiverged", "setup_distributed",
+    "TrainingDiverged", "setup_distributed", "optimize", "check_token_ids", "local_share",
+    "record_count", "CheckpointWriter", "checkpoint_state", "fitting_cuda_states",
 ]
