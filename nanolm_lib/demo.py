@@ -48,12 +48,14 @@ def run_demo(out_dir: Path, preset: str, data=None, fresh: bool = False,
         evaluate,
         load_checkpoint,
         load_model,
+        resolve_precision,
         train,
         train_preset,
     )
 
     model_config = PRESETS[preset]
     config = train_preset(preset, out_dir=str(out_dir))
+    device = utils.pick_device(config.device)  # where train() trains; stories and evaluation too
 
     print(f"[1/4] data and tokenizer ({model_config.vocab_size:,}-token BPE)")
     local = data if data is not None else os.environ.get("NANOLM_DATA")
@@ -84,8 +86,8 @@ def run_demo(out_dir: Path, preset: str, data=None, fresh: bool = False,
               f"plot: {out_dir / 'plot.png'}, metrics: {out_dir / 'metrics.jsonl'}")
 
     print("\n[3/4] two stories (top-k sampling: k=40, temperature 0.8)")
-    model, tokenizer = load_model(out_dir)
-    generator = torch.Generator().manual_seed(seed)
+    model, tokenizer = load_model(out_dir, device=device)
+    generator = torch.Generator().manual_seed(seed)  # CPU: the same stories on any device
     stories = []
     for i, prompt in enumerate(PROMPTS, 1):
         story = tell_story(model, tokenizer, prompt, generator=generator, temperature=0.8,
@@ -94,11 +96,12 @@ def run_demo(out_dir: Path, preset: str, data=None, fresh: bool = False,
         print(f"--- story {i}{f' (prompt: {prompt!r})' if prompt else ''} ---\n{story}\n")
 
     print("[4/4] the whole validation split")
+    precision = resolve_precision(config.precision, device)  # the precision it trained in
     result = evaluate(model, corpus.validation, model_config.context_length,
-                      bytes_per_token=corpus.bytes_per_token("validation"))
+                      bytes_per_token=corpus.bytes_per_token("validation"), precision=precision)
     print(f"validation loss {result['loss']:.4f}, perplexity {result['perplexity']:.2f}, "
-          f"{result['bpb']:.3f} bits per byte ({result['tokens']:,} tokens)")
-    return {"stories": stories, **result}
+          f"{result['bpb']:.3f} bits per byte ({result['tokens']:,} tokens, on {device})")
+    return {"stories": stories, **result, "device": str(next(model.parameters()).device)}
 
 
 def main(argv: list[str] | None = None) -> int:

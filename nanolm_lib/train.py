@@ -783,7 +783,7 @@ def enable_tf32(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
-class _Batches:
+class BatchStream:
     """This process's share of each step's global batch, drawn from one seeded stream.
 
     The starts of all ``batch_size`` windows are drawn exactly as :func:`get_batch` draws
@@ -947,7 +947,7 @@ def train(model, config: TrainConfig, train_tokens, val_tokens=None, *, tokenize
             model, device_ids=[device.index] if device.type == "cuda" else None)
     model.train()
 
-    batches = _Batches(train_data, config.batch_size, context_length, generator, device,
+    batches = BatchStream(train_data, config.batch_size, context_length, generator, device,
                        dist_info)
     loss_scale = share_weight(batches.rows, config.batch_size, dist_info)
     totals = _LossTotals(device, running)
@@ -1140,5 +1140,5 @@ __all__ = [
     "lr_at", "parameter_groups", "make_optimizer", "train_step", "evaluate", "train",
     "save_checkpoint", "load_checkpoint", "load_model", "read_metrics", "CheckpointError",
     "TrainingDiverged", "setup_distributed", "optimize", "check_token_ids", "local_share",
-    "record_count", "CheckpointWriter", "checkpoint_state", "fitting_cuda_states",
+    "record_count", "CheckpointWriter", "BatchStream", "checkpoint_state", "fitting_cuda_states",
 ]

@@ -22,6 +22,17 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` need a CUDA GPU: skipped without one (``nanolm gpu-check`` runs
+    them on a GPU machine; so does ``make test`` there)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run by nanolm gpu-check)")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def tinystories_path() -> Path:
     """The real TinyStories sample named by NANOLM_DATA; skips when it is not there."""

@@ -158,6 +158,10 @@ def test_demo_trains_then_reuses_the_finished_run(workspace, small_data, monkeyp
     assert {"model.ckpt", "metrics.jsonl", "plot.png"} <= {p.name for p in run.iterdir()}
     assert first.stdout.count("--- story") == 2
     assert "bits per byte" in first.stdout and "perplexity" in first.stdout
+    # evaluated where it trained (a GPU machine: on the GPU, not load_model's default CPU)
+    from nanolm_lib.utils import pick_device
+
+    assert first.stdout.splitlines()[-1].endswith(f"on {pick_device()})")
 
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -1,9 +1,10 @@
 """Training speed: tokens/s, model FLOPs per token, and the fraction of the machine's matmul
 ceiling reached (MFU), with the projected time of the reference run on this device.
 
-The ceiling is :func:`~nanolm_lib.benchmarks.matmul_ceiling` (a large fp32 matrix product)
-measured in the same run, just before and after every timed step, so that the ratio holds
-even when other processes share the machine. On a CPU the ratio is also reported in CPU
+The ceiling is :func:`~nanolm_lib.benchmarks.matmul_ceiling` (a large square matrix product in
+the step's own precision: bf16 for a bf16 step, fp32 with TF32 as training sets it for an
+fp32 step) measured in the same run, just before and after every timed step, so that the
+ratio holds even when other processes share the machine. On a CPU the ratio is also reported in CPU
 time (FLOPs per second of this process's CPU time), which other processes disturb less.
 """
 
@@ -28,24 +29,34 @@ def _timed(fn, device: str) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def _cpu_time_ceiling(n: int) -> float:
-    """FLOPs per second of process CPU time of an n x n fp32 matmul on the CPU (median of 3)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+CEILING_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def ceiling_dtype(precision: str) -> torch.dtype:
+    """The matmul dtype a step of ``precision`` runs its products in (autocast's choice)."""
+    return CEILING_DTYPES[precision]
+
+
+def _cpu_time_ceiling(n: int, dtype=torch.float32) -> float:
+    """FLOPs per second of process CPU time of an n x n matmul on the CPU (median of 3)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b  # warm-up
     return 2 * n**3 / statistics.median(_timed(lambda: a @ b, "cpu")[1] for _ in range(3))
 
 
-def _ceiling(device: str, n: int) -> tuple[float, float | None]:
-    """The fp32 matmul ceiling now: FLOP/s in wall time, and per CPU second on a CPU."""
-    wall = matmul_ceiling(device, n, repeat=3)
-    return wall, _cpu_time_ceiling(n) if device == "cpu" else None
+def _ceiling(device: str, n: int, dtype=torch.float32) -> tuple[float, float | None]:
+    """The matmul ceiling now: FLOP/s in wall time, and per CPU second on a CPU."""
+    wall = matmul_ceiling(device, n, dtype=dtype, repeat=3)
+    return wall, _cpu_time_ceiling(n, dtype) if device == "cpu" else None
 
 
 def measure(preset: str, batch_size: int | None = None, steps: int = 3, device: str = "cpu",
-            compile: bool = False, ceiling_n: int = 2048) -> dict:
-    """Time ``steps`` training steps of the model preset ``preset`` (after one warm-up step)."""
+            compile: bool = False, ceiling_n: int = 2048, precision: str | None = None) -> dict:
+    """Time ``steps`` training steps of the model preset ``preset`` (after one warm-up step),
+    in the preset's precision unless ``precision`` is given."""
     from nanolm_lib.model import GPT, PRESETS, flops_per_token
     from nanolm_lib.train import (
+        enable_tf32,
         keep_freed_memory,
         make_optimizer,
         resolve_precision,
@@ -55,13 +66,15 @@ def measure(preset: str, batch_size: int | None = None, steps: int = 3, device: 
 
     if device == "cpu":
         keep_freed_memory()  # as train() does
+    enable_tf32(device)  # as train() does: fp32 products on TF32 tensor cores
 
     model_config = PRESETS[preset]
     config = train_preset(preset, **({"batch_size": batch_size} if batch_size else {}))
     torch.manual_seed(0)
     model = GPT(model_config).to(device)
     optimizer = make_optimizer(model, config, device)
-    precision = resolve_precision(config.precision, device)
+    precision = resolve_precision(precision or config.precision, device)
+    dtype = ceiling_dtype(precision)
     scaler = torch.amp.GradScaler(device.split(":")[0], enabled=precision == "fp16")
     if compile:
         model = torch.compile(model)
@@ -77,10 +90,10 @@ def measure(preset: str, batch_size: int | None = None, steps: int = 3, device: 
     per_token = flops_per_token(model_config)
     tokens = config.batch_size * model_config.context_length
     walls, cpus, mfu_wall, mfu_cpu, ceilings = [], [], [], [], []
-    before = _ceiling(device, ceiling_n)
+    before = _ceiling(device, ceiling_n, dtype)
     for _ in range(steps):
         wall, cpu = _timed(step, device)
-        after = _ceiling(device, ceiling_n)
+        after = _ceiling(device, ceiling_n, dtype)
         ceiling_wall = (before[0] + after[0]) / 2  # the machine as it was around this step
         walls.append(wall)
         cpus.append(cpu)
@@ -98,6 +111,7 @@ def measure(preset: str, batch_size: int | None = None, steps: int = 3, device: 
         "step_s": wall, "tokens_per_s": tokens_per_s, "flops_per_token": per_token,
         "achieved_flops": tokens_per_s * per_token,
         "ceiling_flops": statistics.median(ceilings),
+        "ceiling_dtype": str(dtype).removeprefix("torch."),
         "mfu": statistics.median(mfu_wall),
         "mfu_all_steps": mfu_wall,
         "reference_run_hours": REFERENCE_TOKENS / tokens_per_s / 3600,
@@ -121,16 +135,17 @@ def run(quick: bool = False) -> dict:
         plans = [("seed-3090", 64, 10, 8192)]
     rows = [measure(preset, batch, steps, device, ceiling_n=n) for preset, batch, steps, n in plans]
     columns = ["preset", "batch_size", "parameters", "precision", "step_s", "tokens_per_s",
-               "flops_per_token", "achieved_flops", "ceiling_flops", "mfu"]
+               "flops_per_token", "achieved_flops", "ceiling_dtype", "ceiling_flops", "mfu"]
     if device == "cpu":
         columns.append("mfu_cpu_time")
     columns.append("reference_run_hours")
     print(format_table(rows, columns))
-    print(f"mfu = tokens/s x FLOPs per token / measured fp32 matmul FLOP/s; reference run = "
-          f"{REFERENCE_TOKENS:,} tokens")
+    print(f"mfu = tokens/s x FLOPs per token / measured matmul FLOP/s in the step's precision; "
+          f"reference run = {REFERENCE_TOKENS:,} tokens")
     return {"device": device, "machine": machine_info(device), "rows": rows,
             "reference_tokens": REFERENCE_TOKENS,
-            "ceiling_matmul": "fp32 square matmul, measured around every timed step"}
+            "ceiling_matmul": "square matmul in the step's precision (ceiling_dtype), measured "
+                              "around every timed step"}
 
 
-__all__ = ["run", "measure", "REFERENCE_TOKENS", "matmul_ceiling"]
+__all__ = ["run", "measure", "REFERENCE_TOKENS", "matmul_ceiling", "ceiling_dtype"]
