@@ -5,6 +5,7 @@
     nanolm sample  [--checkpoint PATH] [--prompt TEXT] [--temperature T] [--top-k K] ...
     nanolm bench   {tokenizer,attention,train,generate,all} [--quick] [--out DIR]
     nanolm info    PATH
+    nanolm gpu-check [--out DIR] [--dry-run] [--sections NAME,...]   prove the GPU path
 
 A user's mistake (a missing file, a corrupt checkpoint, an unknown preset) prints one line
 and exits with status 1; ``NANOLM_DEBUG=1`` shows the traceback instead. Several GPUs:
@@ -318,6 +319,18 @@ def cmd_info(args) -> int:
 
 
 # -------------------------------------------------------------------------------------------
+# gpu-check
+
+
+def cmd_gpu_check(args) -> int:
+    from nanolm_lib.gpu_check import run_gpu_check
+
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()] if args.sections else None
+    results = run_gpu_check(args.out, dry_run=args.dry_run, sections=sections)
+    return 0 if results["passed"] else 1
+
+
+# -------------------------------------------------------------------------------------------
 # the parser
 
 
@@ -384,6 +397,17 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("path", help="checkpoint file or run folder")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=cmd_info)
+
+    check = commands.add_parser(
+        "gpu-check", help="prove the GPU path in one run (at most 8 minutes on one GPU): "
+                          "tests, SDPA, syncs, speed, profile, MFU, training, generation")
+    check.add_argument("--out", default="gpu-check", help="folder for results.json, the "
+                                                          "table and the plots")
+    check.add_argument("--dry-run", action="store_true",
+                       help="run every section's plumbing on tiny CPU inputs (no GPU needed); "
+                            "sections that need CUDA are marked skipped")
+    check.add_argument("--sections", help="comma-separated subset (default: all)")
+    check.set_defaults(func=cmd_gpu_check)
     return parser
 
 

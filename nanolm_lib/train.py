@@ -988,21 +988,24 @@ def train(model, config: TrainConfig, train_tokens, val_tokens=None, *, tokenize
         last_read = step
         return sums
 
+    # The sums are reset before a record is written: a callback that raises (Ctrl-C in a
+    # notebook) then leaves the state that the checkpoint on the way out saves consistent.
     def log_train(sums: dict) -> None:
         nonlocal interval_time, interval_tokens
         mean_loss = sums["loss_sum"] / sums["loss_count"]
         mean_loss = _all_reduce([mean_loss], dist_info, device)[0] / dist_info.world_size
-        entry = record("train", loss=mean_loss, perplexity=perplexity(mean_loss),
-                       tokens_per_s=interval_tokens / max(interval_time, 1e-9),
-                       elapsed_s=elapsed)
+        tokens_per_s = interval_tokens / max(interval_time, 1e-9)
         totals.reset_interval()
         interval_time, interval_tokens = 0.0, 0
-        bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{entry['lr']:.2e}",
-                        tok_s=f"{entry['tokens_per_s']:,.0f}")
+        bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr_at(step - 1, config):.2e}",
+                        tok_s=f"{tokens_per_s:,.0f}")
+        record("train", loss=mean_loss, perplexity=perplexity(mean_loss),
+               tokens_per_s=tokens_per_s, elapsed_s=elapsed)
 
     def validate(sums: dict) -> None:
         train_loss = sums["epoch_sum"] / max(1, sums["epoch_count"])
         train_loss = _all_reduce([train_loss], dist_info, device)[0] / dist_info.world_size
+        totals.reset_epoch()
         if val_data is not None and dist_info.is_main:
             result = evaluate(raw_model, val_data, context_length, config.eval_batch_size,
                               config.eval_batches, bytes_per_token=bytes_per_token,
@@ -1013,7 +1016,6 @@ def train(model, config: TrainConfig, train_tokens, val_tokens=None, *, tokenize
                            train_perplexity=perplexity(train_loss),
                            tokens_per_s=tokens_seen / max(elapsed, 1e-9), elapsed_s=elapsed)
             bar.write(describe(entry))
-        totals.reset_epoch()
 
     def checkpoint() -> None:
         nonlocal last_good

@@ -1,0 +1,81 @@
+"""``nanolm gpu-check``'s CPU side, through the command a user runs: ``--dry-run`` runs every
+section's plumbing on tiny CPU inputs, writes the folder (results.json, table, plots) and marks
+what only CUDA can show as skipped. The GPU figures themselves come from a GPU machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from nanolm_lib.gpu_check import SECTIONS
+
+
+def nanolm(cwd, *args, timeout=600):
+    env = {**os.environ, "NANOLM_PROGRESS": "0", "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    return subprocess.run([sys.executable, "-m", "nanolm_lib.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_dry_run_writes_the_folder_the_table_and_the_json(tmp_path):
+    done = nanolm(tmp_path, "gpu-check", "--dry-run")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    folder = tmp_path / "gpu-check"
+    results = json.loads((folder / "results.json").read_text())
+    assert results["format"] == "nanolm-gpu-check" and results["dry_run"] is True
+    assert list(results["sections"]) == list(SECTIONS) and results["passed"] is True
+    for name, section in results["sections"].items():
+        assert section["status"] in ("ok", "skipped"), (name, section)
+        assert section["summary"] and section["seconds"] >= 0
+    sections = results["sections"]
+    # what only CUDA shows is marked, not faked
+    assert sections["sync_audit"]["status"] == "skipped"
+    assert "needs CUDA" in sections["sync_audit"]["summary"]
+    if not torch.cuda.is_available():
+        assert sections["cuda_tests"]["status"] == "skipped"
+        assert sections["cuda_tests"]["passed"] == 0 and sections["cuda_tests"]["skipped"] >= 5
+    # the plumbing ran for real on the CPU
+    rows = {row["precision"]: row for row in sections["sdpa"]["rows"]}
+    assert set(rows) == {"bf16", "fp32"}
+    assert rows["fp32"]["math"]["within_tolerance"] and rows["fp32"]["math"]["max_rel_err"] < 1e-5
+    assert rows["fp32"]["efficient_attention"]["available"] is False  # a CUDA kernel
+    share = sections["profile"]["share"]
+    assert sum(share.values()) == pytest.approx(1.0)
+    assert all(share[c] > 0 for c in ("matmul", "attention", "layer_norm", "loss", "optimizer"))
+    speed = sections["step_speed"]
+    assert speed["graph_breaks"] == 0 and speed["recompiles_while_timed"] == 0
+    assert speed["compiled_tokens_per_s"] > 0 and speed["eager_tokens_per_s"] > 0
+    assert sections["ceiling"]["ceiling_dtype"] == "float32"  # a CPU step runs in fp32
+    assert sections["ceiling"]["verdict"] == "no-go"  # a dry run proves no speed
+    assert sections["short_train"]["largest_loss_difference"] == 0.0  # exact on the CPU
+    assert sections["generation"]["identical_with_and_without_cache"] is True
+    # one table: printed and kept, a row per section
+    table = (folder / "table.txt").read_text()
+    assert table.strip() in done.stdout
+    assert [line.split()[0] for line in table.splitlines()[2:]] == list(SECTIONS)
+    for plot in ("profile.png", "speed.png"):
+        assert (folder / plot).read_bytes().startswith(b"\x89PNG")
+
+
+def test_bad_arguments_give_one_clear_line(tmp_path):
+    done = nanolm(tmp_path, "gpu-check", "--dry-run", "--sections", "versions,warp-speed")
+    assert done.returncode == 1
+    assert "--sections: unknown warp-speed" in done.stderr and "Traceback" not in done.stderr
+    if not torch.cuda.is_available():
+        done = nanolm(tmp_path, "gpu-check")
+        assert done.returncode == 1 and "no CUDA GPU here" in done.stderr
+        assert "--dry-run" in done.stderr
+
+
+def test_one_section_alone(tmp_path):
+    done = nanolm(tmp_path, "gpu-check", "--dry-run", "--sections", "versions",
+                  "--out", "elsewhere")
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "elsewhere" / "results.json").read_text())
+    assert list(results["sections"]) == ["versions"]
+    assert results["sections"]["versions"]["torch"] == torch.__version__
