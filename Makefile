@@ -17,7 +17,7 @@ TORCH_SPEC ?= torch==2.13.0
 endif
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo lab lint clean bench
+.PHONY: setup test demo lab lint clean bench gpu-check
 
 setup: $(STAMP)
 
@@ -57,6 +57,11 @@ lint: setup
 
 bench: setup
 	$(BIN)/nanolm bench all
+
+# Proves the GPU path in at most 8 minutes on one GPU; everything lands in gpu-check/.
+# Without a GPU: make gpu-check GPU_CHECK_ARGS=--dry-run (the plumbing, on the CPU).
+gpu-check: setup
+	$(RUN_ENV) $(BIN)/nanolm gpu-check $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

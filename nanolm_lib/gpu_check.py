@@ -599,11 +599,17 @@ def check_generation(ctx: Context) -> dict:
         return generate(model.to(where), prompt.to(where), new, use_cache=use_cache,
                         generator=generator, **settings).cpu()
 
-    seconds = {}
-    outputs = {}
-    for use_cache in (True, False):
-        seconds[use_cache] = time_per_call(lambda c=use_cache: outputs.__setitem__(c, write(c)),
-                                           ctx.device, 1)
+    seconds, outputs = {}, {}
+    # Exact fp32 products: with and without the cache the products have other shapes, and
+    # TF32's coarser rounding could tip a draw that lies near a boundary.
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        for use_cache in (True, False):
+            seconds[use_cache] = time_per_call(
+                lambda c=use_cache: outputs.__setitem__(c, write(c)), ctx.device, 1)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
     on_cpu = write(True, "cpu")
     model.to(ctx.device)
     identical = torch.equal(outputs[True], outputs[False])

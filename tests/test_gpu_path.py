@@ -274,6 +274,8 @@ def test_record_count_plans_a_live_plot_of_the_full_recipe():
 
     recipe = train_preset("seed-3090")
     assert record_count(recipe) == 56_000 // 50 + 2  # 1,120 train records, 2 evaluations
+    redraw_every = max(1, record_count(recipe) // 40)  # what lesson 06's live plot uses
+    assert 40 <= record_count(recipe) / redraw_every <= 41
     assert record_count(recipe, start_step=55_950) == 1 + 1
     assert record_count(dataclasses.replace(recipe, max_steps=75, log_interval=50,
                                             eval_interval=50)) == 2 + 2
