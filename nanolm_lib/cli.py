@@ -190,7 +190,7 @@ def cmd_train(args) -> int:
         n_params = sum(p.numel() for p in model.parameters())
         print(f"preset {preset}: {n_params / 1e6:.2f} M parameters, {config.max_steps:,} steps "
               f"x {config.batch_size} x {model_config.context_length} tokens"
-              f"{' x ' + str(dist_info.world_size) + ' processes' if dist_info.enabled else ''}; "
+              f"{f' (the batch shared by {dist_info.world_size} processes)' if dist_info.enabled else ''}; "
               f"run folder {out_dir}")
     data_info = {"preset": preset, "source": data if data is None else str(data),
                  "corpus": str(corpus.path), "described": corpus.meta.get("source"),
@@ -369,7 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="start over, replacing the run already in --out")
     train.add_argument("--device", help="cuda, mps or cpu (default: the best there is)")
     train.add_argument("--compile", action="store_true", help="torch.compile the model")
-    train.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    train.add_argument("--batch-size", type=int, help="override the preset's batch size (the "
+                       "global batch: under torchrun the processes share it)")
     train.add_argument("--lr", type=float, help="peak learning rate (min_lr = lr / 10)")
     train.set_defaults(func=cmd_train)
 

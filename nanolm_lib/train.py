@@ -6,9 +6,11 @@ Reads top to bottom:
     cross_entropy_loss, perplexity        the objective and its readable form
     lr_at                                 linear warm-up, then cosine down to min_lr
     parameter_groups, make_optimizer      AdamW; no weight decay on biases, norms, embeddings
-    train_step                            forward, backward, clip, step
+    train_step, optimize                  forward, backward, clip, step (optimize: no host sync)
     evaluate                              fixed non-overlapping windows: loss, ppl, bits/byte
     save_checkpoint, load_checkpoint      plain data only, written atomically
+    CheckpointWriter                      the same, written by a background thread
+    local_share, BatchStream              a global batch shared by the processes of a job
     train                                 the loop: precision, progress, metrics, Ctrl-C, NaN, DDP
     load_model                            (model, tokenizer) from a checkpoint or run folder
 
@@ -64,6 +66,8 @@ class TrainConfig:
     ``max_steps`` is the total number of optimisation steps. ``steps_per_epoch`` only names
     the epoch boundaries in logs and tables (batches are random windows, so an "epoch" is
     ``steps_per_epoch * batch_size * context_length`` tokens, about one pass over the data).
+    ``batch_size`` is the global batch of one optimisation step: under ``torchrun`` the
+    processes share it (:func:`local_share`), so a recipe means the same on any number of GPUs.
     """
 
     batch_size: int = 64
