@@ -311,8 +311,15 @@ def check_sync_audit(ctx: Context) -> dict:
     from nanolm_lib.sampling import sample_next_token
 
     model, optimizer, batches, precision = training_setup(ctx)
-    one_step(model, optimizer, batches, precision)  # warm-up: allocations, kernel choice
-    step_syncs = count_syncs(lambda: one_step(model, optimizer, batches, precision))
+    total = torch.zeros((), dtype=torch.float64, device=ctx.device)  # train()'s loss sum
+
+    def loop_body():  # what train() does each step that writes no record
+        for group in optimizer.param_groups:
+            group["lr"] = 1e-4
+        total.add_(one_step(model, optimizer, batches, precision).double())
+
+    loop_body()  # warm-up: allocations, kernel choice
+    step_syncs = count_syncs(loop_body)
 
     model.eval()
     idx = torch.tensor([[1, 2, 3]], device=ctx.device)

