@@ -1,8 +1,9 @@
 """``nanolm gpu-check``: one command that proves the GPU path, in at most 8 minutes on one GPU.
 
 Everything goes to one folder (``gpu-check/`` by default): ``results.json``, ``table.txt``
-(also printed), ``profile.png``, ``speed.png``, ``cuda-tests.xml`` and ``log.txt`` (the
-traceback of any section that failed). One function per section, in this order:
+(also printed), ``profile.png``, ``speed.png``, ``cuda-tests.xml``, ``short-train/`` (the run
+folders of the short training, checkpoints included) and ``log.txt`` (the traceback of any
+section that failed). One function per section, in this order:
 
     versions     torch, CUDA, cuDNN, the device
     cuda_tests   the test suite's ``cuda``-marked tests (pytest -m cuda)
