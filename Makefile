@@ -17,7 +17,7 @@ TORCH_SPEC ?= torch==2.13.0
 endif
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo lab lint clean bench
+.PHONY: setup test demo lab lab-instructor lint clean bench
 
 setup: $(STAMP)
 
@@ -46,11 +46,22 @@ test: setup
 demo: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m nanolm_lib.demo
 
-# A student's working copy: lessons/ copied into workspace/ once; never overwrites their work.
+# A student's working copy: lessons/ copied into $(WORKSPACE) once; never overwrites their work.
+# jupyter/student comes first on JUPYTER_CONFIG_PATH: nbgrader's Validate button, not the
+# instructor's tools. LAB_ARGS passes more options (the browser test sets port and token).
+WORKSPACE ?= workspace
+LAB_ARGS ?=
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: setup
-	mkdir -p workspace
-	cp -R -n lessons/. workspace/
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter lab --notebook-dir=workspace
+	mkdir -p "$(WORKSPACE)"
+	cp -R -n lessons/. "$(WORKSPACE)/"
+	PATH="$(abspath $(BIN)):$$PATH" JUPYTER_CONFIG_PATH="$(abspath jupyter/student)" \
+	  $(BIN)/python -m jupyter lab --ServerApp.root_dir="$(WORKSPACE)" $(ALLOW_ROOT) $(LAB_ARGS)
+
+# The instructor's JupyterLab on the repository: Create Assignment, Formgrader (jupyter/instructor).
+lab-instructor: setup
+	PATH="$(abspath $(BIN)):$$PATH" JUPYTER_CONFIG_PATH="$(abspath jupyter/instructor)" \
+	  $(BIN)/python -m jupyter lab --ServerApp.root_dir=. $(ALLOW_ROOT) $(LAB_ARGS)
 
 lint: setup
 	$(BIN)/ruff check nanolm_lib autograde tests
