@@ -48,20 +48,31 @@ demo: setup
 
 # A student's working copy: lessons/ copied into $(WORKSPACE) once; never overwrites their work.
 # jupyter/student comes first on JUPYTER_CONFIG_PATH: nbgrader's Validate button, not the
-# instructor's tools. LAB_ARGS passes more options (the browser test sets port and token).
+# instructor's tools. `python -m jupyterlab` runs the venv's own server, whose kernels are the
+# venv's Python, whatever `jupyter-lab` comes first on PATH. LAB_ARGS passes more options (the
+# browser test sets port and token).
 WORKSPACE ?= workspace
 LAB_ARGS ?=
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+# A venv made with --system-site-packages imports the base Python's Jupyter packages, but the
+# files that enable them (server extensions, front ends of widgets and nbgrader) lie under the
+# base prefix, which Jupyter does not search by itself: in that case only, both paths gain it.
+SHARED_BASE = $(shell $(BIN)/python -c "import sys; base = sys.base_prefix; \
+  print(base if base != sys.prefix and any(p.startswith(base) and p.endswith('site-packages') \
+  for p in sys.path) else '')")
+LAB_ENV = PATH="$(abspath $(BIN)):$$PATH" \
+  JUPYTER_PATH="$(patsubst :%,%,$(JUPYTER_PATH)$(if $(SHARED_BASE),:$(SHARED_BASE)/share/jupyter))"
+lab_config = JUPYTER_CONFIG_PATH="$(abspath $(1))$(if $(SHARED_BASE),:$(SHARED_BASE)/etc/jupyter)"
 lab: setup
 	mkdir -p "$(WORKSPACE)"
 	cp -R -n lessons/. "$(WORKSPACE)/"
-	PATH="$(abspath $(BIN)):$$PATH" JUPYTER_CONFIG_PATH="$(abspath jupyter/student)" \
-	  $(BIN)/python -m jupyter lab --ServerApp.root_dir="$(WORKSPACE)" $(ALLOW_ROOT) $(LAB_ARGS)
+	$(LAB_ENV) $(call lab_config,jupyter/student) \
+	  $(BIN)/python -m jupyterlab --ServerApp.root_dir="$(WORKSPACE)" $(ALLOW_ROOT) $(LAB_ARGS)
 
 # The instructor's JupyterLab on the repository: Create Assignment, Formgrader (jupyter/instructor).
 lab-instructor: setup
-	PATH="$(abspath $(BIN)):$$PATH" JUPYTER_CONFIG_PATH="$(abspath jupyter/instructor)" \
-	  $(BIN)/python -m jupyter lab --ServerApp.root_dir=. $(ALLOW_ROOT) $(LAB_ARGS)
+	$(LAB_ENV) $(call lab_config,jupyter/instructor) \
+	  $(BIN)/python -m jupyterlab --ServerApp.root_dir=. $(ALLOW_ROOT) $(LAB_ARGS)
 
 lint: setup
 	$(BIN)/ruff check nanolm_lib autograde tests
