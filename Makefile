@@ -69,8 +69,10 @@ lab: setup
 	$(LAB_ENV) $(call lab_config,jupyter/student) \
 	  $(BIN)/python -m jupyterlab --ServerApp.root_dir="$(WORKSPACE)" $(ALLOW_ROOT) $(LAB_ARGS)
 
-# The instructor's JupyterLab on the repository: Create Assignment, Formgrader (jupyter/instructor).
+# The instructor's JupyterLab on the repository: Create Assignment, Formgrader (jupyter/instructor);
+# nbgrader's gradebook, exchange and outputs stay in .nbgrader/.
 lab-instructor: setup
+	mkdir -p .nbgrader/exchange
 	$(LAB_ENV) $(call lab_config,jupyter/instructor) \
 	  $(BIN)/python -m jupyterlab --ServerApp.root_dir=. $(ALLOW_ROOT) $(LAB_ARGS)
 
