@@ -17,7 +17,7 @@ TORCH_SPEC ?= torch==2.13.0
 endif
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo lab lint clean bench gpu-check
+.PHONY: setup test demo lab lab-instructor lint clean bench gpu-check
 
 setup: $(STAMP)
 
@@ -46,11 +46,35 @@ test: setup
 demo: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m nanolm_lib.demo
 
-# A student's working copy: lessons/ copied into workspace/ once; never overwrites their work.
+# A student's working copy: lessons/ copied into $(WORKSPACE) once; never overwrites their work.
+# jupyter/student comes first on JUPYTER_CONFIG_PATH: nbgrader's Validate button, not the
+# instructor's tools. `python -m jupyterlab` runs the venv's own server, whose kernels are the
+# venv's Python, whatever `jupyter-lab` comes first on PATH. LAB_ARGS passes more options (the
+# browser test sets port and token).
+WORKSPACE ?= workspace
+LAB_ARGS ?=
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+# A venv made with --system-site-packages imports the base Python's Jupyter packages, but the
+# files that enable them (server extensions, front ends of widgets and nbgrader) lie under the
+# base prefix, which Jupyter does not search by itself: in that case only, both paths gain it.
+SHARED_BASE = $(shell $(BIN)/python -c "import sys; base = sys.base_prefix; \
+  print(base if base != sys.prefix and any(p.startswith(base) and p.endswith('site-packages') \
+  for p in sys.path) else '')")
+LAB_ENV = PATH="$(abspath $(BIN)):$$PATH" \
+  JUPYTER_PATH="$(patsubst :%,%,$(JUPYTER_PATH)$(if $(SHARED_BASE),:$(SHARED_BASE)/share/jupyter))"
+lab_config = JUPYTER_CONFIG_PATH="$(abspath $(1))$(if $(SHARED_BASE),:$(SHARED_BASE)/etc/jupyter)"
 lab: setup
-	mkdir -p workspace
-	cp -R -n lessons/. workspace/
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter lab --notebook-dir=workspace
+	mkdir -p "$(WORKSPACE)"
+	cp -R -n lessons/. "$(WORKSPACE)/"
+	$(LAB_ENV) $(call lab_config,jupyter/student) \
+	  $(BIN)/python -m jupyterlab --ServerApp.root_dir="$(WORKSPACE)" $(ALLOW_ROOT) $(LAB_ARGS)
+
+# The instructor's JupyterLab on the repository: Create Assignment, Formgrader (jupyter/instructor);
+# nbgrader's gradebook, exchange and outputs stay in .nbgrader/.
+lab-instructor: setup
+	mkdir -p .nbgrader/exchange
+	$(LAB_ENV) $(call lab_config,jupyter/instructor) \
+	  $(BIN)/python -m jupyterlab --ServerApp.root_dir=. $(ALLOW_ROOT) $(LAB_ARGS)
 
 lint: setup
 	$(BIN)/ruff check nanolm_lib autograde tests

@@ -5,9 +5,9 @@
 LMS download; the student id is everything before the first underscore, so it may not contain
 one). Run outputs, checkpoints, caches and files over :data:`MAX_FILE_BYTES` stay out.
 
-``student-kit`` writes what students get: ``lessons/``, ``nanolm_lib/``, the set-up files and
-the student half of this package (``check`` and ``submit``); never ``solutions/``, the tests,
-or the grading pipeline.
+``student-kit`` writes what students get: ``lessons/``, ``nanolm_lib/``, the set-up files (with
+the student's Jupyter configuration) and the student half of this package (``check`` and
+``submit``); never ``solutions/``, the tests, or the grading pipeline.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ LEFT_OUT = (".ipynb_checkpoints", "__pycache__", "*.pyc", "runs", "*.ckpt", "*.p
 
 KIT_FILES = ("README.md", "LICENSE", "Makefile", "pyproject.toml", "environment.yml",
              ".gitignore")
+KIT_FOLDERS = ("jupyter/student",)  # `make lab`'s Jupyter configuration (Validate only)
 # The student half of autograde: the self-check and submit, and what they import.
 KIT_AUTOGRADE = ("__init__.py", "__main__.py", "course.py", "kit.py", "nbgrader_config.py",
                  "preprocessors.py", "sandbox.py", "selfcheck.py", "worker.py")
@@ -84,6 +85,8 @@ def student_kit(out: Path, repo: Path = REPO, lessons_dir: Path = LESSONS_DIR) -
     for name in KIT_FILES:
         if (Path(repo) / name).is_file():
             shutil.copyfile(Path(repo) / name, out / name)
+    for name in KIT_FOLDERS:
+        shutil.copytree(Path(repo) / name, out / name, ignore=ignore)
     (out / "autograde").mkdir()
     for name in KIT_AUTOGRADE:
         shutil.copyfile(Path(__file__).with_name(name), out / "autograde" / name)

@@ -19,6 +19,10 @@ Three rules shape this module:
 * **A failure says what differs**: the shapes found and expected, the first mismatching
   position, the largest error, and the seed that reproduces the inputs.
 * **Nothing goes to stderr** on success: nbgrader scores a test cell that writes to stderr 0.
+* **The student reads the message first.** The comparison functions set ``__tracebackhide__``
+  (IPython and pytest leave such frames out), and in an IPython kernel a failure is shown
+  as its ``CheckFailed: ... Look at: ...`` message on top, then the test cell's own lines,
+  never this module's insides.
 """
 
 from __future__ import annotations
@@ -42,6 +46,38 @@ _fresh_counter = itertools.count()
 
 class CheckFailed(AssertionError):
     """A test cell's comparison failed; the message says what differs."""
+
+
+def _without_checker_frames(tb):
+    """``tb`` cut before its first frame in this file: the checker's insides."""
+    head, previous = tb, None
+    while tb is not None and tb.tb_frame.f_code.co_filename != __file__:
+        previous, tb = tb, tb.tb_next
+    if previous is not None:
+        previous.tb_next = None
+    return head
+
+
+def _show_check_failure(shell, etype, value, tb, tb_offset=None):
+    # IPython prints the innermost frame even when it sets __tracebackhide__, and the message
+    # last; a student should first read what differs, then which line of the test cell found it.
+    lines = shell.InteractiveTB.structured_traceback(
+        etype, value, _without_checker_frames(tb), tb_offset=tb_offset)
+    shell._showtraceback(etype, value, lines[-1:] + lines[:-1])
+
+
+def _show_failures_first() -> None:
+    """Register :func:`_show_check_failure` with the running IPython shell, if any."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and CheckFailed not in shell.custom_exceptions:
+        shell.set_custom_exc((CheckFailed,), _show_check_failure)
+
+
+_show_failures_first()
 
 
 # --------------------------------------------------------------------------- the reference
@@ -138,6 +174,7 @@ def fresh_generator(seed: int | None = None) -> tuple[torch.Generator, int]:
 
 # --------------------------------------------------------------------------- comparisons
 def _fail(what: str, message: str, seed: int | None, hint: str | None) -> None:
+    __tracebackhide__ = True  # noqa: F841  (read by IPython and pytest)
     parts = [f"{what}: {message}"]
     if hint:
         parts.append(f"Look at: {hint}")
@@ -157,6 +194,7 @@ def _index(flat_position: int, shape: Sequence[int]) -> tuple[int, ...]:
 def check_type(actual, expected_type, what: str, *, seed: int | None = None,
                hint: str | None = None) -> None:
     """Fail unless ``actual`` is an instance of ``expected_type``."""
+    __tracebackhide__ = True  # noqa: F841  (read by IPython and pytest)
     if not isinstance(actual, expected_type):
         names = getattr(expected_type, "__name__", str(expected_type))
         _fail(what, f"returned a {type(actual).__name__}, expected a {names}", seed, hint)
@@ -165,6 +203,7 @@ def check_type(actual, expected_type, what: str, *, seed: int | None = None,
 def check_shape(actual, expected_shape, what: str, *, seed: int | None = None,
                 hint: str | None = None) -> None:
     """Fail unless the tensor ``actual`` has ``expected_shape``."""
+    __tracebackhide__ = True  # noqa: F841  (read by IPython and pytest)
     check_type(actual, torch.Tensor, what, seed=seed, hint=hint)
     if tuple(actual.shape) != tuple(expected_shape):
         _fail(what, f"shape {tuple(actual.shape)}, expected {tuple(expected_shape)}", seed, hint)
@@ -179,6 +218,7 @@ def check_close(actual, expected, what: str, *, rtol: float = 1e-5, atol: float 
     Boolean and integer tensors must be equal. A failure names the first mismatching index
     and the largest error.
     """
+    __tracebackhide__ = True  # noqa: F841  (read by IPython and pytest)
     if not isinstance(expected, torch.Tensor):
         raise TypeError("check_close compares tensors; use check_equal for other values")
     check_shape(actual, expected.shape, what, seed=seed, hint=hint)
@@ -225,6 +265,7 @@ def check_equal(actual, expected, what: str, *, seed: int | None = None,
 
     A failure names the first differing position (or key) and the lengths when they differ.
     """
+    __tracebackhide__ = True  # noqa: F841  (read by IPython and pytest)
     if isinstance(expected, torch.Tensor) or type(expected).__module__ == "numpy":
         expected_t = torch.as_tensor(expected)
         try:
@@ -275,5 +316,6 @@ def check_equal(actual, expected, what: str, *, seed: int | None = None,
 def check(condition: bool, what: str, message: str, *, seed: int | None = None,
           hint: str | None = None) -> None:
     """Fail with ``message`` unless ``condition`` holds (for properties such as causality)."""
+    __tracebackhide__ = True  # noqa: F841  (read by IPython and pytest)
     if not condition:
         _fail(what, message, seed, hint)

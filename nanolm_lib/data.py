@@ -67,18 +67,24 @@ def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
         total=path.stat().st_size, desc=f"reading {path.name}", unit="B", unit_scale=True,
         leave=False,
     ) as bar:
-        for line_number, raw in enumerate(file, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise ValueError(
-                    f"{path}: bytes that are not UTF-8 at byte offset {offset + err.start} "
-                    f"(line {line_number}); expected a UTF-8 text file"
-                ) from None
-            offset += len(raw)
-            if line_number % 10_000 == 0:  # updating every line would slow big files down
-                bar.update(offset - bar.n)
-            yield line_number, line.removeprefix("\ufeff") if line_number == 1 else line
+        try:
+            for line_number, raw in enumerate(file, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise ValueError(
+                        f"{path}: bytes that are not UTF-8 at byte offset {offset + err.start} "
+                        f"(line {line_number}); expected a UTF-8 text file"
+                    ) from None
+                offset += len(raw)
+                if line_number % 10_000 == 0:  # updating every line would slow big files down
+                    bar.update(offset - bar.n)
+                yield line_number, line.removeprefix("\ufeff") if line_number == 1 else line
+        except GeneratorExit:
+            # The caller had enough lines (a story limit): a success, not the red bar that a
+            # notebook's tqdm shows for a total never reached.
+            bar.total = bar.n = offset
+            raise
         bar.update(offset - bar.n)
 
 

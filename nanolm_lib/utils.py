@@ -52,6 +52,20 @@ def run_size(device: str | None = None) -> str:
     return "full" if pick_device(device) == "cuda" else "cpu"
 
 
+def set_torch_threads(size: str | None = None) -> int:
+    """One torch thread at smoke size (``size`` defaults to :func:`run_size`); returns the
+    number of threads torch uses now.
+
+    Smoke-size tensors are so small that a second thread mostly waits for the first, and on a
+    busy machine the threads fight for the cores: 40 smoke training steps took 4.5 s on one
+    thread and 24.7 s on two while other jobs ran (``tests/`` does the same in conftest.py).
+    Other sizes keep torch's default.
+    """
+    if (size or run_size()) == "smoke":
+        torch.set_num_threads(1)
+    return torch.get_num_threads()
+
+
 def progress_disabled() -> bool:
     """Progress bars are off under ``NANOLM_PROGRESS=0`` and while nbgrader grades.
 

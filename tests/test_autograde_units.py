@@ -118,6 +118,8 @@ def test_student_kit_has_no_solutions_or_hidden_tests(tmp_path):
     kit = student_kit(tmp_path / "kit")
     assert (kit / "lessons").is_dir() and (kit / "nanolm_lib" / "checks.py").is_file()
     assert (kit / "autograde" / "selfcheck.py").is_file()
+    assert (kit / "jupyter" / "student" / "labconfig" / "page_config.json").is_file()
+    assert not (kit / "jupyter" / "instructor").exists()
     assert not (kit / "solutions").exists() and not (kit / "tests").exists()
     for grading_internal in ("grade.py", "release.py", "collect.py", "report.py"):
         assert not (kit / "autograde" / grading_internal).exists()

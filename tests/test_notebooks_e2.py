@@ -1,9 +1,8 @@
 """Lessons 04-07: the branches that neither the nbval run nor the autograder tests reach.
 
 The nbval run executes every cell once, in smoke mode, in a fresh folder: there is no trained
-run, so lesson 07 always trains its own tiny model and prints one story instead of showing
-the widget playground, and lesson 06's training cell never meets a finished run from an
-earlier session. Here those branches run against real run folders (checkpoints written by the
+run, so lesson 07 always trains its own tiny model and nobody clicks its widget playground,
+and lesson 06's training cell never meets a finished run from an earlier session. Here those branches run against real run folders (checkpoints written by the
 library's own save_checkpoint and train) and real ipywidgets.
 """
 
@@ -55,25 +54,32 @@ def test_lesson07_playground_builds_widgets_and_tells_a_story_on_click(runs, mon
     import ipywidgets
 
     save_smoke_run(runs / "demo", seed=3)
-    namespace = run_cells(LESSON_07, {"__name__": "__main__"}, "def find_trained_model",
-                           "def write_story")  # smoke mode: that cell prints one story
-    assert capsys.readouterr().out.strip()
-
+    namespace = run_cells(LESSON_07, {"__name__": "__main__"}, "def find_trained_model")
+    capsys.readouterr()
     shown = []
     monkeypatch.setattr(IPython.display, "display", lambda *objects, **_: shown.extend(objects))
-    namespace["playground"]()  # what the cell runs outside smoke mode
+    run_cells(LESSON_07, namespace, "story_playground(", setup=False)
     (panel,) = shown
-    assert isinstance(panel, ipywidgets.VBox)
+    assert panel is namespace["panel"] and isinstance(panel, ipywidgets.VBox)
     prompt, temperature, top_k, length, button, output = panel.children
     assert isinstance(button, ipywidgets.Button) and isinstance(output, ipywidgets.Output)
-    first = capsys.readouterr().out  # the playground tells a first story at once
-    assert first.strip()
+    assert all(control.style.description_width for control in (temperature, top_k, length))
 
+    def printed():  # outside a kernel, clear_output writes a terminal's line-clearing codes
+        return capsys.readouterr().out.replace("\x1b[2K\r", "")
+
+    assert printed().startswith("Once upon a time")  # the playground tells a first story at once
+
+    prompt.value = "Tom had a red ball"
     temperature.value, top_k.value, length.value = 0.0, 0, 8  # greedy: the same story twice
     button.click()
-    greedy = capsys.readouterr().out
+    greedy = printed()
     button.click()
-    assert greedy.strip() and capsys.readouterr().out == greedy
+    assert greedy.startswith("Tom had a red ball") and printed() == greedy
+
+    prompt.value = "long " * 200  # longer than the context: said in the output, no traceback
+    button.click()
+    assert printed().startswith("no story: prompt: ")
 
 
 def test_lesson06_training_cell_run_again_returns_the_finished_run(runs):

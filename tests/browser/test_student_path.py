@@ -1,0 +1,206 @@
+"""The student's path in a real browser: `make lab`, JupyterLab, the lessons, the playground
+and nbgrader's Validate button, driven through the page as a student drives it.
+
+Headless Chromium (Debian's ``chromium``; Playwright's own browser download is not used)
+against `make lab` over a scratch copy of ``lessons/`` at smoke size. Every wait is on what
+the page shows; the timeouts are only upper bounds for a loaded machine. Screenshots, the
+browser console and the server log go to ``test-artifacts/browser/`` (kept by CI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from lab_server import REPO, LabServer
+
+pytestmark = pytest.mark.slow
+
+ARTIFACTS = REPO / "test-artifacts" / "browser"
+LESSONS = REPO / "lessons"
+SOLUTIONS = REPO / "solutions"
+CELL_BOUND_MS = 300_000  # the longest a notebook may take on a busy 2-core machine
+VISIBLE = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+
+
+def _chromium() -> str | None:
+    for candidate in (os.environ.get("NANOLM_CHROMIUM"), shutil.which("chromium"),
+                      "/usr/bin/chromium", shutil.which("chromium-browser")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    playwright_api = pytest.importorskip(
+        "playwright.sync_api", reason="browser test: playwright is not installed (dev extra)")
+    executable = _chromium()
+    if executable is None:
+        pytest.skip("browser test: no Chromium (apt-get install chromium, or NANOLM_CHROMIUM=PATH)")
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    scratch = tmp_path_factory.mktemp("lab")
+    server = LabServer(scratch / "workspace", scratch, ARTIFACTS / "server.log")
+    console: list[str] = []
+    page_errors: list[str] = []
+    try:
+        server.wait_ready(timeout=180)
+        with playwright_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=executable)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(120_000)
+            page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+            page.on("pageerror", lambda error: page_errors.append(str(error)))
+            try:
+                yield Lab(page, server, scratch / "workspace", console, page_errors)
+            finally:
+                browser.close()
+    finally:
+        (ARTIFACTS / "console.log").write_text("\n".join(console) + "\n")
+        survivors = server.stop()
+        assert not survivors, f"processes outlived the server (killed): {survivors}"
+
+
+class Lab:
+    """The page, the server and what the browser reported so far."""
+
+    def __init__(self, page, server, workspace, console, page_errors):
+        self.page, self.server, self.workspace = page, server, workspace
+        self.console, self.page_errors = console, page_errors
+
+    def open(self, notebook: str):
+        """Open ``workspace/<notebook>`` alone (a fresh page) once its kernel is idle."""
+        self.page.goto(self.server.page(f"lab/tree/{notebook}?reset"))
+        self.page.locator(f"{VISIBLE} .jp-CodeCell").first.wait_for()
+        self.page.locator(".jp-StatusBar-Widget:has-text('Idle')").first.wait_for()
+        return self.page.locator(f"{VISIBLE} .jp-Notebook .jp-Cell")
+
+    def menu(self, menu: str, command: str) -> None:
+        self.page.locator(f".lm-MenuBar-itemLabel:text-is('{menu}')").click()
+        self.page.locator(f".lm-Menu-item[data-command='{command}']").click()
+
+    def wait_all_ran(self, count: int) -> None:
+        """Every code cell of the visible notebook shows an execution count ([n]:)."""
+        self.page.wait_for_function(
+            """([selector, count]) => {
+                const prompts = [...document.querySelectorAll(selector)];
+                return prompts.length === count && prompts.every(
+                    p => /^\\[\\d+\\]:$/.test(p.textContent.trim()));
+            }""",
+            arg=[f"{VISIBLE} .jp-CodeCell .jp-InputPrompt", count], timeout=CELL_BOUND_MS)
+
+    def set_source(self, cell, text: str) -> None:
+        """Replace a cell's code as a student would: select all in its editor, then type."""
+        editor = cell.locator(".cm-content")
+        editor.click()
+        self.page.keyboard.press("Control+a")
+        self.page.keyboard.insert_text(text)
+        self.page.keyboard.press("Escape")
+
+    def save(self) -> None:
+        self.page.keyboard.press("Control+s")
+        self.page.locator(".lm-TabBar-tab.jp-mod-current.jp-mod-dirty").wait_for(state="detached")
+
+    def assert_no_page_errors(self) -> None:
+        errors = self.page_errors + [line for line in self.console if line.startswith("error:")]
+        assert not errors, "the page reported errors:\n" + "\n".join(errors)
+
+
+def _shot(locator, name: str) -> None:
+    locator.scroll_into_view_if_needed()
+    locator.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def _code_cell_count(notebook: Path) -> int:
+    return sum(cell.cell_type == "code" for cell in nbformat.read(str(notebook), as_version=4).cells)
+
+
+def test_lesson00_shows_only_the_students_tools_and_runs_all_without_error(lab):
+    cells = lab.open("00_setup/00_setup.ipynb")
+    lab.page.locator(f"{VISIBLE} .validate-button").wait_for()  # nbgrader adds it once loaded
+    menus = lab.page.locator(".lm-MenuBar-itemLabel").all_inner_texts()
+    assert "Nbgrader" not in menus, menus  # nor its lists, Formgrader or Create Assignment
+    assert lab.page.get_by_text("Create Assignment").count() == 0
+    assert lab.page.locator(".jp-Dialog, .jp-toast-content").count() == 0  # no pop-ups
+
+    lab.menu("Run", "runmenu:run-all")
+    lab.wait_all_ran(_code_cell_count(LESSONS / "00_setup/00_setup.ipynb"))
+    code = lab.page.locator(f"{VISIBLE} .jp-CodeCell")
+    for index in range(code.count()):
+        outputs = code.nth(index).locator(".jp-OutputArea-output")
+        assert outputs.count() >= 1, f"lesson 00, code cell {index + 1}: no output"
+    stderr = lab.page.locator(f"{VISIBLE} .jp-OutputArea-output[data-mime-type*='stderr']")
+    assert stderr.count() == 0, stderr.all_inner_texts()
+    assert lab.page.locator(f"{VISIBLE} .progress-bar-danger").count() == 0  # no red bar
+    assert cells.locator("img").count() >= 3  # the matmul, lengths and words figures
+    lab.assert_no_page_errors()
+
+
+def test_lesson01_a_failing_visible_test_shows_its_message_on_top(lab):
+    cells = lab.open("01_tokenizer/01_tokenizer.ipynb")
+    stub = cells.filter(has_text="def get_pair_counts(ids)").filter(has_text="YOUR CODE HERE")
+    lab.set_source(stub, "def get_pair_counts(ids):\n    return Counter()  # a wrong answer")
+    lab.menu("Run", "runmenu:run-all")
+    test_cell = cells.filter(has_text='result = get_pair_counts([1, 2, 1, 2])')
+    error = test_cell.locator(".jp-OutputArea-output[data-mime-type*='stderr']")
+    error.wait_for(timeout=CELL_BOUND_MS)
+    error.scroll_into_view_if_needed()
+    lines = error.text_content().strip().splitlines()
+    assert lines[0].startswith("CheckFailed: get_pair_counts([1, 2, 1, 2]): keys differ"), lines[:3]
+    assert lines[1].startswith("Look at: count the pairs"), lines[:3]
+    assert not any("checks.py" in line for line in lines), lines
+    _shot(test_cell, "failing-visible-test")
+    lab.assert_no_page_errors()
+
+
+def test_lesson07_answers_run_all_playground_and_validate(lab):
+    notebook = "07_sampling/07_sampling.ipynb"
+    cells = lab.open(notebook)
+    solution = nbformat.read(str(SOLUTIONS / notebook), as_version=4)
+    answers = {index: cell.source for index, cell in enumerate(solution.cells)
+               if cell.metadata.get("nbgrader", {}).get("solution")}
+    for index, source in answers.items():
+        lab.set_source(cells.nth(index), source)
+    lab.save()
+    saved = json.loads((lab.workspace / notebook).read_text())["cells"]
+    for index, source in answers.items():
+        assert "".join(saved[index]["source"]) == source, f"cell {index} was not typed in whole"
+
+    lab.menu("Run", "runmenu:restart-and-run-all")
+    lab.page.locator(".jp-Dialog button.jp-mod-accept").click()  # "Restart"
+    lab.wait_all_ran(_code_cell_count(LESSONS / notebook))
+    assert lab.page.locator(f"{VISIBLE} .jp-OutputArea-output[data-mime-type*='stderr']").count() == 0
+
+    playground = lab.page.locator(f"{VISIBLE} .widget-vbox").filter(has_text="Tell a story")
+    story = playground.locator(".widget-output .jp-OutputArea-output")
+    story.filter(has_text="Once upon a time").wait_for()
+    for label in playground.locator(".widget-label").all():
+        assert label.evaluate("e => e.scrollWidth <= e.clientWidth"), label.inner_text()
+    _shot(playground, "playground-before-click")
+
+    prompt = "Tom found a big red ball"
+    playground.locator(".widget-text input").fill(prompt)
+    temperature = playground.locator(".widget-hslider").filter(has_text="temperature")
+    temperature.locator(".noUi-handle").focus()
+    lab.page.keyboard.press("ArrowLeft")
+    temperature.locator(".widget-readout").filter(has_text="0.75").wait_for()
+    playground.locator("button", has_text="Tell a story").click()
+    new_story = story.filter(has_text=prompt)
+    new_story.wait_for()
+    assert new_story.text_content().strip().startswith(prompt)
+    _shot(playground, "playground-after-click")
+
+    lab.save()
+    lab.page.locator(f"{VISIBLE} .validate-button").click()
+    dialog = lab.page.locator(".jp-Dialog")
+    dialog.locator(".validation-success, .validation-failed, .nbgrader-ErrorDialog").first.wait_for(
+        timeout=CELL_BOUND_MS)
+    _shot(dialog.locator(".jp-Dialog-content"), "validate-dialog")
+    assert "Success! Your notebook passes all the tests." in dialog.text_content()
+    dialog.locator("button.jp-mod-accept").click()
+    lab.assert_no_page_errors()
