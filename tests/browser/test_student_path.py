@@ -74,8 +74,16 @@ class Lab:
         self.console, self.page_errors = console, page_errors
 
     def open(self, notebook: str):
-        """Open ``workspace/<notebook>`` alone (a fresh page) once its kernel is idle."""
-        self.page.goto(self.server.page(f"lab/tree/{notebook}?reset"))
+        """Open ``workspace/<notebook>`` (File > Open from Path once JupyterLab is loaded) and
+        wait until its kernel is idle."""
+        if self.page.url == "about:blank":
+            self.page.goto(self.server.page(f"lab/tree/{notebook}?reset"))
+        else:
+            self.menu("File", "filebrowser:open-path")
+            self.page.locator(".jp-Dialog input").fill(notebook)
+            self.page.locator(".jp-Dialog button.jp-mod-accept").click()
+        name = notebook.rsplit("/", 1)[-1]
+        self.page.locator(f".lm-TabBar-tab.jp-mod-current:has-text('{name}')").wait_for()
         self.page.locator(f"{VISIBLE} .jp-CodeCell").first.wait_for()
         self.page.locator(".jp-StatusBar-Widget:has-text('Idle')").first.wait_for()
         return self.page.locator(f"{VISIBLE} .jp-Notebook .jp-Cell")
