@@ -19,6 +19,7 @@ H heads, D = C / H head size, C = d_model.
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -223,18 +224,27 @@ class MultiHeadAttention(nn.Module):
         return self.resid_dropout(self.proj(merge_heads(y)))  # (B, T, C)
 
 
+_TORCH_MHA: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def torch_multihead_attention(module: MultiHeadAttention) -> nn.MultiheadAttention:
     """An ``nn.MultiheadAttention`` that shares ``module``'s weights (no copy).
 
     Its ``in_proj`` rows are [W_q; W_k; W_v] with head h owning rows [h * D, (h + 1) * D) of
-    each, the layout of ``qkv``; ``out_proj`` is ``proj``. Built on the meta device, so only
-    the shared parameters hold memory.
+    each, the layout of ``qkv``; ``out_proj`` is ``proj``. Built once per module (on the meta
+    device, so only the shared parameters hold memory) and reused while they are the same.
     """
     if not isinstance(module, MultiHeadAttention):
         raise TypeError(f"module: expected a MultiHeadAttention, found {type(module).__name__}")
-    mha = nn.MultiheadAttention(module.d_model, module.n_heads, batch_first=True, device="meta")
-    mha.in_proj_weight, mha.in_proj_bias = module.qkv.weight, module.qkv.bias
-    mha.out_proj.weight, mha.out_proj.bias = module.proj.weight, module.proj.bias
+    shared = (module.qkv.weight, module.qkv.bias, module.proj.weight, module.proj.bias)
+    mha = _TORCH_MHA.get(module)
+    if mha is None or any(a is not b for a, b in zip(shared, (
+            mha.in_proj_weight, mha.in_proj_bias, mha.out_proj.weight, mha.out_proj.bias))):
+        mha = nn.MultiheadAttention(module.d_model, module.n_heads, batch_first=True,
+                                    device="meta")
+        mha.in_proj_weight, mha.in_proj_bias = module.qkv.weight, module.qkv.bias
+        mha.out_proj.weight, mha.out_proj.bias = module.proj.weight, module.proj.bias
+        _TORCH_MHA[module] = mha
     return mha.eval()
 
 

@@ -16,6 +16,7 @@ Lessons 04 and 05 and ``nanolm bench attention`` share these, so that "which ker
 
 from __future__ import annotations
 
+import gc
 import os
 import warnings
 from dataclasses import dataclass
@@ -59,18 +60,32 @@ def _quiet_profiler() -> None:
     os.environ.setdefault("KINETO_LOG_LEVEL", "99")  # else each profile prints to stderr
 
 
-def profiled_ops(fn) -> list[str]:
+def profiled_ops(fn, inside: str | None = None) -> list[str]:
     """The aten ops (nested ones included) that ``fn()`` runs, each once, in first-seen order;
-    allocation and view bookkeeping (empty, view, as_strided) left out."""
+    allocation and view bookkeeping (empty, view, as_strided, ...) left out. With ``inside``
+    (an op name such as ``"aten::_native_multi_head_attention"``), only the ops run within
+    that op: what a C++ operation does under the hood."""
     from torch.profiler import ProfilerActivity, profile
 
     _quiet_profiler()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
+    events = prof.events()
+    if inside is not None:
+        events = [child for event in events if event.name == inside
+                  for child in _descendants(event)]
     skip = {"aten::empty", "aten::view", "aten::as_strided", "aten::empty_strided",
             "aten::resolve_conj", "aten::detach", "aten::lift_fresh"}
-    names = (event.name for event in prof.events())
+    names = (event.name for event in events)
     return [n for n in dict.fromkeys(names) if n.startswith("aten::") and n not in skip]
+
+
+def _descendants(event) -> list:
+    found = []
+    for child in event.cpu_children:
+        found.append(child)
+        found.extend(_descendants(child))
+    return found
 
 
 def peak_memory(fn, device: str = "cpu", setup=None) -> int:
@@ -85,6 +100,7 @@ def peak_memory(fn, device: str = "cpu", setup=None) -> int:
     """
     if setup is not None:
         setup()
+    gc.collect()  # garbage from before must not be freed while the profiler listens
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()
         before = torch.cuda.memory_allocated()

@@ -207,10 +207,18 @@ BUGS: dict[tuple[str, str], dict[str, object]] = {
             "def fused_attention(q, k, v):\n"
             "    return F.scaled_dot_product_attention(q / math.sqrt(q.size(-1)), k, v, is_causal=True)\n"),
     },
-    ("04_fused_attention", "native_mha_inference"): {
-        "mask not inverted (True = allowed)": Sub(
-            "blocked = ~causal_mask(T, device=x.device)", "blocked = causal_mask(T, device=x.device)"),
-        "no check for gradients": Sub("if torch.is_grad_enabled():", "if False:"),
+    ("04_fused_attention", "flash_attention"): {
+        "no 1/sqrt(D) scale": Sub("q = q / D**0.5", "q = q"),
+        "not causal": Sub(
+            'scores = scores.masked_fill(key_position > query_position, float("-inf"))',
+            "scores = scores"),
+        "running sum not rescaled": Sub(
+            "total = total * rescale + p.sum(dim=-1)", "total = total + p.sum(dim=-1)"),
+        "lse without the running maximum": Sub("m + torch.log(total)", "torch.log(total)"),
+        "builds the (T, T) causal mask": Sub(
+            'scores = scores.masked_fill(key_position > query_position, float("-inf"))',
+            "blocked = ~torch.ones(T, T, dtype=torch.bool, device=q.device).tril()\n"
+            '        scores = scores.masked_fill(blocked[:, start:end], float("-inf"))'),
     },
     # ---- 05 gpt
     ("05_gpt", "LayerNorm"): {
