@@ -61,8 +61,9 @@ lab: setup
 	cp -R -n lessons/. workspace/
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter lab --notebook-dir=workspace
 
+# The notebooks too: ruff reads .ipynb (each code cell, IPython magics understood).
 lint: setup
-	$(BIN)/ruff check nanolm_lib autograde tests
+	$(BIN)/ruff check nanolm_lib autograde tests solutions lessons
 
 bench: setup
 	$(BIN)/nanolm bench all
