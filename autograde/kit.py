@@ -87,6 +87,8 @@ def student_kit(out: Path, repo: Path = REPO, lessons_dir: Path = LESSONS_DIR) -
             shutil.copyfile(Path(repo) / name, out / name)
     for name in KIT_FOLDERS:
         shutil.copytree(Path(repo) / name, out / name, ignore=ignore)
+    # the kit's README is the students' own: set-up, make lab, check, submit
+    shutil.copyfile(Path(__file__).with_name("STUDENT_README.md"), out / "README.md")
     (out / "autograde").mkdir()
     for name in KIT_AUTOGRADE:
         shutil.copyfile(Path(__file__).with_name(name), out / "autograde" / name)

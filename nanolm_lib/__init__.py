@@ -3,10 +3,13 @@
 One module per chapter of the course:
     tokenizer  (lesson 01)  byte-level BPE from scratch, and a fast one over HF `tokenizers`
     data       (lesson 02)  loading TinyStories, packing tokens, random batches
-    attention  (lessons 03-04)  naive and fused attention, multi-head attention
+    attention  (lessons 03-04)  naive, fused and flash attention, multi-head attention
     model      (lesson 05)  the GPT
     train      (lesson 06)  the training loop, checkpoints, evaluation
     sampling   (lesson 07)  top-k / top-p sampling, generation with a KV cache
+and two that serve the lessons:
+    profiling  (lessons 04-05)  op recorders, peak memory, SDPA's backends as torch states them
+    runs       (lessons 03, 07)  which trained model a lesson uses, and why
 """
 
 __version__ = "0.1.0"

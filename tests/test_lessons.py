@@ -28,7 +28,7 @@ GRADED = {
     "02_data": ["pack_stories", "get_batch"],
     "03_attention": ["causal_mask", "attention_weights", "attention", "split_heads",
                      "merge_heads", "MultiHeadAttention"],
-    "04_fused_attention": ["fused_attention", "native_mha_inference"],
+    "04_fused_attention": ["fused_attention", "flash_attention"],
     "05_gpt": ["LayerNorm", "MLP", "Block", "GPT", "count_parameters"],
     "06_training": ["cross_entropy_loss", "perplexity", "lr_at", "train_step", "evaluate"],
     "07_sampling": ["top_k_filter", "sample_next_token", "generate"],
