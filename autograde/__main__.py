@@ -76,9 +76,11 @@ def _submit(args) -> int:
 def _student_kit(args) -> int:
     from autograde.kit import student_kit
 
-    out = student_kit(args.out)
-    print(f"student kit written to {out}: lessons/, nanolm_lib/, autograde (check, submit), "
-          "set-up files; no solutions/")
+    out = student_kit(args.out, released=args.released)
+    stage = ("every reference released" if args.released == "all"
+             else f"references of lessons up to {args.released} only")
+    print(f"student kit written to {out}: lessons/, nanolm_lib/ ({stage}), autograde (check, "
+          "submit), set-up files; no solutions/")
     return 0
 
 
@@ -148,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("student-kit", help="write the student kit (no solutions)")
     p.add_argument("out", type=Path)
+    p.add_argument("--released", default="all",
+                   help="NN: ship the graded references of lessons up to NN only (the others "
+                        "raise NotReleasedError); all (default): every reference")
     p.set_defaults(func=_student_kit)
 
     p = commands.add_parser("bench", help="seconds per notebook, speed-up of 2 workers")
