@@ -10,6 +10,11 @@ A test cell of lesson 03 reads like this::
                 "attention_weights(q, k)", seed=seed)
     print("attention_weights: visible tests passed")
 
+Visible tests (the ones a student's kit runs) never load the reference: they compare with
+the reference's outputs on fixed inputs, computed when the lessons are released and stored
+next to each lesson (``lessons/NN_slug/fixtures/*.pt``, read by :func:`fixture`). Hidden tests
+compare with the live reference (:func:`reference`) on fresh random inputs.
+
 Three rules shape this module:
 
 * **The reference is loaded fresh.** :func:`reference` executes the module's source file into a
@@ -101,6 +106,27 @@ class _LazyFresh(ModuleType):
         if name not in loaded:
             _load_fresh(name, path, loaded)
         return getattr(loaded[name], attribute)
+
+
+# --------------------------------------------------------------------------- fixtures
+def fixture_path(lesson: str, name: str) -> Path:
+    """Where the fixture ``name`` of ``lesson`` lives: the course's own ``lessons/`` next to
+    this package first (so the grader always reads the released copy), then ``fixtures/`` in
+    the current folder (a lesson running from its own folder)."""
+    candidates = [_PACKAGE_DIR.parent / "lessons" / lesson / "fixtures" / f"{name}.pt",
+                  Path.cwd() / "fixtures" / f"{name}.pt"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"fixture {name!r} of lesson {lesson}: none of "
+                            f"{', '.join(str(p) for p in candidates)} exists (the release "
+                            "writes them: python -m autograde release)")
+
+
+def fixture(lesson: str, name: str) -> dict:
+    """The fixed inputs and the reference's outputs of one visible test, loaded weights-only
+    (tensors, numbers, strings, lists and dicts; no code)."""
+    return torch.load(fixture_path(lesson, name), map_location="cpu", weights_only=True)
 
 
 @contextlib.contextmanager

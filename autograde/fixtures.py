@@ -1,0 +1,168 @@
+"""The visible tests' fixtures: fixed inputs and the reference's outputs, computed at release.
+
+A visible test cell never loads the reference (a staged student kit does not have it): it
+reads ``lessons/<lesson>/fixtures/<name>.pt`` with :func:`nanolm_lib.checks.fixture` and
+compares. Each recipe below builds one such file: fixed inputs from a fixed seed, and what the
+reference returns on them. ``python -m autograde release`` writes them (a file is rewritten only
+when its content changed, so a release on another machine does not churn float bits) and
+``release --check`` compares them by value.
+
+The keys a test cell reads are the recipe's keys; a recipe and its test cell change together.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+# lesson -> fixture name -> recipe(reference) -> the fixture's content
+RECIPES: dict[str, dict[str, Callable]] = {}
+
+
+def recipe(lesson: str, name: str):
+    def register(function: Callable) -> Callable:
+        RECIPES.setdefault(lesson, {})[name] = function
+        return function
+    return register
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# --------------------------------------------------------------------------- 03_attention
+@recipe("03_attention", "causal_mask")
+def _causal_mask(ref):
+    attention = ref("attention")
+    return {f"causal_mask({T})": attention.causal_mask(T) for T in (1, 4, 7)}
+
+
+@recipe("03_attention", "attention_weights")
+def _attention_weights(ref):
+    attention = ref("attention")
+    gen = _gen(3)
+    q, k = torch.randn(2, 3, 5, 8, generator=gen), torch.randn(2, 3, 5, 8, generator=gen)
+    mask = attention.causal_mask(5)
+    return {"q": q, "k": k, "mask": mask,
+            "no mask": attention.attention_weights(q, k),
+            "causal mask": attention.attention_weights(q, k, mask)}
+
+
+@recipe("03_attention", "attention")
+def _attention(ref):
+    attention = ref("attention")
+    gen = _gen(4)
+    q, k, v = (torch.randn(2, 3, 5, 8, generator=gen) for _ in range(3))
+    mask = attention.causal_mask(5)
+    out, weights = attention.attention(q, k, v, mask)
+    return {"q": q, "k": k, "v": v, "mask": mask, "out": out, "weights": weights}
+
+
+@recipe("03_attention", "split_heads")
+def _split_heads(ref):
+    x = torch.randn(2, 5, 12, generator=_gen(5))
+    return {"x": x, "split_heads(x, 3)": ref("attention").split_heads(x, 3)}
+
+
+@recipe("03_attention", "merge_heads")
+def _merge_heads(ref):
+    gen = _gen(6)
+    y = torch.randn(2, 3, 5, 4, generator=gen)
+    x = torch.randn(2, 5, 12, generator=gen)
+    attention = ref("attention")
+    return {"y": y, "merge_heads(y)": attention.merge_heads(y),
+            "x": x, "split_heads(x, 3)": attention.split_heads(x, 3)}
+
+
+@recipe("03_attention", "MultiHeadAttention")
+def _multi_head_attention(ref):
+    gen = _gen(7)
+    B, T, C, H = 2, 6, 12, 3
+    layer = ref("attention").MultiHeadAttention(C, H, impl="naive").eval()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(C))
+        x = torch.randn(B, T, C, generator=gen)
+        out = layer(x)
+    state = {name: p.detach().clone() for name, p in layer.named_parameters()}
+    return {"C": C, "H": H, "state": state, "x": x, "out": out}
+
+
+# --------------------------------------------------------------------------- writing, checking
+def _reference_loader():
+    from nanolm_lib.checks import reference
+
+    loaded = {}
+
+    def ref(module: str):
+        if module not in loaded:
+            loaded[module] = reference(module)
+        return loaded[module]
+    return ref
+
+
+def compute(lesson: str) -> dict[str, object]:
+    """Every fixture of ``lesson``: name -> content (empty for a lesson without recipes)."""
+    torch.manual_seed(0)
+    ref = _reference_loader()
+    return {name: make(ref) for name, make in sorted(RECIPES.get(lesson, {}).items())}
+
+
+def same(a, b, rtol: float = 1e-5, atol: float = 1e-7) -> bool:
+    """Equal fixture contents: floats within ``rtol`` (other CPUs round differently),
+    everything else exactly."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+            return False
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return False
+        if a.is_floating_point():
+            return torch.allclose(a, b, rtol=rtol, atol=atol, equal_nan=True)
+        return torch.equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[key], b[key], rtol, atol) for key in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y, rtol, atol) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=rtol, abs_tol=atol)
+    return a == b
+
+
+def _load(path: Path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def write(lesson: str, folder: Path, previous: Path | None = None) -> list[str]:
+    """Write ``lesson``'s fixtures into ``folder``; a fixture equal by value to the one in
+    ``previous`` keeps its bytes. Returns the names written."""
+    contents = compute(lesson)
+    if not contents:
+        return []
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in contents.items():
+        target = folder / f"{name}.pt"
+        old = Path(previous) / f"{name}.pt" if previous is not None else None
+        if old is not None and old.is_file() and same(_load(old), content):
+            target.write_bytes(old.read_bytes())
+        else:
+            torch.save(content, target)
+    return sorted(contents)
+
+
+def stale(lesson: str, folder: Path) -> list[str]:
+    """The fixtures of ``lesson`` in ``folder`` that are missing, extra or differ by value."""
+    contents = compute(lesson)
+    folder = Path(folder)
+    present = {p.stem for p in folder.glob("*.pt")} if folder.is_dir() else set()
+    problems = sorted(f"{name} (extra)" for name in present - contents.keys())
+    for name, content in sorted(contents.items()):
+        path = folder / f"{name}.pt"
+        if not path.is_file():
+            problems.append(f"{name} (missing)")
+        elif not same(_load(path), content):
+            problems.append(f"{name} (differs)")
+    return problems
