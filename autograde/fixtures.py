@@ -91,6 +91,65 @@ def _multi_head_attention(ref):
     return {"C": C, "H": H, "state": state, "x": x, "out": out}
 
 
+# --------------------------------------------------------------------------- 06_training
+@recipe("06_training", "cross_entropy_loss")
+def _cross_entropy_loss(ref):
+    gen = _gen(61)
+    logits = torch.randn(2, 5, 11, generator=gen).requires_grad_()
+    targets = torch.randint(0, 11, (2, 5), generator=gen)
+    loss = ref("train").cross_entropy_loss(logits, targets)
+    grad, = torch.autograd.grad(loss, logits)
+    return {"logits": logits.detach(), "targets": targets, "loss": loss.detach(), "grad": grad}
+
+
+@recipe("06_training", "lr_at")
+def _lr_at(ref):
+    train = ref("train")
+    fields = {"lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 10, "max_steps": 100}
+    config = train.TrainConfig(**fields)
+    steps = list(range(0, 121))
+    return {"fields": fields, "steps": steps, "lr": [train.lr_at(s, config) for s in steps]}
+
+
+def _bigram(vocab_size: int, gen: torch.Generator, scale: float, dropout: float = 0.0):
+    from nanolm_lib.checks import BigramLM
+
+    model = BigramLM(vocab_size, 16, dropout)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * scale)
+    return model
+
+
+def _parameters(model) -> dict:
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+@recipe("06_training", "train_step")
+def _train_step(ref):
+    gen = _gen(62)
+    model = _bigram(31, gen, 0.3)
+    start = _parameters(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    steps = []
+    for _ in range(3):
+        x, y = (torch.randint(0, 31, (4, 8), generator=gen) for _ in range(2))
+        loss = ref("train").train_step(model, optimizer, x, y, 0.05)
+        steps.append({"x": x, "y": y, "loss": loss, "parameters": _parameters(model)})
+    return {"vocab_size": 31, "lr": 0.5, "grad_clip": 0.05, "start": start, "steps": steps}
+
+
+@recipe("06_training", "evaluate")
+def _evaluate(ref):
+    gen = _gen(63)
+    model = _bigram(41, gen, 0.3)  # a model with opinions: per-window losses vary
+    tokens = torch.randint(0, 41, (8 * 11 + 5,), generator=gen)
+    result = ref("train").evaluate(model, tokens.numpy().astype("uint16"), 8, 4)
+    return {"vocab_size": 41, "parameters": _parameters(model), "tokens": tokens,
+            "context_length": 8, "batch_size": 4,
+            "loss": result["loss"], "perplexity": result["perplexity"]}
+
+
 # --------------------------------------------------------------------------- writing, checking
 def _reference_loader():
     from nanolm_lib.checks import reference

@@ -129,6 +129,21 @@ def fixture(lesson: str, name: str) -> dict:
     return torch.load(fixture_path(lesson, name), map_location="cpu", weights_only=True)
 
 
+class BigramLM(torch.nn.Module):
+    """The smallest language model with the course's interface, for visible tests that must not
+    depend on lesson 05's GPT: ``model(x)`` with x (B, T) token ids -> ``(logits (B, T, V),
+    None)``. Each token's logits depend on that token only (an embedding, dropout, a linear)."""
+
+    def __init__(self, vocab_size: int, d_model: int = 16, dropout: float = 0.0):
+        super().__init__()
+        self.embedding = torch.nn.Embedding(vocab_size, d_model)
+        self.dropout = torch.nn.Dropout(dropout)
+        self.head = torch.nn.Linear(d_model, vocab_size)
+
+    def forward(self, x: torch.Tensor, targets=None):
+        return self.head(self.dropout(self.embedding(x))), None
+
+
 @contextlib.contextmanager
 def use_reference(namespace: dict, ref: ModuleType, *names: str):
     """Temporarily replace ``names`` in a notebook's ``namespace`` with the reference's.

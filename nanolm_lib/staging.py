@@ -26,11 +26,10 @@ import sys
 import types
 from pathlib import Path
 
-from nanolm_lib.curriculum import GRADED, lesson_number
+from nanolm_lib.curriculum import GRADED
 
 # name -> the student's own implementation, loaded from an earlier notebook
 _OWN: dict[str, object] = {}
-_OWN_FROM: dict[str, str] = {}
 
 
 class NotReleasedError(RuntimeError):
@@ -93,36 +92,35 @@ def _staged_names(lesson: str) -> list[str]:
     return names
 
 
-def use_earlier_work(lesson: str, workspace: Path | str | None = None) -> list[str]:
-    """Load the student's own pieces of the lessons before ``lesson`` that this kit has not
-    released yet, from ``workspace/<NN_slug>/<NN_slug>.ipynb`` (default: the folder above the
-    running lesson). Returns one line per lesson used, e.g. ``"05_gpt: your own GPT, ..."``;
-    an empty list when every earlier reference is released (nothing to load).
+def use_earlier_work(*lessons: str, workspace: Path | str | None = None) -> list[str]:
+    """Load the student's own graded pieces of ``lessons`` (earlier lessons this one builds on)
+    wherever this kit has not released their reference yet, from
+    ``workspace/<NN_slug>/<NN_slug>.ipynb`` (default: the folder above the running lesson).
+
+    Returns one line per lesson loaded, e.g. ``"05_gpt: your own GPT, ..."``; an empty list
+    when every reference they need is released (the repository, a full kit, the grader).
     """
-    if lesson not in GRADED:
-        raise ValueError(f"use_earlier_work({lesson!r}): not a lesson of this course")
     workspace = Path(workspace) if workspace is not None else Path.cwd().parent
     used = []
-    for earlier in sorted(GRADED):
-        if lesson_number(earlier) >= lesson_number(lesson):
-            break
+    for earlier in sorted(lessons):
+        if earlier not in GRADED:
+            raise ValueError(f"use_earlier_work({earlier!r}): not a lesson of this course")
         names = _staged_names(earlier)
         if not names:
             continue
         notebook = workspace / earlier / f"{earlier}.ipynb"
         if not notebook.is_file():
             raise FileNotFoundError(
-                f"lesson {lesson} needs your own {', '.join(names)} from lesson {earlier[:2]} "
-                f"(its reference is not released yet), but {notebook} does not exist")
+                f"this lesson needs your own {', '.join(names)} from lesson {earlier[:2]} (its "
+                f"reference is not released yet), but {notebook} does not exist")
         namespace = _run_definitions(notebook, earlier)
         missing = [name for name in names if name not in namespace]
         if missing:
-            raise NameError(f"{notebook} defines no {', '.join(missing)}: lesson {lesson} "
-                            "needs them")
+            raise NameError(f"{notebook} defines no {', '.join(missing)}, which this lesson "
+                            "needs")
         for name in names:
             _OWN[name] = namespace[name]
-            _OWN_FROM[name] = str(notebook)
-        used.append(f"{earlier}: your own {', '.join(names)}")
+        used.append(f"{earlier}: your own {', '.join(names)} (from {notebook})")
     return used
 
 
