@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograde.course import LESSONS_DIR, GraderError, grade_cells, read_notebook
+from autograde.course import LESSON_NAME, LESSONS_DIR, GraderError, grade_cells, read_notebook
 from autograde.worker import KERNEL_NAME, Limits, _error_message, prepare_kernel_environment
 
 
@@ -55,6 +55,16 @@ def restore_test_cells(nb, lesson_nb) -> None:
             nb.cells.insert(insert_at, cell)
 
 
+def _copy_earlier_notebooks(lesson_folder: Path, tmp: Path) -> None:
+    """The notebooks next to the lesson (``workspace/NN_slug/NN_slug.ipynb``): in a staged kit
+    the set-up cell loads the student's own earlier pieces from them."""
+    for sibling in sorted(lesson_folder.parent.iterdir()):
+        notebook = sibling / f"{sibling.name}.ipynb"
+        if sibling != lesson_folder and LESSON_NAME.match(sibling.name) and notebook.is_file():
+            (tmp / sibling.name).mkdir()
+            shutil.copyfile(notebook, tmp / sibling.name / notebook.name)
+
+
 def check_notebook(notebook: Path, lessons_dir: Path = LESSONS_DIR,
                    limits: Limits | None = None) -> tuple[str, list[QuestionResult], list[dict]]:
     """Run ``notebook`` with its lesson's visible tests: ``(lesson, results, limits hit)``."""
@@ -84,6 +94,7 @@ def check_notebook(notebook: Path, lessons_dir: Path = LESSONS_DIR,
         workdir = Path(tmp) / lesson
         shutil.copytree(notebook.parent, workdir, ignore=shutil.ignore_patterns(
             "*.ipynb", ".ipynb_checkpoints", "runs", "__pycache__"))
+        _copy_earlier_notebooks(notebook.parent, Path(tmp))
         try:
             report = prepare_kernel_environment(Path(tmp) / "scratch", workdir, limits, [],
                                                 Path(tmp) / "jupyter")

@@ -166,6 +166,23 @@ def use_reference(namespace: dict, ref: ModuleType, *names: str):
                 namespace[name] = value
 
 
+@contextlib.contextmanager
+def use_released(namespace: dict, module: str, *names: str):
+    """:func:`use_reference` for the ``names`` whose reference this installation ships; the
+    others stay the student's own.
+
+    Visible tests isolate a question this way: where they are graded, every reference is
+    there and a bug in ``split_heads`` costs one question. In a staged student kit the running
+    lesson's own references are not released yet, so there the test runs with the student's
+    helpers (and says so in its hint).
+    """
+    ref = reference(module)
+    released = [name for name in names
+                if getattr(getattr(ref, name, None), "__nanolm_staged__", None) is None]
+    with use_reference(namespace, ref, *released):
+        yield released
+
+
 def fresh_generator(seed: int | None = None) -> tuple[torch.Generator, int]:
     """A ``torch.Generator`` seeded afresh on each run (or with ``seed``), and the seed.
 
