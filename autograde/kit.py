@@ -36,8 +36,9 @@ LEFT_OUT = (".ipynb_checkpoints", "__pycache__", "*.pyc", "runs", "*.ckpt", "*.p
 KIT_FILES = ("README.md", "LICENSE", "Makefile", "pyproject.toml", "environment.yml",
              ".gitignore")
 # The student half of autograde: the self-check and submit, and what they import.
-KIT_AUTOGRADE = ("__init__.py", "__main__.py", "course.py", "kit.py", "nbgrader_config.py",
-                 "preprocessors.py", "sandbox.py", "selfcheck.py", "worker.py")
+KIT_AUTOGRADE = ("__init__.py", "__main__.py", "copycheck.py", "course.py", "kit.py",
+                 "nbgrader_config.py", "preprocessors.py", "sandbox.py", "scan.py",
+                 "selfcheck.py", "worker.py")
 
 
 def _left_out(name: str) -> bool:
@@ -175,5 +176,10 @@ def student_kit(out: Path, repo: Path = REPO, lessons_dir: Path = LESSONS_DIR,
     (out / "autograde").mkdir()
     for name in KIT_AUTOGRADE:
         shutil.copyfile(Path(__file__).with_name(name), out / "autograde" / name)
+    # the self-check's copy check compares with these, not with the (staged) reference bodies
+    from autograde.copycheck import write_fingerprints
+
+    write_fingerprints(out / "autograde" / "reference_fingerprints.json",
+                       Path(repo) / "nanolm_lib")
     (out / "RELEASED").write_text(f"{released}\n")
     return out
