@@ -89,25 +89,20 @@ class WorkerSettings:
         Path(path).write_text(json.dumps(asdict(self), indent=1))
 
 
-def autograde_overrides(limits: Limits, show_hidden_tests: bool = False) -> dict:
+def autograde_overrides(limits: Limits) -> dict:
     """nbgrader config for grading under ``limits`` (on top of nbgrader_config.py)."""
-    from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+    from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbgrader.preprocessors import (
         AssignLatePenalties,
         CheckCellMetadata,
-        GetGrades,
         IgnorePattern,
         LimitOutput,
         SaveAutoGrades,
     )
 
-    from autograde.preprocessors import HideHiddenTests, LimitedExecute
+    from autograde.preprocessors import LimitedExecute
 
-    feedback = [GetGrades, CSSHTMLHeaderPreprocessor]
-    if not show_hidden_tests:
-        feedback.insert(1, HideHiddenTests)
     return {
-        "GenerateFeedback": {"preprocessors": feedback},
         # nbgrader's own pipeline with Execute replaced by LimitedExecute.
         "Autograde": {"autograde_preprocessors": [
             LimitedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
@@ -145,8 +140,7 @@ class Worker:
         make_course(self.course, settings.lessons, Path(settings.solutions_dir))
         shutil.copyfile(settings.template_db, self.course / "gradebook.db")
         write_kernelspec(self.root / "jupyter")
-        self.config = course_config(self.course, overrides=autograde_overrides(
-            settings.limits, settings.show_hidden_tests))
+        self.config = course_config(self.course, overrides=autograde_overrides(settings.limits))
         from autograde.copycheck import load_fingerprints
 
         self.fingerprints = load_fingerprints()
@@ -228,6 +222,8 @@ class Worker:
 
         feedback_file = None
         if (autograded / f"{lesson}.ipynb").is_file():
+            if not self.settings.show_hidden_tests:
+                _hide_hidden_tests(autograded / f"{lesson}.ipynb")
             try:
                 run_nbgrader(GenerateFeedback, self.config, assignment_id=lesson,
                              student_id=student)
@@ -344,6 +340,16 @@ class Worker:
                     scores[grade.name] = {"score": score, "max_score": float(grade.max_score),
                                           "error": error}
         return {gid: scores[gid] for gid in self.grade_ids[lesson] if gid in scores}
+
+
+def _hide_hidden_tests(notebook: Path) -> None:
+    """The feedback is made from the autograded notebook: take the hidden tests' source (and
+    the tracebacks that quote it) out of it once the scores are in the gradebook."""
+    from autograde.preprocessors import HideHiddenTests
+
+    nb = read_notebook(notebook)
+    HideHiddenTests().preprocess(nb, {})
+    nbformat.write(nb, str(notebook))
 
 
 def repair_metadata(nb, released: dict[str, dict]) -> list[str]:
