@@ -91,6 +91,77 @@ def _multi_head_attention(ref):
     return {"C": C, "H": H, "state": state, "x": x, "out": out}
 
 
+# --------------------------------------------------------------------------- 05_gpt
+def _randomised(module, gen: torch.Generator, scale: float):
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * scale)
+    return module.eval()
+
+
+def _state(module) -> dict:
+    return {name: t.detach().clone() for name, t in module.state_dict().items()}
+
+
+@recipe("05_gpt", "LayerNorm")
+def _layer_norm(ref):
+    gen = _gen(51)
+    layer = ref("model").LayerNorm(8)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(8, generator=gen))
+        layer.bias.copy_(torch.randn(8, generator=gen))
+        x = torch.randn(2, 5, 8, generator=gen) * 3 + 1
+        return {"state": _state(layer), "x": x, "out": layer(x)}
+
+
+@recipe("05_gpt", "MLP")
+def _mlp(ref):
+    gen = _gen(52)
+    model = ref("model")
+    sizes = dict(vocab_size=50, context_length=16, d_model=24, n_layers=1, n_heads=4, d_ff=40)
+    mlp = _randomised(model.MLP(model.GPTConfig(**sizes)), gen, 0.5)
+    with torch.no_grad():
+        x = torch.randn(2, 7, 24, generator=gen)
+        return {"sizes": sizes, "state": _state(mlp), "x": x, "out": mlp(x)}
+
+
+@recipe("05_gpt", "Block")
+def _block(ref):
+    gen = _gen(53)
+    model = ref("model")
+    sizes = dict(vocab_size=50, context_length=16, d_model=32, n_layers=1, n_heads=4, d_ff=64)
+    block = _randomised(model.Block(model.GPTConfig(**sizes)), gen, 0.3)
+    with torch.no_grad():
+        x = torch.randn(2, 9, 32, generator=gen)
+        return {"sizes": sizes, "state": _state(block), "x": x, "out": block(x)}
+
+
+@recipe("05_gpt", "GPT")
+def _gpt(ref):
+    gen = _gen(54)
+    model = ref("model")
+    sizes = dict(vocab_size=61, context_length=16, d_model=32, n_layers=2, n_heads=4, d_ff=64)
+    gpt = _randomised(model.GPT(model.GPTConfig(**sizes)), gen, 0.3)
+    idx = torch.randint(0, 61, (2, 11), generator=gen)
+    targets = torch.randint(0, 61, (2, 11), generator=gen)
+    with torch.no_grad():
+        logits, loss = gpt(idx, targets)
+    return {"sizes": sizes, "state": _state(gpt), "idx": idx, "targets": targets,
+            "logits": logits, "loss": loss}
+
+
+@recipe("05_gpt", "count_parameters")
+def _count_parameters(ref):
+    model = ref("model")
+    cases = []
+    for sizes in (dict(vocab_size=100, context_length=16, d_model=32, n_layers=2, n_heads=4,
+                       d_ff=64), dict()):
+        for non_embedding in (False, True):
+            count = model.count_parameters(model.GPTConfig(**sizes), non_embedding=non_embedding)
+            cases.append({"sizes": sizes, "non_embedding": non_embedding, "count": count})
+    return {"cases": cases}
+
+
 # --------------------------------------------------------------------------- 06_training
 @recipe("06_training", "cross_entropy_loss")
 def _cross_entropy_loss(ref):
