@@ -33,6 +33,26 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+# --------------------------------------------------------------------------- 02_data
+@recipe("02_data", "pack_stories")
+def _pack_stories(ref):
+    stories = ref("data").make_stories(4, seed=21)
+    merges, _ = ref("tokenizer").train_bpe(stories, 400)
+    tokenizer = ref("tokenizer").FastTokenizer.from_merges(merges)
+    tokens = ref("data").pack_stories(tokenizer, stories)
+    return {"stories": stories, "merges": [list(m) for m in merges],
+            "tokens": torch.from_numpy(tokens.astype("int64"))}
+
+
+@recipe("02_data", "get_batch")
+def _get_batch(ref):
+    tokens = torch.randint(0, 1000, (500,), generator=_gen(22)).numpy().astype("uint16")
+    generator = torch.Generator().manual_seed(23)
+    calls = [ref("data").get_batch(tokens, 4, 8, generator=generator) for _ in range(2)]
+    return {"tokens": torch.from_numpy(tokens.astype("int64")), "seed": 23,
+            "batches": [{"x": x, "y": y} for x, y in calls]}
+
+
 # --------------------------------------------------------------------------- 03_attention
 @recipe("03_attention", "causal_mask")
 def _causal_mask(ref):
@@ -219,6 +239,52 @@ def _evaluate(ref):
     return {"vocab_size": 41, "parameters": _parameters(model), "tokens": tokens,
             "context_length": 8, "batch_size": 4,
             "loss": result["loss"], "perplexity": result["perplexity"]}
+
+
+# --------------------------------------------------------------------------- 07_sampling
+@recipe("07_sampling", "top_k_filter")
+def _top_k_filter(ref):
+    logits = torch.randn(3, 10, generator=_gen(71)) * 3
+    return {"logits": logits, "k": 4, "filtered": ref("sampling").top_k_filter(logits, 4)}
+
+
+@recipe("07_sampling", "sample_next_token")
+def _sample_next_token(ref):
+    gen = _gen(72)
+    cases = []
+    for B, V, settings in ((4, 20, {"temperature": 1.0}), (3, 12, {"temperature": 0.7,
+                                                                   "top_k": 5})):
+        logits = torch.randn(B, V, generator=gen) * 2
+        draws_seed = int(torch.randint(2**31, (1,), generator=gen))
+        generator = torch.Generator().manual_seed(draws_seed)
+        draws = [ref("sampling").sample_next_token(logits, generator=generator, **settings)
+                 for _ in range(5)]
+        cases.append({"logits": logits, "seed": draws_seed, "settings": settings,
+                      "draws": draws})
+    return {"cases": cases}
+
+
+@recipe("07_sampling", "generate")
+def _generate(ref):
+    gen = _gen(73)
+    model_module = ref("model")
+    cases = []
+    for B, T, new, vocab, eos_id, settings in ((2, 3, 4, 11, None, {"temperature": 1.0,
+                                                                   "top_k": 5}),
+                                               (3, 2, 60, 4, 2, {"temperature": 4.0})):
+        sizes = dict(vocab_size=vocab, context_length=8, d_model=16, n_layers=1, n_heads=2,
+                     d_ff=32)
+        model = _randomised(model_module.GPT(model_module.GPTConfig(**sizes)), gen, 0.5).train()
+        idx = torch.randint(0, vocab, (B, T), generator=gen)
+        if eos_id is not None:
+            idx[idx == eos_id] = (eos_id + 1) % vocab  # prompts without end-of-text
+        draws_seed = int(torch.randint(2**31, (1,), generator=gen))
+        out = ref("sampling").generate(model, idx.clone(), new, eos_id=eos_id,
+                                       generator=torch.Generator().manual_seed(draws_seed),
+                                       use_cache=False, show_progress=False, **settings)
+        cases.append({"sizes": sizes, "state": _state(model), "idx": idx, "new": new,
+                      "eos_id": eos_id, "settings": settings, "seed": draws_seed, "out": out})
+    return {"cases": cases}
 
 
 # --------------------------------------------------------------------------- writing, checking
