@@ -33,6 +33,72 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+# --------------------------------------------------------------------------- 01_tokenizer
+STORY = ("Once upon a time, there was a little dog named Max. Max liked to run in the park. "
+         "One day, Max saw a big red ball. He ran to the ball and played with it all day.")
+DECODE_STORY = ("Once upon a time, there was a little dog named Max. Max liked to run in the "
+                "park. Très bien! 🐶")
+
+
+def _random_text(gen: torch.Generator, length: int) -> str:
+    alphabet = list("aaabbbcde   \n\n.,!'st01é🐶")
+    return "".join(alphabet[i] for i in torch.randint(len(alphabet), (length,),
+                                                      generator=gen).tolist())
+
+
+def _plain_bpe(merges, vocab) -> dict:
+    """merges as lists, vocab as id -> list of byte values (plain data for weights-only)."""
+    return {"merges": [list(m) for m in merges],
+            "vocab": {i: list(token) for i, token in vocab.items()}}
+
+
+@recipe("01_tokenizer", "get_pair_counts")
+def _get_pair_counts(ref):
+    ids = torch.randint(0, 6, (40,), generator=_gen(11)).tolist()
+    counts = ref("tokenizer").get_pair_counts(ids)
+    return {"ids": ids, "counts": [[a, b, n] for (a, b), n in sorted(counts.items())]}
+
+
+@recipe("01_tokenizer", "merge_pair")
+def _merge_pair(ref):
+    cases = [([1, 2, 3, 1, 2], (1, 2), 256), ([7, 7, 7], (7, 7), 256),
+             (torch.randint(0, 4, (30,), generator=_gen(12)).tolist(), (1, 2), 300)]
+    return {"cases": [{"ids": ids, "pair": list(pair), "new_id": new_id,
+                       "merged": ref("tokenizer").merge_pair(ids, pair, new_id)}
+                      for ids, pair, new_id in cases]}
+
+
+@recipe("01_tokenizer", "train_bpe")
+def _train_bpe(ref):
+    gen = _gen(13)
+    cases = [(["ab ba"], 258, "train_bpe(['ab ba'], 258), where all pairs tie"),
+             ([STORY], 300, "train_bpe([a short story], 300)")]
+    texts = [_random_text(gen, 80) for _ in range(3)]
+    cases.append((texts, 290, f"train_bpe({texts}, 290)"))
+    return {"cases": [dict(texts=texts, vocab_size=size, what=what,
+                           **_plain_bpe(*ref("tokenizer").train_bpe(texts, size)))
+                      for texts, size, what in cases]}
+
+
+@recipe("01_tokenizer", "encode")
+def _encode(ref):
+    tokenizer = ref("tokenizer")
+    merges, _ = tokenizer.train_bpe([STORY], 320)
+    texts = {"Max ran to the park.": "encode('Max ran to the park.', merges)",
+             STORY: "encode(story, merges), the training text itself"}
+    return {"merges": [list(m) for m in merges],
+            "cases": [{"text": text, "what": what, "ids": tokenizer.encode(text, merges)}
+                      for text, what in texts.items()]}
+
+
+@recipe("01_tokenizer", "decode")
+def _decode(ref):
+    tokenizer = ref("tokenizer")
+    merges, vocab = tokenizer.train_bpe([DECODE_STORY], 320)
+    return dict(story=DECODE_STORY, ids=tokenizer.encode(DECODE_STORY, merges),
+                **_plain_bpe(merges, vocab))
+
+
 # --------------------------------------------------------------------------- 02_data
 @recipe("02_data", "pack_stories")
 def _pack_stories(ref):
