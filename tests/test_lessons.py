@@ -126,3 +126,44 @@ def test_readme_course_table_matches_the_contract():
         if len(cells) >= 3 and re.fullmatch(r"`\d\d_[a-z_]+`", cells[1]):
             rows[cells[1].strip("`")] = re.findall(r"`(\w+)`", cells[2])
     assert rows == GRADED
+
+
+@pytest.mark.parametrize("lesson", sorted(GRADED))
+def test_visible_tests_read_fixtures_not_the_reference(lesson):
+    """A staged kit has no reference of the running lesson: visible tests compare with the
+    release's fixtures (nanolm_lib.checks.fixture); only hidden tests load the reference."""
+    nb = _notebook(SOLUTIONS_DIR, lesson)
+    loading = []
+    for cell in grade_cells(nb):
+        if cell["kind"] != "test":
+            continue
+        visible = HIDDEN.sub("", cell["source"])
+        if re.search(r"\breference\(|\buse_reference\(|\bref\.", visible):
+            loading.append(cell["grade_id"])
+    assert not loading, f"{lesson}: visible tests load the reference in {loading}"
+
+
+@pytest.mark.parametrize("lesson", sorted(GRADED))
+def test_lessons_hand_over_no_reference_of_their_own(lesson):
+    """The set-up cell imports none of its lesson's graded names from nanolm_lib, and no text
+    before a graded function's solution cell points to the reference of that function."""
+    nb = _notebook(SOLUTIONS_DIR, lesson)
+    own = GRADED[lesson]
+    written_at = {c["grade_id"]: c["index"] for c in grade_cells(nb) if c["kind"] == "solution"}
+    problems = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown":
+            for name in own:
+                if index < written_at.get(name, len(nb.cells)) and re.search(
+                        rf"nanolm_lib(\.\w+)*\.{name}\b", cell.source):
+                    problems.append(f"cell {index} points to the reference {name}")
+        elif cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "setup":
+            source = "\n".join(line for line in cell.source.splitlines()
+                               if not line.lstrip().startswith(("%", "!")))
+            for node in ast.walk(ast.parse(source)):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                        "nanolm_lib"):
+                    handed = [alias.name for alias in node.names if alias.name in own]
+                    if handed:
+                        problems.append(f"the set-up cell imports {handed} from {node.module}")
+    assert not problems, f"{lesson}: " + "; ".join(problems)
