@@ -84,11 +84,13 @@ def _train_bpe(ref):
 def _encode(ref):
     tokenizer = ref("tokenizer")
     merges, _ = tokenizer.train_bpe([STORY], 320)
-    texts = {"Max ran to the park.": "encode('Max ran to the park.', merges)",
-             STORY: "encode(story, merges), the training text itself"}
-    return {"merges": [list(m) for m in merges],
-            "cases": [{"text": text, "what": what, "ids": tokenizer.encode(text, merges)}
-                      for text, what in texts.items()]}
+    spaced, _ = tokenizer.train_bpe(["the  cat    sat.\n\n\nThe dog  ran   far."], 270)
+    cases = [("Max ran to the park.", merges, "encode('Max ran to the park.', merges)"),
+             (STORY, merges, "encode(story, merges), the training text itself"),
+             ("a  dog   ran\n\n\nfar", spaced,
+              "encode('a  dog   ran\\n\\n\\nfar', merges that join two spaces)")]
+    return {"cases": [{"text": text, "merges": [list(m) for m in merges], "what": what,
+                       "ids": tokenizer.encode(text, merges)} for text, merges, what in cases]}
 
 
 @recipe("01_tokenizer", "decode")
@@ -177,6 +179,33 @@ def _multi_head_attention(ref):
     return {"C": C, "H": H, "state": state, "x": x, "out": out}
 
 
+# --------------------------------------------------------------------------- 04_fused_attention
+@recipe("04_fused_attention", "fused_attention")
+def _fused_attention(ref):
+    gen = _gen(41)
+    attention = ref("attention")
+    q, k, v = (torch.randn(2, 4, 9, 16, generator=gen, requires_grad=True) for _ in range(3))
+    expected, _ = attention.attention(q, k, v, attention.causal_mask(9))
+    upstream = torch.randn(2, 4, 9, 16, generator=gen)
+    grads = torch.autograd.grad(expected, (q, k, v), upstream)
+    return {"q": q.detach(), "k": k.detach(), "v": v.detach(), "out": expected.detach(),
+            "upstream": upstream, "grads": [g.detach() for g in grads]}
+
+
+@recipe("04_fused_attention", "flash_attention")
+def _flash_attention(ref):
+    gen = _gen(42)
+    cases = []
+    for B, H, T, D, block_size, note in (
+            (2, 3, 37, 8, 16, "T not a multiple of the block: a short last tile"),
+            (1, 2, 1, 8, 16, "T = 1"), (2, 1, 12, 4, 32, "one block holds every key")):
+        q, k, v = (torch.randn(B, H, T, D, generator=gen) for _ in range(3))
+        out, lse = ref("attention").flash_attention(q, k, v, block_size=block_size)
+        cases.append({"q": q, "k": k, "v": v, "block_size": block_size, "note": note,
+                      "out": out, "lse": lse})
+    return {"cases": cases}
+
+
 # --------------------------------------------------------------------------- 05_gpt
 def _randomised(module, gen: torch.Generator, scale: float):
     with torch.no_grad():
@@ -197,7 +226,11 @@ def _layer_norm(ref):
         layer.weight.copy_(torch.randn(8, generator=gen))
         layer.bias.copy_(torch.randn(8, generator=gen))
         x = torch.randn(2, 5, 8, generator=gen) * 3 + 1
-        return {"state": _state(layer), "x": x, "out": layer(x)}
+        small_eps = ref("model").LayerNorm(16, eps=0.1)
+        small_x = torch.randn(2, 4, 16, generator=gen) * 0.3
+        return {"state": _state(layer), "x": x, "out": layer(x),
+                "small eps state": _state(small_eps), "small eps x": small_x,
+                "small eps out": small_eps(small_x)}
 
 
 @recipe("05_gpt", "MLP")
@@ -226,14 +259,17 @@ def _block(ref):
 def _gpt(ref):
     gen = _gen(54)
     model = ref("model")
-    sizes = dict(vocab_size=61, context_length=16, d_model=32, n_layers=2, n_heads=4, d_ff=64)
-    gpt = _randomised(model.GPT(model.GPTConfig(**sizes)), gen, 0.3)
-    idx = torch.randint(0, 61, (2, 11), generator=gen)
-    targets = torch.randint(0, 61, (2, 11), generator=gen)
-    with torch.no_grad():
-        logits, loss = gpt(idx, targets)
-    return {"sizes": sizes, "state": _state(gpt), "idx": idx, "targets": targets,
-            "logits": logits, "loss": loss}
+    base = dict(vocab_size=61, context_length=16, d_model=32, n_layers=2, n_heads=4, d_ff=64)
+    cases = []
+    for sizes, T in ((base, 11), (dict(base, tie_weights=False), 7)):
+        gpt = _randomised(model.GPT(model.GPTConfig(**sizes)), gen, 0.3)
+        idx = torch.randint(0, 61, (2, T), generator=gen)
+        targets = torch.randint(0, 61, (2, T), generator=gen)
+        with torch.no_grad():
+            logits, loss = gpt(idx, targets)
+        cases.append({"sizes": sizes, "state": _state(gpt), "idx": idx, "targets": targets,
+                      "logits": logits, "loss": loss})
+    return {"cases": cases}
 
 
 @recipe("05_gpt", "count_parameters")
@@ -318,8 +354,9 @@ def _top_k_filter(ref):
 def _sample_next_token(ref):
     gen = _gen(72)
     cases = []
-    for B, V, settings in ((4, 20, {"temperature": 1.0}), (3, 12, {"temperature": 0.7,
-                                                                   "top_k": 5})):
+    for B, V, settings in ((4, 20, {"temperature": 1.0}),
+                           (3, 12, {"temperature": 0.7, "top_k": 5}),
+                           (3, 40, {"temperature": 1.3, "top_k": 1})):  # top-k 1 is greedy
         logits = torch.randn(B, V, generator=gen) * 2
         draws_seed = int(torch.randint(2**31, (1,), generator=gen))
         generator = torch.Generator().manual_seed(draws_seed)
@@ -335,9 +372,10 @@ def _generate(ref):
     gen = _gen(73)
     model_module = ref("model")
     cases = []
-    for B, T, new, vocab, eos_id, settings in ((2, 3, 4, 11, None, {"temperature": 1.0,
-                                                                   "top_k": 5}),
-                                               (3, 2, 60, 4, 2, {"temperature": 4.0})):
+    for B, T, new, vocab, eos_id, settings in (
+            (2, 3, 4, 11, None, {"temperature": 1.0, "top_k": 5}),
+            (3, 2, 60, 4, 2, {"temperature": 4.0}),   # rows end at different times
+            (2, 5, 12, 11, None, {"temperature": 0.9})):  # grows past the context: crop
         sizes = dict(vocab_size=vocab, context_length=8, d_model=16, n_layers=1, n_heads=2,
                      d_ff=32)
         model = _randomised(model_module.GPT(model_module.GPTConfig(**sizes)), gen, 0.5).train()

@@ -173,6 +173,8 @@ def student_kit(out: Path, repo: Path = REPO, lessons_dir: Path = LESSONS_DIR,
     for name in KIT_FILES:
         if (Path(repo) / name).is_file():
             shutil.copyfile(Path(repo) / name, out / name)
+    # the kit's README is the students' own: set-up, make lab, check, submit
+    shutil.copyfile(Path(__file__).with_name("STUDENT_README.md"), out / "README.md")
     (out / "autograde").mkdir()
     for name in KIT_AUTOGRADE:
         shutil.copyfile(Path(__file__).with_name(name), out / "autograde" / name)

@@ -6,9 +6,11 @@
 2. fused: ``torch.nn.functional.scaled_dot_product_attention`` (SDPA), which picks a fused
    kernel (FlashAttention or memory-efficient attention on CUDA, a fused kernel on CPU) that
    never keeps the full weight matrix and has a backward pass: this is what training uses.
-3. native: ``torch._native_multi_head_attention``, the fast path behind
-   ``nn.MultiheadAttention`` in eval mode. It does the projections and the attention in one
-   call but has NO backward pass, so it only serves inference.
+3. native: ``nn.MultiheadAttention``'s inference fast path, ``torch._native_multi_head_attention``
+   (projections and attention in one call, no backward pass). Measured in lesson 04: with a
+   causal mask it runs ``bmm``, ``_masked_softmax``, ``bmm``, so it is not a fused attention.
+4. flash: FlashAttention's forward written in PyTorch (key tiles, online softmax), the
+   reference for lesson 04's exercise: memory linear in T, and the log-sum-exp per query.
 
 Shapes: B batch, T sequence length (queries), S number of keys (S = T without a cache),
 H heads, D = C / H head size, C = d_model.
@@ -17,6 +19,7 @@ H heads, D = C / H head size, C = d_model.
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -221,31 +224,97 @@ class MultiHeadAttention(nn.Module):
         return self.resid_dropout(self.proj(merge_heads(y)))  # (B, T, C)
 
 
-def native_mha_inference(module: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
-    """The module's causal attention through ``torch._native_multi_head_attention``.
+_TORCH_MHA: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    That op (the fast path of ``nn.MultiheadAttention`` in eval mode) runs both projections
-    and the attention in one call, but it has no backward pass: it serves inference only.
-    Call it under ``torch.inference_mode()`` or ``torch.no_grad()``; training uses
-    :func:`fused_attention`. Its boolean mask means True = BLOCKED, the opposite of
-    :func:`causal_mask`, hence the ``~``. Dropout is not applied (inference).
+
+def torch_multihead_attention(module: MultiHeadAttention) -> nn.MultiheadAttention:
+    """An ``nn.MultiheadAttention`` that shares ``module``'s weights (no copy).
+
+    Its ``in_proj`` rows are [W_q; W_k; W_v] with head h owning rows [h * D, (h + 1) * D) of
+    each, the layout of ``qkv``; ``out_proj`` is ``proj``. Built once per module (on the meta
+    device, so only the shared parameters hold memory) and reused while they are the same.
+    """
+    if not isinstance(module, MultiHeadAttention):
+        raise TypeError(f"module: expected a MultiHeadAttention, found {type(module).__name__}")
+    shared = (module.qkv.weight, module.qkv.bias, module.proj.weight, module.proj.bias)
+    mha = _TORCH_MHA.get(module)
+    if mha is None or any(a is not b for a, b in zip(shared, (
+            mha.in_proj_weight, mha.in_proj_bias, mha.out_proj.weight, mha.out_proj.bias))):
+        mha = nn.MultiheadAttention(module.d_model, module.n_heads, batch_first=True,
+                                    device="meta")
+        mha.in_proj_weight, mha.in_proj_bias = module.qkv.weight, module.qkv.bias
+        mha.out_proj.weight, mha.out_proj.bias = module.proj.weight, module.proj.bias
+        _TORCH_MHA[module] = mha
+    return mha.eval()
+
+
+def native_mha_inference(module: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
+    """The module's causal attention through ``nn.MultiheadAttention``'s inference fast path.
+
+    In eval mode, without autograd, with batch_first inputs and an even number of heads (among
+    other conditions), ``nn.MultiheadAttention.forward`` hands the whole layer to one C++ op,
+    ``torch._native_multi_head_attention``; otherwise it takes its unfused Python path, with
+    the same result. What that op runs is measured in lesson 04: with a mask it is ``bmm``,
+    ``_masked_softmax``, ``bmm``, so it builds the full (T, T) weights like the naive version.
+    Its boolean mask means True = BLOCKED, the opposite of :func:`causal_mask`, hence the ``~``.
     """
     if torch.is_grad_enabled():
         raise RuntimeError(
-            "native_mha_inference: torch._native_multi_head_attention has no backward pass, so "
-            "it serves inference only. Wrap the call in torch.inference_mode() (or "
-            "torch.no_grad()); for training use fused_attention / scaled_dot_product_attention."
+            "native_mha_inference: nn.MultiheadAttention's fast path (torch."
+            "_native_multi_head_attention) has no backward pass, so it serves inference only. "
+            "Wrap the call in torch.inference_mode() (or torch.no_grad()); for training use "
+            "fused_attention / scaled_dot_product_attention."
         )
-    if not isinstance(module, MultiHeadAttention):
-        raise TypeError(f"module: expected a MultiHeadAttention, found {type(module).__name__}")
+    mha = torch_multihead_attention(module)
     _check_rank("x", x, 3, "(B, T, C)")
     if x.size(-1) != module.d_model:
-        raise ValueError(f"x: expected last dimension C = d_model = {module.d_model}, found shape {tuple(x.shape)}")
+        raise ValueError(f"x: expected last dimension C = d_model = {module.d_model}, "
+                         f"found shape {tuple(x.shape)}")
     blocked = ~causal_mask(x.size(1), x.device)  # (T, T), True = may NOT attend
-    out, _ = torch._native_multi_head_attention(
-        x, x, x, module.d_model, module.n_heads,
-        module.qkv.weight, module.qkv.bias, module.proj.weight, module.proj.bias,
-        blocked, False,  # need_weights=False: the fused path, no (T, T) weights returned
-        True, 0,  # average_attn_weights (unused), mask_type 0 = one (T, T) mask
-    )
+    out, _ = mha(x, x, x, attn_mask=blocked, need_weights=False)
     return out  # (B, T, C)
+
+
+# ----------------------------------------------------------------------------------------------
+# FlashAttention, written in PyTorch (lesson 04)
+
+
+def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                    block_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Causal attention the FlashAttention way: ``(out (B, H, T, Dv), lse (B, H, T))``.
+
+    The keys are visited in tiles of ``block_size``. For each query the loop keeps the
+    running maximum ``m`` of its scores and the running sum of exp(score - m) (the
+    online softmax); when a tile raises the maximum, the sum and the partial output are
+    rescaled by exp(m_old - m_new). At the end out = partial / sum and lse = m + log(sum), the
+    log-sum-exp of each query's scores (what the backward pass would keep instead of the
+    weights). No (T, S) tensor is built: the largest is a (B, H, T, block_size) tile of
+    scores, so memory grows linearly with T. With S > T keys (a KV cache) the causal
+    triangle is bottom-right aligned, as in :func:`causal_mask`. The sums run in float32.
+    """
+    _check_qkv(q, k, v)
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"block_size: expected a positive int, found {block_size!r}")
+    T, S = q.size(-2), k.size(-2)
+    if S < T:
+        raise ValueError(f"k: expected at least as many keys as queries ({T}), found {S}")
+    scale = 1.0 / math.sqrt(q.size(-1))
+    q32 = q.float() * scale
+    query_position = torch.arange(S - T, S, device=q.device)[:, None]  # (T, 1)
+    m = q32.new_full(q.shape[:-1], float("-inf"))  # (B, H, T) running maximum
+    total = q32.new_zeros(q.shape[:-1])  # (B, H, T) running sum of exp(score - m)
+    acc = q32.new_zeros(*q.shape[:-1], v.size(-1))  # (B, H, T, Dv) unnormalised output
+    for start in range(0, S, block_size):
+        end = min(start + block_size, S)
+        scores = q32 @ k[..., start:end, :].float().transpose(-2, -1)  # (B, H, T, b)
+        key_position = torch.arange(start, end, device=q.device)[None, :]  # (1, b)
+        scores = scores.masked_fill(key_position > query_position, float("-inf"))
+        m_new = torch.maximum(m, scores.amax(dim=-1))  # (B, H, T)
+        m_safe = m_new.masked_fill(m_new == float("-inf"), 0.0)  # rows with no key yet
+        p = torch.exp(scores - m_safe[..., None])  # (B, H, T, b)
+        rescale = torch.exp(m - m_safe)  # (B, H, T); 0 on the first tile a row sees
+        total = total * rescale + p.sum(dim=-1)
+        acc = acc * rescale[..., None] + p @ v[..., start:end, :].float()
+        m = m_new
+    out = acc / total[..., None]
+    return out.to(q.dtype), m + torch.log(total)

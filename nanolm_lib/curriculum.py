@@ -19,7 +19,7 @@ GRADED: dict[str, dict[str, str]] = {
     "03_attention": {"causal_mask": "attention", "attention_weights": "attention",
                      "attention": "attention", "split_heads": "attention",
                      "merge_heads": "attention", "MultiHeadAttention": "attention"},
-    "04_fused_attention": {"fused_attention": "attention", "native_mha_inference": "attention"},
+    "04_fused_attention": {"fused_attention": "attention", "flash_attention": "attention"},
     "05_gpt": {"LayerNorm": "model", "MLP": "model", "Block": "model", "GPT": "model",
                "count_parameters": "model"},
     "06_training": {"cross_entropy_loss": "train", "perplexity": "train", "lr_at": "train",

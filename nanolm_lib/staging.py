@@ -147,6 +147,19 @@ def use_earlier_work(*lessons: str, workspace: Path | str | None = None) -> list
     return used
 
 
+def earlier_pieces(lesson: str, *names: str) -> tuple:
+    """The library's ``names`` of an earlier ``lesson`` (a set-up cell's import of what it
+    builds on, e.g. ``earlier_pieces("03_attention", "attention", "causal_mask")``): only names
+    that lesson grades, so a set-up cell cannot hand over its own lesson's pieces. In a staged
+    kit they run the student's own version (:func:`use_earlier_work` loads it)."""
+    unknown = [name for name in names if name not in GRADED.get(lesson, {})]
+    if unknown:
+        raise ValueError(f"earlier_pieces({lesson!r}): lesson {lesson} grades no "
+                         f"{', '.join(unknown)}")
+    return tuple(getattr(importlib.import_module(f"nanolm_lib.{GRADED[lesson][name]}"), name)
+                 for name in names)
+
+
 def _code_cells(notebook: Path) -> list[dict]:
     try:
         nb = json.loads(notebook.read_text(encoding="utf-8"))

@@ -76,9 +76,27 @@ def project_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+def working_copy_root(start: Path | None = None) -> Path | None:
+    """The folder of this working copy that holds ``lessons/`` or ``workspace/``: the project
+    root, or a student kit's root. Searched from ``start`` (default: the current folder)
+    upwards, so a notebook running in ``workspace/07_sampling/`` finds the kit's root.
+    None when no folder on the way up holds either."""
+    start = Path.cwd() if start is None else Path(start)
+    for folder in (start.resolve(), *start.resolve().parents):
+        if (folder / "lessons").is_dir() or (folder / "workspace").is_dir():
+            return folder
+    return None
+
+
 def runs_dir() -> Path:
-    """Where run folders go: ``NANOLM_RUNS``, else ``runs/`` in the current folder."""
-    return Path(os.environ.get("NANOLM_RUNS", "runs"))
+    """Where run folders go: ``NANOLM_RUNS`` when set; else ``runs/`` in the working copy's
+    root (see :func:`working_copy_root`), one place whichever lesson folder a notebook runs
+    in, so that lesson 07 finds lesson 06's run and ``make demo``'s; else ``runs/`` in the
+    current folder."""
+    if os.environ.get("NANOLM_RUNS"):
+        return Path(os.environ["NANOLM_RUNS"])
+    root = working_copy_root()
+    return root / "runs" if root is not None else Path("runs")
 
 
 def cache_dir() -> Path:

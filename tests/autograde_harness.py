@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,9 +48,14 @@ def lesson_cells(lesson: str) -> list[tuple[str, str, str]]:
     return cells
 
 
-def run_lesson(lesson: str, replacements: dict[str, str] | None = None) -> dict[str, TestOutcome]:
+HIDDEN_BLOCK = re.compile(r"### BEGIN HIDDEN TESTS\n.*?### END HIDDEN TESTS\n?", re.S)
+
+
+def run_lesson(lesson: str, replacements: dict[str, str] | None = None,
+               hidden: bool = True) -> dict[str, TestOutcome]:
     """Execute the lesson with ``replacements`` ({solution grade_id: source}); outcomes by
-    test grade_id. Runs at smoke size, as under nbgrader."""
+    test grade_id. Runs at smoke size, as under nbgrader. ``hidden=False`` runs the test
+    cells as the student sees them: without their hidden tests."""
     replacements = dict(replacements or {})
     cells = lesson_cells(lesson)
     unknown = set(replacements) - {gid for kind, gid, _ in cells if kind == "solution"}
@@ -62,6 +68,8 @@ def run_lesson(lesson: str, replacements: dict[str, str] | None = None) -> dict[
     try:
         for kind, grade_id, source in cells:
             source = _strip_magics(replacements.get(grade_id, source))
+            if kind == "test" and not hidden:
+                source = HIDDEN_BLOCK.sub("", source)
             stderr = io.StringIO()
             try:
                 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr):

@@ -11,6 +11,7 @@ from model_helpers import single_thread  # noqa: F401 (an autouse fixture)
 from nanolm_lib.benchmarks import attention as attention_bench
 from nanolm_lib.benchmarks import generate as generate_bench
 from nanolm_lib.benchmarks import write_results
+from nanolm_lib.profiling import peak_memory
 
 
 def test_cpu_peak_memory_counts_what_is_held_at_once():
@@ -26,8 +27,8 @@ def test_cpu_peak_memory_counts_what_is_held_at_once():
         for _ in range(3):
             torch.ones(n).sum()  # each 4 MB block is freed before the next
 
-    assert 12e6 <= attention_bench.peak_memory(two_at_once) < 13e6
-    assert 4e6 <= attention_bench.peak_memory(one_at_a_time) < 5e6
+    assert 12e6 <= peak_memory(two_at_once) < 13e6
+    assert 4e6 <= peak_memory(one_at_a_time) < 5e6
 
 
 def test_attention_benchmark_quick(tmp_path, capsys):
@@ -36,6 +37,7 @@ def test_attention_benchmark_quick(tmp_path, capsys):
     assert (tmp_path / "attention.png").stat().st_size > 10_000
     cases = {(r["op"], r["impl"], r["mode"]) for r in results["rows"]}
     assert cases == {("core", "naive", "forward"), ("core", "fused", "forward"),
+                     ("core", "flash", "forward"),
                      ("core", "naive", "forward+backward"), ("core", "fused", "forward+backward"),
                      ("module", "naive", "inference"), ("module", "sdpa", "inference"),
                      ("module", "native", "inference")}

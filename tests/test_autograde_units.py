@@ -135,6 +135,36 @@ def test_student_kit_has_no_solutions_or_hidden_tests(tmp_path):
     assert main(["student-kit", str(kit), "--released", "7"]) == 2  # not a lesson number
 
 
+@pytest.mark.skipif(not (REPO / "lessons").is_dir(), reason="no lessons/ yet")
+def test_student_kit_readme_is_for_students(tmp_path):
+    readme = (student_kit(tmp_path / "kit") / "README.md").read_text()
+    for step in ("make lab", "make test", "autograde check", "autograde submit"):
+        assert step in readme, step
+    for instructor in ("autograde grade", "autograde release", "student-kit", "solutions/"):
+        assert instructor not in readme, instructor
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REPO / "lessons").is_dir(), reason="no lessons/ yet")
+def test_student_kit_make_test_self_checks_the_workspace(tmp_path):
+    import os
+    import shutil
+
+    kit = student_kit(tmp_path / "kit")
+    shutil.copytree(kit / "lessons" / "01_tokenizer", kit / "workspace" / "01_tokenizer")
+    venv = Path(sys.executable).parent.parent
+    stamp = venv / ".installed"
+    if not stamp.is_file():
+        pytest.skip(f"{venv} was not made by `make setup` (no .installed stamp)")
+    os.utime(stamp)  # set up already: `make` must not reinstall for the kit's newer files
+    result = subprocess.run(["make", "test", f"VENV={venv}"], cwd=kit, capture_output=True,
+                            text=True, timeout=900)
+    out = result.stdout + result.stderr
+    assert "file or directory not found" not in out
+    assert "01_tokenizer" in out and "total 0 / 8 on the visible tests" in out, out[-3000:]
+    assert result.returncode != 0, out[-3000:]  # the untouched lesson fails its checks
+
+
 # --------------------------------------------------------------------------- self-check
 @pytest.mark.slow
 def test_check_runs_visible_tests_only(tmp_path, capsys):

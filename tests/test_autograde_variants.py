@@ -207,10 +207,18 @@ BUGS: dict[tuple[str, str], dict[str, object]] = {
             "def fused_attention(q, k, v):\n"
             "    return F.scaled_dot_product_attention(q / math.sqrt(q.size(-1)), k, v, is_causal=True)\n"),
     },
-    ("04_fused_attention", "native_mha_inference"): {
-        "mask not inverted (True = allowed)": Sub(
-            "blocked = ~causal_mask(T, device=x.device)", "blocked = causal_mask(T, device=x.device)"),
-        "no check for gradients": Sub("if torch.is_grad_enabled():", "if False:"),
+    ("04_fused_attention", "flash_attention"): {
+        "no 1/sqrt(D) scale": Sub("q = q / D**0.5", "q = q"),
+        "not causal": Sub(
+            'scores = scores.masked_fill(key_position > query_position, float("-inf"))',
+            "scores = scores"),
+        "running sum not rescaled": Sub(
+            "total = total * rescale + p.sum(dim=-1)", "total = total + p.sum(dim=-1)"),
+        "lse without the running maximum": Sub("m + torch.log(total)", "torch.log(total)"),
+        "builds the (T, T) causal mask": Sub(
+            'scores = scores.masked_fill(key_position > query_position, float("-inf"))',
+            "blocked = ~torch.ones(T, T, dtype=torch.bool, device=q.device).tril()\n"
+            '        scores = scores.masked_fill(blocked[:, start:end], float("-inf"))'),
     },
     # ---- 05 gpt
     ("05_gpt", "LayerNorm"): {
@@ -237,6 +245,9 @@ BUGS: dict[tuple[str, str], dict[str, object]] = {
         "no position embedding": Sub(
             "x = self.tok_emb(idx) + self.pos_emb(positions)", "x = self.tok_emb(idx)"),
         "final LayerNorm skipped": Sub("self.head(self.ln_f(x))", "self.head(x)"),
+        "always ties the head": Sub(
+            "if config.tie_weights:\n            self.head.weight = self.tok_emb.weight",
+            "self.head.weight = self.tok_emb.weight"),
     },
     ("05_gpt", "count_parameters"): {
         "counts the tied head twice": Sub(
@@ -452,6 +463,25 @@ def test_a_bug_costs_its_own_question_only(lesson, grade_id, variant):
         g: o.message[:300] for g, o in outcomes.items() if not o.passed}
     ename, _, detail = outcomes[f"test_{grade_id}"].message.partition(": ")
     assert detail.strip(), f"{ename} without a message: the student would not know what differs"
+
+
+# Bugs that only the hidden tests catch, each because the lesson's text says so.
+HIDDEN_ONLY: dict[tuple[str, str, str], str] = {}
+
+
+@pytest.mark.parametrize("lesson, grade_id, variant", list(_cases(BUGS)))
+def test_the_visible_tests_catch_every_bug_the_hidden_tests_catch(lesson, grade_id, variant,
+                                                                  request):
+    """Hidden tests try new inputs and edge cases, not new requirements: a bug that costs
+    points at grading already fails the self-check the student runs."""
+    label = request.node.callspec.id.removeprefix(f"{lesson}-{grade_id}-")
+    outcomes = run_lesson(lesson, _apply(lesson, grade_id, variant), hidden=False)
+    caught = f"test_{grade_id}" in failing(outcomes)
+    if (lesson, grade_id, label) in HIDDEN_ONLY:
+        assert not caught, f"{label}: listed as hidden-only, but the visible tests catch it"
+        return
+    assert caught, (f"{lesson}/{grade_id}: the bug {label!r} passes the visible tests "
+                    "(the hidden tests catch it)")
 
 
 @pytest.mark.parametrize("lesson, grade_id, variant", list(_cases(ALTERNATIVES)))

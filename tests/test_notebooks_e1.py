@@ -21,7 +21,7 @@ LESSON_03 = SOLUTIONS / "03_attention/03_attention.ipynb"
 @pytest.fixture
 def trained_run(tmp_path, monkeypatch):
     """A run folder as training leaves it (an untrained smoke model is enough here)."""
-    run = tmp_path / "runs" / "tiny"
+    run = tmp_path / "runs" / "lesson06-smoke"
     model = save_smoke_run(run, seed=0)
     config = model.config
     monkeypatch.setenv("NANOLM_RUNS", str(tmp_path / "runs"))
@@ -34,7 +34,7 @@ def test_lesson03_draws_the_heads_of_a_trained_run(trained_run):
     namespace: dict = {"__name__": "__main__"}
     plt.close("all")
     # the set-up and the solutions, then the cells of section 8 the last one builds on
-    run_cells(LESSON_03, namespace, "def show_heads", "trained_runs = sorted(")
+    run_cells(LESSON_03, namespace, "def show_heads", "found = find_trained_model()")
 
     weights = namespace["trained_weights"]  # (1, H, T, T) from the model's own first layer
     T = namespace["ids"].size(1)

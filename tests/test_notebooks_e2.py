@@ -30,22 +30,22 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-def test_lesson07_finds_runs_demo_first_and_skips_a_broken_checkpoint(runs, capsys):
-    lesson06 = save_smoke_run(runs / "lesson06-smoke", seed=1)
-    (runs / "demo").mkdir(parents=True)
-    (runs / "demo" / "model.ckpt").write_bytes(b"not a checkpoint")
-    namespace = run_cells(LESSON_07, {"__name__": "__main__"}, "def find_trained_model")
-
-    assert namespace["model_source"] == str(runs / "lesson06-smoke")
-    assert _same_weights(namespace["model"], lesson06)
-    assert f"skipping {runs / 'demo'}" in capsys.readouterr().out
-
-    (runs / "demo" / "model.ckpt").unlink()
-    (runs / "demo").rmdir()
+def test_lesson07_takes_the_students_run_first_then_demo_and_skips_a_broken_checkpoint(
+        runs, capsys):
     demo = save_smoke_run(runs / "demo", seed=2)
-    model, tokenizer, source = namespace["find_trained_model"]()
-    assert source == str(runs / "demo") and _same_weights(model, demo)
-    assert tokenizer.eot_id is not None
+    lesson06 = save_smoke_run(runs / "lesson06-smoke", seed=1)
+    namespace = run_cells(LESSON_07, {"__name__": "__main__"}, "model_for_lesson(")
+    assert namespace["model_source"] == runs / "lesson06-smoke"
+    assert _same_weights(namespace["model"], lesson06)
+    assert f"using {runs / 'lesson06-smoke'}: your own lesson-06 run" in capsys.readouterr().out
+
+    (runs / "lesson06-smoke" / "model.ckpt").write_bytes(b"not a checkpoint")
+    namespace = run_cells(LESSON_07, namespace, "model_for_lesson(", setup=False)
+    out = capsys.readouterr().out
+    assert f"skipping {runs / 'lesson06-smoke'}" in out and "make demo's run" in out
+    assert namespace["model_source"] == runs / "demo"
+    assert _same_weights(namespace["model"], demo)
+    assert namespace["tokenizer"].eot_id is not None
 
 
 def test_lesson07_playground_builds_widgets_and_tells_a_story_on_click(runs, monkeypatch, capsys):
@@ -53,7 +53,7 @@ def test_lesson07_playground_builds_widgets_and_tells_a_story_on_click(runs, mon
     import ipywidgets
 
     save_smoke_run(runs / "demo", seed=3)
-    namespace = run_cells(LESSON_07, {"__name__": "__main__"}, "def find_trained_model",
+    namespace = run_cells(LESSON_07, {"__name__": "__main__"}, "model_for_lesson(",
                            "def write_story")  # smoke mode: that cell prints one story
     assert capsys.readouterr().out.strip()
 

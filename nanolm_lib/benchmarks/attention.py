@@ -1,10 +1,12 @@
-"""Attention benchmark (lesson 04): naive vs fused (SDPA), and the native inference fast path.
+"""Attention benchmark (lesson 04): naive vs fused (SDPA), FlashAttention written in PyTorch,
+and the native inference fast path.
 
 Two tables, on the CPU and, when present, on CUDA:
 
 * core attention, q, k, v (B, H, T, D) -> out: the naive formula (``attention`` with
   ``causal_mask``) against ``fused_attention``, forward alone (no autograd graph) and
-  forward + backward, time and peak memory, over T = 64 .. 1,024;
+  forward + backward, time and peak memory, over T = 64 .. 1,024; the forward also times
+  ``flash_attention`` (lesson 04's exercise: key tiles and an online softmax in PyTorch);
 * the whole attention module in inference, x (B, T, C) -> y: ``MultiHeadAttention`` with
   impl "naive" and "sdpa" against ``native_mha_inference`` (same weights).
 
@@ -13,18 +15,15 @@ over T uses B=8 on the CPU (B=64 at T=1,024 would need tens of GB and minutes pe
 the naive path) and B=64 on CUDA.
 
 Peak memory is the most memory held at any point during the call beyond what existed before
-it (inputs are not counted, outputs and gradients are). On CUDA it comes from
-``torch.cuda.max_memory_allocated``. On the CPU, torch keeps no such counter and tracemalloc
-does not see torch's allocator, so it is replayed from ``torch.profiler``'s memory records
-(``profile_memory=True``: one record per allocation and free, in time order); timing runs
-separately, without the profiler. Wall times on a shared machine are noisy: the
+it (inputs are not counted, outputs and gradients are), measured by
+:func:`nanolm_lib.profiling.peak_memory` as lesson 04 measures it; timing runs separately,
+without the profiler. Wall times on a shared machine are noisy: the
 implementations of one comparison are timed in turns (5 rounds, median each), and the
 ratios within one run are what to compare.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -33,6 +32,7 @@ from nanolm_lib.attention import (
     MultiHeadAttention,
     attention,
     causal_mask,
+    flash_attention,
     fused_attention,
     native_mha_inference,
 )
@@ -42,46 +42,14 @@ from nanolm_lib.benchmarks import (
     machine_info,
     torch_threads,
 )
+from nanolm_lib.profiling import MEMORY_METHOD, peak_memory
 from nanolm_lib.utils import progress
 
 HEADLINE = {"batch": 64, "heads": 8, "head_dim": 96, "T": 128}
 SWEEP_T = (64, 128, 256, 512, 1024)
-COLORS = {"naive": "tab:red", "fused": "tab:blue", "sdpa": "tab:blue", "native": "tab:green"}
+COLORS = {"naive": "tab:red", "fused": "tab:blue", "sdpa": "tab:blue", "native": "tab:green",
+          "flash": "tab:purple"}
 LINESTYLES = {"forward": "-", "forward+backward": "--", "inference": ":"}
-MEMORY_METHOD = {
-    "cpu": "torch.profiler memory records (profile_memory=True), replayed in time order",
-    "cuda": "torch.cuda.max_memory_allocated above the memory held before the call",
-}
-
-
-def peak_memory(fn, device: str = "cpu", setup=None) -> int:
-    """Bytes of the most memory held at once while ``fn()`` runs, beyond what was held before.
-
-    ``setup()``, if given, runs first, unmeasured (e.g. dropping old gradients: the CPU
-    profiler cannot replay the free of a block allocated before it started).
-    """
-    if setup is not None:
-        setup()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        fn()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - before
-    from torch.profiler import ProfilerActivity, profile
-
-    os.environ.setdefault("KINETO_LOG_LEVEL", "99")  # else each profile prints two lines to stderr
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    records = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
-    held = peak = 0
-    for record in sorted(records, key=lambda e: e.start_ns()):
-        held += record.nbytes()  # negative for a free
-        peak = max(peak, held)
-    return peak
-
-
 def _core_calls(impl: str, mode: str, batch: int, heads: int, T: int, head_dim: int,
                 device: str, dtype: torch.dtype):
     """``(call, measured, setup)`` for one core-attention case: ``call`` is timed; ``measured``
@@ -92,6 +60,8 @@ def _core_calls(impl: str, mode: str, batch: int, heads: int, T: int, head_dim: 
     mask = causal_mask(T, device)
 
     def forward(q, k, v):
+        if impl == "flash":
+            return flash_attention(q, k, v)[0]
         return attention(q, k, v, mask)[0] if impl == "naive" else fused_attention(q, k, v)
 
     if mode == "forward":
@@ -195,7 +165,7 @@ def _run(quick: bool, out_dir: Path, threads: int) -> dict:
     plan = []  # one entry per comparison; its implementations are timed in turns
     for device in devices:
         for batch, T, heads, head_dim, dtype, headline in _cases(device, quick):
-            for op, mode, impls in (("core", "forward", ("naive", "fused")),
+            for op, mode, impls in (("core", "forward", ("naive", "fused", "flash")),
                                     ("core", "forward+backward", ("naive", "fused")),
                                     ("module", "inference", ("naive", "sdpa", "native"))):
                 plan.append((op, mode, impls, batch, T, heads, head_dim, device, dtype, headline))
