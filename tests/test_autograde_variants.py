@@ -287,7 +287,7 @@ BUGS: dict[tuple[str, str], dict[str, object]] = {
     ("06_training", "evaluate"): {
         "windows overlap (stride 1)": Sub(
             "x = torch.stack([tokens[i * T: i * T + T] for i in starts]).to(device)  # (b, T)\n"
-            "            y = torch.stack([tokens[i * T + 1: i * T + T + 1] for i in starts]).to(device)  # (b, T)",
+            "            y = torch.stack([tokens[i * T + 1: i * T + T + 1] for i in starts]).to(device)",
             "x = torch.stack([tokens[i: i + T] for i in starts]).to(device)\n"
             "            y = torch.stack([tokens[i + 1: i + T + 1] for i in starts]).to(device)"),
         "leaves the model in eval mode": Sub("model.train(was_training)", "pass"),
