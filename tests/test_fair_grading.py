@@ -164,3 +164,34 @@ def _html_escape(text: str) -> str:
     import html
 
     return html.escape(text, quote=False)
+
+
+def test_policy_flag_reports_without_zeroing_and_bad_policy_is_refused(tmp_path):
+    from autograde.course import GraderError
+    from autograde.scan import policy_note
+
+    flag = {"kind": "copied", "line": 3, "message": "GPT is the reference's code"}
+    assert policy_note(flag, "zero").startswith("this question will score 0 when graded: "
+                                                "copied from the reference")
+    assert policy_note(flag, "flag").startswith("flagged for the instructor, points unchanged")
+    with pytest.raises(GraderError, match="--copied"):
+        grade_batch(tmp_path, tmp_path / "out", copied="halve", show_progress=False)
+
+
+def test_feedback_notebook_keeps_results_not_hidden_source():
+    """What the feedback is made from: the hidden region and the traceback that quotes it go,
+    the visible tests and the failure message stay."""
+    from autograde.preprocessors import HideHiddenTests
+
+    cell = nbformat.v4.new_code_cell(
+        "check(f(1) == 1, 'f(1)', 'wrong')\nprint('visible passed')\n"
+        "### BEGIN HIDDEN TESTS\ncheck(f(-7) == 49, 'f(-7)', 'wrong')\n### END HIDDEN TESTS")
+    cell.metadata["nbgrader"] = {"grade": True, "grade_id": "test_f", "points": 1}
+    cell.outputs = [nbformat.v4.new_output(
+        "error", ename="CheckFailed", evalue="f(-7): wrong",
+        traceback=["----> 4 check(f(-7) == 49, 'f(-7)', 'wrong')", "CheckFailed: f(-7): wrong"])]
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    HideHiddenTests().preprocess(nb, {})
+    text = json.dumps(nb)
+    assert "f(-7) == 49" not in text and "BEGIN HIDDEN" not in text
+    assert "f(1) == 1" in text and "CheckFailed: f(-7): wrong" in text
