@@ -6,12 +6,14 @@
 * ``grade SUBMISSIONS --out DIR [--workers N] [--db URL]``   grade a class, in parallel, resumable
 * ``check NOTEBOOK``        a student's self-check: visible tests only, question by question
 * ``submit``                zip ``workspace/`` for upload, named as the LMS collector expects
-* ``student-kit OUT``       what students get: lessons, nanolm_lib, set-up files; no solutions
+* ``student-kit OUT [--released NN]``  what students get: lessons, nanolm_lib (later
+  references staged), set-up files; no solutions
 * ``bench``                 seconds per notebook and the speed-up of parallel workers
 
 Modules: :mod:`autograde.course` (course directories, notebooks, nbgrader config),
 :mod:`autograde.release`, :mod:`autograde.grade` (the batch), :mod:`autograde.worker` (one
 worker's course directory), :mod:`autograde.sandbox` (kernel limits and isolation),
-:mod:`autograde.scan` (static checks of solution cells), :mod:`autograde.report`,
+:mod:`autograde.scan` (static checks of solution cells), :mod:`autograde.copycheck`
+(copies of the reference), :mod:`autograde.fixtures` (the visible tests' expected outputs), :mod:`autograde.report`,
 :mod:`autograde.selfcheck`, :mod:`autograde.kit` (submit, student-kit).
 """

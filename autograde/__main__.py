@@ -37,7 +37,8 @@ def _grade(args) -> int:
     try:
         result = grade_batch(args.submissions, args.out, workers=args.workers, db_url=args.db,
                              limits=limits, lessons=args.lessons or None,
-                             solutions_dir=args.solutions)
+                             solutions_dir=args.solutions, copied=args.copied,
+                             show_hidden_tests=args.show_hidden_tests)
     except KeyboardInterrupt:
         print(f"\ninterrupted: what was graded is kept in {args.out}; run the same command "
               "again to resume", file=sys.stderr)
@@ -76,9 +77,11 @@ def _submit(args) -> int:
 def _student_kit(args) -> int:
     from autograde.kit import student_kit
 
-    out = student_kit(args.out)
-    print(f"student kit written to {out}: lessons/, nanolm_lib/, autograde (check, submit), "
-          "set-up files; no solutions/")
+    out = student_kit(args.out, released=args.released)
+    stage = ("every reference released" if args.released == "all"
+             else f"references of lessons up to {args.released} only")
+    print(f"student kit written to {out}: lessons/, nanolm_lib/ ({stage}), autograde (check, "
+          "submit), set-up files; no solutions/")
     return 0
 
 
@@ -127,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bytes of output per cell (1000000)")
     p.add_argument("--no-bwrap", action="store_true",
                    help="do not isolate kernels with bubblewrap even when it is installed")
+    p.add_argument("--copied", choices=("zero", "flag"), default="zero",
+                   help="a question whose solution uses or copies the reference: zero (default) "
+                        "scores it 0; flag only reports it")
+    p.add_argument("--show-hidden-tests", action="store_true",
+                   help="the feedback shows the hidden tests' source (default: results only)")
     p.add_argument("--solutions", type=Path, default=SOLUTIONS_DIR, help=argparse.SUPPRESS)
     p.set_defaults(func=_grade)
 
@@ -148,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("student-kit", help="write the student kit (no solutions)")
     p.add_argument("out", type=Path)
+    p.add_argument("--released", default="all",
+                   help="NN: ship the graded references of lessons up to NN only (the others "
+                        "raise NotReleasedError); all (default): every reference")
     p.set_defaults(func=_student_kit)
 
     p = commands.add_parser("bench", help="seconds per notebook, speed-up of 2 workers")

@@ -57,6 +57,7 @@ class BatchResult:
     failures: list[str] = field(default_factory=list)   # "student/lesson: why"
     notes: list[str] = field(default_factory=list)
     isolation: str = ""
+    copied: str = "zero"      # the copy policy this batch graded under
 
     @property
     def ok(self) -> bool:
@@ -214,8 +215,16 @@ def export_csv(db_url: str, path: Path) -> None:
 # --------------------------------------------------------------------------- the batch
 def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | None = None,
                 limits: Limits | None = None, lessons: list[str] | None = None,
-                solutions_dir: Path = SOLUTIONS_DIR, show_progress: bool = True) -> BatchResult:
-    """Grade every submission under ``submissions`` into ``out`` (see the module docstring)."""
+                solutions_dir: Path = SOLUTIONS_DIR, show_progress: bool = True,
+                copied: str = "zero", show_hidden_tests: bool = False) -> BatchResult:
+    """Grade every submission under ``submissions`` into ``out`` (see the module docstring).
+
+    ``copied``: the copy policy, ``"zero"`` (a question whose solution uses or copies the
+    reference scores 0) or ``"flag"`` (reported, points unchanged). ``show_hidden_tests``: the
+    feedback shows the hidden tests' source (by default only their results).
+    """
+    if copied not in ("zero", "flag"):
+        raise GraderError(f"--copied {copied!r}: use zero or flag")
     from autograde import report
     from autograde.sandbox import isolation_level
 
@@ -226,7 +235,7 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
     solutions_dir = Path(solutions_dir).resolve()
     work = out / ".work"
     out.mkdir(parents=True, exist_ok=True)
-    result = BatchResult(out=out, isolation=isolation_level(limits.use_bwrap))
+    result = BatchResult(out=out, isolation=isolation_level(limits.use_bwrap), copied=copied)
 
     found, result.notes = collect(submissions, work / "collected")
     lessons = _choose_lessons(found, lessons, solutions_dir, result.notes)
@@ -236,15 +245,17 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
                           "<student>/<NN_slug>/<NN_slug>.ipynb folders or <student>_*.zip files)")
     template, main_db = _prepare_gradebooks(work / "template", out, lessons, solutions_dir,
                                             students, db_url)
+    policy = {"copied": copied, "show_hidden_tests": show_hidden_tests}
     todo = _pending(found, students, lessons, solutions_dir, limits, out / ".state", main_db,
-                    result)
+                    result, policy)
     settings = [WorkerSettings(root=str(work / f"worker-{k}"), lessons=lessons,
                                solutions_dir=str(solutions_dir),
                                template_db=str(template / "gradebook.db"),
                                release_dir=str(template / "release"),
                                feedback_dir=str(out / "feedback"),
                                hide=_folders_to_hide([out, submissions, solutions_dir]),
-                               limits=limits,
+                               limits=limits, copied=copied,
+                               show_hidden_tests=show_hidden_tests,
                                # parallel kernels share the cores instead of each taking all
                                kernel_threads=max(1, (os.cpu_count() or 1) // workers)
                                if workers > 1 else 0)
@@ -297,10 +308,10 @@ def _prepare_gradebooks(template: Path, out: Path, lessons: list[str], solutions
 
 def _pending(found: dict, students: list[str], lessons: list[str], solutions_dir: Path,
              limits: Limits, state_dir: Path, main_db: str,
-             result: BatchResult) -> list[tuple[Submission, str]]:
+             result: BatchResult, policy: dict | None = None) -> list[tuple[Submission, str]]:
     """Submissions to grade: new, changed, or missing from the main gradebook. Those graded
     before and unchanged go straight into ``result``."""
-    salts = {lesson: _salt(solutions_dir, lesson, limits) for lesson in lessons}
+    salts = {lesson: _salt(solutions_dir, lesson, limits, policy) for lesson in lessons}
     todo = []
     for student in students:
         for lesson in lessons:
@@ -397,11 +408,12 @@ def _folders_to_hide(candidates: list[Path]) -> list[str]:
     return sorted(set(hide))
 
 
-def _salt(solutions_dir: Path, lesson: str, limits: Limits) -> bytes:
-    """What else decides a grade besides the submission: the lesson's source and the limits."""
+def _salt(solutions_dir: Path, lesson: str, limits: Limits, policy: dict | None = None) -> bytes:
+    """What else decides a grade besides the submission: the lesson's source, the limits and
+    the policies (copying, hidden tests in the feedback)."""
     import hashlib
 
-    digest = hashlib.sha256(json.dumps(asdict(limits), sort_keys=True).encode())
+    digest = hashlib.sha256(json.dumps([asdict(limits), policy or {}], sort_keys=True).encode())
     for path in sorted((solutions_dir / lesson).rglob("*")):
         if path.is_file() and ".ipynb_checkpoints" not in path.parts:
             digest.update(str(path.relative_to(solutions_dir)).encode())

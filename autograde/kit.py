@@ -7,11 +7,16 @@ one). Run outputs, checkpoints, caches and files over :data:`MAX_FILE_BYTES` sta
 
 ``student-kit`` writes what students get: ``lessons/``, ``nanolm_lib/``, the set-up files (with
 the student's Jupyter configuration) and the student half of this package (``check`` and
-``submit``); never ``solutions/``, the tests, or the grading pipeline.
+``submit``); never ``solutions/``, the tests, or the grading pipeline. ``--released NN`` stages the kit: the references of lessons after NN
+(by :data:`nanolm_lib.curriculum.GRADED`) are rewritten with :mod:`ast` into stubs that keep
+their signature and docstring, raise :class:`nanolm_lib.staging.NotReleasedError`, and run the
+student's own version where there is one (:mod:`nanolm_lib.staging`). Building the kit again
+into the same folder publishes the next stage; a ``workspace/`` folder there is never touched.
 """
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import getpass
 import os
@@ -32,8 +37,9 @@ KIT_FILES = ("README.md", "LICENSE", "Makefile", "pyproject.toml", "environment.
              ".gitignore")
 KIT_FOLDERS = ("jupyter/student",)  # `make lab`'s Jupyter configuration (Validate only)
 # The student half of autograde: the self-check and submit, and what they import.
-KIT_AUTOGRADE = ("__init__.py", "__main__.py", "course.py", "kit.py", "nbgrader_config.py",
-                 "preprocessors.py", "sandbox.py", "selfcheck.py", "worker.py")
+KIT_AUTOGRADE = ("__init__.py", "__main__.py", "copycheck.py", "course.py", "kit.py",
+                 "nbgrader_config.py", "preprocessors.py", "sandbox.py", "scan.py",
+                 "selfcheck.py", "worker.py")
 
 
 def _left_out(name: str) -> bool:
@@ -71,17 +77,100 @@ def submit(workspace: Path, student: str | None = None, out_dir: Path = Path("."
     return archive
 
 
-def student_kit(out: Path, repo: Path = REPO, lessons_dir: Path = LESSONS_DIR) -> Path:
-    """Write the student kit into ``out`` (which must not exist or be empty)."""
+def stage_source(source: str, module: str, released: list[str]) -> str:
+    """``source`` of ``nanolm_lib.<module>`` with every graded definition of a lesson not in
+    ``released`` replaced by a stub: the same ``def``/``class`` line and docstring, a body that
+    raises ``NotReleasedError``, decorated with ``not_released`` so that the student's own
+    version runs instead when there is one. Everything else keeps its text, comments included.
+    """
+    from nanolm_lib.curriculum import GRADED
+
+    staged = {name: lesson for lesson, names in GRADED.items() if lesson not in released
+              for name, home in names.items() if home == module}
+    tree = ast.parse(source)
+    lines = source.splitlines(keepends=True)
+    replacements = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in staged:
+            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            replacements.append((first, node.end_lineno, _stub(node, staged[node.name], source)))
+    if not replacements:
+        return source
+    for first, last, stub in sorted(replacements, reverse=True):
+        lines[first - 1:last] = [stub]
+    future = [n for n in tree.body
+              if isinstance(n, ast.ImportFrom) and n.module == "__future__"]
+    at = future[-1].end_lineno if future else 0
+    # the lines before `at` are untouched: graded definitions come after the imports
+    lines[at:at] = ["from nanolm_lib import staging as _staging  # this kit is staged\n"]
+    return "".join(lines)
+
+
+def _stub(node, lesson: str, source: str) -> str:
+    """The source of the stub that replaces one graded function or class."""
+    if isinstance(node, ast.ClassDef):
+        bases = ", ".join(ast.unparse(b) for b in node.bases + node.keywords)
+        head = f"class {node.name}({bases}):" if bases else f"class {node.name}:"
+    else:
+        returns = f" -> {ast.unparse(node.returns)}" if node.returns else ""
+        head = f"def {node.name}({ast.unparse(node.args)}){returns}:"
+    first = node.body[0]
+    has_doc = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+        and isinstance(first.value.value, str)
+    # the docstring keeps its text and layout: it is the specification, not the answer
+    body = [f"    {ast.get_source_segment(source, first)}\n" if has_doc else ""]
+    if isinstance(node, ast.ClassDef):
+        body.append("    def __new__(cls, *args, **kwargs):\n    ")
+    body.append(f"    raise _staging.NotReleasedError.for_name({lesson!r}, {node.name!r})\n")
+    return f"@_staging.not_released({lesson!r})\n{head}\n" + "".join(body)
+
+
+def stage_library(library: Path, released: list[str]) -> list[str]:
+    """Stage every module of the package at ``library`` in place; returns the names staged."""
+    from nanolm_lib.curriculum import GRADED
+
+    staged = []
+    for module in sorted({home for names in GRADED.values() for home in names.values()}):
+        path = Path(library) / f"{module}.py"
+        text = path.read_text(encoding="utf-8")
+        new = stage_source(text, module, released)
+        if new != text:
+            path.write_text(new, encoding="utf-8")
+            staged += [name for lesson, names in GRADED.items() if lesson not in released
+                       for name, home in names.items() if home == module]
+    return staged
+
+
+def student_kit(out: Path, repo: Path = REPO, lessons_dir: Path = LESSONS_DIR,
+                released: str = "all") -> Path:
+    """Write the student kit into ``out``, staged at ``released`` ("all" or "NN").
+
+    ``out`` must be empty or hold an earlier kit (then everything but ``workspace/`` and the
+    student's own files is replaced: that publishes the next stage).
+    """
+    from nanolm_lib.curriculum import released_lessons
+
+    try:
+        released_list = released_lessons(released)
+    except ValueError as error:
+        raise GraderError(str(error)) from error
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise GraderError(f"student-kit {out}: the folder exists and is not empty")
+    earlier_kit = (out / "nanolm_lib").is_dir() and (out / "autograde").is_dir()
+    if out.exists() and any(out.iterdir()) and not earlier_kit:
+        raise GraderError(f"student-kit {out}: the folder exists, is not empty and holds no "
+                          "earlier kit")
     if not Path(lessons_dir).is_dir():
         raise GraderError(f"{lessons_dir}: no lessons (run `python -m autograde release`)")
-    ignore = shutil.ignore_patterns(*LEFT_OUT, "*.egg-info")
+    # run outputs and caches stay out; the lessons' fixtures (*.pt) are part of the lessons
+    ignore = shutil.ignore_patterns(*[p for p in LEFT_OUT if p != "*.pt"], "*.egg-info")
     out.mkdir(parents=True, exist_ok=True)
+    for folder in ("lessons", "nanolm_lib", "autograde"):
+        if (out / folder).exists():
+            shutil.rmtree(out / folder)
     shutil.copytree(lessons_dir, out / "lessons", ignore=ignore)
-    shutil.copytree(Path(repo) / "nanolm_lib", out / "nanolm_lib", ignore=ignore)
+    shutil.copytree(Path(repo) / "nanolm_lib", out / "nanolm_lib",
+                    ignore=shutil.ignore_patterns(*LEFT_OUT, "*.egg-info"))
+    stage_library(out / "nanolm_lib", released_list)
     for name in KIT_FILES:
         if (Path(repo) / name).is_file():
             shutil.copyfile(Path(repo) / name, out / name)
@@ -92,4 +181,10 @@ def student_kit(out: Path, repo: Path = REPO, lessons_dir: Path = LESSONS_DIR) -
     (out / "autograde").mkdir()
     for name in KIT_AUTOGRADE:
         shutil.copyfile(Path(__file__).with_name(name), out / "autograde" / name)
+    # the self-check's copy check compares with these, not with the (staged) reference bodies
+    from autograde.copycheck import write_fingerprints
+
+    write_fingerprints(out / "autograde" / "reference_fingerprints.json",
+                       Path(repo) / "nanolm_lib")
+    (out / "RELEASED").write_text(f"{released}\n")
     return out

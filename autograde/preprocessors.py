@@ -24,6 +24,7 @@ from pathlib import Path
 
 from nbclient.exceptions import DeadKernelError
 from nbclient.util import ensure_async
+from nbconvert.preprocessors import Preprocessor
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Integer
@@ -144,3 +145,33 @@ class LimitedExecute(Execute):
         path = os.environ.get(REPORT_ENV)
         if path:
             Path(path).write_text(json.dumps(self._limit_hits))
+
+
+class HideHiddenTests(Preprocessor):
+    """For feedback: each test cell keeps its result and failure message, not its hidden tests.
+
+    The hidden regions (``### BEGIN/END HIDDEN TESTS``) leave the cell's source, and an error's
+    traceback (which quotes the failing source lines) shrinks to ``Name: message``, so the
+    feedback a student receives (and passes on to the next cohort) does not list the hidden
+    cases. ``grade --show-hidden-tests`` leaves this preprocessor out.
+    """
+
+    def preprocess_cell(self, cell, resources, index):
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.cell_type != "code" or not meta.get("grade"):
+            return cell, resources
+        lines, hidden = [], False
+        for line in cell.source.splitlines():
+            if "BEGIN HIDDEN TESTS" in line:
+                hidden = True
+                lines.append("# (hidden tests: their result is this cell's score)")
+            elif "END HIDDEN TESTS" in line:
+                hidden = False
+            elif not hidden:
+                lines.append(line)
+        cell.source = "\n".join(lines)
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                message = f"{output.get('ename', '')}: {output.get('evalue', '')}"
+                output["traceback"] = [message]
+        return cell, resources

@@ -3,8 +3,10 @@
 Each lesson goes through nbgrader's ``generate_assignment`` in a temporary course directory
 (solutions cleared to stubs, hidden tests removed, cells locked, checksums computed), then its
 notebooks are rewritten in a stable form (no outputs, no execution counts, sorted JSON keys),
-so that the same solutions give the same bytes every time. ``--check`` generates into a
-temporary folder and names every lesson whose committed copy differs.
+so that the same solutions give the same bytes every time. The visible tests' fixtures
+(:mod:`autograde.fixtures`: fixed inputs and the reference's outputs) are computed into
+``<lesson>/fixtures/``. ``--check`` generates into a temporary folder and names every lesson
+whose committed copy differs (fixtures: by value, within float rounding).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from autograde import fixtures
 from autograde.course import (
     LESSONS_DIR,
     SOLUTIONS_DIR,
@@ -33,8 +36,9 @@ HIDDEN_MARKERS = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
 
 
 def generate(destination: Path, solutions_dir: Path = SOLUTIONS_DIR,
-             lessons: list[str] | None = None) -> list[str]:
-    """Write the student version of every lesson into ``destination/<lesson>/``."""
+             lessons: list[str] | None = None, with_fixtures: bool = True) -> list[str]:
+    """Write the student version of every lesson into ``destination/<lesson>/``, with its
+    fixtures unless ``with_fixtures`` is False."""
     from nbgrader.converters import GenerateAssignment
 
     lessons = lesson_names(solutions_dir) if lessons is None else lessons
@@ -50,9 +54,14 @@ def generate(destination: Path, solutions_dir: Path = SOLUTIONS_DIR,
                 raise GraderError(f"release of lesson {lesson} failed: {error}") from error
             released = root / "release" / lesson
             target = destination / lesson
+            previous = Path(tmp) / "previous" / lesson
+            if (target / "fixtures").is_dir():
+                shutil.copytree(target / "fixtures", previous)
             if target.exists():
                 shutil.rmtree(target)
             copy_tree(released, target)
+            if with_fixtures:
+                fixtures.write(lesson, target / "fixtures", previous)
             for path in sorted(target.rglob("*.ipynb")):
                 nb = normalize_notebook(read_notebook(path))
                 path.write_bytes(notebook_bytes(nb))
@@ -70,10 +79,12 @@ def _assert_student_version(folder: Path) -> None:
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
+    """Every file of a lesson folder but its fixtures (those are compared by value)."""
     if not folder.is_dir():
         return {}
     return {str(p.relative_to(folder)): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+            for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.relative_to(folder).parts[0] != "fixtures"}
 
 
 def stale_lessons(lessons_dir: Path = LESSONS_DIR,
@@ -83,9 +94,10 @@ def stale_lessons(lessons_dir: Path = LESSONS_DIR,
     lessons_dir = Path(lessons_dir)
     with tempfile.TemporaryDirectory(prefix="autograde-check-") as tmp:
         fresh = Path(tmp)
-        generated = generate(fresh, solutions_dir)
+        generated = generate(fresh, solutions_dir, with_fixtures=False)
         stale = [lesson for lesson in generated
-                 if _tree(fresh / lesson) != _tree(lessons_dir / lesson)]
+                 if _tree(fresh / lesson) != _tree(lessons_dir / lesson)
+                 or fixtures.stale(lesson, lessons_dir / lesson / "fixtures")]
     if lessons_dir.is_dir():
         stale += sorted(p.name for p in lessons_dir.iterdir()
                         if p.is_dir() and p.name not in generated and not p.name.startswith("."))

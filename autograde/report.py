@@ -107,7 +107,17 @@ def write_summary_png(path: Path, summary: list[dict], table: dict) -> None:
 
 
 def write_report_md(path: Path, result, students: list[str], lessons: list[str]) -> None:
+    from autograde.scan import POLICY_KINDS
+
+    policy = getattr(result, "copied", "zero")
+    rule = ("a question whose solution cell uses the reference (imports or calls a graded name "
+            "from nanolm_lib, checks.reference, importlib, getattr, inspect) or copies it "
+            "(the same code after normalising names, comments, docstrings, strings and "
+            "formatting) ")
+    rule += ("scores 0 (grade --copied zero)" if policy == "zero"
+             else "is flagged below, its points unchanged (grade --copied flag)")
     lines = ["# Grading report", "", f"Isolation: {result.isolation}", "",
+             f"Copy policy: {rule}.", "",
              f"Graded in this run: {result.graded}; unchanged since an earlier run: "
              f"{result.skipped}.", ""]
     if result.failures:
@@ -126,7 +136,10 @@ def write_report_md(path: Path, result, students: list[str], lessons: list[str])
             notes = ([f"limit: {hit['message']}" for hit in answer.get("limits", [])]
                      + [f"problem: {p.splitlines()[0]}" for p in answer.get("problems", [])]
                      + [f"flag ({f['kind']}) in {f['grade_id']}, line {f['line']}: "
-                        f"{f['message']}" for f in answer.get("flags", [])])
+                        f"{f['message']}"
+                        + (" -> question scored 0" if policy == "zero"
+                           and f["kind"] in POLICY_KINDS else "")
+                        for f in answer.get("flags", [])])
             lines.append(f"- **{student} / {lesson}**: {score:g} / {maximum:g}")
             lines += [f"  - {note}" for note in notes]
     path.write_text("\n".join(lines) + "\n")

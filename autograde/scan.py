@@ -8,7 +8,15 @@ who tried, and who handed in the reference instead of their own code:
   ``torch.allclose = ...``), ``setattr`` / ``delattr`` on one, touching ``sys.modules``,
   ``builtins``, ``importlib.reload`` or the ``nanolm_lib.checks`` module;
 * ``reference-use``: a solution cell that imports or calls one of the lesson's graded names
-  from ``nanolm_lib`` instead of implementing it.
+  from ``nanolm_lib`` instead of implementing it: directly, through a module alias,
+  ``importlib.import_module``, ``getattr(module, "name")``, ``inspect`` (``getsource``) or the
+  test helpers' ``reference``/``use_reference``;
+* ``copied``: a graded definition that is the reference's code after normalising names,
+  comments, docstrings, string constants and formatting (:mod:`autograde.copycheck`).
+
+``reference-use`` and ``copied`` fall under the course's copy policy (``grade --copied``):
+by default the question they occur in scores 0. ``patch`` is reported only: the tests cannot
+be fooled by it.
 """
 
 from __future__ import annotations
@@ -16,18 +24,33 @@ from __future__ import annotations
 import ast
 from dataclasses import asdict, dataclass
 
+# The kinds the copy policy (grade --copied zero|flag) applies to.
+POLICY_KINDS = ("reference-use", "copied")
+# Test helpers that hand over the reference itself.
+REFERENCE_HELPERS = ("reference", "use_reference", "use_released")
+
 
 @dataclass
 class Flag:
     """One finding: in which solution cell, what kind, and the offending line."""
 
     grade_id: str
-    kind: str        # "patch" or "reference-use"
+    kind: str        # "patch", "reference-use" or "copied"
     line: int
     message: str
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def policy_note(flag: dict, policy: str = "zero") -> str:
+    """What a flag means for the student's score under ``policy``, in one sentence."""
+    what = "copied from the reference" if flag["kind"] == "copied" else "uses the reference"
+    if policy == "zero":
+        return (f"this question will score 0 when graded: {what} "
+                f"(line {flag['line']}: {flag['message']})")
+    return (f"flagged for the instructor, points unchanged: {what} "
+            f"(line {flag['line']}: {flag['message']})")
 
 
 def _is_module(dotted: str) -> bool:
@@ -88,7 +111,10 @@ class _Scanner(ast.NodeVisitor):
                     self.flag(node, "reference-use",
                               f"imports the graded name {alias.name!r} from {module} "
                               "instead of implementing it")
-                if module == "nanolm_lib.checks" or alias.name == "checks":
+                if module == "nanolm_lib.checks" and alias.name in REFERENCE_HELPERS:
+                    self.flag(node, "reference-use",
+                              f"imports {alias.name} from nanolm_lib.checks (the reference)")
+                elif module == "nanolm_lib.checks" or alias.name == "checks":
                     self.flag(node, "patch", "imports from nanolm_lib.checks (the test helpers)")
                 # `from nanolm_lib import attention` binds a module
                 self.modules[local] = f"{module}.{alias.name}"
@@ -115,7 +141,21 @@ class _Scanner(ast.NodeVisitor):
     def visit_Assign(self, node: ast.Assign) -> None:
         for target in node.targets:
             self._check_target(target)
+        loaded = self._imported_module(node.value)
+        if loaded:  # m = importlib.import_module("nanolm_lib.attention"): m stands for it
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    self.modules[target.id] = loaded
         self.generic_visit(node)
+
+    def _imported_module(self, node: ast.AST) -> str | None:
+        """The module a call to import_module / __import__ with a constant name returns."""
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
+                and isinstance(node.args[0].value, str):
+            name = self.resolve(_dotted(node.func)) or _dotted(node.func) or ""
+            if name in ("importlib.import_module", "__import__"):
+                return node.args[0].value
+        return None
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
         self._check_target(node.target)
@@ -132,7 +172,10 @@ class _Scanner(ast.NodeVisitor):
             if full.startswith(("sys.modules", "builtins.", "importlib.reload")):
                 self.flag(node, "patch", f"uses {full}")
             elif full.startswith("nanolm_lib.checks"):
-                self.flag(node, "patch", f"uses {full} (the test helpers)")
+                if full.rsplit(".", 1)[-1] in REFERENCE_HELPERS:
+                    self.flag(node, "reference-use", f"uses {full} (loads the reference)")
+                else:
+                    self.flag(node, "patch", f"uses {full} (the test helpers)")
             elif full.startswith("nanolm_lib.") and full.rsplit(".", 1)[-1] in self.graded_names:
                 self.flag(node, "reference-use",
                           f"uses {full} instead of implementing it")
@@ -144,20 +187,47 @@ class _Scanner(ast.NodeVisitor):
         if full in ("setattr", "delattr") and node.args:
             if self.resolve(_dotted(node.args[0])):
                 self.flag(node, "patch", f"{full}() on the module {self.resolve(_dotted(node.args[0]))}")
-        if full in ("__import__", "importlib.import_module", "importlib.reload"):
+        loaded = self._imported_module(node)
+        if loaded and loaded.split(".")[0] == "nanolm_lib":
+            self.flag(node, "reference-use", f"imports {loaded} through {full}()")
+        elif full in ("__import__", "importlib.import_module", "importlib.reload"):
             self.flag(node, "patch", f"calls {full}()")
+        if full in ("getattr", "vars") and node.args:
+            base = self.resolve(_dotted(node.args[0])) or self._imported_module(node.args[0])
+            name = node.args[1].value if len(node.args) > 1 and isinstance(
+                node.args[1], ast.Constant) else None
+            if base and base.split(".")[0] == "nanolm_lib" and (
+                    name is None or name in self.graded_names):
+                self.flag(node, "reference-use",
+                          f"{full}() on {base}" + (f" for the graded name {name!r}" if name else ""))
+        if full.startswith("inspect.") and any(
+                (self.resolve(_dotted(arg)) or "").startswith("nanolm_lib")
+                for arg in node.args):
+            self.flag(node, "reference-use", f"{full}() of the reference")
+        if full in ("nanolm_lib.checks.reference",) or (
+                isinstance(node.func, ast.Name) and self.modules.get(node.func.id)
+                == "nanolm_lib.checks.reference"):
+            self.flag(node, "reference-use", "loads the reference with checks.reference()")
         self.generic_visit(node)
 
 
-def scan_cells(cells: list[tuple[str, str]], graded_names: set[str]) -> list[Flag]:
-    """Scan ``(grade_id, source)`` solution cells, in notebook order.
+def scan_cells(cells: list[tuple[str, str]], graded_names: set[str],
+               fingerprints: dict | None = None) -> list[Flag]:
+    """Scan ``(grade_id, source)`` solution cells, in notebook order; with ``fingerprints``
+    (:func:`autograde.copycheck.load_fingerprints`) also for copies of the reference.
 
     Module aliases carry over from one cell to the next, as they do in the kernel; a cell that
     does not parse is skipped (its own test fails anyway).
     """
+    from autograde.copycheck import copied_parts
+
     modules: dict[str, str] = {}
     flags: list[Flag] = []
     for grade_id, source in cells:
+        for line, what in copied_parts(source, grade_id, fingerprints or {}):
+            flags.append(Flag(grade_id, "copied", line,
+                              f"{what} is the reference's code up to names, comments, "
+                              "docstrings, strings and formatting"))
         try:
             tree = ast.parse(source)
         except SyntaxError:
@@ -171,10 +241,10 @@ def scan_cells(cells: list[tuple[str, str]], graded_names: set[str]) -> list[Fla
     return list(unique.values())
 
 
-def scan_notebook(nb, graded_names: set[str]) -> list[Flag]:
+def scan_notebook(nb, graded_names: set[str], fingerprints: dict | None = None) -> list[Flag]:
     """Scan the solution cells of a submitted notebook (nbformat node)."""
     from autograde.course import grade_cells
 
     cells = [(cell["grade_id"], cell["source"]) for cell in grade_cells(nb)
              if cell["kind"] == "solution"]
-    return scan_cells(cells, graded_names)
+    return scan_cells(cells, graded_names, fingerprints)

@@ -1,7 +1,8 @@
 """``python -m autograde check NOTEBOOK``: a student's self-check, question by question.
 
 The notebook runs the way the grader runs it (smoke size, the same sandboxed kernel and
-limits), but against the lesson's *visible* tests only: every test cell is replaced by the
+limits), but against the lesson's *visible* tests only, and a question whose solution uses or
+copies the reference is shown at 0 with the reason, as grading scores it by default: every test cell is replaced by the
 released version from ``lessons/`` (so an edited or deleted test cell is put back), and no
 hidden test is involved. Each question's points come from nbgrader's own scoring rule
 (``nbgrader.utils.determine_grade``: an error, or anything on stderr, scores 0).
@@ -15,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograde.course import LESSONS_DIR, GraderError, grade_cells, read_notebook
+from autograde.course import LESSON_NAME, LESSONS_DIR, GraderError, grade_cells, read_notebook
 from autograde.worker import KERNEL_NAME, Limits, _error_message, prepare_kernel_environment
 
 
@@ -55,6 +56,16 @@ def restore_test_cells(nb, lesson_nb) -> None:
             nb.cells.insert(insert_at, cell)
 
 
+def _copy_earlier_notebooks(lesson_folder: Path, tmp: Path) -> None:
+    """The notebooks next to the lesson (``workspace/NN_slug/NN_slug.ipynb``): in a staged kit
+    the set-up cell loads the student's own earlier pieces from them."""
+    for sibling in sorted(lesson_folder.parent.iterdir()):
+        notebook = sibling / f"{sibling.name}.ipynb"
+        if sibling != lesson_folder and LESSON_NAME.match(sibling.name) and notebook.is_file():
+            (tmp / sibling.name).mkdir()
+            shutil.copyfile(notebook, tmp / sibling.name / notebook.name)
+
+
 def check_notebook(notebook: Path, lessons_dir: Path = LESSONS_DIR,
                    limits: Limits | None = None) -> tuple[str, list[QuestionResult], list[dict]]:
     """Run ``notebook`` with its lesson's visible tests: ``(lesson, results, limits hit)``."""
@@ -84,6 +95,7 @@ def check_notebook(notebook: Path, lessons_dir: Path = LESSONS_DIR,
         workdir = Path(tmp) / lesson
         shutil.copytree(notebook.parent, workdir, ignore=shutil.ignore_patterns(
             "*.ipynb", ".ipynb_checkpoints", "runs", "__pycache__"))
+        _copy_earlier_notebooks(notebook.parent, Path(tmp))
         try:
             report = prepare_kernel_environment(Path(tmp) / "scratch", workdir, limits, [],
                                                 Path(tmp) / "jupyter")
@@ -118,9 +130,28 @@ def check_notebook(notebook: Path, lessons_dir: Path = LESSONS_DIR,
                     message = "the test cell wrote to stderr: " + output.text.strip()
                     break
         results.append(QuestionResult(meta["grade_id"], float(score), float(max_score), message))
+    _apply_copy_policy(read_notebook(notebook), lesson_nb, results)
     order = [c["grade_id"] for c in grade_cells(lesson_nb) if c["kind"] == "test"]
     results.sort(key=lambda r: order.index(r.grade_id) if r.grade_id in order else len(order))
     return lesson, results, hits
+
+
+def _apply_copy_policy(nb, lesson_nb, results: list[QuestionResult]) -> None:
+    """Questions whose solution cell uses or copies the reference score 0 here, as they will
+    when graded under the default policy (``grade --copied zero``); the message says why."""
+    from autograde.copycheck import load_fingerprints
+    from autograde.scan import POLICY_KINDS, policy_note, scan_notebook
+
+    graded = {c["grade_id"] for c in grade_cells(lesson_nb) if c["kind"] == "solution"}
+    notes: dict[str, list[str]] = {}
+    for flag in scan_notebook(nb, graded, load_fingerprints()):
+        if flag.kind in POLICY_KINDS:
+            notes.setdefault(f"test_{flag.grade_id}", []).append(policy_note(flag.to_dict()))
+    for result in results:
+        if result.grade_id in notes:
+            result.score = 0.0
+            result.message = "\n".join(notes[result.grade_id] + (
+                [result.message] if result.message else []))
 
 
 def format_results(lesson: str, notebook: Path, results: list[QuestionResult],

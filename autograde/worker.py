@@ -76,6 +76,8 @@ class WorkerSettings:
     limits: Limits = field(default_factory=Limits)
     kernel_threads: int = 0    # CPU threads per kernel (0: the libraries' default)
     release_dir: str = ""      # the student versions (release/<lesson>/<lesson>.ipynb)
+    copied: str = "zero"       # copy policy: "zero" the question, or only "flag" it
+    show_hidden_tests: bool = False  # feedback shows the hidden tests' source
 
     @classmethod
     def load(cls, path: Path) -> WorkerSettings:
@@ -139,6 +141,9 @@ class Worker:
         shutil.copyfile(settings.template_db, self.course / "gradebook.db")
         write_kernelspec(self.root / "jupyter")
         self.config = course_config(self.course, overrides=autograde_overrides(settings.limits))
+        from autograde.copycheck import load_fingerprints
+
+        self.fingerprints = load_fingerprints()
         self.db_url = self.config.CourseDirectory.db_url
         self.graded_names = {lesson: self._graded_names(lesson) for lesson in settings.lessons}
         self.grade_ids = {lesson: self._grade_ids(lesson) for lesson in settings.lessons}
@@ -194,7 +199,8 @@ class Worker:
             else:
                 from autograde.scan import scan_notebook
 
-                flags = [f.to_dict() for f in scan_notebook(nb, self.graded_names[lesson])]
+                flags = [f.to_dict() for f in scan_notebook(nb, self.graded_names[lesson],
+                                                            self.fingerprints)]
                 repaired = repair_metadata(nb, self.released_metadata[lesson])
                 if repaired:
                     problems.append("nbgrader metadata repaired: " + "; ".join(repaired))
@@ -210,10 +216,14 @@ class Worker:
                 problems.append(f"nbgrader autograde failed: {str(error)[:ERROR_CHARS]}")
         submission = self._ensure_submission(student, lesson)
         limit_hits = json.loads(limits_report.read_text()) if limits_report.is_file() else []
-        scores = self._scores(student, lesson, autograded, submission, problems, limit_hits)
+        policy_notes = self._apply_copy_policy(student, lesson, flags)
+        scores = self._scores(student, lesson, autograded, submission, problems, limit_hits,
+                              policy_notes)
 
         feedback_file = None
         if (autograded / f"{lesson}.ipynb").is_file():
+            if not self.settings.show_hidden_tests:
+                _hide_hidden_tests(autograded / f"{lesson}.ipynb")
             try:
                 run_nbgrader(GenerateFeedback, self.config, assignment_id=lesson,
                              student_id=student)
@@ -273,7 +283,36 @@ class Worker:
                 },
             }
 
-    def _scores(self, student, lesson, autograded, submission, problems, limit_hits) -> dict:
+    def _apply_copy_policy(self, student: str, lesson: str, flags: list[dict]) -> dict[str, str]:
+        """The course's copy policy on the gradebook: for each question whose solution cell
+        uses or copies the reference, a comment on that cell saying so (it shows in the
+        feedback) and, under ``zero``, a score of 0 for its test cell. Returns test grade_id ->
+        the note."""
+        from nbgrader.api import Gradebook, MissingEntry
+
+        from autograde.scan import POLICY_KINDS, policy_note
+
+        notes: dict[str, list[str]] = {}
+        for flag in flags:
+            if flag["kind"] in POLICY_KINDS:
+                notes.setdefault(flag["grade_id"], []).append(
+                    policy_note(flag, self.settings.copied))
+        if not notes:
+            return {}
+        with Gradebook(self.db_url) as gb:
+            for grade_id, texts in notes.items():
+                note = "; ".join(texts)
+                try:
+                    if self.settings.copied == "zero":
+                        gb.find_grade(f"test_{grade_id}", lesson, lesson, student).manual_score = 0
+                    gb.find_comment(grade_id, lesson, lesson, student).manual_comment = note
+                except MissingEntry:
+                    continue  # not a graded cell of this lesson: the report still lists it
+            gb.db.commit()
+        return {f"test_{grade_id}": "; ".join(texts) for grade_id, texts in notes.items()}
+
+    def _scores(self, student, lesson, autograded, submission, problems, limit_hits,
+                policy_notes: dict[str, str] | None = None) -> dict:
         """``{grade_id: {"score", "max_score", "error"}}`` for the lesson's test cells."""
         from nbgrader.api import Gradebook
 
@@ -287,7 +326,9 @@ class Worker:
                         continue
                     score = float(grade.score or 0.0)
                     error = None
-                    if score < grade.max_score:
+                    if grade.name in (policy_notes or {}) and self.settings.copied == "zero":
+                        error = policy_notes[grade.name]
+                    elif score < grade.max_score:
                         error = errors.get(grade.name) or (
                             problems[0] if problems else
                             "test cell missing from the submitted notebook (deleted or changed?)")
@@ -299,6 +340,16 @@ class Worker:
                     scores[grade.name] = {"score": score, "max_score": float(grade.max_score),
                                           "error": error}
         return {gid: scores[gid] for gid in self.grade_ids[lesson] if gid in scores}
+
+
+def _hide_hidden_tests(notebook: Path) -> None:
+    """The feedback is made from the autograded notebook: take the hidden tests' source (and
+    the tracebacks that quote it) out of it once the scores are in the gradebook."""
+    from autograde.preprocessors import HideHiddenTests
+
+    nb = read_notebook(notebook)
+    HideHiddenTests().preprocess(nb, {})
+    nbformat.write(nb, str(notebook))
 
 
 def repair_metadata(nb, released: dict[str, dict]) -> list[str]:

@@ -10,6 +10,11 @@ A test cell of lesson 03 reads like this::
                 "attention_weights(q, k)", seed=seed)
     print("attention_weights: visible tests passed")
 
+Visible tests (the ones a student's kit runs) never load the reference: they compare with
+the reference's outputs on fixed inputs, computed when the lessons are released and stored
+next to each lesson (``lessons/NN_slug/fixtures/*.pt``, read by :func:`fixture`). Hidden tests
+compare with the live reference (:func:`reference`) on fresh random inputs.
+
 Three rules shape this module:
 
 * **The reference is loaded fresh.** :func:`reference` executes the module's source file into a
@@ -38,6 +43,7 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
+import torch.nn.functional as F
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _FRESH_PREFIX = "_nanolm_reference_"
@@ -139,6 +145,48 @@ class _LazyFresh(ModuleType):
         return getattr(loaded[name], attribute)
 
 
+# --------------------------------------------------------------------------- fixtures
+def fixture_path(lesson: str, name: str) -> Path:
+    """Where the fixture ``name`` of ``lesson`` lives: the course's own ``lessons/`` next to
+    this package first (so the grader always reads the released copy), then ``fixtures/`` in
+    the current folder (a lesson running from its own folder)."""
+    candidates = [_PACKAGE_DIR.parent / "lessons" / lesson / "fixtures" / f"{name}.pt",
+                  Path.cwd() / "fixtures" / f"{name}.pt"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"fixture {name!r} of lesson {lesson}: none of "
+                            f"{', '.join(str(p) for p in candidates)} exists (the release "
+                            "writes them: python -m autograde release)")
+
+
+def fixture(lesson: str, name: str) -> dict:
+    """The fixed inputs and the reference's outputs of one visible test, loaded weights-only
+    (tensors, numbers, strings, lists and dicts; no code)."""
+    return torch.load(fixture_path(lesson, name), map_location="cpu", weights_only=True)
+
+
+class BigramLM(torch.nn.Module):
+    """The smallest language model with the course's interface, for visible tests that must not
+    depend on lesson 05's GPT: ``model(x, targets=None)`` with x (B, T) token ids ->
+    ``(logits (B, T, V), loss or None)``, the loss being the mean cross entropy against
+    ``targets`` (B, T) as GPT's. Each token's logits depend on that token only (an embedding,
+    dropout, a linear)."""
+
+    def __init__(self, vocab_size: int, d_model: int = 16, dropout: float = 0.0):
+        super().__init__()
+        self.embedding = torch.nn.Embedding(vocab_size, d_model)
+        self.dropout = torch.nn.Dropout(dropout)
+        self.head = torch.nn.Linear(d_model, vocab_size)
+
+    def forward(self, x: torch.Tensor, targets=None):
+        logits = self.head(self.dropout(self.embedding(x)))
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-1)
+        return logits, loss
+
+
 @contextlib.contextmanager
 def use_reference(namespace: dict, ref: ModuleType, *names: str):
     """Temporarily replace ``names`` in a notebook's ``namespace`` with the reference's.
@@ -159,6 +207,23 @@ def use_reference(namespace: dict, ref: ModuleType, *names: str):
                 namespace.pop(name, None)
             else:
                 namespace[name] = value
+
+
+@contextlib.contextmanager
+def use_released(namespace: dict, module: str, *names: str):
+    """:func:`use_reference` for the ``names`` whose reference this installation ships; the
+    others stay the student's own.
+
+    Visible tests isolate a question this way: where they are graded, every reference is
+    there and a bug in ``split_heads`` costs one question. In a staged student kit the running
+    lesson's own references are not released yet, so there the test runs with the student's
+    helpers (and says so in its hint).
+    """
+    ref = reference(module)
+    released = [name for name in names
+                if getattr(getattr(ref, name, None), "__nanolm_staged__", None) is None]
+    with use_reference(namespace, ref, *released):
+        yield released
 
 
 def fresh_generator(seed: int | None = None) -> tuple[torch.Generator, int]:

@@ -11,7 +11,7 @@ import numbers
 
 import torch
 
-from nanolm_lib.utils import progress
+from nanolm_lib.utils import progress, run_model
 
 
 def _check_logits(logits: torch.Tensor, rank: int | None = None) -> None:
@@ -150,11 +150,12 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float =
                       **bar_options) as steps:
             for _ in steps:
                 if cache is not None and idx.size(1) <= context_length:
-                    logits, _ = model(idx[:, cache[0].length:], kv_cache=cache,  # new only
-                                      check_ids=not ids_checked)
+                    logits, _ = run_model(model, idx[:, cache[0].length:], kv_cache=cache,
+                                          check_ids=not ids_checked)  # new tokens only
                 else:
                     cache = None  # the window slides: positions shift, cached keys are stale
-                    logits, _ = model(idx[:, -context_length:], check_ids=not ids_checked)
+                    logits, _ = run_model(model, idx[:, -context_length:],
+                                          check_ids=not ids_checked)
                 ids_checked = True
                 next_id = sample_next_token(logits[:, -1, :], temperature, top_k, top_p, generator)
                 next_id = next_id.to(idx.dtype)  # (B, 1)

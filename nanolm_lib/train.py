@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nanolm_lib.utils import pick_device, progress
+from nanolm_lib.utils import pick_device, progress, run_model
 
 CHECKPOINT_FORMAT = "nanolm-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -279,7 +279,7 @@ def optimize(model, optimizer, x, y, grad_clip: float | None = 1.0, *, scaler=No
     """
     optimizer.zero_grad(set_to_none=True)
     with autocast(precision, x.device.type):
-        _, loss = model(x, y, check_ids=check_ids)  # mean cross-entropy over (B, T)
+        _, loss = run_model(model, x, y, check_ids=check_ids)  # mean cross-entropy, (B, T)
     if loss_scale != 1.0:
         loss = loss * loss_scale
     scaling = scaler is not None and scaler.is_enabled()

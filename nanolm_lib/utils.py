@@ -6,6 +6,7 @@ and "where do runs go" mean the same thing in the notebooks, the CLI and the tes
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 
@@ -117,3 +118,22 @@ def cache_dir() -> Path:
     """Where prepared corpora go: ``NANOLM_CACHE``, else ``~/.cache/nanolm``."""
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nanolm"
     return Path(os.environ.get("NANOLM_CACHE", default))
+
+
+def run_model(model: torch.nn.Module, idx: torch.Tensor, targets: torch.Tensor | None = None,
+              kv_cache: list | None = None, *, check_ids: bool = True):
+    """``model(idx, targets, kv_cache=...)``, skipping the per-call vocabulary check (a GPU
+    sync) when ``check_ids`` is False and the model offers the switch. Any model with the
+    ``(idx, targets) -> (logits, loss)`` interface works: a student's own GPT, which has no
+    ``check_ids``, simply keeps its own behaviour."""
+    kwargs = {} if kv_cache is None else {"kv_cache": kv_cache}
+    if not check_ids and _takes_check_ids(model):
+        kwargs["check_ids"] = False
+    return model(idx, targets, **kwargs)
+
+
+def _takes_check_ids(model: torch.nn.Module) -> bool:
+    inner = model
+    for wrapper in ("_orig_mod", "module", "_orig_mod"):  # compiled, DDP, compiled inside
+        inner = getattr(inner, wrapper, inner)
+    return "check_ids" in inspect.signature(inner.forward).parameters

@@ -15,6 +15,7 @@ from autograde_toy import write_submission, write_toy_solutions
 
 from autograde.__main__ import main
 from autograde.collect import collect
+from autograde.copycheck import load_fingerprints
 from autograde.course import SOLUTIONS_DIR, grade_cells, lesson_names
 from autograde.kit import student_kit, submit
 from autograde.release import release
@@ -64,7 +65,7 @@ def test_scan_finds_nothing_in_the_solutions():
     for lesson in lesson_names():
         nb = nbformat.read(str(SOLUTIONS_DIR / lesson / f"{lesson}.ipynb"), as_version=4)
         graded = {c["grade_id"] for c in grade_cells(nb) if c["kind"] == "solution"}
-        assert scan_notebook(nb, graded) == [], lesson
+        assert scan_notebook(nb, graded, load_fingerprints()) == [], lesson  # nor copies
 
 
 # --------------------------------------------------------------------------- collecting
@@ -130,7 +131,10 @@ def test_student_kit_has_no_solutions_or_hidden_tests(tmp_path):
     result = subprocess.run([sys.executable, "-m", "autograde", "grade", "x", "--out", "y"],
                             cwd=kit, capture_output=True, text=True)
     assert result.returncode == 2 and "instructor command" in result.stderr
-    assert main(["student-kit", str(kit)]) == 2  # refuses to write over a kit
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "notes.txt").write_text("not a kit")
+    assert main(["student-kit", str(tmp_path / "elsewhere")]) == 2  # refuses: not a kit
+    assert main(["student-kit", str(kit), "--released", "7"]) == 2  # not a lesson number
 
 
 @pytest.mark.skipif(not (REPO / "lessons").is_dir(), reason="no lessons/ yet")

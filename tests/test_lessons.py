@@ -1,7 +1,7 @@
 """The lessons as nbgrader sees them: a static check of the notebooks, and one real nbgrader
 batch in which every test cell passes on the solution and fails on the untouched lesson.
 
-The static check reads DESIGN's lesson table: each graded function is defined in its solution
+The static check reads the course's contract, ``nanolm_lib/curriculum.py``: each graded function is defined in its solution
 cell (grade_id = the function's name) and has a test cell ``test_<function>`` (locked, with
 points) holding visible tests and hidden tests. Notebooks are committed without outputs.
 """
@@ -18,28 +18,19 @@ import pytest
 from autograde.course import LESSONS_DIR, SOLUTIONS_DIR, grade_cells
 from autograde.grade import grade_batch
 from autograde.worker import Limits
+from nanolm_lib.curriculum import GRADED as CURRICULUM
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
-# DESIGN.md, "The lessons": what the student builds in each lesson.
-GRADED = {
-    "00_setup": [],
-    "01_tokenizer": ["get_pair_counts", "merge_pair", "train_bpe", "encode", "decode"],
-    "02_data": ["pack_stories", "get_batch"],
-    "03_attention": ["causal_mask", "attention_weights", "attention", "split_heads",
-                     "merge_heads", "MultiHeadAttention"],
-    "04_fused_attention": ["fused_attention", "flash_attention"],
-    "05_gpt": ["LayerNorm", "MLP", "Block", "GPT", "count_parameters"],
-    "06_training": ["cross_entropy_loss", "perplexity", "lr_at", "train_step", "evaluate"],
-    "07_sampling": ["top_k_filter", "sample_next_token", "generate"],
-}
+# The course's contract: lesson -> graded names (nanolm_lib/curriculum.py).
+GRADED = {lesson: list(names) for lesson, names in CURRICULUM.items()}
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
 
 
 def _notebook(folder, lesson):
     path = folder / lesson / f"{lesson}.ipynb"
     if not path.is_file():
-        pytest.fail(f"{path} is missing (DESIGN's lesson table lists {lesson})")
+        pytest.fail(f"{path} is missing (nanolm_lib/curriculum.py lists {lesson})")
     return nbformat.read(str(path), as_version=4)
 
 
@@ -79,7 +70,7 @@ def test_graded_functions_have_visible_and_hidden_tests(lesson):
     extra = sorted(c["grade_id"] for c in cells.values()
                    if c["kind"] == "solution" and c["grade_id"] not in GRADED[lesson])
     if extra:
-        problems.append(f"solution cells not in DESIGN's lesson table: {extra}")
+        problems.append(f"solution cells not in nanolm_lib/curriculum.py: {extra}")
     assert not problems, f"{lesson}: " + "; ".join(problems)
 
 
@@ -123,3 +114,56 @@ def test_every_test_cell_passes_on_the_solution_and_fails_on_the_untouched_lesso
     assert not wrong, "\n".join(wrong)
     flags = [f for answer in result.answers.values() for f in answer["flags"]]
     assert not flags, f"the static scan flags the solutions themselves: {flags}"
+
+
+def test_readme_course_table_matches_the_contract():
+    """The README's course table lists each lesson's graded names as the contract does."""
+    from autograde.course import REPO
+
+    rows = {}
+    for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and re.fullmatch(r"`\d\d_[a-z_]+`", cells[1]):
+            rows[cells[1].strip("`")] = re.findall(r"`(\w+)`", cells[2])
+    assert rows == GRADED
+
+
+@pytest.mark.parametrize("lesson", sorted(GRADED))
+def test_visible_tests_read_fixtures_not_the_reference(lesson):
+    """A staged kit has no reference of the running lesson: visible tests compare with the
+    release's fixtures (nanolm_lib.checks.fixture); only hidden tests load the reference."""
+    nb = _notebook(SOLUTIONS_DIR, lesson)
+    loading = []
+    for cell in grade_cells(nb):
+        if cell["kind"] != "test":
+            continue
+        visible = HIDDEN.sub("", cell["source"])
+        if re.search(r"\breference\(|\buse_reference\(|\bref\.", visible):
+            loading.append(cell["grade_id"])
+    assert not loading, f"{lesson}: visible tests load the reference in {loading}"
+
+
+@pytest.mark.parametrize("lesson", sorted(GRADED))
+def test_lessons_hand_over_no_reference_of_their_own(lesson):
+    """The set-up cell imports none of its lesson's graded names from nanolm_lib, and no text
+    before a graded function's solution cell points to the reference of that function."""
+    nb = _notebook(SOLUTIONS_DIR, lesson)
+    own = GRADED[lesson]
+    written_at = {c["grade_id"]: c["index"] for c in grade_cells(nb) if c["kind"] == "solution"}
+    problems = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown":
+            for name in own:
+                if index < written_at.get(name, len(nb.cells)) and re.search(
+                        rf"nanolm_lib(\.\w+)*\.{name}\b", cell.source):
+                    problems.append(f"cell {index} points to the reference {name}")
+        elif cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "setup":
+            source = "\n".join(line for line in cell.source.splitlines()
+                               if not line.lstrip().startswith(("%", "!")))
+            for node in ast.walk(ast.parse(source)):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                        "nanolm_lib"):
+                    handed = [alias.name for alias in node.names if alias.name in own]
+                    if handed:
+                        problems.append(f"the set-up cell imports {handed} from {node.module}")
+    assert not problems, f"{lesson}: " + "; ".join(problems)

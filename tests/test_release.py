@@ -69,3 +69,25 @@ def test_committed_lessons_are_up_to_date():
                             cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert sorted(p.name for p in LESSONS_DIR.iterdir() if p.is_dir()) == lesson_names()
+
+
+def test_fixtures_are_checked_by_value(tmp_path):
+    """release --check compares fixtures by value: a changed, missing or extra fixture makes
+    the lesson stale; bytes written on another machine with rounding-level differences do not."""
+    import torch
+
+    from autograde import fixtures
+
+    folder = tmp_path / "fixtures"
+    shutil.copytree(LESSONS_DIR / "03_attention" / "fixtures", folder)
+    assert fixtures.stale("03_attention", folder) == []
+    case = torch.load(folder / "attention_weights.pt", weights_only=True)
+    case["no mask"] = case["no mask"] * (1 + 1e-7)  # rounding: still the same fixture
+    torch.save(case, folder / "attention_weights.pt")
+    assert fixtures.stale("03_attention", folder) == []
+    case["no mask"][0, 0, 0, 0] += 0.1
+    torch.save(case, folder / "attention_weights.pt")
+    (folder / "causal_mask.pt").unlink()
+    (folder / "old.pt").write_bytes((folder / "split_heads.pt").read_bytes())
+    assert fixtures.stale("03_attention", folder) == [
+        "old (extra)", "attention_weights (differs)", "causal_mask (missing)"]
