@@ -164,7 +164,7 @@ def student_kit(out: Path, repo: Path = REPO, lessons_dir: Path = LESSONS_DIR,
     # run outputs and caches stay out; the lessons' fixtures (*.pt) are part of the lessons
     ignore = shutil.ignore_patterns(*[p for p in LEFT_OUT if p != "*.pt"], "*.egg-info")
     out.mkdir(parents=True, exist_ok=True)
-    for folder in ("lessons", "nanolm_lib", "autograde"):
+    for folder in ("lessons", "nanolm_lib", "autograde", *KIT_FOLDERS):
         if (out / folder).exists():
             shutil.rmtree(out / folder)
     shutil.copytree(lessons_dir, out / "lessons", ignore=ignore)
