@@ -6,6 +6,7 @@ and "where do runs go" mean the same thing in the notebooks, the CLI and the tes
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 from pathlib import Path
@@ -136,4 +137,9 @@ def _takes_check_ids(model: torch.nn.Module) -> bool:
     inner = model
     for wrapper in ("_orig_mod", "module", "_orig_mod"):  # compiled, DDP, compiled inside
         inner = getattr(inner, wrapper, inner)
-    return "check_ids" in inspect.signature(inner.forward).parameters
+    return _forward_takes_check_ids(type(inner))
+
+
+@functools.cache  # once per model class, not at every training step or generated token
+def _forward_takes_check_ids(model_class: type) -> bool:
+    return "check_ids" in inspect.signature(model_class.forward).parameters

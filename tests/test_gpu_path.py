@@ -280,3 +280,27 @@ def test_record_count_plans_a_live_plot_of_the_full_recipe():
     assert record_count(dataclasses.replace(recipe, max_steps=75, log_interval=50,
                                             eval_interval=50)) == 2 + 2
 
+
+
+class OwnGPT(GPT):
+    """A student's GPT: the course's interface, ``forward(idx, targets=None)``, with no
+    ``check_ids`` switch."""
+
+    def forward(self, idx, targets=None, kv_cache=None):
+        return super().forward(idx, targets, kv_cache)
+
+
+def test_a_model_without_the_id_switch_trains_and_generates_as_the_library_gpt():
+    from nanolm_lib.sampling import generate
+
+    tokens = token_stream(3000)
+    ours, own = tiny_model(2), OwnGPT(TINY)
+    own.load_state_dict(ours.state_dict())
+    for model in (ours, own):
+        train(model, config(), tokens[:2500], tokens[2500:])
+    for name, tensor in ours.state_dict().items():
+        assert torch.equal(own.state_dict()[name], tensor), name
+    prompt = torch.tensor([[1, 2, 3]])
+    stories = [generate(model, prompt, 20, top_k=5,
+                        generator=torch.Generator().manual_seed(4)) for model in (ours, own)]
+    assert torch.equal(stories[0], stories[1])
