@@ -63,15 +63,8 @@ demo: setup
 WORKSPACE ?= workspace
 LAB_ARGS ?=
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
-# A venv made with --system-site-packages imports the base Python's Jupyter packages, but the
-# files that enable them (server extensions, front ends of widgets and nbgrader) lie under the
-# base prefix, which Jupyter does not search by itself: in that case only, both paths gain it.
-SHARED_BASE = $(shell $(BIN)/python -c "import sys; base = sys.base_prefix; \
-  print(base if base != sys.prefix and any(p.startswith(base) and p.endswith('site-packages') \
-  for p in sys.path) else '')")
-LAB_ENV = PATH="$(abspath $(BIN)):$$PATH" \
-  JUPYTER_PATH="$(patsubst :%,%,$(JUPYTER_PATH)$(if $(SHARED_BASE),:$(SHARED_BASE)/share/jupyter))"
-lab_config = JUPYTER_CONFIG_PATH="$(abspath $(1))$(if $(SHARED_BASE),:$(SHARED_BASE)/etc/jupyter)"
+LAB_ENV = PATH="$(abspath $(BIN)):$$PATH"
+lab_config = JUPYTER_CONFIG_PATH="$(abspath $(1))"
 lab: setup
 	mkdir -p "$(WORKSPACE)"
 	cp -R -n lessons/. "$(WORKSPACE)/"
