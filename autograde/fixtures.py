@@ -233,26 +233,26 @@ def _layer_norm(ref):
                 "small eps out": small_eps(small_x)}
 
 
+def _layer_case(ref, layer_name: str, seed: int, sizes: dict, scale: float, x_shape: tuple):
+    """A randomised ``model.<layer_name>`` of ``sizes``, an input and its output."""
+    gen = _gen(seed)
+    model = ref("model")
+    layer = _randomised(getattr(model, layer_name)(model.GPTConfig(**sizes)), gen, scale)
+    with torch.no_grad():
+        x = torch.randn(*x_shape, generator=gen)
+        return {"sizes": sizes, "state": _state(layer), "x": x, "out": layer(x)}
+
+
 @recipe("05_gpt", "MLP")
 def _mlp(ref):
-    gen = _gen(52)
-    model = ref("model")
     sizes = dict(vocab_size=50, context_length=16, d_model=24, n_layers=1, n_heads=4, d_ff=40)
-    mlp = _randomised(model.MLP(model.GPTConfig(**sizes)), gen, 0.5)
-    with torch.no_grad():
-        x = torch.randn(2, 7, 24, generator=gen)
-        return {"sizes": sizes, "state": _state(mlp), "x": x, "out": mlp(x)}
+    return _layer_case(ref, "MLP", 52, sizes, 0.5, (2, 7, 24))
 
 
 @recipe("05_gpt", "Block")
 def _block(ref):
-    gen = _gen(53)
-    model = ref("model")
     sizes = dict(vocab_size=50, context_length=16, d_model=32, n_layers=1, n_heads=4, d_ff=64)
-    block = _randomised(model.Block(model.GPTConfig(**sizes)), gen, 0.3)
-    with torch.no_grad():
-        x = torch.randn(2, 9, 32, generator=gen)
-        return {"sizes": sizes, "state": _state(block), "x": x, "out": block(x)}
+    return _layer_case(ref, "Block", 53, sizes, 0.3, (2, 9, 32))
 
 
 @recipe("05_gpt", "GPT")
