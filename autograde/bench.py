@@ -26,7 +26,8 @@ def run(students: int = 10, lessons: list[str] | None = None, workers: list[int]
         solutions_dir: Path = SOLUTIONS_DIR, out_dir: str | Path = "bench-results") -> dict:
     """Grade the synthetic class with each worker count; print a table, return the figures."""
     from autograde.grade import grade_batch
-    from nanolm_lib.benchmarks import format_table, write_results
+    from nanolm_lib.benchmarks import write_results
+    from nanolm_lib.tables import format_table
 
     lessons = lessons or lesson_names(solutions_dir)
     workers = workers or [1, 2]

@@ -17,6 +17,6 @@ __version__ = "0.1.0"
 
 def load_model(path, device="cpu"):
     """Load ``(model, tokenizer)`` from a checkpoint file or a run folder."""
-    from nanolm_lib.train import load_model as _load_model
+    from nanolm_lib.checkpoint import load_model as _load_model
 
     return _load_model(path, device=device)

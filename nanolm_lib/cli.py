@@ -7,93 +7,33 @@
     nanolm info    PATH
     nanolm gpu-check [--out DIR] [--dry-run] [--sections NAME,...]   prove the GPU path
 
-A user's mistake (a missing file, a corrupt checkpoint, an unknown preset) prints one line
-and exits with status 1; ``NANOLM_DEBUG=1`` shows the traceback instead. Several GPUs:
+A user's mistake (a missing file, a corrupt checkpoint, an unknown preset:
+:data:`nanolm_lib.errors.USER_ERRORS`) prints one line and exits with status 1;
+``NANOLM_DEBUG=1`` shows the traceback instead. Any other error is a bug and shows its
+traceback. Several GPUs:
 ``torchrun --nproc_per_node=N -m nanolm_lib.cli train ...``.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 
 from nanolm_lib import utils
 
-# The reference run's figures (DESIGN.md): epoch -> train loss, train ppl, valid loss, valid ppl.
-REFERENCE = {1: (2.18, 8.84, 2.1062, 8.22), 2: (2.01, 7.49, 1.9443, 6.99)}
-REFERENCE_STEPS_PER_EPOCH = 28_000
-SIZE_TO_PRESET = {"smoke": "smoke", "cpu": "cpu", "full": "seed-3090"}
-
-
-def default_preset() -> str:
-    """The preset for this machine and mode: smoke, cpu, or seed-3090 on a CUDA GPU."""
-    return SIZE_TO_PRESET[utils.run_size()]
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """The errors that report a user's mistake: printed as one line, no traceback."""
-    from nanolm_lib.train import CheckpointError, TrainingDiverged
-
-    return (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
-            PermissionError, CheckpointError, TrainingDiverged, ValueError)
-
-
 # -------------------------------------------------------------------------------------------
 # prepare
 
 
-def _prepare(data, preset: str, limit: int | None = None, force: bool = False):
-    """The packed corpus for ``preset`` (its vocabulary size), built once and cached."""
-    from nanolm_lib.data import prepare_corpus
-    from nanolm_lib.model import PRESETS
-
-    _check_preset(preset)
-    return prepare_corpus(data, PRESETS[preset].vocab_size, limit=limit, force=force)
-
-
-def _check_preset(preset: str) -> None:
-    from nanolm_lib.model import PRESETS
-
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}: expected one of {', '.join(PRESETS)}")
-
-
-def corpus_summary(corpus, batch_size: int = 64, context_length: int = 128,
-                   run: str = "the seed run") -> str:
-    """Stories, bytes, tokens and compression per split, and the epoch arithmetic of ``run``
-    (by default the seed run's: batch 64 x context 128)."""
-    from nanolm_lib.benchmarks import format_table
-
-    rows = []
-    for split in ("train", "validation"):
-        meta = corpus.meta[split]
-        rows.append({"split": split, "stories": f"{meta['stories']:,}",
-                     "bytes": f"{meta['bytes']:,}", "tokens": f"{meta['tokens']:,}",
-                     "tokens/story": meta["tokens"] / max(1, meta["stories"]),
-                     "bytes/token": corpus.bytes_per_token(split)})
-    train_tokens = corpus.meta["train"]["tokens"]
-    per_step = batch_size * context_length
-    steps = train_tokens // per_step
-    lines = [
-        f"corpus: {corpus.path}",
-        f"source: {corpus.meta.get('source', '?')}; tokenizer: {corpus.tokenizer.vocab_size:,} "
-        "tokens, trained on the train split",
-        format_table(rows),
-        "",
-        f"one epoch of {run} at batch {batch_size} x context {context_length} = "
-        f"{per_step:,} tokens per step: {train_tokens:,} / {per_step:,} = {steps:,} steps "
-        f"(the reference run: {REFERENCE_STEPS_PER_EPOCH:,} steps per epoch on the full "
-        "dataset, 2 epochs = 458,752,000 tokens)",
-    ]
-    return "\n".join(lines)
-
-
 def cmd_prepare(args) -> int:
-    corpus = _prepare(args.data, args.preset, args.limit, args.force)
+    from nanolm_lib.data import prepare_corpus
+    from nanolm_lib.presets import get_preset
+    from nanolm_lib.tables import corpus_summary
+
+    vocab_size = get_preset(args.preset).model.vocab_size
+    corpus = prepare_corpus(args.data, vocab_size, limit=args.limit, force=args.force)
     print(corpus_summary(corpus))
     return 0
 
@@ -102,106 +42,32 @@ def cmd_prepare(args) -> int:
 # train
 
 
-def results_table(history: list[dict], reference: bool = False) -> str:
-    """The evaluations of a run as the reference README's table (epoch, train and valid loss
-    and perplexity), with the reference figures beside them when ``reference``."""
-    from nanolm_lib.benchmarks import format_table
-
-    rows = []
-    for entry in (r for r in history if r.get("split") == "validation"):
-        epoch = entry.get("epoch")
-        row = {"epoch": f"{epoch:g}" if epoch is not None else "-", "step": f"{entry['step']:,}",
-               "train loss": f"{entry.get('train_loss', float('nan')):.4f}",
-               "train ppl": f"{entry.get('train_perplexity', float('nan')):.2f}",
-               "valid loss": f"{entry['loss']:.4f}", "valid ppl": f"{entry['perplexity']:.2f}"}
-        if "bpb" in entry:
-            row["bits/byte"] = f"{entry['bpb']:.3f}"
-        if reference and epoch in REFERENCE:
-            ref = REFERENCE[int(epoch)]
-            row.update({"ref train": f"{ref[0]} ({ref[1]})", "ref valid": f"{ref[2]} ({ref[3]})"})
-        rows.append(row)
-    if not rows:
-        return "(no evaluation yet)"
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    return format_table(rows, columns)
-
-
 def cmd_train(args) -> int:
-    import torch
-
-    from nanolm_lib.model import GPT, PRESETS, GPTConfig
-    from nanolm_lib.train import (
-        CHECKPOINT_NAME,
-        TrainConfig,
-        load_checkpoint,
-        setup_distributed,
-        train,
-        train_preset,
-    )
+    from nanolm_lib.presets import default_preset
+    from nanolm_lib.runs import plan_preset_run
+    from nanolm_lib.tables import results_table
+    from nanolm_lib.train import setup_distributed
 
     dist_info = setup_distributed(args.device)
     out_dir = Path(args.out) if args.out else utils.runs_dir() / (args.preset or default_preset())
-    ckpt = out_dir / CHECKPOINT_NAME
-    if args.resume and ckpt.exists():  # the run's own configs, unless told otherwise
-        state = load_checkpoint(ckpt)
-        model_config = GPTConfig(**state["model_config"])
-        config = TrainConfig(**state["train_config"])
-        preset = args.preset or state["extra"].get("data", {}).get("preset") or default_preset()
-        data = args.data if args.data is not None else state["extra"].get("data", {}).get("source")
-    else:
-        preset = args.preset or default_preset()
-        _check_preset(preset)
-        model_config = dataclasses.replace(PRESETS[preset])
-        config = train_preset(preset)
-        data = args.data
-    overrides = {"out_dir": str(out_dir), "compile": args.compile or config.compile}
-    if args.device:
-        overrides["device"] = args.device
-    if args.batch_size:
-        overrides["batch_size"] = args.batch_size
-    if args.lr:
-        overrides["lr"], overrides["min_lr"] = args.lr, args.lr / 10
-    if args.steps:
-        overrides["max_steps"] = args.steps
-        overrides["eval_interval"] = min(config.eval_interval, args.steps)
-    if args.epochs:
-        per_epoch = config.steps_per_epoch or config.eval_interval
-        overrides.update(max_steps=round(args.epochs * per_epoch), steps_per_epoch=per_epoch)
-    config = dataclasses.replace(config, **overrides)
-    config.checkpoint_interval = min(config.checkpoint_interval, config.max_steps)
-    config.log_interval = min(config.log_interval, config.max_steps)
-
-    # One process prepares the corpus; the others wait, then read it from the cache.
+    run = plan_preset_run(args.preset, out_dir, data=args.data, limit=args.limit,
+                          resume=args.resume, device=args.device, compile=args.compile,
+                          batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
+                          steps=args.steps, epochs=args.epochs)
+    config = run.config
     if dist_info.is_main:
-        corpus = _prepare(data, preset, args.limit)
-    if dist_info.enabled:
-        import torch.distributed as dist
-
-        dist.barrier()
-    if not dist_info.is_main:  # now a cache hit
-        corpus = _prepare(data, preset, args.limit)
-    if corpus.tokenizer.vocab_size != model_config.vocab_size:
-        raise ValueError(f"the corpus tokenizer has {corpus.tokenizer.vocab_size} tokens but "
-                         f"the model expects vocab_size={model_config.vocab_size}")
-
-    torch.manual_seed(config.seed)  # the same initial weights for the same seed
-    model = GPT(model_config)
-    if dist_info.is_main:
-        n_params = sum(p.numel() for p in model.parameters())
-        print(f"preset {preset}: {n_params / 1e6:.2f} M parameters, {config.max_steps:,} steps "
-              f"x {config.batch_size} x {model_config.context_length} tokens"
-              f"{f' (the batch shared by {dist_info.world_size} processes)' if dist_info.enabled else ''}; "
-              f"run folder {out_dir}")
-    data_info = {"preset": preset, "source": data if data is None else str(data),
-                 "corpus": str(corpus.path), "described": corpus.meta.get("source"),
-                 "bytes_per_token": corpus.bytes_per_token("validation")}
-    history = train(model, config, corpus.train, corpus.validation, tokenizer=corpus.tokenizer,
-                    bytes_per_token=corpus.bytes_per_token("validation"), resume=args.resume,
-                    overwrite=args.fresh, data_info=data_info)
+        shared = (f" (the batch shared by {dist_info.world_size} processes)"
+                  if dist_info.enabled else "")
+        print(f"preset {run.preset}: {run.parameters / 1e6:.2f} M parameters, "
+              f"{config.max_steps:,} steps x {config.batch_size} x "
+              f"{run.model_config.context_length} tokens{shared}; lr {config.lr:g} -> "
+              f"{config.min_lr:g}; run folder {out_dir}")
+    history = run.train(resume=args.resume, overwrite=args.fresh)
     if dist_info.is_main:
         print()
-        print(results_table(history, reference=preset == "seed-3090"))
-        print(f"\ncheckpoint: {ckpt}\nstories:    nanolm sample --checkpoint {out_dir}")
+        print(results_table(history, reference=run.preset == "seed-3090"))
+        print(f"\ncheckpoint: {out_dir / 'model.ckpt'}\nstories:    nanolm sample "
+              f"--checkpoint {out_dir}")
     return 0
 
 
@@ -212,8 +78,8 @@ def cmd_train(args) -> int:
 def cmd_sample(args) -> int:
     import torch
 
+    from nanolm_lib.checkpoint import load_model
     from nanolm_lib.sampling import tell_story
-    from nanolm_lib.train import load_model
 
     path = Path(args.checkpoint) if args.checkpoint else utils.runs_dir() / "demo"
     model, tokenizer = load_model(path, device=utils.pick_device(args.device))
@@ -256,7 +122,7 @@ def cmd_bench(args) -> int:
 
 def checkpoint_info(path) -> dict:
     """What a checkpoint holds: configs, step, parameters, tokens seen, last losses."""
-    from nanolm_lib.train import checkpoint_path, load_checkpoint
+    from nanolm_lib.checkpoint import checkpoint_path, load_checkpoint
 
     path = checkpoint_path(path)
     state = load_checkpoint(path)
@@ -371,7 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--compile", action="store_true", help="torch.compile the model")
     train.add_argument("--batch-size", type=int, help="override the preset's batch size (the "
                        "global batch: under torchrun the processes share it)")
-    train.add_argument("--lr", type=float, help="peak learning rate (min_lr = lr / 10)")
+    train.add_argument("--lr", type=float, help="peak learning rate (min_lr keeps the "
+                       "preset's ratio to it, one tenth, unless --min-lr is given)")
+    train.add_argument("--min-lr", type=float, help="the learning rate the cosine ends at")
     train.set_defaults(func=cmd_train)
 
     sample = commands.add_parser("sample", help="tell stories with a trained model")
@@ -414,19 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``nanolm``; returns the exit status."""
+    from nanolm_lib.errors import run_reporting_user_errors
+
     args = build_parser().parse_args(argv)
     if getattr(args, "preset", None) is None and args.command == "prepare":
+        from nanolm_lib.presets import default_preset
+
         args.preset = default_preset()
-    try:
-        return args.func(args)
-    except KeyboardInterrupt:
-        print(f"nanolm {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except user_errors() as error:
-        if os.environ.get("NANOLM_DEBUG"):
-            raise
-        print(f"nanolm {args.command}: error: {error}", file=sys.stderr)
-        return 1
+    return run_reporting_user_errors(f"nanolm {args.command}", lambda: args.func(args),
+                                     f"nanolm {args.command}: interrupted")
 
 
 if __name__ == "__main__":

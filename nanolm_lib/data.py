@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import re
 import shutil
 import uuid
@@ -29,6 +28,8 @@ import numpy as np
 import torch
 
 from nanolm_lib import utils
+from nanolm_lib.errors import UsageError
+from nanolm_lib.stories import GENERATOR_VERSION, make_stories
 from nanolm_lib.tokenizer import EOT, MAX_VOCAB_SIZE, load_tokenizer, train_fast_tokenizer
 
 SPLITS = ("train", "validation")
@@ -72,7 +73,7 @@ def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as err:
-                    raise ValueError(
+                    raise UsageError(
                         f"{path}: bytes that are not UTF-8 at byte offset {offset + err.start} "
                         f"(line {line_number}); expected a UTF-8 text file"
                     ) from None
@@ -103,9 +104,9 @@ def _read_txt(path: Path) -> Iterator[str]:
 def _text_of(record, where: str) -> str:
     if not isinstance(record, dict) or "text" not in record:
         keys = sorted(record) if isinstance(record, dict) else type(record).__name__
-        raise ValueError(f"{where}: expected a record with a 'text' field, got {keys}")
+        raise UsageError(f"{where}: expected a record with a 'text' field, got {keys}")
     if not isinstance(record["text"], str):
-        raise ValueError(f"{where}: 'text' is {type(record['text']).__name__}, expected a string")
+        raise UsageError(f"{where}: 'text' is {type(record['text']).__name__}, expected a string")
     return record["text"]
 
 
@@ -117,7 +118,7 @@ def _read_json(path: Path) -> Iterator[str]:
         try:
             records = json.loads(path.read_bytes())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{path}: not valid UTF-8 JSON ({err})") from None
+            raise UsageError(f"{path}: not valid UTF-8 JSON ({err})") from None
         for i, record in enumerate(records):
             yield _text_of(record, f"{path}, record {i}")
         return
@@ -127,7 +128,7 @@ def _read_json(path: Path) -> Iterator[str]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}, line {line_number}: not valid JSON ({err})") from None
+            raise UsageError(f"{path}, line {line_number}: not valid JSON ({err})") from None
         yield _text_of(record, f"{path}, line {line_number}")
 
 
@@ -136,14 +137,14 @@ def _read_parquet(path: Path) -> Iterator[str]:
 
     parquet = pq.ParquetFile(path)
     if "text" not in parquet.schema_arrow.names:
-        raise ValueError(
+        raise UsageError(
             f"{path}: expected a 'text' column, found {parquet.schema_arrow.names}"
         )
     row = 0
     for batch in parquet.iter_batches(columns=["text"]):
         for text in batch.column(0).to_pylist():
             if not isinstance(text, str):
-                raise ValueError(f"{path}, row {row}: 'text' is {text!r}, expected a string")
+                raise UsageError(f"{path}, row {row}: 'text' is {text!r}, expected a string")
             yield text
             row += 1
 
@@ -158,7 +159,7 @@ def _read_file(path: Path) -> Iterator[str]:
         raise FileNotFoundError(f"data file not found: {path}")
     reader = READERS.get(path.suffix.lower())
     if reader is None:
-        raise ValueError(
+        raise UsageError(
             f"{path}: unknown file type {path.suffix!r}; expected one of {', '.join(EXTENSIONS)}"
         )
     for text in reader(path):
@@ -187,7 +188,7 @@ def _split_files(folder: Path) -> dict[str, list[Path]]:
                 f"whose name contains {'train' if split == 'train' else 'valid'!r}"
             )
         if len({p.suffix.lower() for p in paths}) > 1:
-            raise ValueError(
+            raise UsageError(
                 f"{folder}: {split} files of different types ({', '.join(p.name for p in paths)});"
                 " keep one copy of the data or pass a single file"
             )
@@ -207,7 +208,7 @@ class _Source:
 
     def describe(self) -> str:
         if self.kind == "generated":
-            return "generated stories (nanolm_lib.data.make_stories)"
+            return "generated stories (nanolm_lib.stories.make_stories)"
         return f"{self.kind}:{self.location}"
 
     def identity(self) -> list:
@@ -217,7 +218,7 @@ class _Source:
         elif self.kind == "folder":
             files = [p for paths in _split_files(Path(self.location)).values() for p in paths]
         elif self.kind == "generated":
-            return [self.kind, _GENERATOR_VERSION]
+            return [self.kind, GENERATOR_VERSION]
         else:
             return [self.kind, self.location]
         return [self.kind] + [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns]
@@ -283,7 +284,7 @@ def _read_hub(name: str, split: str, limit: int | None) -> Iterator[str]:
     for batch in utils.progress(dataset.iter(batch_size=1000), total=total,
                                 desc=f"reading {split}", unit="k stories"):
         if "text" not in batch:
-            raise ValueError(f"{name} ({split}): expected a 'text' column, found {list(batch)}")
+            raise UsageError(f"{name} ({split}): expected a 'text' column, found {list(batch)}")
         yield from batch["text"]
 
 
@@ -313,7 +314,7 @@ def _stories_from(source: _Source, split: str, limit: int | None) -> list[str]:
             break
         loaded.append(story)
     if not loaded:
-        raise ValueError(f"{source.describe()}: no stories in the {split!r} split")
+        raise UsageError(f"{source.describe()}: no stories in the {split!r} split")
     return loaded
 
 
@@ -327,16 +328,16 @@ def _load(source: _Source, split: str, limit: int | None, fallback: bool
         except _hub_unreachable_errors():
             generated = _Source("generated")
             print(f"nanolm: the hub ({source.location}) is unreachable and NANOLM_DATA is not "
-                  "set; using stories generated by nanolm_lib.data.make_stories instead")
+                  "set; using stories generated by nanolm_lib.stories.make_stories instead")
             return _stories_from(generated, split, limit), generated
     return _stories_from(source, split, limit), source
 
 
 def _check_split_and_limit(split: str, limit: int | None) -> None:
     if split not in SPLITS:
-        raise ValueError(f"split={split!r}: expected one of {', '.join(map(repr, SPLITS))}")
+        raise UsageError(f"split={split!r}: expected one of {', '.join(map(repr, SPLITS))}")
     if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit={limit!r}: expected a positive number of stories, or None")
+        raise UsageError(f"limit={limit!r}: expected a positive number of stories, or None")
 
 
 def load_stories(source=None, split: str = "train", limit: int | None = None) -> list[str]:
@@ -353,289 +354,6 @@ def load_stories(source=None, split: str = "train", limit: int | None = None) ->
     _check_split_and_limit(split, limit)
     stories, _ = _load(_resolve_source(source), split, limit, fallback=source is None)
     return stories
-
-
-# --------------------------------------------------------------------------------------
-# The fallback corpus: simple stories from a seeded generator
-
-_GENERATOR_VERSION = 1  # bump when make_stories changes: cached corpora are then rebuilt
-
-_HEROES = [  # (name, what they are, pronoun)
-    ("Lily", "little girl", "she"), ("Tom", "little boy", "he"), ("Mia", "little girl", "she"),
-    ("Ben", "little boy", "he"), ("Sue", "girl", "she"), ("Max", "small dog", "he"),
-    ("Bella", "fluffy bunny", "she"), ("Tim", "boy", "he"), ("Lucy", "kind girl", "she"),
-    ("Sam", "happy boy", "he"), ("Daisy", "little duck", "she"), ("Leo", "young lion", "he"),
-    ("Kitty", "small cat", "she"), ("Ollie", "brown bear", "he"), ("Rosie", "pink pig", "she"),
-    ("Finn", "little fish", "he"), ("Zoe", "curious girl", "she"), ("Jack", "brave boy", "he"),
-    ("Molly", "little mouse", "she"), ("Spot", "spotted puppy", "he"),
-    ("Anna", "little girl", "she"), ("Billy", "little goat", "he"), ("Emma", "girl", "she"),
-    ("Toby", "turtle", "he"), ("Lola", "ladybug", "she"), ("Sammy", "squirrel", "he"),
-]
-_PLACES = ["the park", "the garden", "the big forest", "the beach", "the farm",
-           "the playground", "the pond", "the green hill", "the backyard", "the meadow",
-           "the zoo", "the library", "the river", "the old barn", "the school yard"]
-_THINGS = ["red ball", "blue kite", "toy car", "teddy bear", "shiny stone", "yellow balloon",
-           "little boat", "new hat", "box of crayons", "wooden train", "pretty doll",
-           "big book", "green bucket", "soft blanket", "toy drum", "paper crown"]
-_HOBBIES = ["play with {his} {thing}", "run and jump", "sing happy songs",
-            "look at the clouds", "dig in the dirt", "build tall towers", "draw pictures",
-            "splash in puddles", "read picture books", "chase butterflies", "climb trees",
-            "pick flowers", "count the stars", "play hide and seek"]
-_WEATHER = ["The sun was warm and bright.", "The sky was blue and the birds were singing.",
-            "It was a windy day and the leaves were dancing.", "It was a cool, quiet morning.",
-            "The grass was wet and shiny after the rain.", "It was a hot summer day."]
-_GLAD = ["happy", "glad", "proud", "excited", "thankful"]
-_SAD = ["sad", "worried", "upset", "scared", "grumpy"]
-
-# Each problem: the trouble, then ways it is solved, and a moral that sometimes ends the story.
-_PROBLEMS = [
-    {
-        "trouble": [
-            "{Name} threw {his} {thing} high in the air. Oh no! It got stuck in a tall tree. "
-            "{Name} felt {sad}. \"I can't reach it,\" {he} said.",
-            "The wind took {name}'s {thing} and carried it up into a tree. {Name} jumped and "
-            "jumped, but the {thing} was too high.",
-        ],
-        "fix": [
-            "{Friend} came by and saw the problem. \"I can help!\" said {friend}. {Fhe} found a "
-            "long stick and gently pushed the {thing} down. {Name} hugged {friend}.",
-            "{Name} asked {friend} for help. Together they shook the tree, and the {thing} fell "
-            "down into the soft grass. \"Thank you!\" said {name}.",
-            "A kind bird saw {name} and flew up to the branch. It pushed the {thing} with its "
-            "beak until it fell. {Name} smiled and said, \"Thank you, bird!\"",
-        ],
-        "moral": "When we help each other, hard things become easy.",
-    },
-    {
-        "trouble": [
-            "One morning, {name} could not find {his} {thing}. {He} looked under the bed and "
-            "behind the door, but it was not there. {Name} felt {sad}.",
-            "At {place}, {name} put down {his} {thing} to play. When {he} came back, it was gone!",
-        ],
-        "fix": [
-            "{Friend} said, \"Let's look together.\" They looked high and low. At last, {friend} "
-            "found the {thing} under a bush. \"Here it is!\" {fhe} said.",
-            "{Name} asked {his} mom for help. Mom smiled and said, \"Where did you play last?\" "
-            "{Name} went back to {place} and found the {thing} right by the bench.",
-            "Then {name} saw a little puppy with the {thing} in its mouth. The puppy wanted to "
-            "play! {Name} laughed and they played with the {thing} together.",
-        ],
-        "moral": "If you keep looking and ask for help, you can find what you lost.",
-    },
-    {
-        "trouble": [
-            "{Name} was playing with {his} {thing} when it fell and broke. {He} began to cry. "
-            "\"My {thing} is broken!\" {he} said.",
-            "{Friend} wanted to see the {thing}. {Fhe} pulled it too hard, and it broke. Both "
-            "friends felt {sad}.",
-        ],
-        "fix": [
-            "Mom came and looked at the {thing}. \"We can fix it,\" she said. She used some glue, "
-            "and soon the {thing} was as good as new.",
-            "{Friend} said sorry. Then they found some tape and fixed the {thing} together. It "
-            "looked a little funny, but {name} loved it even more.",
-            "Dad said, \"Let's make something new.\" They made a new {thing} out of paper and "
-            "paint. It was the best one ever.",
-        ],
-        "moral": "Saying sorry and fixing things together makes friends closer.",
-    },
-    {
-        "trouble": [
-            "Suddenly, dark clouds came and it began to rain. {Name} and {friend} were far from "
-            "home. \"What do we do?\" asked {friend}.",
-            "While they played, big drops of rain started to fall. Thunder went boom! {Name} "
-            "felt {sad}.",
-        ],
-        "fix": [
-            "{Name} saw a big tree with wide leaves. They sat under it and stayed dry, telling "
-            "funny stories until the rain stopped.",
-            "They ran home and played inside. Mom made warm soup, and they built a fort with "
-            "blankets. \"Rainy days are fun too!\" said {name}.",
-            "{Name} said, \"Let's jump in the puddles!\" They splashed and laughed. When the sun "
-            "came back, they saw a big rainbow.",
-        ],
-        "moral": "Even a rainy day can be a happy day.",
-    },
-    {
-        "trouble": [
-            "{Friend} saw the {thing} and asked, \"Can I play with it too?\" But {name} said, "
-            "\"No, it is mine!\" {Friend} walked away, feeling {sad}.",
-            "{Name} and {friend} both wanted the {thing}. They pulled and pulled. \"It's my "
-            "turn!\" they both said.",
-        ],
-        "fix": [
-            "{Name} felt bad. {He} ran after {friend} and said, \"I am sorry. Let's play "
-            "together.\" They took turns, and playing was much more fun with two.",
-            "Then {name} had an idea. \"You can have it first, and then it is my turn.\" "
-            "{Friend} smiled. They shared the {thing} all afternoon.",
-        ],
-        "moral": "Sharing makes everyone happy.",
-    },
-    {
-        "trouble": [
-            "At {place}, {name} saw {friend} sitting all alone. {Friend} looked {sad}. \"Nobody "
-            "wants to play with me,\" {fhe} said quietly.",
-            "There was a new {friend_kind} at {place}. {Fhe} did not know anyone and stood by "
-            "the fence, looking {sad}.",
-        ],
-        "fix": [
-            "{Name} walked over and said, \"Hi, I am {name}. Do you want to play with me?\" "
-            "{Friend} smiled a big smile. They played all day.",
-            "{Name} shared {his} {thing} and showed {friend} {his} favorite games. Soon {friend} "
-            "was laughing too.",
-        ],
-        "moral": "A kind word can make a new friend.",
-    },
-    {
-        "trouble": [
-            "That night, {name} heard a strange noise outside. Scratch, scratch! {He} hid under "
-            "the blanket, feeling {sad}.",
-            "In {place}, it grew dark, and the trees made long shadows. {Name} was afraid to walk "
-            "home.",
-        ],
-        "fix": [
-            "{Name} took a deep breath and looked out the window. It was only a little kitten "
-            "that wanted to come in! {Name} gave it some milk, and it purred.",
-            "{Friend} held {name}'s hand. \"The dark is just the night coming to sleep,\" {fhe} "
-            "said. They walked home together, and {name} was not scared anymore.",
-            "Mom came with a lamp and said, \"It is only the wind.\" She gave {name} a big hug, "
-            "and {he} fell asleep with a smile.",
-        ],
-        "moral": "Being brave means trying even when you are scared.",
-    },
-    {
-        "trouble": [
-            "{Name} and {friend} played so long that their tummies began to rumble. \"I am so "
-            "hungry,\" said {friend}.",
-            "{Friend} forgot {fhis} lunch at home. {Fhe} looked at the other children eating and "
-            "felt {sad}.",
-        ],
-        "fix": [
-            "{Name} had two red apples in {his} bag. {He} gave one to {friend}. They ate the "
-            "sweet apples under the tree.",
-            "{Name} opened {his} lunch box and said, \"We can share my cookies.\" {Friend} said, "
-            "\"Thank you, {name}! You are a good friend.\"",
-        ],
-        "moral": "Sharing what you have is a kind thing to do.",
-    },
-    {
-        "trouble": [
-            "{Name} wanted to climb to the top of the big hill, but it was very hard. {He} slipped and "
-            "fell down. \"I can't do it,\" {he} said.",
-            "{Name} was learning to ride a bike. {He} wobbled and fell again and again. {He} felt "
-            "{sad} and wanted to stop.",
-        ],
-        "fix": [
-            "{Friend} said, \"Try one more time. I know you can do it!\" {Name} tried again, slow "
-            "and careful. This time {he} made it! {He} felt so {glad}.",
-            "{Name} did not give up. Every day {he} tried a little more. One day, {he} did it all "
-            "by {himself}, and everyone cheered.",
-        ],
-        "moral": "If you keep trying, you can do hard things.",
-    },
-    {
-        "trouble": [
-            "{Name} and {friend} played with mud and paint. Soon there was a big mess all over "
-            "the floor. Mom was not happy.",
-            "{Name} ran inside with dirty feet and left mud everywhere. \"Oh no,\" said Mom, "
-            "\"look at this mess!\"",
-        ],
-        "fix": [
-            "{Name} said, \"I am sorry, Mom. I will clean it up.\" {Friend} helped too. Soon the "
-            "floor was clean and shiny, and Mom gave them a big hug.",
-            "{Name} got a broom and a cloth. It was hard work, but {he} cleaned it all. Mom said, "
-            "\"Thank you for helping. I am proud of you.\"",
-        ],
-        "moral": "When you make a mess, say sorry and help clean it up.",
-    },
-    {
-        "trouble": [
-            "Near {place}, {name} found a little bird on the ground. Its wing was hurt, and it "
-            "could not fly.",
-            "{Name} heard a tiny meow. A small kitten was lost and crying by the road.",
-        ],
-        "fix": [
-            "{Name} picked it up very gently and took it home. {He} gave it water and a soft bed. "
-            "After a few days, it was strong again, and {name} watched it go home, {glad}.",
-            "{Name} and {friend} looked all around until they found its mother. The mother was so "
-            "happy, and {name} felt warm inside.",
-        ],
-        "moral": "It is good to help those who are small and need us.",
-    },
-]
-_OPENINGS = [
-    "Once upon a time, there was a {kind} named {name}. {He} loved to {hobby}.",
-    "One day, a {kind} named {name} went to {place}. {Weather}",
-    "There once was a {kind} called {name} who lived near {place}. Every day, {he} liked to "
-    "{hobby}.",
-    "{Name} was a {kind} with a {thing}. {He} took it everywhere, even to {place}.",
-    "Once, in a small town, there lived a {kind} named {name}. {Weather}",
-]
-_FRIEND_LINES = [
-    "{Name} had a good friend, a {friend_kind} named {friend}.",
-    "At {place}, {name} met {friend}, a {friend_kind}.",
-    "{Name}'s best friend was {friend}, a {friend_kind} who always laughed a lot.",
-    "That day, {friend} the {friend_kind} came to play.",
-    "\"Hello, {name}!\" called {friend}, a {friend_kind}. \"Can I come with you?\"",
-    "{Name} saw {friend} the {friend_kind} and waved. \"Let's play together!\" {he} said.",
-]
-_ENDINGS = [
-    "From that day on, {name} and {friend} were best friends.",
-    "{Name} went home with a big smile on {his} face.",
-    "They played together until the sun went down.",
-    "That night, {name} slept well and dreamed of {place}.",
-    "{Name} felt {glad}, and the day ended happily.",
-    "And they all lived happily ever after.",
-    "\"This was the best day ever!\" said {name}.",
-    "\"Let's play again tomorrow,\" said {friend}, and {name} nodded.",
-]
-
-
-def _pronouns(prefix: str, subject: str) -> dict[str, str]:
-    forms = {"he": ("he", "his", "him", "himself"), "she": ("she", "her", "her", "herself")}
-    he, his, him, himself = forms[subject]
-    names = {"he": he, "his": his, "him": him, "himself": himself}
-    out = {}
-    for key, value in names.items():
-        out[prefix + key] = value
-        out[(prefix + key).capitalize()] = value.capitalize()
-    return out
-
-
-def _tell_story(rng: random.Random) -> str:
-    name, kind, subject = rng.choice(_HEROES)
-    friend, friend_kind, friend_subject = rng.choice([h for h in _HEROES if h[0] != name])
-    fields = {
-        "name": name, "Name": name, "kind": kind, "friend": friend, "Friend": friend,
-        "friend_kind": friend_kind, "place": rng.choice(_PLACES), "thing": rng.choice(_THINGS),
-        "Weather": rng.choice(_WEATHER), "glad": rng.choice(_GLAD), "sad": rng.choice(_SAD),
-        **_pronouns("", subject), **_pronouns("f", friend_subject),
-    }
-    fields["hobby"] = rng.choice(_HOBBIES).format(**fields)
-
-    problem = rng.choice(_PROBLEMS)
-    paragraphs = [
-        rng.choice(_OPENINGS).format(**fields) + " " + rng.choice(_FRIEND_LINES).format(**fields),
-        rng.choice(problem["trouble"]).format(**fields),
-        rng.choice(problem["fix"]).format(**fields) + " " + rng.choice(_ENDINGS).format(**fields),
-    ]
-    if rng.random() < 0.4:
-        paragraphs.append("The lesson is: " + problem["moral"].lower()[0] + problem["moral"][1:])
-    return "\n".join(paragraphs)
-
-
-def make_stories(n: int, seed: int = 0) -> list[str]:
-    """``n`` simple children's stories from a seeded generator (the offline corpus).
-
-    Each story has a hero and a friend (children and animals), a place, a thing they care
-    about, a small problem with dialogue and how it gets solved, and sometimes a moral.
-    Deterministic for a seed, and a prefix of a longer run: ``make_stories(5)`` is
-    ``make_stories(10)[:5]``.
-    """
-    if n < 0:
-        raise ValueError(f"n={n}: expected a number of stories >= 0")
-    rng = random.Random(seed)
-    return [_tell_story(rng) for _ in range(n)]
 
 
 # --------------------------------------------------------------------------------------
@@ -685,25 +403,37 @@ def get_batch(tokens, batch_size: int, context_length: int,
     if len(tokens) < context_length + 1:
         raise ValueError(f"tokens: {len(tokens)} tokens are too few for context_length="
                          f"{context_length} (need at least {context_length + 1})")
-    device = torch.device(device)
     starts = torch.randint(len(tokens) - context_length, (batch_size,), generator=generator,
                            device=generator.device if generator is not None else "cpu")
+    return gather_windows(tokens, starts, context_length, device)
 
-    if isinstance(tokens, torch.Tensor):  # index where the tokens are, then move the batch
+
+def gather_windows(tokens, starts: torch.Tensor, context_length: int, device="cpu"
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs and targets of the windows starting at ``starts`` (B,): two (B, T) int64
+    tensors on ``device``, the targets one token ahead of the inputs.
+
+    ``tokens`` is a 1-D tensor (possibly on the GPU: the windows are then gathered there) or
+    numpy array (a memmap reads only the windows it is asked for). Copies from the CPU to a
+    GPU go through pinned memory without blocking, so the host never waits for the GPU here.
+    """
+    device = torch.device(device)
+    if isinstance(tokens, torch.Tensor):
         offsets = torch.arange(context_length + 1, device=tokens.device)
-        windows = tokens[starts.to(tokens.device)[:, None] + offsets].long()  # (B, T+1)
-        x, y = windows[:, :-1].contiguous(), windows[:, 1:].contiguous()  # (B, T) each
-        return x.to(device), y.to(device)
+        chunk = tokens[_to(starts, tokens.device)[:, None] + offsets]  # (B, T + 1)
+    else:
+        index = starts.cpu().numpy()[:, None] + np.arange(context_length + 1)
+        chunk = torch.from_numpy(np.asarray(tokens[index], dtype=np.int64))  # (B, T + 1)
+    chunk = _to(chunk, device).long()
+    return chunk[:, :-1], chunk[:, 1:]
 
-    starts = starts.tolist()
-    x = torch.from_numpy(np.stack([tokens[s:s + context_length] for s in starts])
-                         .astype(np.int64))  # (B, T)
-    y = torch.from_numpy(np.stack([tokens[s + 1:s + 1 + context_length] for s in starts])
-                         .astype(np.int64))  # (B, T)
-    if device.type == "cuda":  # pinned memory lets the copy overlap with GPU work
-        return (x.pin_memory().to(device, non_blocking=True),
-                y.pin_memory().to(device, non_blocking=True))
-    return x.to(device), y.to(device)
+
+def _to(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor.to(device)``; from the CPU to a GPU through pinned memory, non-blocking (a
+    pageable copy would make the host wait for the GPU)."""
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 # --------------------------------------------------------------------------------------
@@ -725,7 +455,7 @@ class PreparedCorpus:
         """UTF-8 bytes of story text per token in ``split`` (EOT counts as a token, not a
         byte): multiply a loss in bits per token by 1 / this to get bits per byte."""
         if split not in SPLITS:
-            raise ValueError(f"split={split!r}: expected one of {', '.join(map(repr, SPLITS))}")
+            raise UsageError(f"split={split!r}: expected one of {', '.join(map(repr, SPLITS))}")
         return self.meta[split]["bytes"] / self.meta[split]["tokens"]
 
 
@@ -741,7 +471,7 @@ def load_prepared(path: str | Path) -> PreparedCorpus:
         bin_path = path / f"{split}.bin"
         expected = meta[split]["tokens"]
         if not bin_path.is_file() or bin_path.stat().st_size != 2 * expected:
-            raise ValueError(f"{bin_path}: missing or not {expected} uint16 tokens as meta.json "
+            raise UsageError(f"{bin_path}: missing or not {expected} uint16 tokens as meta.json "
                              "says; delete the folder and prepare again")
         arrays[split] = np.memmap(bin_path, dtype=np.uint16, mode="r")
     tokenizer = load_tokenizer(path / "tokenizer.json")

@@ -20,15 +20,12 @@ from pathlib import Path
 from nanolm_lib import utils
 
 PROMPTS = ("", "Once upon a time, there was a little dog named")
-# Stories per split taken from the hub: about what five minutes of CPU training can read
-# (~4 M tokens); tokenizing all 2.1 M stories would take longer than the training itself.
-HUB_STORY_LIMIT = {"smoke": 2_000, "cpu": 20_000}
 
 
 def demo_preset() -> str:
     """``cpu``, unless NANOLM_SIZE / smoke mode asks for another size."""
     if os.environ.get("NANOLM_SIZE") or utils.is_smoke():
-        from nanolm_lib.cli import default_preset
+        from nanolm_lib.presets import default_preset
 
         return default_preset()
     return "cpu"
@@ -39,36 +36,27 @@ def run_demo(out_dir: Path, preset: str, data=None, fresh: bool = False,
     """Prepare, train (or resume, or reuse), tell two stories, evaluate; returns the figures."""
     import torch
 
-    from nanolm_lib.cli import corpus_summary
-    from nanolm_lib.data import prepare_corpus
-    from nanolm_lib.model import GPT, PRESETS
+    from nanolm_lib.checkpoint import CHECKPOINT_NAME, load_checkpoint, load_model
+    from nanolm_lib.presets import get_preset
+    from nanolm_lib.runs import plan_preset_run
     from nanolm_lib.sampling import tell_story
-    from nanolm_lib.train import (
-        CHECKPOINT_NAME,
-        evaluate,
-        load_checkpoint,
-        load_model,
-        resolve_precision,
-        train,
-        train_preset,
-    )
+    from nanolm_lib.tables import corpus_summary
+    from nanolm_lib.train import evaluate, resolve_precision
 
-    model_config = PRESETS[preset]
-    config = train_preset(preset, out_dir=str(out_dir))
-    device = utils.pick_device(config.device)  # where train() trains; stories and evaluation too
-
-    print(f"[1/4] data and tokenizer ({model_config.vocab_size:,}-token BPE)")
+    recipe = get_preset(preset)
+    print(f"[1/4] data and tokenizer ({recipe.model.vocab_size:,}-token BPE)")
     local = data if data is not None else os.environ.get("NANOLM_DATA")
-    limit = None if local and Path(local).exists() else HUB_STORY_LIMIT.get(preset)
-    corpus = prepare_corpus(data, model_config.vocab_size, limit=limit)
-    print(corpus_summary(corpus, config.batch_size, model_config.context_length,
+    limit = None if local and Path(local).exists() else recipe.hub_story_limit
+    run = plan_preset_run(preset, out_dir, data=data, limit=limit)
+    config, model_config = run.config, run.model_config
+    device = utils.pick_device(config.device)  # where train() trains; stories and evaluation too
+    print(corpus_summary(run.corpus, config.batch_size, model_config.context_length,
                          run=f"the {preset!r} preset"))
 
     ckpt = out_dir / CHECKPOINT_NAME
     state = load_checkpoint(ckpt) if ckpt.exists() and not fresh else None
     done = state is not None and state["step"] >= state["train_config"]["max_steps"]
-    n_params = sum(p.numel() for p in GPT(model_config).parameters())
-    print(f"\n[2/4] training the {preset!r} preset: {n_params / 1e6:.2f} M parameters, "
+    print(f"\n[2/4] training the {preset!r} preset: {run.parameters / 1e6:.2f} M parameters, "
           f"{config.max_steps:,} steps x {config.batch_size} x {model_config.context_length} "
           f"tokens, into {out_dir}")
     if done:
@@ -76,12 +64,7 @@ def run_demo(out_dir: Path, preset: str, data=None, fresh: bool = False,
               "(python -m nanolm_lib.demo --fresh trains again)")
     else:
         started = time.perf_counter()
-        torch.manual_seed(config.seed)
-        train(GPT(model_config), config, corpus.train, corpus.validation,
-              tokenizer=corpus.tokenizer, bytes_per_token=corpus.bytes_per_token("validation"),
-              resume=not fresh, overwrite=fresh,
-              data_info={"preset": preset, "source": data, "corpus": str(corpus.path),
-                         "described": corpus.meta.get("source")})
+        run.train(resume=not fresh, overwrite=fresh)
         print(f"trained in {(time.perf_counter() - started) / 60:.1f} min; "
               f"plot: {out_dir / 'plot.png'}, metrics: {out_dir / 'metrics.jsonl'}")
 
@@ -97,6 +80,7 @@ def run_demo(out_dir: Path, preset: str, data=None, fresh: bool = False,
 
     print("[4/4] the whole validation split")
     precision = resolve_precision(config.precision, device)  # the precision it trained in
+    corpus = run.corpus
     result = evaluate(model, corpus.validation, model_config.context_length,
                       bytes_per_token=corpus.bytes_per_token("validation"), precision=precision)
     print(f"validation loss {result['loss']:.4f}, perplexity {result['perplexity']:.2f}, "
@@ -116,19 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     preset = args.preset or demo_preset()
     out_dir = Path(args.out) if args.out else utils.runs_dir() / "demo"
-    from nanolm_lib.cli import user_errors
+    from nanolm_lib.errors import run_reporting_user_errors
 
-    try:
+    def demo() -> int:
         run_demo(out_dir, preset, args.data, args.fresh)
-    except KeyboardInterrupt:
-        print("demo interrupted; run it again to continue where it stopped", file=sys.stderr)
-        return 130
-    except user_errors() as error:
-        if os.environ.get("NANOLM_DEBUG"):
-            raise
-        print(f"demo: error: {error}", file=sys.stderr)
-        return 1
-    return 0
+        return 0
+
+    return run_reporting_user_errors(
+        "demo", demo, "demo interrupted; run it again to continue where it stopped")
 
 
 if __name__ == "__main__":

@@ -45,8 +45,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nanolm_lib.benchmarks import format_table
 from nanolm_lib.benchmarks.train import REFERENCE_TOKENS
+from nanolm_lib.tables import format_table
 
 TARGET_SECONDS = 300  # the recipe's 458.75 M tokens in 5 minutes ...
 TARGET_TOKENS_PER_S = 1.53e6  # ... needs 1.53 M tokens/s
@@ -155,19 +155,14 @@ def token_stream(n: int, vocab_size: int, seed: int = 0) -> np.ndarray:
 
 def training_setup(ctx: Context, seed: int = 0):
     """(model, optimizer, batches, precision) of the plan's preset, as train() builds them."""
-    from nanolm_lib.model import GPT, PRESETS
-    from nanolm_lib.train import (
-        BatchStream,
-        Distributed,
-        enable_tf32,
-        make_optimizer,
-        train_preset,
-    )
+    from nanolm_lib.model import GPT
+    from nanolm_lib.presets import model_config, train_preset
+    from nanolm_lib.train import BatchStream, Distributed, enable_tf32, make_optimizer
 
     enable_tf32(torch.device(ctx.device))
     config = train_preset(ctx.plan.preset, batch_size=ctx.plan.batch_size)
     torch.manual_seed(seed)
-    model = GPT(PRESETS[ctx.plan.preset]).to(ctx.device).train()
+    model = GPT(model_config(ctx.plan.preset)).to(ctx.device).train()
     optimizer = make_optimizer(model, config, ctx.device)
     data = torch.from_numpy(token_stream(ctx.plan.stream_tokens, model.config.vocab_size)
                             .astype(np.int32)).to(ctx.device)  # train() keeps it on the GPU
@@ -355,10 +350,10 @@ def compile_counters() -> dict:
 def check_step_speed(ctx: Context) -> dict:
     import torch._dynamo
 
-    from nanolm_lib.model import PRESETS
+    from nanolm_lib.presets import model_config
 
     model, optimizer, batches, precision = training_setup(ctx)
-    tokens = ctx.plan.batch_size * PRESETS[ctx.plan.preset].context_length
+    tokens = ctx.plan.batch_size * model_config(ctx.plan.preset).context_length
     steps = ctx.plan.timed_steps
     result = {"preset": ctx.plan.preset, "batch_size": ctx.plan.batch_size,
               "precision": precision, "timed_steps": steps,
@@ -506,7 +501,8 @@ def _inside(event, scope: str) -> bool:
 def check_ceiling(ctx: Context) -> dict:
     from nanolm_lib.benchmarks import matmul_ceiling
     from nanolm_lib.benchmarks.train import ceiling_dtype
-    from nanolm_lib.model import PRESETS, flops_per_token
+    from nanolm_lib.model import flops_per_token
+    from nanolm_lib.presets import model_config
 
     precision = ctx.precision()
     dtype = ceiling_dtype(precision)
@@ -523,7 +519,7 @@ def check_ceiling(ctx: Context) -> dict:
     if not best:
         return {"status": "ok", "summary": f"{ceiling / 1e12:.1f} TFLOP/s {dtype}, "
                 f"{bandwidth / 1e9:.0f} GB/s copy; no step speed to compare", **result}
-    per_token = flops_per_token(PRESETS[ctx.plan.preset])
+    per_token = flops_per_token(model_config(ctx.plan.preset))
     go = best >= TARGET_TOKENS_PER_S and not ctx.dry_run
     result.update(best_tokens_per_s=best, mfu=best * per_token / ceiling,
                   reference_run_minutes=REFERENCE_TOKENS / best / 60,
@@ -541,10 +537,12 @@ def check_ceiling(ctx: Context) -> dict:
 
 
 def check_short_train(ctx: Context) -> dict:
-    from nanolm_lib.model import GPT, PRESETS
-    from nanolm_lib.train import load_checkpoint, train, train_preset
+    from nanolm_lib.checkpoint import load_checkpoint
+    from nanolm_lib.model import GPT
+    from nanolm_lib.presets import PRESETS, train_preset
+    from nanolm_lib.train import train
 
-    model_config = PRESETS[ctx.plan.preset]
+    model_config = PRESETS[ctx.plan.preset].model
     steps = ctx.plan.train_steps
     tokens = token_stream(ctx.plan.stream_tokens, model_config.vocab_size, seed=1)
     split = len(tokens) * 9 // 10
@@ -591,8 +589,8 @@ def check_short_train(ctx: Context) -> dict:
 
 
 def check_generation(ctx: Context) -> dict:
+    from nanolm_lib.checkpoint import load_checkpoint, model_from_checkpoint
     from nanolm_lib.sampling import generate
-    from nanolm_lib.train import load_checkpoint, model_from_checkpoint
 
     run = ctx.out_dir / "short-train" / "whole"
     if not (run / "model.ckpt").exists():

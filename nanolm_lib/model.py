@@ -17,8 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nanolm_lib.attention import IMPLS, KVCache, MultiHeadAttention
-
-MAX_VOCAB = 65_536  # token ids are stored as uint16
+from nanolm_lib.tokenizer import MAX_VOCAB_SIZE
 
 
 @dataclass
@@ -42,9 +41,9 @@ class GPTConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"GPTConfig.{name}: expected a positive int, found {value!r}")
-        if self.vocab_size > MAX_VOCAB:
+        if self.vocab_size > MAX_VOCAB_SIZE:
             raise ValueError(
-                f"GPTConfig.vocab_size: expected at most {MAX_VOCAB:,} (tokens are stored as "
+                f"GPTConfig.vocab_size: expected at most {MAX_VOCAB_SIZE:,} (tokens are stored as "
                 f"uint16), found {self.vocab_size:,}"
             )
         if self.d_model % self.n_heads:
@@ -63,25 +62,14 @@ class GPTConfig:
         return self.d_model // self.n_heads
 
 
-PRESETS: dict[str, GPTConfig] = {
-    # The reference run: 21,955,584 parameters with the head tied to the token embedding.
-    "seed-3090": GPTConfig(),
-    # About 1.1 M parameters, chosen by measurement: on a 2-core CPU (2 threads, idle) it
-    # trains at ~12,800 tokens/s, so five minutes read ~3.7 M tokens (see the "cpu" preset of
-    # nanolm_lib.train). At that budget, with context 128, it reached validation loss 2.97
-    # (1.18 bits/byte) on the TinyStories sample and told recognisable stories, where
-    # d_model 192 (2.2 M, 8,000 tokens/s) and 256 (3.7 M, 5,200 tokens/s), reading fewer
-    # tokens in the same time, reached 3.15 and 3.44: at five minutes the budget, not the
-    # size, limits the loss. A 2,048-token vocabulary keeps the tied head, the costliest
-    # single matmul, small. Context 256 holds a whole typical story (~230 tokens), so a story
-    # is written with the KV cache and without sliding the window; it costs ~10% more time
-    # per token than context 128.
-    "cpu": GPTConfig(vocab_size=2_048, context_length=256, d_model=128, n_layers=4, n_heads=4,
-                     d_ff=512),
-    # Seconds: for tests, CI and nbgrader runs.
-    "smoke": GPTConfig(vocab_size=512, context_length=64, d_model=64, n_layers=2, n_heads=4,
-                       d_ff=256),
-}
+def __getattr__(name: str):
+    """``PRESETS``: the model half of each recipe of :mod:`nanolm_lib.presets`, by name (what
+    lesson 05 tabulates and builds from)."""
+    if name == "PRESETS":
+        from nanolm_lib.presets import PRESETS
+
+        return {preset_name: preset.model for preset_name, preset in PRESETS.items()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class LayerNorm(nn.Module):

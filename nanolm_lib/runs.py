@@ -16,10 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from nanolm_lib.checkpoint import CHECKPOINT_NAME as CHECKPOINT
+from nanolm_lib.errors import CheckpointError, UsageError
+from nanolm_lib.presets import PRESETS
 from nanolm_lib.utils import runs_dir
-
-LESSON06_PRESETS = ("smoke", "cpu", "seed-3090")  # lesson 06 writes runs/lesson06-<preset>
-CHECKPOINT = "model.ckpt"
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Candidate:
 def candidates(root: Path | None = None) -> list[Candidate]:
     """The run folders holding a checkpoint, in the order the lessons take them."""
     root = runs_dir() if root is None else Path(root)
-    own = [root / f"lesson06-{preset}" for preset in LESSON06_PRESETS]
+    own = [root / f"lesson06-{preset}" for preset in PRESETS]  # lesson 06's run folders
     own = sorted((f for f in own if (f / CHECKPOINT).is_file()),
                  key=lambda f: (f / CHECKPOINT).stat().st_mtime, reverse=True)
     found = [Candidate(f, "your own lesson-06 run" + (" (the newest)" if len(own) > 1 else ""))
@@ -47,7 +47,7 @@ def find_trained_model(device: str = "cpu", root: Path | None = None):
 
     A checkpoint that does not load (a half-written or foreign file) is reported and skipped.
     """
-    from nanolm_lib.train import CheckpointError, load_model
+    from nanolm_lib.checkpoint import load_model
 
     root = runs_dir() if root is None else Path(root)
     for candidate in candidates(root):
@@ -64,15 +64,18 @@ def train_smoke_model(out_dir: Path, max_steps: int, device: str = "cpu"):
     """Train (or resume) the tiny smoke model into ``out_dir``; ``(model, tokenizer)``."""
     import torch
 
+    from nanolm_lib.checkpoint import load_model
     from nanolm_lib.data import prepare_corpus
-    from nanolm_lib.model import GPT, PRESETS
-    from nanolm_lib.train import load_model, train, train_preset
+    from nanolm_lib.model import GPT
+    from nanolm_lib.presets import model_config, train_preset
+    from nanolm_lib.train import train
 
-    corpus = prepare_corpus(vocab_size=PRESETS["smoke"].vocab_size, limit=300)
+    smoke = model_config("smoke")
+    corpus = prepare_corpus(vocab_size=smoke.vocab_size, limit=300)
     config = train_preset("smoke", max_steps=max_steps, out_dir=str(out_dir))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        train(GPT(PRESETS["smoke"]), config, corpus.train, corpus.validation,
+        train(GPT(smoke), config, corpus.train, corpus.validation,
               tokenizer=corpus.tokenizer, resume=True)
     return load_model(out_dir, device=device)
 
@@ -91,3 +94,135 @@ def model_for_lesson(device: str = "cpu", smoke_steps: int = 200):
           f"training the tiny 'smoke' model for {smoke_steps} steps into {folder}")
     model, tokenizer = train_smoke_model(folder, smoke_steps, device)
     return model, tokenizer, folder
+
+
+# -------------------------------------------------------------------------------------------
+# Training a preset into a run folder: what `nanolm train` and `make demo` both do
+
+
+@dataclass
+class PresetRun:
+    """A preset made ready to train into ``out_dir``: its settings and its prepared corpus
+    (:func:`plan_preset_run`). :meth:`train` trains, resumes or replaces the run there."""
+
+    preset: str
+    out_dir: Path
+    model_config: object  # GPTConfig
+    config: object  # TrainConfig
+    corpus: object  # PreparedCorpus
+    data: object = None  # the data source asked for (None: NANOLM_DATA, the hub, generated)
+
+    @property
+    def parameters(self) -> int:
+        from nanolm_lib.model import count_parameters
+
+        return count_parameters(self.model_config)
+
+    def data_info(self) -> dict:
+        """Where the tokens came from, as the checkpoint and config.json keep it."""
+        corpus = self.corpus
+        return {"preset": self.preset, "source": None if self.data is None else str(self.data),
+                "corpus": str(corpus.path), "described": corpus.meta.get("source"),
+                "bytes_per_token": corpus.bytes_per_token("validation")}
+
+    def train(self, *, resume: bool = False, overwrite: bool = False) -> list[dict]:
+        """Seed, build the GPT, train (see :func:`nanolm_lib.train.train`); the history."""
+        import torch
+
+        from nanolm_lib.model import GPT
+        from nanolm_lib.train import train
+
+        corpus = self.corpus
+        torch.manual_seed(self.config.seed)  # the same initial weights for the same seed
+        return train(GPT(self.model_config), self.config, corpus.train, corpus.validation,
+                     tokenizer=corpus.tokenizer,
+                     bytes_per_token=corpus.bytes_per_token("validation"), resume=resume,
+                     overwrite=overwrite, data_info=self.data_info())
+
+
+def plan_preset_run(preset: str | None, out_dir: Path, *, data=None, limit: int | None = None,
+                    resume: bool = False, **overrides) -> PresetRun:
+    """The settings and the prepared corpus of a run of ``preset`` in ``out_dir``.
+
+    Resuming a run (``resume`` and a checkpoint in ``out_dir``) without naming a preset keeps
+    the run's own settings, preset and data; otherwise the preset's (None: the one for this
+    machine, :func:`nanolm_lib.presets.default_preset`). ``overrides`` are
+    :func:`training_overrides`' keywords. The corpus is prepared once per job: under
+    ``torchrun`` rank 0 prepares it while the others wait, then read it from the cache.
+    """
+    from nanolm_lib.checkpoint import load_checkpoint
+    from nanolm_lib.model import GPTConfig
+    from nanolm_lib.presets import default_preset, model_config, train_preset
+    from nanolm_lib.train import TrainConfig
+
+    ckpt = Path(out_dir) / CHECKPOINT
+    if resume and preset is None and ckpt.exists():
+        state = load_checkpoint(ckpt)
+        saved = state["extra"].get("data", {})
+        preset = saved.get("preset") or default_preset()
+        data = data if data is not None else saved.get("source")
+        model = GPTConfig(**state["model_config"])
+        config = TrainConfig(**state["train_config"])
+    else:
+        preset = preset or default_preset()
+        model, config = model_config(preset), train_preset(preset)
+    config = training_overrides(config, out_dir=str(out_dir), **overrides)
+    corpus = _prepared_once(data, model.vocab_size, limit, config.device)
+    if corpus.tokenizer.vocab_size != model.vocab_size:
+        raise UsageError(f"the corpus tokenizer has {corpus.tokenizer.vocab_size} tokens "
+                              f"but the model expects vocab_size={model.vocab_size}")
+    return PresetRun(preset, Path(out_dir), model, config, corpus, data)
+
+
+def training_overrides(config, *, out_dir: str | None = None, device: str | None = None,
+                       compile: bool = False, batch_size: int | None = None,
+                       lr: float | None = None, min_lr: float | None = None,
+                       steps: int | None = None, epochs: float | None = None):
+    """``config`` with what the command line asks for, validated as any TrainConfig is.
+
+    ``lr`` alone keeps the recipe's ratio of ``min_lr`` to ``lr`` (one tenth in every preset);
+    ``steps`` or ``epochs`` set the run's length, and the evaluation, log and checkpoint
+    intervals shrink to fit a shorter run.
+    """
+    import dataclasses
+
+    changes: dict = {"compile": compile or config.compile}
+    if out_dir is not None:
+        changes["out_dir"] = out_dir
+    if device:
+        changes["device"] = device
+    if batch_size is not None:
+        changes["batch_size"] = batch_size
+    if lr is not None:
+        changes["lr"] = lr
+        changes["min_lr"] = min_lr if min_lr is not None else lr * config.min_lr / config.lr
+    elif min_lr is not None:
+        changes["min_lr"] = min_lr
+    max_steps = config.max_steps
+    if steps is not None:
+        max_steps = changes["max_steps"] = steps
+        changes["eval_interval"] = min(config.eval_interval, steps)
+    if epochs is not None:
+        per_epoch = config.steps_per_epoch or config.eval_interval
+        max_steps = changes["max_steps"] = round(epochs * per_epoch)
+        changes["steps_per_epoch"] = per_epoch
+    changes["checkpoint_interval"] = min(config.checkpoint_interval, max_steps)
+    changes["log_interval"] = min(config.log_interval, max_steps)
+    return dataclasses.replace(config, **changes)
+
+
+def _prepared_once(data, vocab_size: int, limit: int | None, device: str | None):
+    """:func:`nanolm_lib.data.prepare_corpus`, by rank 0 first under ``torchrun``."""
+    from nanolm_lib.data import prepare_corpus
+    from nanolm_lib.train import setup_distributed
+
+    dist_info = setup_distributed(device)
+    if dist_info.is_main:
+        corpus = prepare_corpus(data, vocab_size, limit=limit)
+    if dist_info.enabled:
+        import torch.distributed as dist
+
+        dist.barrier()
+    if not dist_info.is_main:  # now a cache hit
+        corpus = prepare_corpus(data, vocab_size, limit=limit)
+    return corpus

@@ -11,6 +11,7 @@ import numbers
 
 import torch
 
+from nanolm_lib.errors import UsageError
 from nanolm_lib.utils import progress, run_model
 
 
@@ -31,13 +32,13 @@ def _check_sampling(temperature, top_k, top_p) -> None:
     is reported at once rather than when someone turns the temperature up."""
     if (isinstance(temperature, bool) or not isinstance(temperature, numbers.Real)
             or not temperature >= 0):
-        raise ValueError(f"temperature: expected a number >= 0 (0 = greedy), found {temperature!r}")
+        raise UsageError(f"temperature: expected a number >= 0 (0 = greedy), found {temperature!r}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral)
                               or top_k <= 0):
-        raise ValueError(f"top_k: expected a positive int, found {top_k!r}")
+        raise UsageError(f"top_k: expected a positive int, found {top_k!r}")
     if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, numbers.Real)
                               or not 0.0 < top_p <= 1.0):
-        raise ValueError(f"top_p: expected a probability in (0, 1], found {top_p!r}")
+        raise UsageError(f"top_p: expected a probability in (0, 1], found {top_p!r}")
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:

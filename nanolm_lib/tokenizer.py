@@ -25,7 +25,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from nanolm_lib.utils import progress, progress_disabled
+from nanolm_lib.errors import UsageError
+from nanolm_lib.utils import atomic_write, progress, progress_disabled
 
 EOT = "<|endoftext|>"
 """The end-of-text special token: it ends every story in a packed corpus."""
@@ -235,13 +236,67 @@ def _split_on_specials(texts: Iterable[str], special_tokens: Sequence[str]) -> I
                 yield piece
 
 
-def _fingerprint(kind: str, merges, special_tokens) -> str:
-    content = json.dumps({"kind": kind, "merges": [list(p) for p in merges],
-                          "special_tokens": list(special_tokens)})
-    return hashlib.sha256(content.encode()).hexdigest()[:16]
+class Tokenizer:
+    """What both tokenizers share (as minbpe's base ``Tokenizer``): ids laid out as bytes
+    0-255, merge i -> 256 + i, then the special tokens; ``merges``, ``vocab`` (id -> bytes),
+    ``special_tokens`` (string -> id), ``vocab_size``, ``eot_id``; decoding, a fingerprint,
+    and saving to / loading from a JSON file. A subclass says how it encodes, what JSON it
+    writes (:meth:`_to_json`) and how it is rebuilt from that JSON (:meth:`_from_json`).
+    """
+
+    kind = ""
+    described = ""  # what its file is, in an error message
+    merges: list[tuple[int, int]]
+    vocab: dict[int, bytes]
+    special_tokens: dict[str, int]
+    vocab_size: int
+    eot_id: int | None
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of what the tokenizer does (kind, merges, special tokens)."""
+        content = json.dumps({"kind": self.kind, "merges": [list(p) for p in self.merges],
+                              "special_tokens": list(self.special_tokens)})
+        return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+    def encode(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of ``ids`` (special tokens as their strings); invalid UTF-8 becomes U+FFFD."""
+        return decode(ids, self.vocab)
+
+    def _to_json(self) -> str:
+        raise NotImplementedError
+
+    @classmethod
+    def _reads(cls, data: dict) -> bool:
+        """Whether ``data`` (a parsed tokenizer file) is this kind's."""
+        raise NotImplementedError
+
+    @classmethod
+    def _from_json(cls, data: dict) -> Tokenizer:
+        raise NotImplementedError
+
+    def save(self, path: str | Path) -> Path:
+        """Write the tokenizer's JSON file, atomically."""
+        return atomic_write(Path(path), lambda temp: temp.write_text(self._to_json(),
+                                                                     encoding="utf-8"))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tokenizer:
+        """Load what :meth:`save` wrote (a file, or a folder holding ``tokenizer.json``)."""
+        data = _read_tokenizer_json(path)
+        if not cls._reads(data):
+            raise UsageError(f"{path}: not a {cls.described} tokenizer file (use load_tokenizer)")
+        return cls._from_json(data)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(vocab_size={self.vocab_size}, "
+                f"fingerprint={self.fingerprint!r})")
 
 
-class BPETokenizer:
+class BPETokenizer(Tokenizer):
     """The from-scratch byte-level BPE tokenizer, with special tokens.
 
     Special tokens (by default only ``<|endoftext|>``) get the ids right after the merges.
@@ -250,6 +305,7 @@ class BPETokenizer:
     """
 
     kind = "nanolm-bpe"
+    described = "nanolm-bpe"
 
     def __init__(self, merges: Sequence[tuple[int, int]], special_tokens: Sequence[str] = (EOT,)):
         self.merges = [(int(a), int(b)) for a, b in merges]
@@ -286,11 +342,6 @@ class BPETokenizer:
         merges, _ = train_bpe(pieces, vocab_size - len(special_tokens))
         return cls(merges, special_tokens)
 
-    @property
-    def fingerprint(self) -> str:
-        """A short hash of what the tokenizer does (kind, merges, special tokens)."""
-        return _fingerprint(self.kind, self.merges, self.special_tokens)
-
     def _encode_ordinary(self, text: str) -> list[int]:
         ids = []
         for piece in pretokenize(text):
@@ -312,29 +363,19 @@ class BPETokenizer:
                 ids.extend(self._encode_ordinary(part))
         return ids
 
-    def decode(self, ids: Iterable[int]) -> str:
-        """Text of ``ids`` (special tokens as their strings); invalid UTF-8 becomes U+FFFD."""
-        return decode(ids, self.vocab)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the tokenizer as JSON (``kind``, ``merges``, ``special_tokens``)."""
-        path = Path(path)
-        data = {"kind": self.kind, "version": 1, "pattern": PRETOKENIZE_PATTERN,
-                "merges": [list(pair) for pair in self.merges],
-                "special_tokens": list(self.special_tokens)}
-        _write_text_atomic(path, json.dumps(data) + "\n")
-        return path
+    def _to_json(self) -> str:
+        """``kind``, ``merges``, ``special_tokens`` (and the pre-tokenizer's pattern)."""
+        return json.dumps({"kind": self.kind, "version": 1, "pattern": PRETOKENIZE_PATTERN,
+                           "merges": [list(pair) for pair in self.merges],
+                           "special_tokens": list(self.special_tokens)}) + "\n"
 
     @classmethod
-    def load(cls, path: str | Path) -> BPETokenizer:
-        """Load what :meth:`save` wrote."""
-        data = _read_tokenizer_json(path)
-        if data.get("kind") != cls.kind:
-            raise ValueError(f"{path}: not a {cls.kind} tokenizer file (use load_tokenizer)")
-        return cls([tuple(p) for p in data["merges"]], data["special_tokens"])
+    def _reads(cls, data: dict) -> bool:
+        return data.get("kind") == cls.kind
 
-    def __repr__(self) -> str:
-        return f"BPETokenizer(vocab_size={self.vocab_size}, fingerprint={self.fingerprint!r})"
+    @classmethod
+    def _from_json(cls, data: dict) -> BPETokenizer:
+        return cls([tuple(p) for p in data["merges"]], data["special_tokens"])
 
 
 # --------------------------------------------------------------------------------------
@@ -363,7 +404,7 @@ BYTE_TO_CHAR = _byte_to_char()
 CHAR_TO_BYTE = {c: b for b, c in BYTE_TO_CHAR.items()}
 
 
-class FastTokenizer:
+class FastTokenizer(Tokenizer):
     """Byte-level BPE run by Hugging Face ``tokenizers``: the same interface as
     :class:`BPETokenizer`, plus :meth:`encode_batch`, which encodes many texts in parallel.
 
@@ -372,6 +413,7 @@ class FastTokenizer:
     """
 
     kind = "hf-bytelevel-bpe"
+    described = "Hugging Face"
 
     def __init__(self, hf_tokenizer):
         self.hf_tokenizer = hf_tokenizer
@@ -411,11 +453,6 @@ class FastTokenizer:
                                for s in special_tokens])
         return cls(hf)
 
-    @property
-    def fingerprint(self) -> str:
-        """A short hash of what the tokenizer does (kind, merges, special tokens)."""
-        return _fingerprint(self.kind, self.merges, self.special_tokens)
-
     def encode(self, text: str) -> list[int]:
         """Encode ``text``; special-token strings in it become their single ids."""
         return self.hf_tokenizer.encode(text, add_special_tokens=False).ids
@@ -425,28 +462,19 @@ class FastTokenizer:
         encodings = self.hf_tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
         return [e.ids for e in encodings]
 
-    def decode(self, ids: Iterable[int]) -> str:
-        """Text of ``ids`` (special tokens as their strings); invalid UTF-8 becomes U+FFFD."""
-        return decode(ids, self.vocab)
-
-    def save(self, path: str | Path) -> Path:
-        """Write the HF tokenizer JSON (``tokenizers.Tokenizer.from_file`` reads it too)."""
-        path = Path(path)
-        _write_text_atomic(path, self.hf_tokenizer.to_str())
-        return path
+    def _to_json(self) -> str:
+        """The HF tokenizer JSON (``tokenizers.Tokenizer.from_file`` reads it too)."""
+        return self.hf_tokenizer.to_str()
 
     @classmethod
-    def load(cls, path: str | Path) -> FastTokenizer:
-        """Load a HF tokenizer JSON file, such as the one :meth:`save` wrote."""
-        from tokenizers import Tokenizer
+    def _reads(cls, data: dict) -> bool:
+        return isinstance(data.get("model"), dict) and "added_tokens" in data
 
-        data = _read_tokenizer_json(path)
-        if not _is_hf_tokenizer(data):
-            raise ValueError(f"{path}: not a Hugging Face tokenizer file (use load_tokenizer)")
-        return cls(Tokenizer.from_str(json.dumps(data)))
+    @classmethod
+    def _from_json(cls, data: dict) -> FastTokenizer:
+        from tokenizers import Tokenizer as HFTokenizer
 
-    def __repr__(self) -> str:
-        return f"FastTokenizer(vocab_size={self.vocab_size}, fingerprint={self.fingerprint!r})"
+        return cls(HFTokenizer.from_str(json.dumps(data)))
 
 
 def train_fast_tokenizer(texts: str | Sequence[str], vocab_size: int = 10_000,
@@ -502,18 +530,6 @@ def train_fast_tokenizer(texts: str | Sequence[str], vocab_size: int = 10_000,
 # Files
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file, then rename: an interrupted save leaves no half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
-def _is_hf_tokenizer(data: dict) -> bool:
-    return isinstance(data.get("model"), dict) and "added_tokens" in data
-
-
 def _read_tokenizer_json(path: str | Path) -> dict:
     path = Path(path)
     if path.is_dir():
@@ -523,13 +539,13 @@ def _read_tokenizer_json(path: str | Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not a tokenizer JSON file ({err})") from None
+        raise UsageError(f"{path}: not a tokenizer JSON file ({err})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: not a tokenizer JSON file (expected a JSON object)")
+        raise UsageError(f"{path}: not a tokenizer JSON file (expected a JSON object)")
     return data
 
 
-def load_tokenizer(path: str | Path) -> BPETokenizer | FastTokenizer:
+def load_tokenizer(path: str | Path) -> Tokenizer:
     """Load either kind of tokenizer from what its ``save`` wrote.
 
     ``path`` is the JSON file, or a folder holding ``tokenizer.json`` (a run folder or a
@@ -537,13 +553,10 @@ def load_tokenizer(path: str | Path) -> BPETokenizer | FastTokenizer:
     tokenizer file is recognised by its ``model`` and ``added_tokens`` sections.
     """
     data = _read_tokenizer_json(path)
-    if data.get("kind") == BPETokenizer.kind:
-        return BPETokenizer([tuple(p) for p in data["merges"]], data["special_tokens"])
-    if _is_hf_tokenizer(data):
-        from tokenizers import Tokenizer
-
-        return FastTokenizer(Tokenizer.from_str(json.dumps(data)))
-    raise ValueError(
+    for kind in (BPETokenizer, FastTokenizer):
+        if kind._reads(data):
+            return kind._from_json(data)
+    raise UsageError(
         f"{path}: unknown tokenizer file: expected a nanolm-bpe file (with \"kind\") or a "
         "Hugging Face tokenizers JSON (with \"model\" and \"added_tokens\")"
     )

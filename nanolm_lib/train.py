@@ -2,36 +2,29 @@
 the training loop with its checkpoints, metrics and resume.
 
 Reads top to bottom:
-    TrainConfig, TRAIN_PRESETS            how long, how fast, how often to look
+    TrainConfig                           how long, how fast, how often to look
     cross_entropy_loss, perplexity        the objective and its readable form
     lr_at                                 linear warm-up, then cosine down to min_lr
     parameter_groups, make_optimizer      AdamW; no weight decay on biases, norms, embeddings
     train_step, optimize                  forward, backward, clip, step (optimize: no host sync)
     evaluate                              fixed non-overlapping windows: loss, ppl, bits/byte
-    save_checkpoint, load_checkpoint      plain data only, written atomically
-    CheckpointWriter                      the same, written by a background thread
     local_share, BatchStream              a global batch shared by the processes of a job
-    train                                 the loop: precision, progress, metrics, Ctrl-C, NaN, DDP
-    load_model                            (model, tokenizer) from a checkpoint or run folder
+    train                                 the loop: progress, metrics, Ctrl-C, NaN
+    set_up, _Run                          its set-up (device, precision, DDP) and its moments
 
-A run folder (``out_dir``) holds ``model.ckpt`` (the latest good checkpoint),
-``tokenizer.json``, ``config.json``, ``metrics.jsonl`` and ``plot.png``.
+The recipes (model and training settings per preset) are in :mod:`nanolm_lib.presets`; what a
+run writes to its folder, and checkpoints, in :mod:`nanolm_lib.checkpoint`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import math
 import os
-import pickle
 import signal
-import tempfile
 import threading
 import time
-import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,20 +32,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from nanolm_lib.checkpoint import (
+    RunFolder,
+    checkpoint_state,
+    config_dict,
+    load_checkpoint,
+    read_metrics,
+    tokenizer_from_text,
+)
+from nanolm_lib.data import gather_windows
+from nanolm_lib.errors import TrainingDiverged, UsageError
 from nanolm_lib.utils import pick_device, progress, run_model
 
-CHECKPOINT_FORMAT = "nanolm-checkpoint"
-CHECKPOINT_VERSION = 1
-CHECKPOINT_NAME = "model.ckpt"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, truncated, foreign, or holds more than plain data."""
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint was kept."""
 
 
 # -------------------------------------------------------------------------------------------
@@ -97,59 +89,23 @@ class TrainConfig:
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"TrainConfig.{name}={value!r}: expected a positive integer")
+                raise UsageError(f"TrainConfig.{name}={value!r}: expected a positive integer")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
-            raise ValueError(f"TrainConfig.steps_per_epoch={self.steps_per_epoch!r}: "
+            raise UsageError(f"TrainConfig.steps_per_epoch={self.steps_per_epoch!r}: "
                              "expected a positive integer or None")
         if self.warmup_steps < 0:
-            raise ValueError(f"TrainConfig.warmup_steps={self.warmup_steps!r}: expected >= 0")
+            raise UsageError(f"TrainConfig.warmup_steps={self.warmup_steps!r}: expected >= 0")
         if not 0 <= self.min_lr <= self.lr:
-            raise ValueError(f"TrainConfig lr={self.lr}, min_lr={self.min_lr}: "
+            raise UsageError(f"TrainConfig lr={self.lr}, min_lr={self.min_lr}: "
                              "expected 0 <= min_lr <= lr")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"TrainConfig.precision={self.precision!r}: "
+            raise UsageError(f"TrainConfig.precision={self.precision!r}: "
                              f"expected one of {', '.join(PRECISIONS)}")
 
     @property
     def epochs(self) -> float | None:
         """How many epochs ``max_steps`` makes (None without ``steps_per_epoch``)."""
         return self.max_steps / self.steps_per_epoch if self.steps_per_epoch else None
-
-
-# The training half of each model preset in nanolm_lib.model.PRESETS (same names).
-TRAIN_PRESETS: dict[str, TrainConfig] = {
-    # The reference recipe: 2 epochs x 28,000 steps x 64 x 128 tokens = 458,752,000 tokens,
-    # validation after each epoch over the whole validation split (~49 min/epoch on a 3090).
-    "seed-3090": TrainConfig(
-        batch_size=64, max_steps=56_000, steps_per_epoch=28_000, lr=6e-4, min_lr=6e-5,
-        warmup_steps=1_000, eval_interval=28_000, eval_batches=None, log_interval=50,
-        checkpoint_interval=2_000,
-    ),
-    # About 5 minutes on a 2-core CPU: 1,800 steps x 8 x 256 = 3.7 M tokens at ~12,800
-    # tokens/s (the 1.1 M-parameter "cpu" model, 2 threads, two idle AMD EPYC cores).
-    # Measured on the TinyStories sample at this budget (3.7 M tokens, validation loss):
-    # batch 8 / lr 5e-3: 2.98 (1.19 bits/byte); batch 8 / 3e-3: 3.01; batch 16 / 6e-3:
-    # 3.06; batch 16 / 3e-3: 3.11; batch 16 / 1.5e-3: 3.29; batch 32 / 3e-3: 3.37. So short
-    # runs want many updates: small batches (no slower per token here) and a high lr.
-    "cpu": TrainConfig(
-        batch_size=8, max_steps=1_800, lr=5e-3, min_lr=5e-4, warmup_steps=90,
-        eval_interval=600, eval_batches=20, log_interval=20, checkpoint_interval=200,
-        precision="fp32",
-    ),
-    # Seconds: for tests, CI and nbgrader.
-    "smoke": TrainConfig(
-        batch_size=8, max_steps=20, lr=3e-3, min_lr=3e-4, warmup_steps=4, eval_interval=10,
-        eval_batches=2, log_interval=5, checkpoint_interval=10, eval_batch_size=8,
-        precision="fp32",
-    ),
-}
-
-
-def train_preset(name: str, **overrides) -> TrainConfig:
-    """A fresh copy of ``TRAIN_PRESETS[name]`` with ``overrides`` applied."""
-    if name not in TRAIN_PRESETS:
-        raise ValueError(f"unknown preset {name!r}: expected one of {', '.join(TRAIN_PRESETS)}")
-    return dataclasses.replace(TRAIN_PRESETS[name], **overrides)
 
 
 # -------------------------------------------------------------------------------------------
@@ -237,7 +193,7 @@ def resolve_precision(precision: str, device: str) -> str:
             return "bf16" if major >= 8 else "fp16"
         return "fp32"
     if precision == "fp16" and kind != "cuda":
-        raise ValueError(f"precision='fp16' needs a CUDA device, not {device!r}; "
+        raise UsageError(f"precision='fp16' needs a CUDA device, not {device!r}; "
                          "use 'bf16' or 'fp32'")
     return precision
 
@@ -296,32 +252,6 @@ def optimize(model, optimizer, x, y, grad_clip: float | None = 1.0, *, scaler=No
     return loss.detach()
 
 
-def _windows(tokens, starts: torch.Tensor, context_length: int, device):
-    """Inputs and targets of the windows starting at ``starts`` (B,): two (B, T) int64 tensors.
-
-    ``tokens`` is a 1-D tensor (possibly on the GPU) or numpy array (a memmap reads only the
-    windows it is asked for). Copies to a GPU go through pinned memory without blocking, so
-    the host never waits for the GPU here.
-    """
-    device = torch.device(device)
-    if isinstance(tokens, torch.Tensor):
-        offsets = torch.arange(context_length + 1, device=tokens.device)
-        chunk = tokens[_to(starts, tokens.device)[:, None] + offsets]  # (B, T + 1)
-    else:
-        index = starts.numpy()[:, None] + np.arange(context_length + 1)
-        chunk = torch.from_numpy(np.asarray(tokens[index], dtype=np.int64))  # (B, T + 1)
-    chunk = _to(chunk, device).long()
-    return chunk[:, :-1], chunk[:, 1:]
-
-
-def _to(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``tensor.to(device)``; from the CPU to a GPU through pinned memory, non-blocking (a
-    pageable copy would make the host wait for the GPU)."""
-    if device.type == "cuda" and tensor.device.type == "cpu":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.to(device)
-
-
 @torch.no_grad()
 def evaluate(model, tokens, context_length: int, batch_size: int = 32,
              max_batches: int | None = None, *, bytes_per_token: float | None = None,
@@ -347,7 +277,7 @@ def evaluate(model, tokens, context_length: int, batch_size: int = 32,
     try:
         for first in range(0, n_windows, batch_size):
             starts = torch.arange(first, min(first + batch_size, n_windows)) * context_length
-            x, y = _windows(tokens, starts, context_length, device)
+            x, y = gather_windows(tokens, starts, context_length, device)
             with autocast(precision, device.type):
                 logits, _ = model(x)
                 loss = cross_entropy_loss(logits.float(), y)
@@ -361,223 +291,6 @@ def evaluate(model, tokens, context_length: int, batch_size: int = 32,
     if bytes_per_token:
         result["bpb"] = mean / math.log(2) / bytes_per_token
     return result
-
-
-# -------------------------------------------------------------------------------------------
-# Checkpoints: plain data only, so that loading runs no code from the file
-
-
-def tokenizer_to_text(tokenizer) -> str:
-    """The tokenizer's own file format, as text (it travels inside the checkpoint)."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "tokenizer.json"
-        tokenizer.save(str(path))
-        return path.read_text(encoding="utf-8")
-
-
-def tokenizer_from_text(text: str):
-    """Inverse of :func:`tokenizer_to_text`."""
-    from nanolm_lib.tokenizer import load_tokenizer
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "tokenizer.json"
-        path.write_text(text, encoding="utf-8")
-        return load_tokenizer(str(path))
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(temp_path)``, then rename over ``path``: a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(path.name + ".tmp")
-    write(temp)
-    os.replace(temp, path)
-
-
-def save_checkpoint(path, *, model, optimizer=None, scaler=None, step: int = 0,
-                    tokens: int = 0, model_config=None, train_config=None, tokenizer=None,
-                    rng: dict | None = None, extra: dict | None = None) -> Path:
-    """Write a checkpoint atomically (temp file + ``os.replace``).
-
-    Everything in it is a tensor or plain Python data (configs as dicts, the tokenizer as
-    its JSON text), so :func:`load_checkpoint` can use ``torch.load(weights_only=True)``.
-    """
-    path = Path(path)
-    state = checkpoint_state(model=model, optimizer=optimizer, scaler=scaler, step=step,
-                             tokens=tokens, model_config=model_config,
-                             train_config=train_config, tokenizer=tokenizer, rng=rng,
-                             extra=extra)
-    _atomic_write(path, lambda temp: torch.save(state, temp))
-    return path
-
-
-def checkpoint_state(*, model, optimizer=None, scaler=None, step: int = 0, tokens: int = 0,
-                     model_config=None, train_config=None, tokenizer=None,
-                     rng: dict | None = None, extra: dict | None = None) -> dict:
-    """What :func:`save_checkpoint` writes, as a dict (tensors still where they live)."""
-    model_config = model_config if model_config is not None else getattr(model, "config", None)
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
-        "step": int(step),
-        "tokens": int(tokens),
-        "model_config": _plain(model_config),
-        "train_config": _plain(train_config),
-        "tokenizer": tokenizer_to_text(tokenizer) if tokenizer is not None else None,
-        "rng": rng or {},
-        "extra": extra or {},
-        "torch": str(torch.__version__),
-    }
-
-
-def cpu_snapshot(state):
-    """A copy of ``state`` (nested dicts, lists, tuples, tensors) whose tensors are CPU copies
-    that training can no longer change. Views of one tensor stay views of one copy (a tied
-    head is stored once, as ``torch.save`` stores the live model)."""
-    copies: dict = {}
-
-    def copy(value):
-        if isinstance(value, torch.Tensor):
-            key = (value.untyped_storage().data_ptr(), value.storage_offset(),
-                   tuple(value.shape), value.stride(), value.dtype, value.device)
-            if key not in copies:
-                copies[key] = value.detach().to("cpu", copy=True)
-            return copies[key]
-        if isinstance(value, dict):
-            return {k: copy(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return type(value)(copy(v) for v in value)
-        return value
-
-    return copy(state)
-
-
-class CheckpointWriter:
-    """Writes checkpoints on a background thread, so that a step never waits for the disk.
-
-    :meth:`save` copies the state to the CPU (the training loop may change the live tensors
-    right after) and hands the file write to a thread; the write is atomic, as in
-    :func:`save_checkpoint`. The previous write is joined before the next one starts and by
-    :meth:`join`; a write that failed raises there.
-    """
-
-    def __init__(self):
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-
-    def save(self, path: Path, state: dict) -> None:
-        self.join()
-        snapshot = cpu_snapshot(state)
-
-        def write():
-            try:
-                _atomic_write(Path(path), lambda temp: torch.save(snapshot, temp))
-            except BaseException as error:  # reported by join(), in the training thread
-                self._error = error
-
-        self._thread = threading.Thread(target=write, name="nanolm-checkpoint", daemon=False)
-        self._thread.start()
-
-    def join(self) -> None:
-        """Wait for the write in progress; raise its error, if it failed."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-
-def _plain(config):
-    if config is None:
-        return None
-    return asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-
-
-def checkpoint_path(path) -> Path:
-    """A checkpoint file, or the ``model.ckpt`` of a run folder."""
-    path = Path(path)
-    return path / CHECKPOINT_NAME if path.is_dir() else path
-
-
-def load_checkpoint(path, map_location="cpu") -> dict:
-    """Read a checkpoint written by :func:`save_checkpoint` (a file or a run folder).
-
-    Never runs code from the file (``weights_only=True``). Raises :class:`CheckpointError`,
-    naming the file, when it is missing, truncated, not a NanoLM checkpoint, or holds pickled
-    objects.
-    """
-    path = checkpoint_path(path)
-    if not path.exists():
-        raise CheckpointError(f"checkpoint {path}: no such file")
-    try:
-        with warnings.catch_warnings():  # torch warns about legacy files; the error says it
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch.load raises many types for a file it cannot read
-        unsafe = [line.split("Unsupported global:", 1)[1].split(" was not")[0].strip()
-                  for line in str(error).splitlines() if "Unsupported global:" in line]
-        if isinstance(error, pickle.UnpicklingError) and unsafe:
-            raise CheckpointError(
-                f"checkpoint {path}: refused, it holds objects other than tensors and plain "
-                f"data ({unsafe[0]}), and loading them could run code") from None
-        raise CheckpointError(
-            f"checkpoint {path}: unreadable, truncated or not a torch file "
-            f"({type(error).__name__})") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"checkpoint {path}: not a NanoLM checkpoint "
-                              f"(no '{CHECKPOINT_FORMAT}' marker)")
-    if state.get("version", 0) > CHECKPOINT_VERSION:
-        raise CheckpointError(f"checkpoint {path}: format version {state['version']} is newer "
-                              f"than this nanolm_lib reads ({CHECKPOINT_VERSION})")
-    return state
-
-
-def model_from_checkpoint(state: dict, device: str = "cpu"):
-    """Build the GPT that ``state`` (from :func:`load_checkpoint`) describes, with its weights."""
-    from nanolm_lib.model import GPT, GPTConfig
-
-    config = GPTConfig(**state["model_config"])
-    model = GPT(config)
-    model.load_state_dict(state["model"])
-    return model.to(device)
-
-
-def load_model(path, device: str = "cpu"):
-    """``(model, tokenizer)`` from a checkpoint file or a run folder; the model in eval mode."""
-    path = checkpoint_path(path)
-    state = load_checkpoint(path)
-    model = model_from_checkpoint(state, device).eval()
-    if state.get("tokenizer"):
-        tokenizer = tokenizer_from_text(state["tokenizer"])
-    elif (path.parent / "tokenizer.json").exists():
-        from nanolm_lib.tokenizer import load_tokenizer
-
-        tokenizer = load_tokenizer(str(path.parent / "tokenizer.json"))
-    else:
-        raise CheckpointError(f"checkpoint {path}: holds no tokenizer, and there is no "
-                              f"tokenizer.json beside it")
-    return model, tokenizer
-
-
-def read_metrics(path) -> list[dict]:
-    """The records of a run's ``metrics.jsonl`` (a file or a run folder); [] when absent."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "metrics.jsonl"
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut short by a crash: the rest is redone
-                break
-    return records
 
 
 # -------------------------------------------------------------------------------------------
@@ -640,7 +353,7 @@ def local_share(batch_size: int, dist_info: Distributed) -> slice:
     same tokens per step, and gives the same updates (up to rounding), on any number of GPUs.
     """
     if batch_size < dist_info.world_size:
-        raise ValueError(f"TrainConfig.batch_size={batch_size}: expected at least one row per "
+        raise UsageError(f"TrainConfig.batch_size={batch_size}: expected at least one row per "
                          f"process ({dist_info.world_size} processes)")
     base, extra = divmod(batch_size, dist_info.world_size)
     start = dist_info.rank * base + min(dist_info.rank, extra)
@@ -766,7 +479,7 @@ def _to_device(tokens, device: torch.device) -> torch.Tensor:
 
 
 def check_token_ids(tokens, vocab_size: int, name: str = "tokens") -> None:
-    """Raise ValueError, naming ``name``, unless every id of ``tokens`` is in [0, vocab_size).
+    """Raise UsageError, naming ``name``, unless every id of ``tokens`` is in [0, vocab_size).
 
     Done once per dataset, so that the training step need not check each batch (reading
     a batch's ids back to the host would make the GPU wait every step).
@@ -775,7 +488,7 @@ def check_token_ids(tokens, vocab_size: int, name: str = "tokens") -> None:
         return
     low, high = int(tokens.min()), int(tokens.max())
     if low < 0 or high >= vocab_size:
-        raise ValueError(f"{name}: token ids must lie in [0, vocab_size={vocab_size}), found "
+        raise UsageError(f"{name}: token ids must lie in [0, vocab_size={vocab_size}), found "
                          f"values in [{low}, {high}] (does the tokenizer match the model's "
                          "vocabulary?)")
 
@@ -804,7 +517,8 @@ class BatchStream:
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         starts = torch.randint(len(self.tokens) - self.context_length, (self.batch_size,),
                                generator=self.generator, device=self.generator.device)
-        return _windows(self.tokens, starts[self.rows], self.context_length, self.device)
+        return gather_windows(self.tokens, starts[self.rows], self.context_length,
+                              self.device)
 
 
 class _LossTotals:
@@ -881,6 +595,87 @@ def train(model, config: TrainConfig, train_tokens, val_tokens=None, *, tokenize
     ``batch_size`` rows (:func:`local_share`) through DistributedDataParallel; only rank 0
     writes.
     """
+    setup = set_up(config)
+    train_data, val_data = _checked_data(model, config, setup, train_tokens, val_tokens)
+    folder = RunFolder(config.out_dir, writes=setup.dist.is_main)
+    folder.refuse_overwrite(resume, overwrite)
+    context_length = model.config.context_length
+    model.to(setup.device)
+    run = _Run(model, config, setup, folder, tokenizer=tokenizer, callback=callback,
+               val_data=val_data, bytes_per_token=bytes_per_token, data_info=data_info or {})
+    if resume and run.resume():
+        return run.history  # already finished
+    folder.start(run.history, model_config=model.config, train_config=config,
+                 data_info=run.data_info, tokenizer=run.tokenizer)
+    model = _wrapped(model, config, setup)
+    batches = BatchStream(train_data, config.batch_size, context_length, run.generator,
+                          setup.device, setup.dist)
+    loss_scale = share_weight(batches.rows, config.batch_size, setup.dist)
+    tokens_per_step = config.batch_size * context_length  # the global batch
+
+    bar = progress(total=config.max_steps, initial=run.step, desc="training", unit="step",
+                   **({} if setup.dist.is_main else {"disable": True}))
+    at_boundary = True  # model, optimiser, generator and step counter agree
+    failed = True
+    clock = time.perf_counter()
+    try:
+        with _StopRequest() as stop:
+            while run.step < config.max_steps:
+                at_boundary = False
+                run.set_lr()
+                x, y = batches.next()  # (B, T) each, this process's rows
+                run.totals.add(optimize(model, run.optimizer, x, y, config.grad_clip,
+                                        scaler=run.scaler, precision=setup.precision,
+                                        loss_scale=loss_scale, check_ids=False))
+                run.count_step(tokens_per_step)
+                bar.update(1)
+                log_now, evaluate_now, save_now = run.due()
+                # Under DDP every rank must agree to stop, so Ctrl-C is shared at log steps.
+                stop_now = stop.requested and not setup.dist.enabled
+                at_boundary = True
+                if not (log_now or save_now or stop_now):
+                    continue
+                sums = run.read_losses()  # waits for the GPU: the time so far is training time
+                run.add_time(time.perf_counter() - clock)
+                if log_now:
+                    run.log_train(sums, bar)
+                if evaluate_now:
+                    run.validate(sums, bar)
+                if save_now:
+                    run.checkpoint()
+                if evaluate_now:
+                    folder.plot(run.history)
+                if _all_reduce([float(stop.requested)], setup.dist, setup.device, op="max")[0]:
+                    raise KeyboardInterrupt
+                clock = time.perf_counter()
+        failed = False
+    except KeyboardInterrupt:
+        run.save_on_interrupt(at_boundary)
+        raise
+    finally:
+        bar.close()
+        if failed:  # the first error is the one to report; still, leave no write half done
+            with contextlib.suppress(Exception):
+                folder.join()
+    folder.join()
+    return run.history
+
+
+# -------------------------------------------------------------------------------------------
+# The run's set-up and its moments
+
+
+@dataclass
+class Setup:
+    """Where this process trains: its place in the job, its device and its precision."""
+
+    dist: Distributed
+    device: torch.device
+    precision: str
+
+
+def set_up(config: TrainConfig) -> Setup:
+    """Join a ``torchrun`` job if there is one; pick the device and the precision."""
     dist_info = setup_distributed(config.device)
     device = torch.device(pick_device(config.device))
     if dist_info.enabled and device.type == "cuda":
@@ -889,220 +684,200 @@ def train(model, config: TrainConfig, train_tokens, val_tokens=None, *, tokenize
     enable_tf32(device)
     if device.type == "cpu":
         keep_freed_memory()
+    return Setup(dist_info, device, precision)
+
+
+def _checked_data(model, config: TrainConfig, setup: Setup, train_tokens, val_tokens):
+    """The token arrays, checked once (length, ids, a batch every process can share), and
+    moved to the GPU when they fit (batches are then gathered there)."""
     context_length = model.config.context_length
-    train_data, val_data = train_tokens, val_tokens
-    if len(train_data) <= context_length + 1:
-        raise ValueError(f"train_tokens: {len(train_data)} tokens, expected more than "
+    if len(train_tokens) <= context_length + 1:
+        raise UsageError(f"train_tokens: {len(train_tokens)} tokens, expected more than "
                          f"context_length + 1 = {context_length + 1}")
-    check_token_ids(train_data, model.config.vocab_size, "train_tokens")
-    if val_data is not None:
-        check_token_ids(val_data, model.config.vocab_size, "val_tokens")
-    local_share(config.batch_size, dist_info)  # a batch too small to share fails here
-    if _keeps_on_device(train_data, device):  # batches are then gathered on the GPU
-        train_data = _to_device(train_data, device)
-        val_data = _to_device(val_data, device) if val_data is not None else None
+    check_token_ids(train_tokens, model.config.vocab_size, "train_tokens")
+    if val_tokens is not None:
+        check_token_ids(val_tokens, model.config.vocab_size, "val_tokens")
+    local_share(config.batch_size, setup.dist)  # a batch too small to share fails here
+    if _keeps_on_device(train_tokens, setup.device):
+        train_tokens = _to_device(train_tokens, setup.device)
+        val_tokens = _to_device(val_tokens, setup.device) if val_tokens is not None else None
+    return train_tokens, val_tokens
 
-    out_dir = Path(config.out_dir) if config.out_dir and dist_info.is_main else None
-    ckpt_file = Path(config.out_dir) / CHECKPOINT_NAME if config.out_dir else None
-    if ckpt_file is not None and ckpt_file.exists() and not (resume or overwrite):
-        raise FileExistsError(f"{ckpt_file.parent} already holds a run (model.ckpt); resume it "
-                              "(resume=True, --resume) or start over (overwrite=True, --fresh)")
 
-    model.to(device)
-    raw_model = model  # what checkpoints hold, without compile's or DDP's wrappers
-    optimizer = make_optimizer(raw_model, config, device.type)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    generator = torch.Generator().manual_seed(config.seed)  # the same stream on every rank
-
-    step, tokens_seen, elapsed = 0, 0, 0.0
-    running: dict = {}
-    history: list[dict] = []
-    if resume and ckpt_file is not None and ckpt_file.exists():
-        state = _restore(ckpt_file, raw_model, optimizer, scaler, generator, config, dist_info)
-        step, tokens_seen = state["step"], state["tokens"]
-        elapsed = state["extra"].get("elapsed_s", 0.0)
-        running = state["extra"].get("running", {})
-        history = [r for r in read_metrics(ckpt_file.parent) if r["step"] <= step]
-        if tokenizer is None and state.get("tokenizer"):
-            tokenizer = tokenizer_from_text(state["tokenizer"])
-        if step >= config.max_steps:
-            _say(dist_info, f"{ckpt_file.parent}: already finished ({step} of "
-                 f"{config.max_steps} steps); nothing to do")
-            return history
-        _say(dist_info, f"resuming {ckpt_file.parent} at step {step} of {config.max_steps}")
-    elif resume and ckpt_file is not None:
-        _say(dist_info, f"no checkpoint in {ckpt_file.parent} yet: starting a new run")
-
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _write_metrics(out_dir, history)
-        (out_dir / "config.json").write_text(json.dumps(
-            {"model": _plain(raw_model.config), "train": _plain(config),
-             "data": data_info or {}}, indent=2) + "\n")
-        if tokenizer is not None:
-            tokenizer.save(str(out_dir / "tokenizer.json"))
-
+def _wrapped(model, config: TrainConfig, setup: Setup):
+    """The model as the loop calls it: compiled and/or DistributedDataParallel, in train mode."""
     if config.compile:
         model = torch.compile(model)
-    if dist_info.enabled:
+    if setup.dist.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[setup.device.index] if setup.device.type == "cuda" else None)
     model.train()
+    return model
 
-    batches = BatchStream(train_data, config.batch_size, context_length, generator, device,
-                       dist_info)
-    loss_scale = share_weight(batches.rows, config.batch_size, dist_info)
-    totals = _LossTotals(device, running)
-    tokens_per_step = config.batch_size * context_length  # the global batch
-    last_good = step if resume and step > 0 else None  # step of the checkpoint on disk
-    last_read = step  # the step up to which the losses were read and found finite
-    interval_time, interval_tokens = 0.0, 0
-    writer = CheckpointWriter()
 
-    def record(split: str, **values) -> dict:
-        entry = {"step": step, "split": split, **values, "lr": lr_at(step - 1, config),
-                 "tokens": tokens_seen}
-        if config.steps_per_epoch:
-            entry["epoch"] = step / config.steps_per_epoch
-        history.append(entry)
-        if out_dir is not None:
-            with open(out_dir / "metrics.jsonl", "a") as file:
-                file.write(json.dumps(entry) + "\n")
-        if callback is not None:
-            callback(entry)
-        return entry
+class _Run:
+    """One training run's optimiser, counters and records; :func:`train` drives it step by
+    step, and its methods are the moments of the loop (a step, a log record, an evaluation,
+    a checkpoint, Ctrl-C)."""
 
-    def read_losses() -> dict:
+    def __init__(self, model, config: TrainConfig, setup: Setup, folder: RunFolder, *,
+                 tokenizer, callback, val_data, bytes_per_token, data_info: dict):
+        self.model = model  # what checkpoints hold, without compile's or DDP's wrappers
+        self.config, self.setup, self.folder = config, setup, folder
+        self.tokenizer, self.callback = tokenizer, callback
+        self.val_data, self.bytes_per_token = val_data, bytes_per_token
+        self.data_info = data_info
+        self.optimizer = make_optimizer(model, config, setup.device.type)
+        self.scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.precision == "fp16")
+        self.generator = torch.Generator().manual_seed(config.seed)  # the same on every rank
+        self.step, self.tokens_seen, self.elapsed = 0, 0, 0.0
+        self.history: list[dict] = []
+        self.totals = _LossTotals(setup.device, {})
+        self.last_read = 0  # the step up to which the losses were read and found finite
+        self.interval_time, self.interval_tokens = 0.0, 0
+
+    def resume(self) -> bool:
+        """Continue from the folder's checkpoint, if it has one; True when it is finished."""
+        folder, config, dist_info = self.folder, self.config, self.setup.dist
+        if not folder.has_checkpoint():
+            if folder.checkpoint_file is not None:
+                _say(dist_info, f"no checkpoint in {folder.path} yet: starting a new run")
+            return False
+        state = _restore(folder.checkpoint_file, self.model, self.optimizer, self.scaler,
+                         self.generator, config, dist_info)
+        self.step, self.tokens_seen = state["step"], state["tokens"]
+        self.elapsed = state["extra"].get("elapsed_s", 0.0)
+        self.totals = _LossTotals(self.setup.device, state["extra"].get("running", {}))
+        self.history = [r for r in read_metrics(folder.path) if r["step"] <= self.step]
+        self.last_read = self.step
+        folder.last_saved = self.step if self.step > 0 else None
+        if self.tokenizer is None and state.get("tokenizer"):
+            self.tokenizer = tokenizer_from_text(state["tokenizer"])
+        if self.step >= config.max_steps:
+            _say(dist_info, f"{folder.path}: already finished ({self.step} of "
+                 f"{config.max_steps} steps); nothing to do")
+            return True
+        _say(dist_info, f"resuming {folder.path} at step {self.step} of {config.max_steps}")
+        return False
+
+    def set_lr(self) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.step, self.config)
+
+    def count_step(self, tokens: int) -> None:
+        self.step += 1
+        self.tokens_seen += tokens
+        self.interval_tokens += tokens
+
+    def due(self) -> tuple[bool, bool, bool]:
+        """Whether this step logs, evaluates, saves (the last step does all three)."""
+        config, step = self.config, self.step
+        last = step == config.max_steps
+        log_now = step % config.log_interval == 0 or last
+        evaluate_now = step % config.eval_interval == 0 or last
+        return log_now, evaluate_now, evaluate_now or step % config.checkpoint_interval == 0
+
+    def add_time(self, seconds: float) -> None:
+        self.elapsed += seconds
+        self.interval_time += seconds
+
+    def read_losses(self) -> dict:
         """Read the loss sums back; raise TrainingDiverged if a loss since the last read was
         NaN or infinite (every rank agrees, so all stop at the same step)."""
-        nonlocal last_read
-        sums = totals.read()
+        sums = self.totals.read()
         bad = not (math.isfinite(sums["loss_sum"]) and math.isfinite(sums["epoch_sum"]))
-        if _all_reduce([float(bad)], dist_info, device, op="max")[0]:
-            kept = (f"the last good checkpoint, {ckpt_file} (step {last_good}), is kept"
-                    if last_good is not None else "no checkpoint had been written")
+        if _all_reduce([float(bad)], self.setup.dist, self.setup.device, op="max")[0]:
+            last_saved = self.folder.last_saved
+            kept = (f"the last good checkpoint, {self.folder.checkpoint_file} (step "
+                    f"{last_saved}), is kept" if last_saved is not None
+                    else "no checkpoint had been written")
             value = sums["loss_sum"] if not math.isfinite(sums["loss_sum"]) else sums["epoch_sum"]
-            when = (f"at step {step}" if step == last_read + 1
-                    else f"between steps {last_read + 1} and {step}")
+            when = (f"at step {self.step}" if self.step == self.last_read + 1
+                    else f"between steps {self.last_read + 1} and {self.step}")
             raise TrainingDiverged(
                 f"the training loss became {value} {when}; stopped: {kept}. "
                 "Try a lower learning rate (lr) or a smaller grad_clip.")
-        last_read = step
+        self.last_read = self.step
         return sums
+
+    def record(self, split: str, **values) -> dict:
+        entry = {"step": self.step, "split": split, **values,
+                 "lr": lr_at(self.step - 1, self.config), "tokens": self.tokens_seen}
+        if self.config.steps_per_epoch:
+            entry["epoch"] = self.step / self.config.steps_per_epoch
+        self.history.append(entry)
+        self.folder.append(entry)
+        if self.callback is not None:
+            self.callback(entry)
+        return entry
 
     # The sums are reset before a record is written: a callback that raises (Ctrl-C in a
     # notebook) then leaves the state that the checkpoint on the way out saves consistent.
-    def log_train(sums: dict) -> None:
-        nonlocal interval_time, interval_tokens
+    def log_train(self, sums: dict, bar) -> None:
+        dist_info = self.setup.dist
         mean_loss = sums["loss_sum"] / sums["loss_count"]
-        mean_loss = _all_reduce([mean_loss], dist_info, device)[0] / dist_info.world_size
-        tokens_per_s = interval_tokens / max(interval_time, 1e-9)
-        totals.reset_interval()
-        interval_time, interval_tokens = 0.0, 0
-        bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr_at(step - 1, config):.2e}",
+        mean_loss = _all_reduce([mean_loss], dist_info, self.setup.device)[0] / dist_info.world_size
+        tokens_per_s = self.interval_tokens / max(self.interval_time, 1e-9)
+        self.totals.reset_interval()
+        self.interval_time, self.interval_tokens = 0.0, 0
+        bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr_at(self.step - 1, self.config):.2e}",
                         tok_s=f"{tokens_per_s:,.0f}")
-        record("train", loss=mean_loss, perplexity=perplexity(mean_loss),
-               tokens_per_s=tokens_per_s, elapsed_s=elapsed)
+        self.record("train", loss=mean_loss, perplexity=perplexity(mean_loss),
+                    tokens_per_s=tokens_per_s, elapsed_s=self.elapsed)
 
-    def validate(sums: dict) -> None:
+    def validate(self, sums: dict, bar) -> None:
+        dist_info, config = self.setup.dist, self.config
         train_loss = sums["epoch_sum"] / max(1, sums["epoch_count"])
-        train_loss = _all_reduce([train_loss], dist_info, device)[0] / dist_info.world_size
-        totals.reset_epoch()
-        if val_data is not None and dist_info.is_main:
-            result = evaluate(raw_model, val_data, context_length, config.eval_batch_size,
-                              config.eval_batches, bytes_per_token=bytes_per_token,
-                              precision=precision)
-            extra = {"bpb": result["bpb"]} if "bpb" in result else {}
-            entry = record("validation", loss=result["loss"], perplexity=result["perplexity"],
-                           **extra, train_loss=train_loss,
-                           train_perplexity=perplexity(train_loss),
-                           tokens_per_s=tokens_seen / max(elapsed, 1e-9), elapsed_s=elapsed)
-            bar.write(describe(entry))
+        train_loss = _all_reduce([train_loss], dist_info, self.setup.device)[0] / dist_info.world_size
+        self.totals.reset_epoch()
+        if self.val_data is None or not dist_info.is_main:
+            return
+        result = evaluate(self.model, self.val_data, self.model.config.context_length,
+                          config.eval_batch_size, config.eval_batches,
+                          bytes_per_token=self.bytes_per_token, precision=self.setup.precision)
+        extra = {"bpb": result["bpb"]} if "bpb" in result else {}
+        entry = self.record("validation", loss=result["loss"], perplexity=result["perplexity"],
+                            **extra, train_loss=train_loss,
+                            train_perplexity=perplexity(train_loss),
+                            tokens_per_s=self.tokens_seen / max(self.elapsed, 1e-9),
+                            elapsed_s=self.elapsed)
+        bar.write(describe(entry))
 
-    def checkpoint() -> None:
-        nonlocal last_good
-        sums = read_losses()  # a collective under DDP: every rank reads, rank 0 writes
-        if out_dir is None:
+    def checkpoint(self) -> None:
+        sums = self.read_losses()  # a collective under DDP: every rank reads, rank 0 writes
+        if not self.folder.writes:
             return
         state = checkpoint_state(
-            model=raw_model, optimizer=optimizer, scaler=scaler, step=step,
-            tokens=tokens_seen, model_config=raw_model.config, train_config=config,
-            tokenizer=tokenizer, rng=_rng_state(generator),
-            extra={"elapsed_s": elapsed, "running": sums, "data": data_info or {},
-                   "last": history[-4:], "world_size": dist_info.world_size})
-        writer.save(ckpt_file, state)
-        last_good = step
+            model=self.model, optimizer=self.optimizer, scaler=self.scaler, step=self.step,
+            tokens=self.tokens_seen, model_config=self.model.config, train_config=self.config,
+            tokenizer=self.tokenizer, rng=_rng_state(self.generator),
+            extra={"elapsed_s": self.elapsed, "running": sums, "data": self.data_info,
+                   "last": self.history[-4:], "world_size": self.setup.dist.world_size})
+        self.folder.save(state, self.step)
 
-    bar = progress(total=config.max_steps, initial=step, desc="training", unit="step",
-                   **({} if dist_info.is_main else {"disable": True}))
-    at_boundary = True  # model, optimiser, generator and step counter agree
-    failed = True
-    clock = time.perf_counter()
-    try:
-        with _StopRequest() as stop:
-            while step < config.max_steps:
-                at_boundary = False
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_at(step, config)
-                x, y = batches.next()  # (B, T) each, this process's rows
-                totals.add(optimize(model, optimizer, x, y, config.grad_clip, scaler=scaler,
-                                    precision=precision, loss_scale=loss_scale,
-                                    check_ids=False))
-                step += 1
-                tokens_seen += tokens_per_step
-                interval_tokens += tokens_per_step
-                bar.update(1)
-                log_now = step % config.log_interval == 0 or step == config.max_steps
-                evaluate_now = step % config.eval_interval == 0 or step == config.max_steps
-                save_now = evaluate_now or step % config.checkpoint_interval == 0
-                # Under DDP every rank must agree to stop, so Ctrl-C is shared at log steps.
-                stop_now = stop.requested and not dist_info.enabled
-                at_boundary = True
-                if not (log_now or save_now or stop_now):
-                    continue
-                sums = read_losses()  # waits for the GPU: the time so far is training time
-                seconds = time.perf_counter() - clock
-                elapsed += seconds
-                interval_time += seconds
-                if log_now:
-                    log_train(sums)
-                if evaluate_now:
-                    validate(sums)
-                if save_now:
-                    checkpoint()
-                if evaluate_now and out_dir is not None:
-                    _plot(out_dir, history)
-                if _all_reduce([float(stop.requested)], dist_info, device, op="max")[0]:
-                    raise KeyboardInterrupt
-                clock = time.perf_counter()
-        failed = False
-    except KeyboardInterrupt:
-        # Save only a consistent state; an interrupt inside a step keeps the last checkpoint.
-        if at_boundary and last_good != step and config.out_dir:
-            checkpoint()
-        writer.join()
-        where = (f"checkpoint {ckpt_file} holds step {last_good}; continue with resume=True "
-                 "(nanolm train --resume)" if last_good is not None else "nothing was saved")
-        _say(dist_info, f"\ninterrupted at step {step}: {where}")
-        raise
-    finally:
-        bar.close()
-        if failed:  # the first error is the one to report; still, leave no write half done
-            with contextlib.suppress(Exception):
-                writer.join()
-    writer.join()
-    return history
+    def save_on_interrupt(self, at_boundary: bool) -> None:
+        """Ctrl-C: save only a consistent state (an interrupt inside a step keeps the last
+        checkpoint), wait for the write, and say where the run can continue from."""
+        folder = self.folder
+        if at_boundary and folder.last_saved != self.step and folder.path is not None:
+            self.checkpoint()
+        folder.join()
+        where = (f"checkpoint {folder.checkpoint_file} holds step {folder.last_saved}; "
+                 "continue with resume=True (nanolm train --resume)"
+                 if folder.last_saved is not None else "nothing was saved")
+        _say(self.setup.dist, f"\ninterrupted at step {self.step}: {where}")
+
 
 
 def _restore(ckpt_file: Path, model, optimizer, scaler, generator, config: TrainConfig,
              dist_info: Distributed) -> dict:
     """Load model, optimiser, scaler and RNG states from ``ckpt_file``; return the state."""
     state = load_checkpoint(ckpt_file)
-    if state["model_config"] != _plain(model.config):
-        raise ValueError(f"resume: {ckpt_file} holds a model with config "
-                         f"{state['model_config']}, not {_plain(model.config)}; "
+    if state["model_config"] != config_dict(model.config):
+        raise UsageError(f"resume: {ckpt_file} holds a model with config "
+                         f"{state['model_config']}, not {config_dict(model.config)}; "
                          "start over with overwrite=True (--fresh) or use another out_dir")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
@@ -1129,22 +904,9 @@ def describe(entry: dict) -> str:
     return text
 
 
-def _write_metrics(out_dir: Path, history: list[dict]) -> None:
-    """Rewrite metrics.jsonl as ``history`` (on resume, drops records past the checkpoint)."""
-    text = "".join(json.dumps(entry) + "\n" for entry in history)
-    _atomic_write(out_dir / "metrics.jsonl", lambda temp: temp.write_text(text))
-
-
-def _plot(out_dir: Path, history: list[dict]) -> None:
-    from nanolm_lib.plotting import plot_history
-
-    plot_history(history, out_dir / "plot.png")
-
-
 __all__ = [
-    "TrainConfig", "TRAIN_PRESETS", "train_preset", "cross_entropy_loss", "perplexity",
-    "lr_at", "parameter_groups", "make_optimizer", "train_step", "evaluate", "train",
-    "save_checkpoint", "load_checkpoint", "load_model", "read_metrics", "CheckpointError",
-    "TrainingDiverged", "setup_distributed", "optimize", "check_token_ids", "local_share",
-    "record_count", "CheckpointWriter", "BatchStream", "checkpoint_state", "fitting_cuda_states",
+    "TrainConfig", "cross_entropy_loss", "perplexity", "lr_at", "parameter_groups",
+    "make_optimizer", "train_step", "evaluate", "train", "setup_distributed", "optimize",
+    "check_token_ids", "local_share", "record_count", "BatchStream", "fitting_cuda_states",
+    "set_up", "Setup",
 ]

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from nanolm_lib.errors import UsageError
+
 SIZES = ("smoke", "cpu", "full")
 
 
@@ -45,7 +47,7 @@ def run_size(device: str | None = None) -> str:
     size = os.environ.get("NANOLM_SIZE", "").strip().lower()
     if size:
         if size not in SIZES:
-            raise ValueError(f"NANOLM_SIZE={size!r}: expected one of {', '.join(SIZES)}")
+            raise UsageError(f"NANOLM_SIZE={size!r}: expected one of {', '.join(SIZES)}")
         return size
     if os.environ.get("NANOLM_SMOKE", "").strip() not in ("", "0") or os.environ.get(
         "NBGRADER_EXECUTION"
@@ -143,3 +145,15 @@ def _takes_check_ids(model: torch.nn.Module) -> bool:
 @functools.cache  # once per model class, not at every training step or generated token
 def _forward_takes_check_ids(model_class: type) -> bool:
     return "check_ids" in inspect.signature(model_class.forward).parameters
+
+
+def atomic_write(path: Path, write) -> Path:
+    """Call ``write(temp_path)``, then rename the temporary file over ``path``: a crash or a
+    Ctrl-C never leaves half a file where a whole one was (checkpoints, metrics, tokenizers).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(path.name + ".tmp")
+    write(temp)
+    os.replace(temp, path)
+    return path

@@ -8,10 +8,11 @@ from pathlib import Path
 import nbformat
 import torch
 
-from nanolm_lib.data import make_stories
-from nanolm_lib.model import GPT, PRESETS
+from nanolm_lib.checkpoint import save_checkpoint
+from nanolm_lib.model import GPT
+from nanolm_lib.presets import model_config
+from nanolm_lib.stories import make_stories
 from nanolm_lib.tokenizer import train_fast_tokenizer
-from nanolm_lib.train import save_checkpoint
 
 SOLUTIONS = Path(__file__).resolve().parent.parent / "solutions"
 
@@ -47,7 +48,7 @@ def run_cells(path, namespace, *texts, setup=True):
 
 def save_smoke_run(folder: Path, seed: int = 0) -> GPT:
     """A run folder as training leaves it: an (untrained) smoke-size model and its tokenizer."""
-    config = PRESETS["smoke"]
+    config = model_config("smoke")
     tokenizer = train_fast_tokenizer(make_stories(40), vocab_size=config.vocab_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

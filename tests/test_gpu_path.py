@@ -15,18 +15,20 @@ from model_helpers import single_thread  # noqa: F401 (an autouse fixture)
 from nanolm_lib.data import get_batch
 from nanolm_lib.model import GPT, GPTConfig
 from nanolm_lib.sampling import draw, sample_next_token
-from nanolm_lib.train import (
+from nanolm_lib.checkpoint import (
     CheckpointWriter,
+    checkpoint_state,
+    load_checkpoint,
+    read_metrics,
+)
+from nanolm_lib.errors import TrainingDiverged
+from nanolm_lib.train import (
     Distributed,
     TrainConfig,
-    TrainingDiverged,
-    checkpoint_state,
     fitting_cuda_states,
-    load_checkpoint,
     local_share,
     lr_at,
     make_optimizer,
-    read_metrics,
     record_count,
     train,
     train_step,
@@ -270,7 +272,7 @@ def test_a_global_batch_is_shared_as_evenly_as_possible():
 
 
 def test_record_count_plans_a_live_plot_of_the_full_recipe():
-    from nanolm_lib.train import train_preset
+    from nanolm_lib.presets import train_preset
 
     recipe = train_preset("seed-3090")
     assert record_count(recipe) == 56_000 // 50 + 2  # 1,120 train records, 2 evaluations

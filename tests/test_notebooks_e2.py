@@ -12,7 +12,9 @@ import pytest
 import torch
 from notebook_cells import SOLUTIONS, cell_containing, code_cells, run_cells, save_smoke_run
 
-from nanolm_lib.train import read_metrics, record_count, train_preset
+from nanolm_lib.checkpoint import read_metrics
+from nanolm_lib.presets import train_preset
+from nanolm_lib.train import record_count
 
 LESSON_06 = SOLUTIONS / "06_training/06_training.ipynb"
 LESSON_07 = SOLUTIONS / "07_sampling/07_sampling.ipynb"

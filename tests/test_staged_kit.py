@@ -111,14 +111,15 @@ def test_later_names_raise_not_released_and_helpers_work(kit):
     script = textwrap.dedent("""
         import torch
         from nanolm_lib.data import get_batch, pack_stories
-        from nanolm_lib.model import GPT, GPTConfig, PRESETS
+        from nanolm_lib.model import GPT, GPTConfig
+        from nanolm_lib.presets import model_config
         from nanolm_lib.staging import NotReleasedError
         from nanolm_lib.train import TrainConfig, lr_at
         import numpy as np
         tokens = np.arange(100, dtype=np.uint16)
         x, y = get_batch(tokens, 4, 8)          # lesson 02: released
         print("get_batch", tuple(x.shape))
-        for call in (lambda: GPT(PRESETS["smoke"]), lambda: lr_at(3, TrainConfig())):
+        for call in (lambda: GPT(model_config("smoke")), lambda: lr_at(3, TrainConfig())):
             try:
                 call()
             except NotReleasedError as error:

@@ -9,7 +9,8 @@ from collections import Counter
 import pytest
 from tokenizers import Tokenizer, pre_tokenizers
 
-from nanolm_lib.data import load_stories, make_stories
+from nanolm_lib.data import load_stories
+from nanolm_lib.stories import make_stories
 from nanolm_lib.tokenizer import (
     EOT,
     BPETokenizer,
@@ -209,6 +210,8 @@ def test_round_trips_and_attributes(kind, request, stories):
         assert isinstance(tokenizer.decode(ids), str)
     with pytest.raises(ValueError, match="unknown token id 600"):
         tokenizer.decode([600])
+    assert repr(tokenizer) == (f"{type(tokenizer).__name__}(vocab_size=600, "
+                               f"fingerprint={tokenizer.fingerprint!r})")
 
 
 @pytest.mark.parametrize("kind", ["scratch", "fast"])

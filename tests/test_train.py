@@ -15,25 +15,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nanolm_lib.model import GPT, PRESETS, GPTConfig, count_parameters
+from nanolm_lib.checkpoint import load_checkpoint, load_model, read_metrics, save_checkpoint
+from nanolm_lib.errors import CheckpointError, TrainingDiverged
+from nanolm_lib.model import GPT, GPTConfig, count_parameters
 from nanolm_lib.plotting import plot_history
 from nanolm_lib.tokenizer import train_fast_tokenizer
 from nanolm_lib.train import (
-    TRAIN_PRESETS,
-    CheckpointError,
     TrainConfig,
-    TrainingDiverged,
     cross_entropy_loss,
     evaluate,
-    load_checkpoint,
-    load_model,
     lr_at,
     parameter_groups,
     perplexity,
-    read_metrics,
-    save_checkpoint,
     train,
-    train_preset,
     train_step,
 )
 
@@ -109,16 +103,6 @@ def test_lr_at_warmup_and_cosine_boundaries():
 def test_train_config_rejects_bad_values(changes, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**changes)
-
-
-def test_train_presets_match_model_presets_and_unknown_names_fail():
-    assert set(PRESETS) == set(TRAIN_PRESETS)
-    seed = train_preset("seed-3090")
-    assert (seed.batch_size, seed.max_steps, seed.steps_per_epoch) == (64, 56_000, 28_000)
-    assert seed.max_steps * seed.batch_size * PRESETS["seed-3090"].context_length == 458_752_000
-    assert seed.eval_interval == seed.steps_per_epoch and seed.epochs == 2
-    with pytest.raises(ValueError, match="unknown preset 'huge'.*seed-3090"):
-        train_preset("huge")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -97,25 +97,6 @@ def matmul_ceiling(device: str = "cpu", n: int = 2048, dtype=torch.float32,
     return 2 * n**3 / seconds
 
 
-def format_table(rows: list[dict], columns: list[str] | None = None) -> str:
-    """A plain aligned text table of ``rows`` (dicts); floats get 4 significant digits."""
-    if not rows:
-        return "(no rows)"
-    columns = columns or list(rows[0])
-
-    def cell(value) -> str:
-        if isinstance(value, float):
-            return f"{value:.4g}"
-        return str(value)
-
-    body = [[cell(row.get(c, "")) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in body)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in body]
-    return "\n".join(lines)
-
-
 def write_results(name: str, results: dict, out_dir: str | Path = "bench-results") -> Path:
     """Write ``results`` (plus machine info when missing) to ``out_dir/<name>.json``."""
     out_dir = Path(out_dir)

@@ -37,12 +37,12 @@ from nanolm_lib.attention import (
     native_mha_inference,
 )
 from nanolm_lib.benchmarks import (
-    format_table,
     interleaved_times,
     machine_info,
     torch_threads,
 )
 from nanolm_lib.profiling import MEMORY_METHOD, peak_memory
+from nanolm_lib.tables import format_table
 from nanolm_lib.utils import progress
 
 HEADLINE = {"batch": 64, "heads": 8, "head_dim": 96, "T": 128}

@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import torch
 
-from nanolm_lib.benchmarks import format_table, interleaved_times, machine_info, torch_threads
-from nanolm_lib.model import GPT, PRESETS, count_parameters
+from nanolm_lib.benchmarks import interleaved_times, machine_info, torch_threads
+from nanolm_lib.model import GPT, count_parameters
+from nanolm_lib.presets import PRESETS
 from nanolm_lib.sampling import generate
+from nanolm_lib.tables import format_table
 from nanolm_lib.utils import progress
 
 
 def _model(preset: str, device: str) -> GPT:
     with torch.random.fork_rng(devices=[]):  # weights from a fixed seed, global state untouched
         torch.manual_seed(0)
-        return GPT(PRESETS[preset]).to(device).eval()
+        return GPT(PRESETS[preset].model).to(device).eval()
 
 
 def run(quick: bool = False, preset: str = "cpu", threads: int | None = None) -> dict:
@@ -36,7 +38,7 @@ def run(quick: bool = False, preset: str = "cpu", threads: int | None = None) ->
     ``threads`` sets torch's intra-op thread count for the run (restored afterwards).
     """
     preset = "smoke" if quick else preset
-    config = PRESETS[preset]
+    config = PRESETS[preset].model
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     new_tokens = config.context_length - 1  # after a one-token prompt: fills the context
     batches = (1, 2) if quick else (1, 8)

@@ -15,9 +15,10 @@ import time
 
 import torch
 
-from nanolm_lib.benchmarks import format_table, machine_info, matmul_ceiling, synchronize
+from nanolm_lib.benchmarks import machine_info, matmul_ceiling, synchronize
+from nanolm_lib.tables import format_table, reference_tokens
 
-REFERENCE_TOKENS = 458_752_000  # 2 epochs x 28,000 steps x 64 x 128
+REFERENCE_TOKENS = reference_tokens()  # 2 epochs x 28,000 steps x 64 x 128
 
 
 def _timed(fn, device: str) -> tuple[float, float]:
@@ -54,13 +55,14 @@ def measure(preset: str, batch_size: int | None = None, steps: int = 3, device: 
             compile: bool = False, ceiling_n: int = 2048, precision: str | None = None) -> dict:
     """Time ``steps`` training steps of the model preset ``preset`` (after one warm-up step),
     in the preset's precision unless ``precision`` is given."""
-    from nanolm_lib.model import GPT, PRESETS, flops_per_token
+    from nanolm_lib.model import GPT, flops_per_token
+    from nanolm_lib.presets import model_config as preset_model
+    from nanolm_lib.presets import train_preset
     from nanolm_lib.train import (
         enable_tf32,
         keep_freed_memory,
         make_optimizer,
         resolve_precision,
-        train_preset,
         train_step,
     )
 
@@ -68,7 +70,7 @@ def measure(preset: str, batch_size: int | None = None, steps: int = 3, device: 
         keep_freed_memory()  # as train() does
     enable_tf32(device)  # as train() does: fp32 products on TF32 tensor cores
 
-    model_config = PRESETS[preset]
+    model_config = preset_model(preset)
     config = train_preset(preset, **({"batch_size": batch_size} if batch_size else {}))
     torch.manual_seed(0)
     model = GPT(model_config).to(device)

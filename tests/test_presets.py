@@ -1,0 +1,67 @@
+"""The recipes (nanolm_lib.presets) and the overrides the command line applies to them: one
+table serves the command line, the demo, the benchmarks and the lessons, and every override
+goes through TrainConfig's validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from nanolm_lib import model, presets, utils
+from nanolm_lib.errors import UsageError
+from nanolm_lib.model import GPTConfig
+from nanolm_lib.runs import training_overrides
+from nanolm_lib.tables import reference_tokens
+from nanolm_lib.train import TrainConfig
+
+
+def test_each_preset_holds_a_model_and_its_training_and_serves_one_run_size():
+    assert sorted(p.size for p in presets.PRESETS.values()) == sorted(utils.SIZES)
+    for name, preset in presets.PRESETS.items():
+        assert preset.name == name
+        assert isinstance(preset.model, GPTConfig) and isinstance(preset.train, TrainConfig)
+    # lesson 05 tabulates the model half under its old name
+    assert model.PRESETS == {name: p.model for name, p in presets.PRESETS.items()}
+
+
+@pytest.mark.parametrize("size, expected", [("smoke", "smoke"), ("cpu", "cpu"),
+                                            ("full", "seed-3090")])
+def test_default_preset_follows_the_run_size(monkeypatch, size, expected):
+    monkeypatch.setenv("NANOLM_SIZE", size)
+    monkeypatch.delenv("NANOLM_SMOKE", raising=False)
+    assert presets.default_preset() == expected
+
+
+def test_the_reference_recipe_reads_two_epochs_of_458_million_tokens():
+    seed = presets.train_preset("seed-3090")
+    assert (seed.batch_size, seed.max_steps, seed.steps_per_epoch) == (64, 56_000, 28_000)
+    assert seed.eval_interval == seed.steps_per_epoch and seed.epochs == 2
+    assert reference_tokens() == 458_752_000  # the figure the reference README reports
+
+
+def test_presets_are_copied_and_unknown_names_are_a_usage_error():
+    fresh = presets.train_preset("smoke", max_steps=3)
+    assert fresh.max_steps == 3 and presets.PRESETS["smoke"].train.max_steps == 20
+    assert presets.model_config("cpu") is not presets.PRESETS["cpu"].model
+    with pytest.raises(UsageError, match="unknown preset 'huge'.*seed-3090"):
+        presets.get_preset("huge")
+    with pytest.raises(UsageError, match=r"TrainConfig.max_steps=0"):
+        presets.train_preset("smoke", max_steps=0)
+
+
+def test_overrides_are_validated_and_keep_the_recipe_s_schedule():
+    recipe = presets.train_preset("cpu")
+    shorter = training_overrides(recipe, steps=50)
+    assert shorter.max_steps == 50 and shorter.eval_interval == 50
+    assert shorter.checkpoint_interval <= 50 and shorter.log_interval == recipe.log_interval
+    tiny = training_overrides(recipe, steps=7)
+    assert (tiny.log_interval, tiny.checkpoint_interval) == (7, 7)
+    # --lr alone keeps the recipe's min_lr : lr ratio; --min-lr says it outright
+    faster = training_overrides(recipe, lr=1e-2)
+    assert faster.min_lr == pytest.approx(1e-2 * recipe.min_lr / recipe.lr)
+    assert training_overrides(recipe, lr=1e-2, min_lr=0.0).min_lr == 0.0
+    for bad, message in (({"steps": 0}, "max_steps=0"), ({"batch_size": 0}, "batch_size=0"),
+                         ({"lr": 1e-3, "min_lr": 2e-3}, "min_lr"),
+                         ({"epochs": 0.0}, "max_steps=0")):
+        with pytest.raises(UsageError, match=message):
+            training_overrides(recipe, **bad)
+    assert training_overrides(recipe) == recipe  # nothing asked, nothing changed
