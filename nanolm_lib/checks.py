@@ -137,6 +137,10 @@ class _LazyFresh(ModuleType):
     def __init__(self, name: str, path: Path, loaded: dict[str, ModuleType]):
         super().__init__(f"nanolm_lib.{name}")
         self._fresh_args = (name, path, loaded)
+        # Set here, so that a walk over sys.modules that asks each module for its file (as
+        # inspect.getmodule does when torch registers a custom op) loads no sibling: one
+        # loaded in the middle of another's import could find it half-built.
+        self.__file__ = str(path)
 
     def __getattr__(self, attribute):
         name, path, loaded = self.__dict__["_fresh_args"]

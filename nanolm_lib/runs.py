@@ -16,10 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from nanolm_lib.checkpoint import CHECKPOINT_NAME as CHECKPOINT
-from nanolm_lib.errors import CheckpointError, UsageError
-from nanolm_lib.presets import PRESETS
 from nanolm_lib.utils import runs_dir
+
+CHECKPOINT = "model.ckpt"  # nanolm_lib.checkpoint.CHECKPOINT_NAME
 
 
 @dataclass(frozen=True)
@@ -30,6 +29,8 @@ class Candidate:
 
 def candidates(root: Path | None = None) -> list[Candidate]:
     """The run folders holding a checkpoint, in the order the lessons take them."""
+    from nanolm_lib.presets import PRESETS
+
     root = runs_dir() if root is None else Path(root)
     own = [root / f"lesson06-{preset}" for preset in PRESETS]  # lesson 06's run folders
     own = sorted((f for f in own if (f / CHECKPOINT).is_file()),
@@ -48,6 +49,7 @@ def find_trained_model(device: str = "cpu", root: Path | None = None):
     A checkpoint that does not load (a half-written or foreign file) is reported and skipped.
     """
     from nanolm_lib.checkpoint import load_model
+    from nanolm_lib.errors import CheckpointError
 
     root = runs_dir() if root is None else Path(root)
     for candidate in candidates(root):
@@ -151,6 +153,7 @@ def plan_preset_run(preset: str | None, out_dir: Path, *, data=None, limit: int 
     ``torchrun`` rank 0 prepares it while the others wait, then read it from the cache.
     """
     from nanolm_lib.checkpoint import load_checkpoint
+    from nanolm_lib.errors import UsageError
     from nanolm_lib.model import GPTConfig
     from nanolm_lib.presets import default_preset, model_config, train_preset
     from nanolm_lib.train import TrainConfig
