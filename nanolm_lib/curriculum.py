@@ -1,31 +1,79 @@
-"""The course's contract: which lesson grades which names, and where their reference lives.
+"""The course's contract: which lesson grades which names, what they take, and where their
+reference lives (as CS336's ``tests/adapters.py`` pins what the tests call).
 
 This table is the one list of graded functions. Everything else reads it: the README's course
 table (checked by a test), ``tests/test_lessons.py``, the release (fixtures and ``--check``),
 the staged student kit (``python -m autograde student-kit OUT --released NN``), the grader's
 copy scan, and the lessons' set-up cells (:func:`nanolm_lib.staging.use_earlier_work`).
 
-``GRADED[lesson]`` maps each graded name, in the order the notebook asks for them, to the
-``nanolm_lib`` module that holds its reference.
+``CONTRACT[lesson]`` maps each graded name, in the order the notebook asks for them, to the
+``nanolm_lib`` module that holds its reference and the signature the student writes: a
+function's parameters, or a class's constructor and ``forward``. A test checks that each
+solution notebook defines exactly this signature and that the reference accepts it (the
+reference may take more, keyword arguments with defaults, for the library's own callers).
+``GRADED`` and ``SIGNATURES`` are its two views.
 """
 
 from __future__ import annotations
 
-GRADED: dict[str, dict[str, str]] = {
+CONTRACT: dict[str, dict[str, tuple[str, str]]] = {
     "00_setup": {},
-    "01_tokenizer": {"get_pair_counts": "tokenizer", "merge_pair": "tokenizer",
-                     "train_bpe": "tokenizer", "encode": "tokenizer", "decode": "tokenizer"},
-    "02_data": {"pack_stories": "data", "get_batch": "data"},
-    "03_attention": {"causal_mask": "attention", "attention_weights": "attention",
-                     "attention": "attention", "split_heads": "attention",
-                     "merge_heads": "attention", "MultiHeadAttention": "attention"},
-    "04_fused_attention": {"fused_attention": "attention", "flash_attention": "attention"},
-    "05_gpt": {"LayerNorm": "model", "MLP": "model", "Block": "model", "GPT": "model",
-               "count_parameters": "model"},
-    "06_training": {"cross_entropy_loss": "train", "perplexity": "train", "lr_at": "train",
-                    "train_step": "train", "evaluate": "train"},
-    "07_sampling": {"top_k_filter": "sampling", "sample_next_token": "sampling",
-                    "generate": "sampling"},
+    "01_tokenizer": {
+        "get_pair_counts": ("tokenizer", "(ids)"),
+        "merge_pair": ("tokenizer", "(ids, pair, new_id)"),
+        "train_bpe": ("tokenizer", "(texts, vocab_size)"),
+        "encode": ("tokenizer", "(text, merges)"),
+        "decode": ("tokenizer", "(ids, vocab)"),
+    },
+    "02_data": {
+        "pack_stories": ("data", "(tokenizer, stories)"),
+        "get_batch": ("data", "(tokens, batch_size, context_length, generator=None, "
+                              "device='cpu')"),
+    },
+    "03_attention": {
+        "causal_mask": ("attention", "(T, device=None)"),
+        "attention_weights": ("attention", "(q, k, mask=None)"),
+        "attention": ("attention", "(q, k, v, mask=None)"),
+        "split_heads": ("attention", "(x, n_heads)"),
+        "merge_heads": ("attention", "(x)"),
+        "MultiHeadAttention": ("attention", "(d_model, n_heads, dropout=0.0); forward(x)"),
+    },
+    "04_fused_attention": {
+        "fused_attention": ("attention", "(q, k, v)"),
+        "flash_attention": ("attention", "(q, k, v, block_size=64)"),
+    },
+    "05_gpt": {
+        "LayerNorm": ("model", "(d, eps=1e-05); forward(x)"),
+        "MLP": ("model", "(config); forward(x)"),
+        "Block": ("model", "(config); forward(x)"),
+        "GPT": ("model", "(config); forward(idx, targets=None)"),
+        "count_parameters": ("model", "(config, non_embedding=False)"),
+    },
+    "06_training": {
+        "cross_entropy_loss": ("train", "(logits, targets)"),
+        "perplexity": ("train", "(loss)"),
+        "lr_at": ("train", "(step, config)"),
+        "train_step": ("train", "(model, optimizer, x, y, grad_clip=1.0)"),
+        "evaluate": ("train", "(model, tokens, context_length, batch_size=32, "
+                              "max_batches=None)"),
+    },
+    "07_sampling": {
+        "top_k_filter": ("sampling", "(logits, k)"),
+        "sample_next_token": ("sampling", "(logits, temperature=1.0, top_k=None, top_p=None, "
+                                          "generator=None)"),
+        "generate": ("sampling", "(model, idx, max_new_tokens, temperature=1.0, top_k=None, "
+                                 "top_p=None, eos_id=None, generator=None)"),
+    },
+}
+
+# lesson -> {graded name: reference module}, in the notebook's order
+GRADED: dict[str, dict[str, str]] = {
+    lesson: {name: module for name, (module, _) in names.items()}
+    for lesson, names in CONTRACT.items()
+}
+# graded name -> the signature the student writes
+SIGNATURES: dict[str, str] = {
+    name: signature for names in CONTRACT.values() for name, (_, signature) in names.items()
 }
 
 LESSONS = sorted(GRADED)

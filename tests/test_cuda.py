@@ -10,9 +10,9 @@ import pytest
 import torch
 from notebook_cells import SOLUTIONS, run_cells
 
+from nanolm_lib.checkpoint import load_checkpoint
 from nanolm_lib.model import GPT, GPTConfig
 from nanolm_lib.sampling import generate, sample_next_token
-from nanolm_lib.checkpoint import load_checkpoint
 from nanolm_lib.train import (
     BatchStream,
     Distributed,

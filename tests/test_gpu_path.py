@@ -12,16 +12,16 @@ import pytest
 import torch
 from model_helpers import single_thread  # noqa: F401 (an autouse fixture)
 
-from nanolm_lib.data import get_batch
-from nanolm_lib.model import GPT, GPTConfig
-from nanolm_lib.sampling import draw, sample_next_token
 from nanolm_lib.checkpoint import (
     CheckpointWriter,
     checkpoint_state,
     load_checkpoint,
     read_metrics,
 )
+from nanolm_lib.data import get_batch
 from nanolm_lib.errors import TrainingDiverged
+from nanolm_lib.model import GPT, GPTConfig
+from nanolm_lib.sampling import draw, sample_next_token
 from nanolm_lib.train import (
     Distributed,
     TrainConfig,

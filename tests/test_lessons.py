@@ -19,6 +19,7 @@ from autograde.course import LESSONS_DIR, SOLUTIONS_DIR, grade_cells
 from autograde.grade import grade_batch
 from autograde.worker import Limits
 from nanolm_lib.curriculum import GRADED as CURRICULUM
+from nanolm_lib.curriculum import SIGNATURES
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -71,6 +72,67 @@ def test_graded_functions_have_visible_and_hidden_tests(lesson):
                    if c["kind"] == "solution" and c["grade_id"] not in GRADED[lesson])
     if extra:
         problems.append(f"solution cells not in nanolm_lib/curriculum.py: {extra}")
+    assert not problems, f"{lesson}: " + "; ".join(problems)
+
+
+def _signature_in(source: str, name: str) -> str | None:
+    """The signature of ``name`` as the contract writes it, from a cell's source."""
+    code = "\n".join(line for line in source.splitlines() if not line.startswith(("%", "!")))
+    for node in ast.parse(code).body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return f"({ast.unparse(node.args)})"
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            methods = {f.name: f for f in node.body if isinstance(f, ast.FunctionDef)}
+            init, forward = (ast.unparse(methods[m].args).removeprefix("self, ")
+                             for m in ("__init__", "forward"))
+            return f"({init}); forward({forward})"
+    return None
+
+
+def _accepts(reference, contract: str) -> str | None:
+    """Why ``reference`` (a function) cannot be called as ``contract`` says, or None: the same
+    parameters in the same order with the same defaults; any more must have defaults."""
+    import inspect
+
+    wanted = ast.parse(f"def f{contract}: pass").body[0].args
+    names = [a.arg for a in wanted.args]
+    defaults = dict(zip(names[len(names) - len(wanted.defaults):],
+                        (ast.literal_eval(d) for d in wanted.defaults)))
+    params = [p for p in inspect.signature(reference).parameters.values() if p.name != "self"]
+    if [p.name for p in params[:len(names)]] != names:
+        return f"takes {[p.name for p in params]}, the contract {names}"
+    for p in params[:len(names)]:
+        expected = defaults.get(p.name, inspect.Parameter.empty)
+        if p.default != expected:
+            return f"{p.name} defaults to {p.default!r}, the contract to {expected!r}"
+    extra = [p.name for p in params[len(names):] if p.default is inspect.Parameter.empty
+             and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return f"also requires {extra}" if extra else None
+
+
+@pytest.mark.parametrize("lesson", sorted(GRADED))
+def test_solutions_and_references_keep_the_contract_s_signatures(lesson):
+    """nanolm_lib/curriculum.py pins each graded signature: the solution defines exactly it
+    (the lesson's stub is generated from the solution), and the reference accepts it."""
+    import importlib
+
+    nb = _notebook(SOLUTIONS_DIR, lesson)
+    cells = {c["grade_id"]: c for c in grade_cells(nb)}
+    problems = []
+    for name, module in CURRICULUM[lesson].items():
+        written = _signature_in(cells[name]["source"], name)
+        if written != SIGNATURES[name]:
+            problems.append(f"the solution writes {name}{written}, the contract "
+                            f"{name}{SIGNATURES[name]}")
+        reference = getattr(importlib.import_module(f"nanolm_lib.{module}"), name)
+        parts = SIGNATURES[name].split("; forward")
+        checks = [(reference, parts[0])]
+        if len(parts) == 2:  # a class: its constructor and its forward
+            checks = [(reference.__init__, parts[0]), (reference.forward, parts[1])]
+        for function, contract in checks:
+            why = _accepts(function, contract)
+            if why:
+                problems.append(f"the reference {module}.{name} {why}")
     assert not problems, f"{lesson}: " + "; ".join(problems)
 
 
