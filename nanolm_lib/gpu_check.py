@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from nanolm_lib.benchmarks.train import REFERENCE_TOKENS
+from nanolm_lib.errors import UsageError
 from nanolm_lib.tables import format_table
 
 TARGET_SECONDS = 300  # the recipe's 458.75 M tokens in 5 minutes ...
@@ -685,11 +686,11 @@ def run_gpu_check(out_dir="gpu-check", dry_run: bool = False, sections=None,
     """Run the sections (all by default) into ``out_dir``; return what results.json holds."""
     device = device or ("cpu" if dry_run else "cuda")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("gpu-check: no CUDA GPU here; nanolm gpu-check --dry-run checks its "
+        raise UsageError("gpu-check: no CUDA GPU here; nanolm gpu-check --dry-run checks its "
                          "plumbing on the CPU")
     unknown = [s for s in sections or () if s not in CHECKS]
     if unknown:
-        raise ValueError(f"--sections: unknown {', '.join(unknown)}; expected some of "
+        raise UsageError(f"--sections: unknown {', '.join(unknown)}; expected some of "
                          f"{', '.join(SECTIONS)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

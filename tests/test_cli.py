@@ -71,7 +71,7 @@ def in_process(workspace, monkeypatch, capsys):
 
 @pytest.mark.slow
 def test_prepare_train_sample_info_end_to_end(workspace, small_data, in_process):
-    prepared = nanolm(workspace, "prepare", "--data", small_data, "--preset", "smoke")
+    prepared = in_process("prepare", "--data", small_data, "--preset", "smoke")
     assert prepared.returncode == 0, prepared.stderr
     rows = {line.split()[0]: line.split()[1:] for line in prepared.stdout.splitlines()
             if line.split()[:1] in (["train"], ["validation"])}
@@ -101,7 +101,7 @@ def test_prepare_train_sample_info_end_to_end(workspace, small_data, in_process)
                         "--seed", 3)
     assert repeat.stdout == sampled.stdout  # same seed, same stories
 
-    info = nanolm(workspace, "info", run, "--json")
+    info = in_process("info", run, "--json")
     assert info.returncode == 0, info.stderr
     details = json.loads(info.stdout)
     assert details["step"] == details["max_steps"] == 12

@@ -62,19 +62,31 @@ def test_dry_run_writes_the_folder_the_table_and_the_json(tmp_path):
         assert (folder / plot).read_bytes().startswith(b"\x89PNG")
 
 
-def test_bad_arguments_give_one_clear_line(tmp_path):
-    done = nanolm(tmp_path, "gpu-check", "--dry-run", "--sections", "versions,warp-speed")
+def in_process(capsys, *args):
+    """``nanolm`` in this process (the same main() as the command): no interpreter start."""
+    from nanolm_lib.cli import main
+
+    capsys.readouterr()
+    status = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, status, out, err)
+
+
+def test_bad_arguments_give_one_clear_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    done = in_process(capsys, "gpu-check", "--dry-run", "--sections", "versions,warp-speed")
     assert done.returncode == 1
     assert "--sections: unknown warp-speed" in done.stderr and "Traceback" not in done.stderr
     if not torch.cuda.is_available():
-        done = nanolm(tmp_path, "gpu-check")
+        done = in_process(capsys, "gpu-check")
         assert done.returncode == 1 and "no CUDA GPU here" in done.stderr
         assert "--dry-run" in done.stderr
 
 
-def test_one_section_alone(tmp_path):
-    done = nanolm(tmp_path, "gpu-check", "--dry-run", "--sections", "versions",
-                  "--out", "elsewhere")
+def test_one_section_alone(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    done = in_process(capsys, "gpu-check", "--dry-run", "--sections", "versions",
+                      "--out", "elsewhere")
     assert done.returncode == 0, done.stderr
     results = json.loads((tmp_path / "elsewhere" / "results.json").read_text())
     assert list(results["sections"]) == ["versions"]
