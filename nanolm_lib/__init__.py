@@ -7,9 +7,15 @@ One module per chapter of the course:
     model      (lesson 05)  the GPT
     train      (lesson 06)  the training loop, checkpoints, evaluation
     sampling   (lesson 07)  top-k / top-p sampling, generation with a KV cache
-and two that serve the lessons:
-    profiling  (lessons 04-05)  op recorders, peak memory, SDPA's backends as torch states them
-    runs       (lessons 03, 07)  which trained model a lesson uses, and why
+and those that serve them:
+    presets     the recipes: model and training settings per preset (seed-3090, cpu, smoke)
+    checkpoint  run folders, checkpoints, load_model
+    curriculum  the contract: lesson -> graded names, signatures, reference module
+    errors      UsageError: a user's mistake, told in one line
+    stories     the project's own story generator (when no TinyStories is at hand)
+    tables      plain-text tables: corpus summary, results against the reference run
+    profiling   (lessons 04-05)  op recorders, peak memory, SDPA's backends as torch states them
+    runs        (lessons 03, 07)  which trained model a lesson uses; training a preset (CLI, demo)
 """
 
 __version__ = "0.1.0"

@@ -1,9 +1,10 @@
 """The project's own errors: what a user got wrong, as opposed to a bug.
 
 :class:`UsageError` is a mistake the user can fix (an unknown preset, a setting out of range,
-a data, tokenizer or checkpoint file that is not what it should be). The command line and the
-demo print it as one line (:func:`run_reporting_user_errors`); any other exception is a bug and shows
-its traceback. It is a ``ValueError``, so ``except ValueError`` in a notebook still catches it.
+a data, tokenizer or checkpoint file that is not what it should be). The command line and
+the demo print it as one line (:func:`run_reporting_user_errors`); any other exception is a
+bug and shows its traceback. It is a ``ValueError``, so ``except ValueError`` in a notebook
+still catches it.
 """
 
 from __future__ import annotations
