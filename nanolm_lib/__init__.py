@@ -5,7 +5,7 @@ One module per chapter of the course:
     data       (lesson 02)  loading TinyStories, packing tokens, random batches
     attention  (lessons 03-04)  naive, fused and flash attention, multi-head attention
     model      (lesson 05)  the GPT
-    train      (lesson 06)  the training loop, checkpoints, evaluation
+    train      (lesson 06)  the training loop and evaluation
     sampling   (lesson 07)  top-k / top-p sampling, generation with a KV cache
 and those that serve them:
     presets     the recipes: model and training settings per preset (seed-3090, cpu, smoke)
