@@ -66,9 +66,14 @@ def __getattr__(name: str):
     """``PRESETS``: the model half of each recipe of :mod:`nanolm_lib.presets`, by name (what
     lesson 05 tabulates and builds from)."""
     if name == "PRESETS":
+        import dataclasses
+
         from nanolm_lib.presets import PRESETS
 
-        return {preset_name: preset.model for preset_name, preset in PRESETS.items()}
+        # Built as this module's GPTConfig: a fresh reference copy (nanolm_lib.checks) has
+        # its own class, which its GPT checks configs against.
+        return {preset_name: GPTConfig(**dataclasses.asdict(preset.model))
+                for preset_name, preset in PRESETS.items()}
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
