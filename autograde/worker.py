@@ -6,12 +6,14 @@ directory under ``OUT/.work/worker-K/``. A worker copies a submission into
 ``submitted/<student>/<lesson>/``, runs nbgrader's ``autograde`` (with
 :class:`autograde.preprocessors.LimitedExecute` and the sandboxed kernel of
 :mod:`autograde.sandbox`) and ``generate_feedback``, and answers with everything the batch
-needs to merge the result into the main gradebook: scores, failure messages, limits hit and
-static-scan flags.
+needs to merge the result into the main gradebook (an :class:`autograde.answer.Answer`):
+scores, failure messages, limits hit and static-scan flags. For a course lesson the scores are
+the grader's verdict (:mod:`autograde.verdict`): the hidden cases are drawn before the kernel
+starts, and the kernel's records judged after autograde, before the feedback is made.
 
 Protocol (``python -m autograde.worker SETTINGS.json``): one JSON job per line on stdin,
-``{"student", "lesson", "folder"}``; one answer per job on stdout, on a line starting with
-:data:`ANSWER_PREFIX`. Anything else the libraries print is ignored by the batch.
+``{"student", "lesson", "folder"}``; one :class:`~autograde.answer.Answer` (as JSON) per job on
+stdout, on a line starting with :data:`ANSWER_PREFIX`. Anything else the libraries print is ignored by the batch.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import torch
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared helpers
@@ -25,7 +26,7 @@ from autograde.grade import grade_batch  # noqa: E402
 from autograde.worker import Limits  # noqa: E402
 from nanolm_lib.curriculum import GRADED  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
+pytestmark = pytest.mark.filterwarnings("ignore")
 LESSON = "03_attention"
 FULL = 9
 
@@ -154,6 +155,7 @@ def _total(scores, student):
     return sum(entry["score"] for entry in scores[student][LESSON].values())
 
 
+@pytest.mark.slow
 def test_batch_finishes_honest_full_blank_zero(batch):
     result, scores, _ = batch
     assert result.ok, result.failures
@@ -161,6 +163,7 @@ def test_batch_finishes_honest_full_blank_zero(batch):
     assert _total(scores, "blank") == 0, scores["blank"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("student", sorted(ATTACKS))
 def test_attacker_scores_zero(batch, student):
     _, scores, _ = batch
@@ -169,6 +172,7 @@ def test_attacker_scores_zero(batch, student):
     assert all(entry["error"] for entry in entries.values()), entries
 
 
+@pytest.mark.slow
 def test_the_reference_is_not_in_the_grading_kernel(batch):
     """Importing lesson 03's reference in its own grading kernel gives stubs that raise."""
     _, scores, _ = batch
@@ -176,9 +180,93 @@ def test_the_reference_is_not_in_the_grading_kernel(batch):
     assert "NotReleasedError" in errors or "released after lesson 03" in errors, errors
 
 
+@pytest.mark.slow
 def test_feedback_shows_the_verdict(batch):
     result, _, _ = batch
     html = Path(result.answers[("transformer", LESSON)].feedback).read_text()
     assert "no record of the hidden tests" in html
     honest = Path(result.answers[("honest", LESSON)].feedback).read_text()
     assert "cases match" in honest
+
+
+# --------------------------------------------------------------------------- in-process, fast
+def _prepared(tmp_path, lesson="03_attention"):
+    from autograde.verdict import Verdict
+
+    return Verdict.prepare(lesson, tmp_path / "cases", tmp_path / "records", seed=1234)
+
+
+def test_records_of_the_reference_pass_and_wrong_ones_fail(tmp_path):
+    """The grader's judgement in-process: the reference's own outputs pass every question; a
+    wrong causal_mask fails that question only, with a message naming the case."""
+    import nanolm_lib.attention as attention
+    from nanolm_lib.grading import QUESTIONS, grading_folders, reference_namespace
+
+    verdict = _prepared(tmp_path)
+    reference = reference_namespace()
+    wrong = dict(reference, causal_mask=lambda T, device=None: torch.ones(T, T, dtype=torch.bool))
+    for name, drawn in verdict.cases.items():
+        namespace = wrong if name == "causal_mask" else reference
+        outputs = [QUESTIONS[LESSON][name].run_case(namespace, case) for case in drawn]
+        torch.save({"outputs": outputs}, tmp_path / "records" / LESSON / f"{name}.pt")
+    verdicts = verdict.judge()
+    assert not verdicts["test_causal_mask"].passed
+    assert "causal_mask(" in verdicts["test_causal_mask"].message
+    assert all(v.passed for gid, v in verdicts.items() if gid != "test_causal_mask"), verdicts
+    assert grading_folders() is None  # nothing here set the kernel's variable
+    assert attention.causal_mask(3).dtype == torch.bool
+
+
+def test_cases_hold_inputs_only_and_differ_per_seed(tmp_path):
+    from autograde.verdict import Verdict
+
+    verdict = _prepared(tmp_path)
+    saved = torch.load(tmp_path / "cases" / LESSON / "split_heads.pt", weights_only=True)
+    assert sorted(saved["cases"][0]) == ["H", "what", "x"]
+    other = Verdict.prepare(LESSON, tmp_path / "cases2", tmp_path / "records2", seed=99)
+    assert not torch.equal(verdict.cases["split_heads"][0]["x"], other.cases["split_heads"][0]["x"])
+
+
+def test_a_record_that_is_not_plain_data_scores_zero_with_a_reason(tmp_path):
+    import os
+
+    from autograde.verdict import read_record
+
+    folder = tmp_path / "records"
+    folder.mkdir()
+    (folder / "target.pt").write_bytes(b"")
+    cases = {
+        "missing": None,
+        "link": lambda p: p.symlink_to(folder / "target.pt"),
+        "fifo": lambda p: os.mkfifo(p),
+        "corrupt": lambda p: p.write_bytes(b"not a torch file"),
+        "subclass": lambda p: torch.save({"outputs": [torch.zeros(2).as_subclass(_Sub)]}, p),
+        "code": lambda p: torch.save({"outputs": [_Sub]}, p),
+        "wrong count": lambda p: torch.save({"outputs": [1, 2]}, p),
+        "oversized": lambda p: p.write_bytes(b"\0" * (65 << 20)),
+    }
+    for label, make in cases.items():
+        path = folder / f"{label}.pt"
+        if make is not None:
+            make(path)
+        outputs, problem = read_record(path, 1)
+        assert outputs is None and problem, label
+    torch.save({"outputs": [torch.ones(2)]}, folder / "plain.pt")
+    outputs, problem = read_record(folder / "plain.pt", 1)
+    assert problem is None and torch.equal(outputs[0], torch.ones(2))
+
+
+class _Sub(torch.Tensor):
+    pass
+
+
+def test_staged_grading_library_lacks_the_lesson_and_keeps_earlier_ones(tmp_path):
+    from autograde.verdict import stage_library
+
+    root = stage_library(tmp_path / "library", LESSON)
+    attention = (root / "nanolm_lib" / "attention.py").read_text()
+    tokenizer = (root / "nanolm_lib" / "tokenizer.py").read_text()
+    assert ".tril(diagonal=S - T)" not in attention  # lesson 03's causal_mask body
+    assert "NotReleasedError.for_name('03_attention', 'causal_mask')" in attention
+    assert "NotReleasedError" not in tokenizer  # lesson 01 is released to lesson 03's kernel
+    assert (root / "lessons" / LESSON / "fixtures" / "causal_mask.pt").is_file()
