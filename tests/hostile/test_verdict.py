@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import nbformat
-import torch
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared helpers
 
