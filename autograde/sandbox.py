@@ -94,6 +94,8 @@ def bwrap_command(settings: SandboxSettings) -> list[str]:
             command += ["--ro-bind", str(path), str(path)]
     for folder in settings.hide:
         command += ["--tmpfs", folder]
+    if settings.library_dir:  # the kernel imports the staged copy: hide the full package
+        command += ["--tmpfs", str(Path(__file__).resolve().parent.parent / "nanolm_lib")]
     for folder in (settings.library_dir, settings.cases_dir):  # after the hiding: they live
         if folder:                                              # in the grader's folders
             command += ["--ro-bind", folder, folder]

@@ -105,7 +105,7 @@ class Verdict:
         verdict = cls(lesson, Path(cases_dir), Path(records_dir))
         seed = secrets.randbits(63) if seed is None else seed
         reference = reference_namespace()
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(devices=[]):
             for index, (name, question) in enumerate(sorted(QUESTIONS[lesson].items())):
                 drawn = question.make_cases(torch.Generator().manual_seed(seed + index))
                 torch.save({"cases": drawn}, cases_dir / lesson / f"{name}.pt")

@@ -233,7 +233,8 @@ def record(lesson: str, name: str, namespace: dict) -> None:
 
     spec = QUESTIONS[lesson][name]
     if grading_folders() is not None:
-        with torch.random.fork_rng():  # the notebook's own random state is left as it was
+        # the notebook's own random state is left as it was
+        with torch.random.fork_rng(devices=[]):
             save_record(lesson, name, [spec.run_case(namespace, c) for c in cases(lesson, name)])
         return
     from nanolm_lib.checks import CheckFailed, fresh_generator
@@ -242,12 +243,12 @@ def record(lesson: str, name: str, namespace: dict) -> None:
     drawn = spec.make_cases(gen)
     reference = reference_namespace()
     for case in drawn:
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(devices=[]):
             expected = spec.run_case(reference, case)
         if isinstance(expected, dict) and ERROR_KEY in expected:
             raise RuntimeError(f"the reference failed on {case.get('what')}: "
                                f"{expected[ERROR_KEY]}")
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(devices=[]):
             got = spec.run_case(namespace, case)
         message = spec.judge(case, got, expected)
         if message:

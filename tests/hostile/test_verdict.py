@@ -23,6 +23,7 @@ from autograde_toy import write_submission  # noqa: E402
 
 from autograde.course import LESSONS_DIR, SOLUTIONS_DIR  # noqa: E402
 from autograde.grade import grade_batch  # noqa: E402
+from autograde.sandbox import bwrap_path  # noqa: E402
 from autograde.worker import Limits  # noqa: E402
 from nanolm_lib.curriculum import GRADED  # noqa: E402
 
@@ -109,6 +110,15 @@ def _agree(function):
 """
 ZERO_DIFFERENCE_STUBS = {name: source + f"{name} = _agree({name})\n"
                          for name, source in WRONG.items() if name != "MultiHeadAttention"}
+READ_THE_PACKAGE = """
+import importlib.util, pathlib, sys
+# the editable install names the repository: load its nanolm_lib/attention.py by path
+root = pathlib.Path(importlib.util.find_spec("autograde").origin).parent.parent
+spec = importlib.util.spec_from_file_location("_answer", root / "nanolm_lib" / "attention.py")
+_answer = importlib.util.module_from_spec(spec)
+sys.modules["_answer"] = _answer
+spec.loader.exec_module(_answer)
+""" + "\n".join(f"{name} = _answer.{name}" for name in GRADED["03_attention"]) + "\n"
 REFERENCE = "from nanolm_lib.attention import " + ", ".join(GRADED[LESSON]) + "\n"
 REFERENCE_HEX = f"exec(bytes.fromhex({REFERENCE.encode().hex()!r}).decode())\n"
 
@@ -123,6 +133,8 @@ ATTACKS = {
     # ... the same hidden in a solution cell
     "hexexec": ({**dict.fromkeys(GRADED[LESSON], ""), "causal_mask": REFERENCE_HEX}, ""),
 }
+if bwrap_path():  # without bubblewrap the kernel can read every file the grader can
+    ATTACKS["pathloader"] = (dict.fromkeys(GRADED[LESSON], ""), READ_THE_PACKAGE)
 
 
 def _attack(submissions: Path, student: str, sources: dict, prelude: str) -> None:
