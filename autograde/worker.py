@@ -379,14 +379,14 @@ class Worker:
                     error = None
                     if grade.name in (policy_notes or {}) and self.settings.copied == "zero":
                         error = policy_notes[grade.name]
-                    elif score < grade.max_score and grade.name in (verdicts or {}):
-                        error = verdicts[grade.name].message
-                        if grade.name in errors:
-                            error += f" [the test cell: {errors[grade.name]}]"
                     elif score < grade.max_score:
                         error = errors.get(grade.name) or (
                             problems[0] if problems else
                             "test cell missing from the submitted notebook (deleted or changed?)")
+                        if grade.name in (verdicts or {}):  # the grader's reason comes first
+                            error = verdicts[grade.name].message + (
+                                f" [the test cell: {errors[grade.name]}]"
+                                if grade.name in errors else "")
                         limit_notes = [hit["message"] for hit in limit_hits
                                        if hit["message"] not in error]
                         if limit_notes:  # the failure may follow from a limit hit earlier

@@ -7,10 +7,9 @@ A test cell of lesson 03 reads like this::
     check_close(attention_weights(case["q"], case["k"]), case["no mask"],
                 "attention_weights(q, k)")
     print("attention_weights: visible tests passed")
-    ### BEGIN HIDDEN TESTS
-    from nanolm_lib.grading import record
-    record("03_attention", "attention_weights", globals())
-    ### END HIDDEN TESTS
+
+and its hidden part (between nbgrader's hidden-test markers, left out of the student's copy) is
+``record("03_attention", "attention_weights", globals())``.
 
 Visible tests (the ones a student's kit runs) never load the reference: they compare with
 the reference's outputs on fixed inputs, computed when the lessons are released and stored
