@@ -115,8 +115,8 @@ class Verdict:
                     raise RuntimeError(f"the reference failed on a hidden case of {lesson} "
                                        f"{name}: {failed[0]}")
                 verdict.cases[name], verdict.expected[name] = drawn, expected
-        for path in cases_dir.rglob("*"):
-            path.chmod(0o555 if path.is_dir() else 0o444)
+        for path in cases_dir.rglob("*.pt"):  # read-only for the kernel: bwrap binds them so
+            path.chmod(0o444)
         return verdict
 
     def environment(self) -> dict[str, str]:
