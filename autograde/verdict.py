@@ -115,7 +115,7 @@ class Verdict:
                     raise RuntimeError(f"the reference failed on a hidden case of {lesson} "
                                        f"{name}: {failed[0]}")
                 verdict.cases[name], verdict.expected[name] = drawn, expected
-        for path in cases_dir.rglob("*.pt"):  # read-only for the kernel: bwrap binds them so
+        for path in cases_dir.rglob("*.pt"):  # bwrap binds them read-only; this is for the rest
             path.chmod(0o444)
         return verdict
 
