@@ -106,7 +106,7 @@ class Verdict:
         seed = secrets.randbits(63) if seed is None else seed
         reference = reference_namespace()
         with torch.random.fork_rng(devices=[]):
-            for index, (name, question) in enumerate(sorted(QUESTIONS[lesson].items())):
+            for index, (name, question) in enumerate(sorted(QUESTIONS.get(lesson, {}).items())):
                 drawn = question.make_cases(torch.Generator().manual_seed(seed + index))
                 torch.save({"cases": drawn}, cases_dir / lesson / f"{name}.pt")
                 expected = [question.run_case(reference, case) for case in drawn]
