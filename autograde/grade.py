@@ -29,6 +29,7 @@ import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from autograde.answer import Answer
 from autograde.collect import Submission, collect
 from autograde.course import (
     SOLUTIONS_DIR,
@@ -51,7 +52,7 @@ class BatchResult:
     """What a batch did: answers per (student, lesson) and the submissions it could not grade."""
 
     out: Path
-    answers: dict[tuple[str, str], dict] = field(default_factory=dict)
+    answers: dict[tuple[str, str], Answer] = field(default_factory=dict)
     graded: int = 0           # graded in this run
     skipped: int = 0          # unchanged since an earlier run
     failures: list[str] = field(default_factory=list)   # "student/lesson: why"
@@ -90,6 +91,7 @@ class WorkerProcess:
             raise GraderError(f"a grading worker could not start:\n{detail}")
 
     def _read_answer(self) -> dict | None:
+        """The worker's next message: its greeting, or an answer's fields."""
         for line in self.process.stdout:
             if line.startswith(ANSWER_PREFIX):
                 return json.loads(line[len(ANSWER_PREFIX):])
@@ -101,7 +103,7 @@ class WorkerProcess:
         except OSError:
             return ""
 
-    def run(self, job: dict, timeout: float) -> dict | None:
+    def run(self, job: dict, timeout: float) -> Answer | None:
         """Send one job; the answer, or None when the worker died or overran ``timeout``."""
         if self.process is None or self.process.poll() is not None:
             self.start()
@@ -117,7 +119,8 @@ class WorkerProcess:
             watchdog.cancel()
         if answer is None:
             self.stop()
-        return answer
+            return None
+        return Answer.from_dict(answer)
 
     def stop(self) -> None:
         process, self.process = self.process, None
@@ -170,6 +173,7 @@ def merge_submission(db_url: str, student: str, lesson: str, submission: dict) -
                 grade.needs_manual_grade = bool(values.get("needs_manual_grade", False))
             for comment in notebook.comments:
                 comment.auto_comment = data.get("comments", {}).get(comment.name)
+                comment.manual_comment = data.get("manual_comments", {}).get(comment.name)
         gb.db.commit()
 
 
@@ -246,6 +250,11 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
     template, main_db = _prepare_gradebooks(work / "template", out, lessons, solutions_dir,
                                             students, db_url)
     policy = {"copied": copied, "show_hidden_tests": show_hidden_tests}
+    from autograde.verdict import graded_by_verdict, stage_library
+
+    # one staged library per course lesson: its kernel imports no reference of that lesson
+    libraries = {lesson: str(stage_library(work / "library", lesson))
+                 for lesson in lessons if graded_by_verdict(lesson)}
     todo = _pending(found, students, lessons, solutions_dir, limits, out / ".state", main_db,
                     result, policy)
     settings = [WorkerSettings(root=str(work / f"worker-{k}"), lessons=lessons,
@@ -256,6 +265,7 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
                                hide=_folders_to_hide([out, submissions, solutions_dir]),
                                limits=limits, copied=copied,
                                show_hidden_tests=show_hidden_tests,
+                               library_dirs=libraries,
                                # parallel kernels share the cores instead of each taking all
                                kernel_threads=max(1, (os.cpu_count() or 1) // workers)
                                if workers > 1 else 0)
@@ -321,7 +331,7 @@ def _pending(found: dict, students: list[str], lessons: list[str], solutions_dir
             if state_file.is_file():
                 saved = json.loads(state_file.read_text())
                 if saved.get("hash") == digest and _has_submission(main_db, student, lesson):
-                    result.answers[(student, lesson)] = saved["answer"]
+                    result.answers[(student, lesson)] = Answer.from_dict(saved["answer"])
                     result.skipped += 1
                     continue
             todo.append((submission, digest))
@@ -359,10 +369,12 @@ def _run_workers(todo: list[tuple[Submission, str]], settings: list[WorkerSettin
                     if answer is not None:
                         break
                 else:
-                    answer = {"grader_error": "the grading worker died twice on this "
-                                              f"submission; see {worker.log_path}"}
+                    answer = Answer(job["student"], job["lesson"],
+                                    grader_error="the grading worker died twice on this "
+                                                 f"submission; see {worker.log_path}")
             except Exception as error:  # never leave the batch waiting for this answer
-                answer = {"grader_error": f"{type(error).__name__}: {error}"}
+                answer = Answer(job["student"], job["lesson"],
+                                grader_error=f"{type(error).__name__}: {error}")
             answers.put((submission, digest, answer))
 
     threads = [threading.Thread(target=serve, args=(w,), daemon=True) for w in pool]
@@ -374,15 +386,15 @@ def _run_workers(todo: list[tuple[Submission, str]], settings: list[WorkerSettin
         for _ in range(len(todo)):
             submission, digest, answer = answers.get()
             key = (submission.student, submission.lesson)
-            if "grader_error" in answer:
-                result.failures.append(f"{key[0]}/{key[1]}: {answer['grader_error']}")
+            if answer.grader_error:
+                result.failures.append(f"{key[0]}/{key[1]}: {answer.grader_error}")
             else:
-                merge_submission(main_db, key[0], key[1], answer["submission"])
+                merge_submission(main_db, key[0], key[1], answer.submission)
                 state_file = state_dir / key[0] / f"{key[1]}.json"
                 state_file.parent.mkdir(parents=True, exist_ok=True)
                 tmp = state_file.with_suffix(".tmp")
                 tmp.write_text(json.dumps({"version": STATE_VERSION, "hash": digest,
-                                           "answer": answer}))
+                                           "answer": answer.to_dict()}))
                 tmp.replace(state_file)  # atomic: a crash never leaves half a state file
                 result.answers[key] = answer
                 result.graded += 1
@@ -414,6 +426,8 @@ def _salt(solutions_dir: Path, lesson: str, limits: Limits, policy: dict | None 
     import hashlib
 
     digest = hashlib.sha256(json.dumps([asdict(limits), policy or {}], sort_keys=True).encode())
+    for code in ("grading.py", "questions.py"):  # how hidden cases are drawn and judged
+        digest.update((Path(__file__).resolve().parent.parent / "nanolm_lib" / code).read_bytes())
     for path in sorted((solutions_dir / lesson).rglob("*")):
         if path.is_file() and ".ipynb_checkpoints" not in path.parts:
             digest.update(str(path.relative_to(solutions_dir)).encode())

@@ -37,7 +37,7 @@ KIT_FILES = ("README.md", "LICENSE", "Makefile", "pyproject.toml", "environment.
              ".gitignore")
 KIT_FOLDERS = ("jupyter/student",)  # `make lab`'s Jupyter configuration (Validate only)
 # The student half of autograde: the self-check and submit, and what they import.
-KIT_AUTOGRADE = ("__init__.py", "__main__.py", "copycheck.py", "course.py", "kit.py",
+KIT_AUTOGRADE = ("__init__.py", "__main__.py", "answer.py", "copycheck.py", "course.py", "kit.py",
                  "nbgrader_config.py", "preprocessors.py", "sandbox.py", "scan.py",
                  "selfcheck.py", "worker.py")
 

@@ -27,7 +27,7 @@ def scores_table(answers: dict, students: list[str], lessons: list[str]) -> dict
         for lesson in lessons:
             answer = answers.get((student, lesson))
             if answer is not None:
-                table.setdefault(student, {})[lesson] = answer["scores"]
+                table.setdefault(student, {})[lesson] = answer.scores
     return table
 
 
@@ -131,15 +131,15 @@ def write_report_md(path: Path, result, students: list[str], lessons: list[str])
             answer = result.answers.get((student, lesson))
             if answer is None:
                 continue
-            score = sum(e["score"] for e in answer["scores"].values())
-            maximum = sum(e["max_score"] for e in answer["scores"].values())
-            notes = ([f"limit: {hit['message']}" for hit in answer.get("limits", [])]
-                     + [f"problem: {p.splitlines()[0]}" for p in answer.get("problems", [])]
+            score = sum(e["score"] for e in answer.scores.values())
+            maximum = sum(e["max_score"] for e in answer.scores.values())
+            notes = ([f"limit: {hit['message']}" for hit in answer.limits]
+                     + [f"problem: {p.splitlines()[0]}" for p in answer.problems]
                      + [f"flag ({f['kind']}) in {f['grade_id']}, line {f['line']}: "
                         f"{f['message']}"
                         + (" -> question scored 0" if policy == "zero"
                            and f["kind"] in POLICY_KINDS else "")
-                        for f in answer.get("flags", [])])
+                        for f in answer.flags])
             lines.append(f"- **{student} / {lesson}**: {score:g} / {maximum:g}")
             lines += [f"  - {note}" for note in notes]
     path.write_text("\n".join(lines) + "\n")

@@ -46,6 +46,8 @@ class SandboxSettings:
     hide: list[str] = field(default_factory=list)   # folders replaced by an empty tmpfs
     status_file: str = ""          # where the launcher records why the kernel ended
     use_bwrap: bool = True
+    library_dir: str = ""          # read-only, first on sys.path: the staged nanolm_lib's folder
+    cases_dir: str = ""            # read-only: the grader's hidden cases (autograde.verdict)
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -92,6 +94,11 @@ def bwrap_command(settings: SandboxSettings) -> list[str]:
             command += ["--ro-bind", str(path), str(path)]
     for folder in settings.hide:
         command += ["--tmpfs", folder]
+    if settings.library_dir:  # the kernel imports the staged copy: hide the full package
+        command += ["--tmpfs", str(Path(__file__).resolve().parent.parent / "nanolm_lib")]
+    for folder in (settings.library_dir, settings.cases_dir):  # after the hiding: they live
+        if folder:                                              # in the grader's folders
+            command += ["--ro-bind", folder, folder]
     for folder in (settings.workdir, settings.scratch):
         if folder:
             command += ["--bind", folder, folder]
@@ -158,6 +165,9 @@ def main(argv: list[str]) -> int:
     # (enabled by JPY_PARENT_PID) takes for "the parent exited". The kernel dies with this
     # launcher anyway (PR_SET_PDEATHSIG, bwrap --die-with-parent).
     env = {name: value for name, value in os.environ.items() if name != "JPY_PARENT_PID"}
+    if settings.library_dir:  # before the project's own package (the venv's editable install)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [settings.library_dir,
+                                                         env.get("PYTHONPATH")]))
     # The kernel process's own chatter (not the notebook's output, which travels over ZMQ)
     # goes to a log in the scratch folder rather than the grader's terminal.
     log = open(os.path.join(settings.scratch, "kernel.log"), "ab") if settings.scratch else None

@@ -6,12 +6,14 @@ directory under ``OUT/.work/worker-K/``. A worker copies a submission into
 ``submitted/<student>/<lesson>/``, runs nbgrader's ``autograde`` (with
 :class:`autograde.preprocessors.LimitedExecute` and the sandboxed kernel of
 :mod:`autograde.sandbox`) and ``generate_feedback``, and answers with everything the batch
-needs to merge the result into the main gradebook: scores, failure messages, limits hit and
-static-scan flags.
+needs to merge the result into the main gradebook (an :class:`autograde.answer.Answer`):
+scores, failure messages, limits hit and static-scan flags. For a course lesson the scores are
+the grader's verdict (:mod:`autograde.verdict`): the hidden cases are drawn before the kernel
+starts, and the kernel's records judged after autograde, before the feedback is made.
 
 Protocol (``python -m autograde.worker SETTINGS.json``): one JSON job per line on stdin,
-``{"student", "lesson", "folder"}``; one answer per job on stdout, on a line starting with
-:data:`ANSWER_PREFIX`. Anything else the libraries print is ignored by the batch.
+``{"student", "lesson", "folder"}``; one :class:`~autograde.answer.Answer` (as JSON) per job on
+stdout, on a line starting with :data:`ANSWER_PREFIX`. Anything else the libraries print is ignored by the batch.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import nbformat
 
+from autograde.answer import Answer
 from autograde.course import (
     GraderError,
     course_config,
@@ -78,6 +81,9 @@ class WorkerSettings:
     release_dir: str = ""      # the student versions (release/<lesson>/<lesson>.ipynb)
     copied: str = "zero"       # copy policy: "zero" the question, or only "flag" it
     show_hidden_tests: bool = False  # feedback shows the hidden tests' source
+    # lesson -> the staged library its kernel imports (autograde.verdict); a lesson without
+    # one (not a course lesson) is graded by nbgrader's own scores
+    library_dirs: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> WorkerSettings:
@@ -169,7 +175,7 @@ class Worker:
                 if c["kind"] == "test"]
 
     # ------------------------------------------------------------------------------ grading
-    def grade(self, student: str, lesson: str, folder: str | None) -> dict:
+    def grade(self, student: str, lesson: str, folder: str | None) -> Answer:
         """Grade one submission; returns the answer the batch merges (see module docstring)."""
         from nbgrader.converters import Autograde, GenerateFeedback
 
@@ -206,7 +212,7 @@ class Worker:
                     problems.append("nbgrader metadata repaired: " + "; ".join(repaired))
                     nbformat.write(nb, str(notebook))
 
-        limits_report = self._prepare_environment(student, lesson, autograded)
+        limits_report, verdict = self._prepare_environment(student, lesson, autograded)
         log = ""
         if notebook.is_file():
             try:
@@ -216,9 +222,14 @@ class Worker:
                 problems.append(f"nbgrader autograde failed: {str(error)[:ERROR_CHARS]}")
         submission = self._ensure_submission(student, lesson)
         limit_hits = json.loads(limits_report.read_text()) if limits_report.is_file() else []
+        verdicts = {}
+        if verdict is not None and (autograded / f"{lesson}.ipynb").is_file():
+            verdicts = verdict.judge()
+            self._apply_verdicts(student, lesson, verdicts)
         policy_notes = self._apply_copy_policy(student, lesson, flags)
         scores = self._scores(student, lesson, autograded, submission, problems, limit_hits,
-                              policy_notes)
+                              policy_notes, verdicts)
+        submission = self._ensure_submission(student, lesson)  # with the verdicts' scores
 
         feedback_file = None
         if (autograded / f"{lesson}.ipynb").is_file():
@@ -235,21 +246,56 @@ class Worker:
                     feedback_file = str(target)
             except GraderError as error:
                 problems.append(f"feedback could not be generated: {str(error)[:300]}")
-        return {"student": student, "lesson": lesson, "scores": scores,
-                "limits": limit_hits, "flags": flags, "problems": problems,
-                "feedback": feedback_file, "submission": submission,
-                "seconds": round(time.monotonic() - started, 2), "log_tail": log[-2000:]}
+        return Answer(student=student, lesson=lesson, scores=scores, limits=limit_hits,
+                      flags=flags, problems=problems, feedback=feedback_file,
+                      submission=submission, seconds=round(time.monotonic() - started, 2),
+                      log_tail=log[-2000:])
 
-    def _prepare_environment(self, student: str, lesson: str, autograded: Path) -> Path:
-        """Fresh scratch folder and the kernel's environment for one submission."""
+    def _prepare_environment(self, student: str, lesson: str, autograded: Path):
+        """Fresh scratch folder and the kernel's environment for one submission, and for a
+        course lesson its hidden cases. Returns (limits-report path, the Verdict or None)."""
+        from autograde.verdict import Verdict
+        from nanolm_lib.grading import ENV_VAR
+
         scratch = self.root / "scratch" / f"{student}--{lesson}"
+        library = self.settings.library_dirs.get(lesson, "")
+        cases_dir = self.root / "cases" / f"{student}--{lesson}"
         report = prepare_kernel_environment(scratch, autograded, self.settings.limits,
-                                            self.settings.hide, self.root / "jupyter")
+                                            self.settings.hide, self.root / "jupyter",
+                                            library_dir=library,
+                                            cases_dir=str(cases_dir) if library else "")
+        verdict = None
+        os.environ.pop(ENV_VAR, None)
+        if library:
+            verdict = Verdict.prepare(lesson, cases_dir, scratch / "records")
+            os.environ.update(verdict.environment())
         if self.settings.kernel_threads:
             threads = str(self.settings.kernel_threads)
             os.environ.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
                                "OPENBLAS_NUM_THREADS": threads})
-        return report
+        return report, verdict
+
+    def _apply_verdicts(self, student: str, lesson: str, verdicts: dict) -> None:
+        """The grader's verdicts into the gradebook: each test cell's score (a manual score:
+        nbgrader's own from the kernel no longer counts) and, as the comment of the question's
+        solution cell, the verdict's message, which the feedback shows."""
+        from nbgrader.api import Gradebook, MissingEntry
+
+        with Gradebook(self.db_url) as gb:
+            for grade_id, verdict in verdicts.items():
+                try:
+                    grade = gb.find_grade(grade_id, lesson, lesson, student)
+                except MissingEntry:
+                    continue
+                grade.manual_score = grade.max_score if verdict.passed else 0.0
+                grade.needs_manual_grade = False
+                try:
+                    comment = gb.find_comment(grade_id.removeprefix("test_"), lesson, lesson,
+                                              student)
+                except MissingEntry:
+                    continue
+                comment.manual_comment = verdict.message
+            gb.db.commit()
 
     def _ensure_submission(self, student: str, lesson: str) -> dict:
         """The submission's rows in this worker's gradebook, created with zero scores when
@@ -278,6 +324,8 @@ class Worker:
                                    for grade in notebook.grades},
                         "comments": {comment.name: comment.auto_comment
                                      for comment in notebook.comments},
+                        "manual_comments": {comment.name: comment.manual_comment
+                                            for comment in notebook.comments},
                     }
                     for notebook in submission.notebooks
                 },
@@ -305,14 +353,17 @@ class Worker:
                 try:
                     if self.settings.copied == "zero":
                         gb.find_grade(f"test_{grade_id}", lesson, lesson, student).manual_score = 0
-                    gb.find_comment(grade_id, lesson, lesson, student).manual_comment = note
+                    comment = gb.find_comment(grade_id, lesson, lesson, student)
+                    comment.manual_comment = "\n\n".join(  # after the verdict's message
+                        filter(None, [comment.manual_comment, note]))
                 except MissingEntry:
                     continue  # not a graded cell of this lesson: the report still lists it
             gb.db.commit()
         return {f"test_{grade_id}": "; ".join(texts) for grade_id, texts in notes.items()}
 
     def _scores(self, student, lesson, autograded, submission, problems, limit_hits,
-                policy_notes: dict[str, str] | None = None) -> dict:
+                policy_notes: dict[str, str] | None = None,
+                verdicts: dict | None = None) -> dict:
         """``{grade_id: {"score", "max_score", "error"}}`` for the lesson's test cells."""
         from nbgrader.api import Gradebook
 
@@ -332,6 +383,10 @@ class Worker:
                         error = errors.get(grade.name) or (
                             problems[0] if problems else
                             "test cell missing from the submitted notebook (deleted or changed?)")
+                        if grade.name in (verdicts or {}):  # the grader's reason comes first
+                            error = verdicts[grade.name].message + (
+                                f" [the test cell: {errors[grade.name]}]"
+                                if grade.name in errors else "")
                         limit_notes = [hit["message"] for hit in limit_hits
                                        if hit["message"] not in error]
                         if limit_notes:  # the failure may follow from a limit hit earlier
@@ -390,7 +445,8 @@ def repair_metadata(nb, released: dict[str, dict]) -> list[str]:
 
 
 def prepare_kernel_environment(scratch: Path, workdir: Path, limits: Limits, hide: list[str],
-                               jupyter_dir: Path) -> Path:
+                               jupyter_dir: Path, library_dir: str = "",
+                               cases_dir: str = "") -> Path:
     """Set this process's environment so that the next kernel nbgrader starts runs sandboxed
     in ``workdir`` with a fresh ``scratch`` folder for caches; returns the limits-report path.
 
@@ -405,7 +461,8 @@ def prepare_kernel_environment(scratch: Path, workdir: Path, limits: Limits, hid
     sandbox = SandboxSettings(
         memory_mb=limits.memory_mb, wall_s=limits.notebook_timeout_s, file_mb=limits.file_mb,
         scratch=str(scratch), workdir=str(workdir), hide=list(hide),
-        status_file=str(scratch / "kernel-status.json"), use_bwrap=limits.use_bwrap)
+        status_file=str(scratch / "kernel-status.json"), use_bwrap=limits.use_bwrap,
+        library_dir=library_dir, cases_dir=cases_dir)
     os.environ.update({
         "AUTOGRADE_SANDBOX": sandbox.to_env(),
         "AUTOGRADE_LIMITS_REPORT": str(scratch / "limits.json"),
@@ -490,9 +547,9 @@ def main(argv: list[str]) -> int:
         try:
             answer = worker.grade(job["student"], job["lesson"], job.get("folder"))
         except Exception:
-            answer = {"student": job["student"], "lesson": job["lesson"],
-                      "grader_error": traceback.format_exc()[-ERROR_CHARS:]}
-        answers.write(ANSWER_PREFIX + json.dumps(answer) + "\n")
+            answer = Answer(student=job["student"], lesson=job["lesson"],
+                            grader_error=traceback.format_exc()[-ERROR_CHARS:])
+        answers.write(ANSWER_PREFIX + answer.to_json() + "\n")
     return 0
 
 

@@ -2,18 +2,21 @@
 
 A test cell of lesson 03 reads like this::
 
-    from nanolm_lib.checks import reference, check_close, fresh_generator
-    ref = reference("attention")
-    gen, seed = fresh_generator()
-    q, k = torch.randn(2, 3, 5, 8, generator=gen), torch.randn(2, 3, 5, 8, generator=gen)
-    check_close(attention_weights(q, k), ref.attention_weights(q, k),
-                "attention_weights(q, k)", seed=seed)
+    from nanolm_lib.checks import check_close, fixture
+    case = fixture("03_attention", "attention_weights")  # stored at release
+    check_close(attention_weights(case["q"], case["k"]), case["no mask"],
+                "attention_weights(q, k)")
     print("attention_weights: visible tests passed")
+
+and its hidden part (between nbgrader's hidden-test markers, left out of the student's copy) is
+``record("03_attention", "attention_weights", globals())``.
 
 Visible tests (the ones a student's kit runs) never load the reference: they compare with
 the reference's outputs on fixed inputs, computed when the lessons are released and stored
 next to each lesson (``lessons/NN_slug/fixtures/*.pt``, read by :func:`fixture`). Hidden tests
-compare with the live reference (:func:`reference`) on fresh random inputs.
+record the student's outputs on the grader's inputs and the grader compares them with the
+reference, outside the kernel (:mod:`nanolm_lib.grading`); the grading kernel's ``nanolm_lib``
+holds no reference of the lesson it grades.
 
 Three rules shape this module:
 

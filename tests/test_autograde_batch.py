@@ -144,7 +144,7 @@ def test_hostile_submission_is_graded_on_what_completed(hostile, student, questi
 def test_tampered_nbgrader_metadata_is_repaired(hostile):
     result, scores, out = hostile
     assert _total(scores, "tamper", "01_toy") == 3
-    problems = result.answers[("tamper", "01_toy")]["problems"]
+    problems = result.answers[("tamper", "01_toy")].problems
     assert any("metadata repaired" in p and "restored" in p and "plain cell" in p
                for p in problems), problems
 
@@ -153,7 +153,7 @@ def test_patching_the_reference_scores_nothing_and_is_flagged(hostile):
     result, scores, out = hostile
     assert scores["patcher"]["02_toy"]["test_causal_mask"]["score"] == 0
     assert "causal_mask(4)" in scores["patcher"]["02_toy"]["test_causal_mask"]["error"]
-    flags = result.answers[("patcher", "02_toy")]["flags"]
+    flags = result.answers[("patcher", "02_toy")].flags
     assert {f["kind"] for f in flags} == {"patch"}
     assert any("nanolm_lib.attention.causal_mask" in f["message"] for f in flags)
     assert "nanolm_lib.checks.check_close" in (out / "report.md").read_text()

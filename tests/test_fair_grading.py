@@ -146,7 +146,7 @@ def test_pasted_reference_scores_zero_and_feedback_hides_hidden_tests(tmp_path, 
     assert "Copy policy:" in report and "scores 0 (grade --copied zero)" in report
     assert "flag (copied) in MultiHeadAttention" in report and "question scored 0" in report
 
-    html = Path(result.answers[("copier", "03_attention")]["feedback"]).read_text()
+    html = Path(result.answers[("copier", "03_attention")].feedback).read_text()
     assert "copied from the reference" in html  # the comment on the cell
     solution = nbformat.read(str(SOLUTIONS_DIR / "03_attention" / "03_attention.ipynb"),
                              as_version=4)

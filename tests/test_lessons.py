@@ -174,7 +174,7 @@ def test_every_test_cell_passes_on_the_solution_and_fails_on_the_untouched_lesso
             if entry["score"] != 0 or not entry["error"]:
                 wrong.append(f"untouched {lesson}/{grade_id}: {entry}")
     assert not wrong, "\n".join(wrong)
-    flags = [f for answer in result.answers.values() for f in answer["flags"]]
+    flags = [f for answer in result.answers.values() for f in answer.flags]
     assert not flags, f"the static scan flags the solutions themselves: {flags}"
 
 
