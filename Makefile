@@ -6,6 +6,13 @@
 # project's plain `torch>=2.3` is already satisfied and no CUDA build is downloaded. With a GPU
 # (nvidia-smi works) pip's default torch, a CUDA build, is installed instead. Override with
 #   make test TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+#
+# Everything else is pinned by constraints.txt: the exact versions the tests passed with (a
+# `pip freeze` of a `make setup` venv, less the project and torch, which TORCH_SPEC picks), so
+# a fresh clone gets the same packages next month. uv installs them when it is on PATH (many
+# times faster than pip); pip does otherwise (INSTALLER=pip forces it). After changing
+# pyproject.toml's dependencies, regenerate the file: make constraints. (A copy without the
+# file, such as a student kit, installs the newest versions pyproject.toml allows.)
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -16,20 +23,33 @@ else
 TORCH_SPEC ?= torch==2.13.0
 endif
 STAMP := $(VENV)/.installed
+CONSTRAINTS := $(wildcard constraints.txt)
+INSTALLER ?= $(if $(shell command -v uv 2>/dev/null),uv,pip)
+ifeq ($(INSTALLER),uv)
+INSTALL := uv pip install --quiet --python $(BIN)/python
+else
+INSTALL := $(BIN)/python -m pip install --quiet
+endif
 
-.PHONY: setup test demo lab lab-instructor lint clean bench gpu-check
+.PHONY: setup test demo lab lab-instructor lint clean bench gpu-check constraints
 
 setup: $(STAMP)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Reinstall when the project's metadata changes; otherwise this is a no-op.
-$(STAMP): pyproject.toml | $(BIN)/python
+# Reinstall when the project's metadata or the pins change; otherwise this is a no-op. torch
+# goes through pip, which reads the user's pip configuration and TORCH_SPEC's index options.
+$(STAMP): pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet $(TORCH_SPEC)
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(INSTALL) $(if $(CONSTRAINTS),--constraint $(CONSTRAINTS)) -e ".[dev]"
 	touch $(STAMP)
+
+# The pins, from the venv the tests passed in: everything installed but the project and torch.
+constraints: setup
+	{ echo "# make constraints: the versions the tests passed with (torch: see TORCH_SPEC)"; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v -i -E '^(torch|nanolm|nvidia-|triton)\b'; \
+	} > constraints.txt
 
 # The venv's bin goes first on PATH: nbgrader runs `alembic` and Jupyter kernels from there.
 # Two runs: the test suite, then every solution notebook executed top to bottom in smoke mode

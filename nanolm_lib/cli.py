@@ -4,6 +4,8 @@
     nanolm train   [--preset NAME] [--data SRC] [--steps N | --epochs N] [--resume] [--out DIR]
     nanolm sample  [--checkpoint PATH] [--prompt TEXT] [--temperature T] [--top-k K] ...
     nanolm bench   {tokenizer,attention,train,generate,all} [--quick] [--out DIR]
+    nanolm bench   train --baseline | --profile | --compile   vs torch.nn | top ops | compile
+    nanolm eval    RUN --data FILE                       loss and bits per byte on a text file
     nanolm info    PATH
     nanolm gpu-check [--out DIR] [--dry-run] [--sections NAME,...]   prove the GPU path
 
@@ -106,6 +108,17 @@ def cmd_bench(args) -> int:
 
     from nanolm_lib.benchmarks import BENCHMARKS, write_results
 
+    variant = next((v for v in ("baseline", "profile", "compile") if getattr(args, v)), None)
+    if variant:
+        if args.name != "train":
+            raise ValueError("--baseline, --profile and --compile belong to `nanolm bench train`")
+        from nanolm_lib.benchmarks import baseline
+
+        measure = {"baseline": baseline.run, "profile": baseline.run_profile,
+                   "compile": baseline.run_compile}[variant]
+        path = write_results(f"train-{variant}", measure(quick=args.quick), args.out)
+        print(f"results: {path}")
+        return 0
     names = BENCHMARKS if args.name == "all" else (args.name,)
     for name in names:
         print(f"== {name} ==")
@@ -113,6 +126,18 @@ def cmd_bench(args) -> int:
         results = module.run(quick=args.quick)
         path = write_results(name, results, args.out)
         print(f"results: {path}\n")
+    return 0
+
+
+# -------------------------------------------------------------------------------------------
+# eval
+
+
+def cmd_eval(args) -> int:
+    from nanolm_lib.evaluate import describe, evaluate_file
+
+    result = evaluate_file(args.run, args.data, device=args.device)
+    print(json.dumps(result, indent=2) if args.json else describe(result))
     return 0
 
 
@@ -260,7 +285,22 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("name", choices=[*BENCHMARKS, "all"])
     bench.add_argument("--quick", action="store_true", help="the smallest sizes, seconds")
     bench.add_argument("--out", default="bench-results", help="folder for the results JSON")
+    bench.add_argument("--baseline", action="store_true", help="train only: the step against "
+                       "the same model built from torch.nn blocks, interleaved in one run")
+    bench.add_argument("--profile", action="store_true",
+                       help="train only: the top operations of a step (torch.profiler)")
+    bench.add_argument("--compile", action="store_true", help="train only: torch.compile's "
+                       "compile time and speed-up on the cpu preset, steps interleaved")
     bench.set_defaults(func=cmd_bench)
+
+    evaluation = commands.add_parser("eval", help="a run's loss and bits per byte on a text "
+                                                  "file (every token predicted once)")
+    evaluation.add_argument("run", help="run folder or checkpoint file")
+    evaluation.add_argument("--data", required=True, help="a .txt/.json/.jsonl/.parquet file "
+                            "of stories (e.g. TinyStories' validation stories)")
+    evaluation.add_argument("--device", help="cuda, mps or cpu (default: the best there is)")
+    evaluation.add_argument("--json", action="store_true", help="print JSON")
+    evaluation.set_defaults(func=cmd_eval)
 
     info = commands.add_parser("info", help="what a checkpoint holds")
     info.add_argument("path", help="checkpoint file or run folder")

@@ -96,6 +96,19 @@ class LayerNorm(nn.Module):
         return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
 
 
+class FastLayerNorm(LayerNorm):
+    """:class:`LayerNorm` computed by PyTorch's fused kernel (``F.layer_norm``): the same
+    parameters and result (up to float rounding), what the library's GPT runs.
+
+    The written-out form reads the tensor several times and keeps each intermediate for the
+    backward pass; forward and backward it measured 7x (d 768) to 23x (d 256) slower on a
+    CPU. Lesson 05 teaches, and grades, the written-out form.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, (x.size(-1),), self.weight, self.bias, self.eps)
+
+
 class MLP(nn.Module):
     """Position-wise feed-forward: ``fc`` (C -> d_ff), exact GELU, ``proj`` (d_ff -> C)."""
 
@@ -116,9 +129,9 @@ class Block(nn.Module):
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.ln1 = LayerNorm(config.d_model)
+        self.ln1 = FastLayerNorm(config.d_model)
         self.attn = MultiHeadAttention(config.d_model, config.n_heads, config.dropout, config.attn_impl)
-        self.ln2 = LayerNorm(config.d_model)
+        self.ln2 = FastLayerNorm(config.d_model)
         self.mlp = MLP(config)
 
     def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
@@ -151,7 +164,7 @@ class GPT(nn.Module):
         self.pos_emb = nn.Embedding(config.context_length, config.d_model)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
-        self.ln_f = LayerNorm(config.d_model)
+        self.ln_f = FastLayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.tie_weights:
             # one matrix maps ids to vectors and vectors back to scores (Press & Wolf, 2017)

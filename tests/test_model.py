@@ -16,6 +16,7 @@ from nanolm_lib.model import (
     MLP,
     PRESETS,
     Block,
+    FastLayerNorm,
     GPTConfig,
     LayerNorm,
     count_parameters,
@@ -31,11 +32,12 @@ def random_ids(config, B, T, seed=0):
 
 # --- parts -----------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("layer_class", [LayerNorm, FastLayerNorm])
 @pytest.mark.parametrize("shape", [(2, 5, 16), (3, 7), (1, 1, 1, 4)])
-def test_layernorm_equals_torch_layernorm_forward_and_backward(shape):
+def test_layernorm_equals_torch_layernorm_forward_and_backward(shape, layer_class):
     g = torch.Generator().manual_seed(1)
     d = shape[-1]
-    ours, theirs = LayerNorm(d), torch.nn.LayerNorm(d, eps=1e-5)
+    ours, theirs = layer_class(d), torch.nn.LayerNorm(d, eps=1e-5)
     with torch.no_grad():
         for p, q in ((ours.weight, theirs.weight), (ours.bias, theirs.bias)):
             p.copy_(torch.randn(d, generator=g))
@@ -51,6 +53,27 @@ def test_layernorm_equals_torch_layernorm_forward_and_backward(shape):
     assert rel_err(ours.weight.grad, theirs.weight.grad) < 1e-5
     assert rel_err(ours.bias.grad, theirs.bias.grad) < 1e-5
     assert [n for n, _ in ours.named_parameters()] == ["weight", "bias"]
+
+
+def test_gpt_runs_the_fused_layernorm_with_the_written_out_ones_weights():
+    """The library's GPT uses FastLayerNorm; the written-out LayerNorm (what lesson 05
+    grades) loaded with the same weights gives the same logits and loss."""
+    fast = GPT(TINY)
+    norms = [name for name, m in fast.named_modules() if isinstance(m, LayerNorm)]
+    assert norms == ["blocks.0.ln1", "blocks.0.ln2", "blocks.1.ln1", "blocks.1.ln2", "ln_f"]
+    assert all(type(fast.get_submodule(name)) is FastLayerNorm for name in norms)
+    written_out = GPT(TINY)
+    for name in norms:
+        parent, _, attr = name.rpartition(".")
+        setattr(written_out.get_submodule(parent) if parent else written_out, attr,
+                LayerNorm(TINY.d_model))
+    with torch.no_grad():
+        for p in fast.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    written_out.load_state_dict(fast.state_dict())
+    idx, targets = random_ids(TINY, 3, 12, seed=5), random_ids(TINY, 3, 12, seed=6)
+    (logits, loss), (expected, expected_loss) = fast(idx, targets), written_out(idx, targets)
+    assert rel_err(logits, expected) < 1e-5 and abs(loss.item() - expected_loss.item()) < 1e-5
 
 
 def test_mlp_is_fc_exact_gelu_proj():
