@@ -33,7 +33,8 @@ def file_tokens(path, tokenizer) -> tuple[np.ndarray, dict]:
 def evaluate_file(run, data, *, device: str | None = None, batch_size: int = 32) -> dict:
     """Loss, perplexity and bits per byte of the model in ``run`` (a run folder or checkpoint)
     on the text file ``data``; also the file's counts and what was evaluated where."""
-    from nanolm_lib.train import evaluate, load_model
+    from nanolm_lib.checkpoint import load_model
+    from nanolm_lib.train import evaluate
     from nanolm_lib.utils import pick_device
 
     device = pick_device(device)

@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nanolm_lib.benchmarks import format_table, machine_info
+from nanolm_lib.benchmarks import machine_info
 from nanolm_lib.model import GPTConfig
+from nanolm_lib.tables import format_table
 
 # name -> (model sizes, batch size). The first is the size nanoGPT comparisons use.
 CONFIGS: dict[str, tuple[dict, int]] = {
@@ -72,12 +73,12 @@ class TorchBaselineLM(nn.Module):
 
 def resolve(name: str) -> tuple[GPTConfig, object]:
     """(model config, train config) of a :data:`CONFIGS` entry: preset sizes or given sizes."""
-    from nanolm_lib.model import PRESETS
-    from nanolm_lib.train import train_preset
+    from nanolm_lib.presets import model_config as preset_model
+    from nanolm_lib.presets import train_preset
 
     sizes, batch_size = CONFIGS[name] if name != "quick" else QUICK_CONFIG
     preset = sizes if isinstance(sizes, str) else "cpu"
-    model_config = PRESETS[preset] if isinstance(sizes, str) else GPTConfig(**sizes)
+    model_config = preset_model(preset) if isinstance(sizes, str) else GPTConfig(**sizes)
     overrides = {"batch_size": batch_size} if batch_size else {}
     return model_config, train_preset(preset, precision="fp32", **overrides)
 
