@@ -33,10 +33,6 @@ c.IgnorePattern.pattern = (
 )
 c.IgnorePattern.enabled = True
 
-# Student markdown and outputs reach the feedback HTML: no script, event handler or
-# javascript: URL survives (nbconvert's sanitiser, built on bleach).
-c.HTMLExporter.sanitize_html = True
-
 # Keep what reaches the gradebook and the feedback small.
 c.LimitOutput.max_lines = 200
 c.LimitOutput.max_traceback = 60

@@ -310,12 +310,14 @@ def main(argv: list[str]) -> int:
     # The kernel process's own chatter (not the notebook's output, which travels over ZMQ)
     # goes to a log in the scratch folder rather than the grader's terminal.
     log = open(os.path.join(settings.scratch, "kernel.log"), "ab") if settings.scratch else None
+    # In bwrap, the sandbox gets its own process group: Jupyter's SIGINT to the launcher's
+    # group would kill bwrap itself; the launcher passes it on to the kernel (below).
     child = subprocess.Popen(command, preexec_fn=_limit_child(settings),
                              env=kernel_env(settings), cwd=settings.workdir or None,
-                             stdout=log, stderr=log)
+                             stdout=log, stderr=log, start_new_session=settings.use_bwrap)
     signal.signal(signal.SIGTERM, lambda *_: child.kill())
-    # Jupyter interrupts by signalling the launcher's process group; a kernel in bwrap runs in
-    # its own session, so the launcher passes the interrupt on.
+    # Jupyter interrupts by signalling the launcher's process group: without bwrap the kernel
+    # is in it; in bwrap the launcher passes the interrupt on.
     signal.signal(signal.SIGINT, (lambda *_: _interrupt(child.pid)) if settings.use_bwrap
                   else signal.SIG_IGN)
     try:

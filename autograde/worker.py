@@ -196,8 +196,7 @@ class Worker:
 
         feedback_file = None
         if (autograded / f"{lesson}.ipynb").is_file():
-            if not self.settings.show_hidden_tests:
-                _hide_hidden_tests(autograded / f"{lesson}.ipynb")
+            _feedback_notebook(autograded / f"{lesson}.ipynb", self.settings.show_hidden_tests)
             try:
                 run_nbgrader(GenerateFeedback, self.config, assignment_id=lesson,
                              student_id=student)
@@ -345,13 +344,19 @@ def _take_notebook(folder: Path | None, lesson: str, submitted: Path) -> str | N
     return None
 
 
-def _hide_hidden_tests(notebook: Path) -> None:
-    """The feedback is made from the autograded notebook: take the hidden tests' source (and
-    the tracebacks that quote it) out of it once the scores are in the gradebook."""
+def _feedback_notebook(notebook: Path, show_hidden_tests: bool) -> None:
+    """The feedback is made from the autograded notebook, once the scores are in the
+    gradebook: sanitise the student's markdown and outputs (nbconvert's bleach-based
+    SanitizeHTML: no script, event handler or javascript: URL), and take the hidden tests'
+    source (and the tracebacks that quote it) out unless they are to be shown."""
+    from nbconvert.preprocessors import SanitizeHTML
+
     from autograde.preprocessors import HideHiddenTests
 
     nb = read_notebook(notebook)
-    HideHiddenTests().preprocess(nb, {})
+    SanitizeHTML().preprocess(nb, {})
+    if not show_hidden_tests:
+        HideHiddenTests().preprocess(nb, {})
     nbformat.write(nb, str(notebook))
 
 
