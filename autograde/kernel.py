@@ -70,11 +70,11 @@ class KernelRun:
         return self.control / "kernel-status.json"
 
 
-def kernel_environment(run: KernelRun, threads: int = 0) -> dict[str, str]:
+def kernel_environment(run: KernelRun, threads: int = 0, execution: str = "") -> dict[str, str]:
     """The kernel's whole environment: offline, quiet on stderr, caches in its own folder.
 
-    nbgrader's NBGRADER_EXECUTION (smoke size) is added by the launcher from its own
-    environment, where nbgrader sets it while autograding.
+    nbgrader's NBGRADER_EXECUTION (smoke size) is ``execution`` when given, else the launcher
+    takes it from its own environment, where nbgrader sets it while autograding.
     """
     scratch = run.sandbox
     env = {name: os.environ[name] for name in PASSED_ON if os.environ.get(name)}
@@ -100,6 +100,8 @@ def kernel_environment(run: KernelRun, threads: int = 0) -> dict[str, str]:
         # Grading runs at smoke size on the CPU: the same on every grader's machine.
         "CUDA_VISIBLE_DEVICES": "",
     })
+    if execution:
+        env["NBGRADER_EXECUTION"] = execution
     if threads:
         env.update({name: str(threads) for name in
                     ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
@@ -108,7 +110,7 @@ def kernel_environment(run: KernelRun, threads: int = 0) -> dict[str, str]:
 
 def prepare_kernel(root: Path, lesson_files: Path | None, notebook: Path | None,
                    limits: Limits, jupyter_dir: Path, threads: int = 0,
-                   library_dir: str = "", cases_dir: str = "") -> KernelRun:
+                   library_dir: str = "", cases_dir: str = "", execution: str = "") -> KernelRun:
     """A fresh run under ``root`` and the kernelspec (in ``jupyter_dir``) that starts the
     next kernel in it: the kernel's folder gets ``lesson_files`` (the released lesson's
     files, never a submission's) and a copy of ``notebook``."""
@@ -133,7 +135,7 @@ def prepare_kernel(root: Path, lesson_files: Path | None, notebook: Path | None,
         memory_mb=limits.memory_mb, wall_s=limits.notebook_timeout_s, file_mb=limits.file_mb,
         max_processes=limits.max_processes, scratch=str(run.sandbox), workdir=str(run.workdir),
         status_file=str(run.status_file), use_bwrap=limits.use_bwrap,
-        env=kernel_environment(run, threads), library_dir=library_dir, cases_dir=cases_dir)
+        env=kernel_environment(run, threads, execution), library_dir=library_dir, cases_dir=cases_dir)
     write_kernelspec(jupyter_dir, settings)
     return run
 

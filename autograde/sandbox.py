@@ -107,7 +107,7 @@ def kernel_mounts(settings: SandboxSettings) -> list[tuple[str, Path]]:
     mounts.append(("ro", REPO / "nanolm_lib"))   # an editable install imports it from here
     if LESSONS_DIR.is_dir():
         mounts.append(("ro", LESSONS_DIR))       # the fixtures next to the package
-    for extra in (settings.library_dir, settings.cases_dir, os.environ.get("NANOLM_DATA")):
+    for extra in (settings.library_dir, settings.cases_dir, settings.env.get("NANOLM_DATA")):
         if extra and Path(extra).exists():
             mounts.append(("ro", Path(extra).resolve()))
     return mounts
@@ -140,7 +140,7 @@ def bwrap_command(settings: SandboxSettings, connection_file: str) -> list[str]:
 def kernel_env(settings: SandboxSettings) -> dict[str, str]:
     """The settings' environment, plus nbgrader's execution flag from the launcher's own."""
     env = dict(settings.env)
-    if os.environ.get("NBGRADER_EXECUTION"):
+    if os.environ.get("NBGRADER_EXECUTION") and "NBGRADER_EXECUTION" not in env:
         env["NBGRADER_EXECUTION"] = os.environ["NBGRADER_EXECUTION"]
     if settings.library_dir:   # the staged library comes before the repository's
         env["PYTHONPATH"] = str(Path(settings.library_dir).resolve().parent)

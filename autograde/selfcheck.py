@@ -76,7 +76,7 @@ def check_notebook(notebook: Path, lessons_dir: Path = LESSONS_DIR,
                    limits: Limits | None = None) -> tuple[str, list[QuestionResult], list[dict]]:
     """Run ``notebook`` with its lesson's visible tests: ``(lesson, results, limits hit)``."""
     from nbgrader.preprocessors import IgnorePattern
-    from nbgrader.utils import determine_grade, setenv
+    from nbgrader.utils import determine_grade
 
     from autograde.course import ensure_tools_on_path, load_config
     from autograde.preprocessors import LimitedExecute
@@ -96,8 +96,9 @@ def check_notebook(notebook: Path, lessons_dir: Path = LESSONS_DIR,
     ensure_tools_on_path()
     with tempfile.TemporaryDirectory(prefix="autograde-check-") as tmp:
         # the kernel's folder: the lesson's own files (the student's, in the workspace)
+        # nbgrader's own switch to the grader's (smoke) size, as while autograding
         run = prepare_kernel(Path(tmp) / "run", notebook.parent, None, limits,
-                             Path(tmp) / "jupyter")
+                             Path(tmp) / "jupyter", execution="autograde")
         _copy_earlier_notebooks(notebook.parent, run.sandbox)
         config = load_config()
         executor = LimitedExecute(
@@ -105,9 +106,7 @@ def check_notebook(notebook: Path, lessons_dir: Path = LESSONS_DIR,
             max_notebook_output_bytes=limits.notebook_output_bytes, kernel_name=KERNEL_NAME,
             startup_timeout=120, limits_report=str(run.limits_report),
             status_file=str(run.status_file), kernelspec_dir=str(Path(tmp) / "jupyter" / "kernels"))
-        # nbgrader's own switch to the grader's (smoke) size, as while autograding
-        with setenv(NBGRADER_EXECUTION="autograde"):
-            nb, _ = executor.preprocess(nb, {"metadata": {"path": str(run.workdir)}})
+        nb, _ = executor.preprocess(nb, {"metadata": {"path": str(run.workdir)}})
         ignore = IgnorePattern(config=config)
         for index, cell in enumerate(nb.cells):
             ignore.preprocess_cell(cell, {}, index)

@@ -46,6 +46,7 @@ from autograde.kernel import KERNEL_NAME, Limits, error_message, prepare_kernel,
 
 ANSWER_PREFIX = "@@autograde-answer@@ "
 ERROR_CHARS = 1500   # longest failure message kept per question
+MAX_NOTEBOOK_BYTES = 50 << 20   # a lesson notebook with outputs is a few MB
 __all__ = ["KERNEL_NAME", "Limits", "Worker", "WorkerSettings"]
 
 
@@ -338,6 +339,9 @@ def _take_notebook(folder: Path | None, lesson: str, submitted: Path) -> str | N
         return None
     if not stat.S_ISREG(info.st_mode):
         return None
+    if info.st_size > MAX_NOTEBOOK_BYTES:
+        return (f"refused: {source.name} is {info.st_size >> 20} MB, more than the "
+                f"{MAX_NOTEBOOK_BYTES >> 20} MB a notebook may have (clear its outputs)")
     copy_plain_file(source, submitted / source.name)
     when = datetime.fromtimestamp(info.st_mtime, tz=UTC)
     (submitted / "timestamp.txt").write_text(when.strftime("%Y-%m-%d %H:%M:%S.%f %Z"))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from hostile_class import ToyClass
+
+from hostile.hostile_class import ToyClass
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,18 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from hostile_class import GOOD_ADD, LIMITS, REPO, needs_bwrap, read_scores, total, tree_digest
 
 from autograde.collect import MAX_MEMBERS, collect
 from autograde.grade import grade_batch
+from hostile.hostile_class import (
+    GOOD_ADD,
+    LIMITS,
+    REPO,
+    needs_bwrap,
+    read_scores,
+    total,
+    tree_digest,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
 SECRET = "hostile-suite-dummy-secret-1234"
