@@ -23,6 +23,7 @@ Why the kernel ended goes to ``status_file``, in a folder the kernel cannot see.
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
 import resource
@@ -117,7 +118,9 @@ def bwrap_command(settings: SandboxSettings, connection_file: str) -> list[str]:
     """The bwrap prefix for one kernel (order matters: later mounts go on top of earlier)."""
     command = [bwrap_path(), "--unshare-user", "--unshare-pid", "--unshare-ipc",
                "--unshare-uts", "--unshare-cgroup-try", "--new-session", "--die-with-parent",
-               "--disable-userns", "--clearenv"]
+               "--clearenv"]
+    if _bwrap_supports("--disable-userns"):  # bubblewrap 0.8+: no nested user namespace
+        command.append("--disable-userns")
     if os.getuid() == 0:
         command += ["--cap-drop", "ALL"]   # root keeps every capability otherwise
     command += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
@@ -135,6 +138,12 @@ def bwrap_command(settings: SandboxSettings, connection_file: str) -> list[str]:
     for name, value in kernel_env(settings).items():
         command += ["--setenv", name, value]
     return command + ["--"]
+
+
+@functools.cache
+def _bwrap_supports(option: str) -> bool:
+    help_text = subprocess.run([bwrap_path(), "--help"], capture_output=True, text=True)
+    return option in help_text.stdout + help_text.stderr
 
 
 def kernel_env(settings: SandboxSettings) -> dict[str, str]:

@@ -197,8 +197,9 @@ class Worker:
 
         feedback_file = None
         if (autograded / f"{lesson}.ipynb").is_file():
-            _feedback_notebook(autograded / f"{lesson}.ipynb", self.settings.show_hidden_tests)
             try:
+                _feedback_notebook(autograded / f"{lesson}.ipynb",
+                                   self.settings.show_hidden_tests)
                 run_nbgrader(GenerateFeedback, self.config, assignment_id=lesson,
                              student_id=student)
                 html = feedback / f"{lesson}.html"
@@ -207,7 +208,7 @@ class Worker:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(html, target)
                     feedback_file = str(target)
-            except GraderError as error:
+            except Exception as error:  # the scores are in: no feedback is no reason to lose them
                 problems.append(f"feedback could not be generated: {str(error)[:300]}")
         return {"student": student, "lesson": lesson, "scores": scores,
                 "limits": limit_hits, "flags": flags, "problems": problems,
@@ -353,7 +354,7 @@ def _feedback_notebook(notebook: Path, show_hidden_tests: bool) -> None:
     gradebook: sanitise the student's markdown and outputs (nbconvert's bleach-based
     SanitizeHTML: no script, event handler or javascript: URL), and take the hidden tests'
     source (and the tracebacks that quote it) out unless they are to be shown."""
-    from nbconvert.preprocessors import SanitizeHTML
+    from nbconvert.preprocessors.sanitize import SanitizeHTML
 
     from autograde.preprocessors import HideHiddenTests
 
