@@ -11,7 +11,8 @@ nothing). :class:`LimitedExecute` instead
   is interrupted, and the cell gets an ``OutputLimitExceeded`` error;
 * before each test cell, drops ``nanolm_lib.checks`` from ``sys.modules`` so that the tests use
   a fresh copy of their helpers (the reference itself is loaded fresh by ``checks.reference``);
-* caps the output of the whole notebook (``max_notebook_output_bytes``) the same way;
+* caps the output of the whole notebook (``max_notebook_output_bytes``): past it, output is
+  dropped (the cells still run and score);
 * kills a kernel that does not stop within ``interrupt_grace_s`` of the interrupt at the cell
   limit (a loop that swallows KeyboardInterrupt, a kernel stuck flushing its output): the rest
   of the notebook is graded as not run, instead of waiting for the notebook's wall clock;
@@ -87,6 +88,7 @@ class LimitedExecute(Execute):
         self._current_index = 0
         self._cell_output_bytes = 0
         self._notebook_output_bytes = 0
+        self._notebook_over_limit = False
         self._cell_over_limit = False
         self._stuck: dict | None = None
         try:
@@ -132,18 +134,25 @@ class LimitedExecute(Execute):
                 len(str(value)) for value in content.get("data", {}).values())
             self._cell_output_bytes += size
             self._notebook_output_bytes += size
-            over = None
             if self._notebook_output_bytes > self.max_notebook_output_bytes:
-                over = (f"the notebook printed more than {self.max_notebook_output_bytes} "
-                        "bytes in all; further output was dropped and the cell interrupted")
-            elif self._cell_output_bytes > self.max_output_bytes:
-                over = (f"the cell printed more than {self.max_output_bytes} bytes; it was "
-                        "interrupted")
-            if over:
+                # past the notebook's cap, output is dropped; the cells still run (and
+                # score), without an interrupt per cell
+                if not self._notebook_over_limit:
+                    self._notebook_over_limit = True
+                    self._limit_hits.append({
+                        "limit": "output", "cell": cell_index,
+                        "message": f"the notebook printed more than "
+                                   f"{self.max_notebook_output_bytes} bytes in all; later "
+                                   "output was dropped"})
+                return None
+            if self._cell_output_bytes > self.max_output_bytes:
                 if not self._cell_over_limit:
-                    self._cell_over_limit = over
-                    self._limit_hits.append({"limit": "output", "cell": cell_index,
-                                             "message": over.replace("the cell", "a cell")})
+                    self._cell_over_limit = (f"the cell printed more than "
+                                             f"{self.max_output_bytes} bytes; it was interrupted")
+                    self._limit_hits.append({
+                        "limit": "output", "cell": cell_index,
+                        "message": f"a cell printed more than {self.max_output_bytes} bytes "
+                                   "and was interrupted"})
                     asyncio.ensure_future(ensure_async(self.km.interrupt_kernel()))
                 return None
         return super().output(outs, msg, display_id, cell_index)
