@@ -11,24 +11,37 @@ Two layouts are accepted for ``python -m autograde grade SUBMISSIONS``:
   ``NN_slug/NN_slug.ipynb`` at any depth is that lesson's submission. When one student has
   several zips, the one whose name sorts last (the latest timestamp) wins for each lesson.
 
-Zips are extracted safely: no absolute paths or ``..``, and at most :data:`MAX_ZIP_BYTES`
-uncompressed.
+Zips are extracted safely: no absolute paths or ``..``, no symlinks or special files, at most
+:data:`MAX_MEMBERS` members and :data:`MAX_ZIP_BYTES` uncompressed per student (a zip over
+either is refused whole, before anything is extracted), each lesson root extracted once (the
+shallowest, when a zip nests lesson folders inside each other). Extracted files carry the
+zip file's own modification time (when it arrived from the LMS): the submission time,
+whatever a ``timestamp.txt`` inside says. Student ids are plain names: letters, digits,
+``_``, ``.`` and ``-``, not ``.`` or ``..``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
+import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from autograde.course import LESSON_NAME, GraderError
+from autograde.course import LESSON_NAME, GraderError, SpecialFileError, walk_plain
 
-ZIP_NAME_PATTERN = re.compile(r"^(?P<student>[A-Za-z0-9.\-]+)_(?P<rest>.*)\.zip$")
+ZIP_NAME_PATTERN = re.compile(r"^(?P<student>[A-Za-z0-9][A-Za-z0-9.\-]*)_(?P<rest>.*)\.zip$")
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 MAX_ZIP_BYTES = 200 << 20
+MAX_MEMBERS = 2000
+
+
+def plain_id(name: str) -> bool:
+    """A student id that is a plain file name (never ``.``, ``..``, empty or a path)."""
+    return bool(STUDENT_ID.match(name)) and name not in (".", "..")
 
 
 @dataclass
@@ -45,9 +58,14 @@ class Submission:
         if self.folder is None or not self.folder.is_dir():
             digest.update(b"<missing>")
         else:
-            for path in sorted(p for p in self.folder.rglob("*") if p.is_file()):
-                digest.update(str(path.relative_to(self.folder)).encode() + b"\0")
-                digest.update(hashlib.sha256(path.read_bytes()).digest())
+            try:  # regular files only, nothing followed or opened that is not one
+                files = list(walk_plain(self.folder, skip=()))
+            except SpecialFileError as error:
+                digest.update(b"<special>" + str(error).encode())
+                files = []
+            for relative, _info in files:
+                digest.update(str(relative).encode() + b"\0")
+                digest.update(hashlib.sha256((self.folder / relative).read_bytes()).digest())
         return digest.hexdigest()
 
 
@@ -64,7 +82,7 @@ def collect(submissions: Path, extract_to: Path) -> tuple[dict[str, dict[str, Pa
     for student_dir in sorted(p for p in submissions.iterdir() if p.is_dir()):
         if student_dir.name.startswith("."):
             continue
-        if not STUDENT_ID.match(student_dir.name):
+        if not plain_id(student_dir.name):
             notes.append(f"skipped folder {student_dir.name!r}: not a valid student id "
                          "(letters, digits, '_', '.', '-')")
             continue
@@ -85,6 +103,9 @@ def _collect_zips(zips: list[Path], extract_to: Path) -> tuple[dict, list[str]]:
             notes.append(f"skipped {archive.name}: does not match <student>_<anything>.zip")
             continue
         student = match["student"]
+        if not plain_id(student):
+            notes.append(f"skipped {archive.name}: {student!r} is not a valid student id")
+            continue
         try:
             lessons = _extract(archive, extract_to / student / archive.stem)
         except (zipfile.BadZipFile, ValueError, OSError) as error:
@@ -96,34 +117,59 @@ def _collect_zips(zips: list[Path], extract_to: Path) -> tuple[dict, list[str]]:
     return found, notes
 
 
+def _safe_parts(member: zipfile.ZipInfo) -> tuple[str, ...] | None:
+    """The member's path parts, or None for an absolute path or one with ``..``."""
+    path = PurePosixPath(member.filename)
+    if path.is_absolute() or ".." in path.parts or "\\" in member.filename:
+        return None
+    return path.parts
+
+
+def _check_members(members: list[zipfile.ZipInfo]) -> None:
+    """Refuse the whole zip (ValueError) over the caps, or holding a link or special file."""
+    if len(members) > MAX_MEMBERS:
+        raise ValueError(f"{len(members)} files, more than the {MAX_MEMBERS} allowed")
+    if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
+        raise ValueError(f"more than {MAX_ZIP_BYTES >> 20} MB uncompressed")
+    for member in members:
+        mode = member.external_attr >> 16
+        if stat.S_IFMT(mode) not in (0, stat.S_IFREG):  # 0: a zip tool that sets no type
+            raise ValueError(f"{member.filename} is a symbolic link or special file; a "
+                             "submission holds regular files only")
+
+
 def _extract(archive: Path, destination: Path) -> dict[str, Path]:
     """Extract the lesson folders of one zip; ``{lesson: folder}``."""
+    arrived = archive.stat().st_mtime
     lessons: dict[str, Path] = {}
     with zipfile.ZipFile(archive) as zf:
         members = [m for m in zf.infolist() if not m.is_dir()]
-        if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
-            raise ValueError(f"more than {MAX_ZIP_BYTES >> 20} MB uncompressed")
-        roots = {}
+        _check_members(members)
+        roots: dict[str, tuple[str, ...]] = {}
         for member in members:
-            path = PurePosixPath(member.filename)
-            if path.is_absolute() or ".." in path.parts:
-                continue
-            if (len(path.parts) >= 2 and LESSON_NAME.match(path.parts[-2])
-                    and path.name == f"{path.parts[-2]}.ipynb"):
-                roots[path.parts[-2]] = PurePosixPath(*path.parts[:-1])
+            parts = _safe_parts(member)
+            if (parts and len(parts) >= 2 and LESSON_NAME.match(parts[-2])
+                    and parts[-1] == f"{parts[-2]}.ipynb"):
+                root = parts[:-1]
+                if parts[-2] not in roots or len(root) < len(roots[parts[-2]]):
+                    roots[parts[-2]] = root   # nested copies: the shallowest wins, once
+        written = 0
         for lesson, root in roots.items():
             target = destination / lesson
             for member in members:
-                path = PurePosixPath(member.filename)
-                if ".." in path.parts or path.is_absolute():
+                parts = _safe_parts(member)
+                if not parts or parts[:len(root)] != root or len(parts) == len(root):
                     continue
-                try:
-                    relative = path.relative_to(root)
-                except ValueError:
-                    continue
-                out = target / Path(*relative.parts)
+                relative = parts[len(root):]
+                if any(LESSON_NAME.match(p) and p in roots for p in relative[:-1]):
+                    continue  # a lesson root nested in this one is extracted on its own
+                written += member.file_size
+                if written > MAX_ZIP_BYTES:
+                    raise ValueError(f"more than {MAX_ZIP_BYTES >> 20} MB extracted")
+                out = target / Path(*relative)
                 out.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(member) as source, open(out, "wb") as sink:
                     shutil.copyfileobj(source, sink)
+                os.utime(out, (arrived, arrived))
             lessons[lesson] = target
     return lessons

@@ -13,6 +13,7 @@ import fnmatch
 import os
 import re
 import shutil
+import stat
 import sys
 from pathlib import Path
 
@@ -25,8 +26,10 @@ LESSONS_DIR = REPO / "lessons"
 CONFIG_FILE = Path(__file__).resolve().with_name("nbgrader_config.py")
 
 LESSON_NAME = re.compile(r"^\d\d_[a-z0-9_]+$")
-# Never copied into a course directory, a release or a student kit.
-IGNORED = (".ipynb_checkpoints", "__pycache__", "*.pyc", ".DS_Store", "runs", "*.ckpt")
+# Never copied into a course directory, a release, a kernel's folder or a student kit (and
+# ignored by nbgrader: nbgrader_config.py reads this list).
+IGNORED = (".ipynb_checkpoints", "__pycache__", "*.pyc", ".DS_Store", "runs", "*.ckpt",
+           "*.egg-info")
 
 
 class GraderError(RuntimeError):
@@ -64,14 +67,61 @@ def load_config(overrides: dict | None = None) -> Config:
     return config
 
 
-def _ignored(name: str) -> bool:
-    return any(fnmatch.fnmatch(name, pattern) for pattern in IGNORED)
+class SpecialFileError(GraderError):
+    """A folder holds a symlink, FIFO, device or socket: never followed or opened."""
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def walk_plain(folder: Path, skip: tuple[str, ...] = IGNORED):
+    """``(relative path, lstat)`` of every regular file under ``folder``, sorted, nothing
+    followed; raises :class:`SpecialFileError` naming the first symlink or special file.
+    Names matching ``skip`` are left out (a skipped folder is not entered)."""
+    folder = Path(folder)
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if any(fnmatch.fnmatch(entry.name, pattern) for pattern in skip):
+            continue
+        info = entry.stat(follow_symlinks=False)
+        if stat.S_ISDIR(info.st_mode):
+            for relative, inner in walk_plain(Path(entry.path), skip):
+                yield Path(entry.name) / relative, inner
+        elif stat.S_ISREG(info.st_mode):
+            yield Path(entry.name), info
+        else:
+            raise SpecialFileError(f"{entry.path} is {_kind(info.st_mode)}")
+
+
+def copy_plain_file(source: Path, destination: Path) -> None:
+    """Copy one regular file without following a link or opening a FIFO or device."""
+    fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as reader:
+        if not stat.S_ISREG(os.fstat(reader.fileno()).st_mode):
+            raise SpecialFileError(f"{source} is not a regular file")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with open(destination, "wb") as writer:
+            shutil.copyfileobj(reader, writer)
+
+
+def safe_copy_tree(source: Path, destination: Path, skip: tuple[str, ...] = ()) -> None:
+    """The one copy of a folder in this package: regular files only (see :func:`walk_plain`),
+    without :data:`IGNORED` and ``skip``; a symlink or special file raises before anything is
+    copied."""
+    files = list(walk_plain(Path(source), IGNORED + tuple(skip)))
+    Path(destination).mkdir(parents=True, exist_ok=True)
+    for relative, _info in files:
+        copy_plain_file(Path(source) / relative, Path(destination) / relative)
 
 
 def copy_tree(source: Path, destination: Path) -> None:
     """Copy a folder without checkpoints, caches and run outputs."""
-    shutil.copytree(source, destination, ignore=lambda _dir, names: [n for n in names if _ignored(n)],
-                    dirs_exist_ok=True)
+    safe_copy_tree(source, destination)
 
 
 def make_course(root: Path, lessons: list[str], solutions_dir: Path = SOLUTIONS_DIR) -> Path:
@@ -179,6 +229,16 @@ def read_notebook(path: Path) -> nbformat.NotebookNode:
         raise GraderError(f"{path}: not a readable Jupyter notebook ({error})") from error
 
 
+def nbgrader_meta(cell) -> dict:
+    """A cell's nbgrader metadata when it is well formed enough to read (a dict whose grade_id,
+    if any, is a string), else ``{}``: a submission may hold any JSON there."""
+    meta = cell.get("metadata", {}).get("nbgrader") if isinstance(
+        cell.get("metadata"), dict) else None
+    if not isinstance(meta, dict) or not isinstance(meta.get("grade_id", ""), str):
+        return {}
+    return meta
+
+
 def grade_cells(nb: nbformat.NotebookNode) -> list[dict]:
     """The nbgrader cells of a notebook: ``{"grade_id", "kind", "points", "source", "index"}``.
 
@@ -186,7 +246,7 @@ def grade_cells(nb: nbformat.NotebookNode) -> list[dict]:
     """
     cells = []
     for index, cell in enumerate(nb.cells):
-        meta = cell.get("metadata", {}).get("nbgrader", {})
+        meta = nbgrader_meta(cell)
         if not meta.get("grade_id"):
             continue
         if meta.get("solution") and not meta.get("grade"):
@@ -195,7 +255,10 @@ def grade_cells(nb: nbformat.NotebookNode) -> list[dict]:
             kind = "test"
         else:
             kind = "other"
-        cells.append({"grade_id": meta["grade_id"], "kind": kind,
-                      "points": float(meta.get("points", 0) or 0),
+        try:
+            points = float(meta.get("points", 0) or 0)
+        except (TypeError, ValueError):
+            points = 0.0
+        cells.append({"grade_id": meta["grade_id"], "kind": kind, "points": points,
                       "source": cell.source, "index": index})
     return cells

@@ -41,8 +41,10 @@ from autograde.course import (
     make_course,
     run_nbgrader,
 )
+from autograde.kernel import Limits, require_isolation
 from autograde.sandbox import die_with_parent
-from autograde.worker import ANSWER_PREFIX, Limits, WorkerSettings
+from autograde.worker import ANSWER_PREFIX, WorkerSettings
+from nanolm_lib.utils import atomic_write
 
 STATE_VERSION = 1
 
@@ -177,6 +179,28 @@ def merge_submission(db_url: str, student: str, lesson: str, submission: dict) -
         gb.db.commit()
 
 
+MERGE_ATTEMPTS = 3
+
+
+def _merge_with_retries(db_url: str, key: tuple[str, str], answer: Answer,
+                        attempts: int = MERGE_ATTEMPTS) -> str | None:
+    """Merge one answer, retrying a gradebook that is busy (``database is locked``, another
+    process inside a transaction); the last error when every attempt failed, else None."""
+    import time
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    error = None
+    for attempt in range(attempts):
+        try:
+            merge_submission(db_url, key[0], key[1], answer.submission)
+            return None
+        except SQLAlchemyError as caught:
+            error = str(caught).splitlines()[0][:300]
+            time.sleep(0.5 * 2 ** attempt)  # back off (sqlite also waits 5 s per attempt)
+    return error
+
+
 def _has_submission(db_url: str, student: str, lesson: str) -> bool:
     from nbgrader.api import Gradebook, MissingEntry
 
@@ -234,6 +258,7 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
 
     ensure_tools_on_path()
     limits = limits or Limits()
+    require_isolation(limits)
     out = Path(out).resolve()
     submissions = Path(submissions).resolve()
     solutions_dir = Path(solutions_dir).resolve()
@@ -262,7 +287,6 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
                                template_db=str(template / "gradebook.db"),
                                release_dir=str(template / "release"),
                                feedback_dir=str(out / "feedback"),
-                               hide=_folders_to_hide([out, submissions, solutions_dir]),
                                limits=limits, copied=copied,
                                show_hidden_tests=show_hidden_tests,
                                library_dirs=libraries,
@@ -272,7 +296,11 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
                 for k in range(max(1, min(workers, len(todo))) if todo else 0)]
     _run_workers(todo, settings, limits, main_db, out / ".state", result, show_progress)
 
-    export_csv(main_db, out / "grades.csv")
+    try:
+        export_csv(main_db, out / "grades.csv")
+    except Exception as error:  # a gradebook held by another process: report, keep the rest
+        result.failures.append(f"grades.csv: the gradebook {main_db} could not be read "
+                               f"({str(error).splitlines()[0][:300]})")
     report.write_outputs(result, students, lessons, limits)
     if result.ok:
         shutil.rmtree(work, ignore_errors=True)
@@ -388,14 +416,12 @@ def _run_workers(todo: list[tuple[Submission, str]], settings: list[WorkerSettin
             key = (submission.student, submission.lesson)
             if answer.grader_error:
                 result.failures.append(f"{key[0]}/{key[1]}: {answer.grader_error}")
+            elif (error := _merge_with_retries(main_db, key, answer)) is not None:
+                result.failures.append(f"{key[0]}/{key[1]}: graded, but the gradebook "
+                                       f"{main_db} could not be written ({error}); run the "
+                                       "same command again to merge it")
             else:
-                merge_submission(main_db, key[0], key[1], answer.submission)
-                state_file = state_dir / key[0] / f"{key[1]}.json"
-                state_file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = state_file.with_suffix(".tmp")
-                tmp.write_text(json.dumps({"version": STATE_VERSION, "hash": digest,
-                                           "answer": answer.to_dict()}))
-                tmp.replace(state_file)  # atomic: a crash never leaves half a state file
+                _write_state(state_dir / key[0] / f"{key[1]}.json", digest, answer)
                 result.answers[key] = answer
                 result.graded += 1
             bar.update(1)
@@ -406,18 +432,10 @@ def _run_workers(todo: list[tuple[Submission, str]], settings: list[WorkerSettin
             worker.stop()
 
 
-def _folders_to_hide(candidates: list[Path]) -> list[str]:
-    """The grader's folders a sandboxed kernel must not see, except any that hold what the
-    kernel needs (the project, the Python environment, the data named by NANOLM_DATA)."""
-    from autograde.sandbox import kernel_needs
-
-    needed = kernel_needs()
-    hide = []
-    for folder in candidates:
-        folder = Path(folder).resolve()
-        if not any(path == folder or folder in path.parents for path in needed):
-            hide.append(str(folder))
-    return sorted(set(hide))
+def _write_state(path: Path, digest: str, answer: Answer) -> None:
+    """A graded submission's state, written atomically: a crash never leaves half a file."""
+    state = json.dumps({"version": STATE_VERSION, "hash": digest, "answer": answer.to_dict()})
+    atomic_write(path, lambda temp: temp.write_text(state))
 
 
 def _salt(solutions_dir: Path, lesson: str, limits: Limits, policy: dict | None = None) -> bytes:

@@ -26,19 +26,26 @@ import time
 import zipfile
 from pathlib import Path
 
-from autograde.course import LESSON_NAME, LESSONS_DIR, REPO, GraderError
+from autograde.course import (
+    IGNORED,
+    LESSON_NAME,
+    LESSONS_DIR,
+    REPO,
+    GraderError,
+    safe_copy_tree,
+)
 
 SUBMIT_STUDENT_ID = re.compile(r"^[A-Za-z0-9.\-]+$")
 MAX_FILE_BYTES = 20 << 20
-LEFT_OUT = (".ipynb_checkpoints", "__pycache__", "*.pyc", "runs", "*.ckpt", "*.pt", "*.bin",
-            ".cache", "*.npy", "*.arrow")
+# a submission also leaves out large binaries (a lesson's fixtures are the kit's own)
+LEFT_OUT = (*IGNORED, "*.pt", "*.bin", ".cache", "*.npy", "*.arrow")
 
 KIT_FILES = ("README.md", "LICENSE", "Makefile", "pyproject.toml", "environment.yml",
              ".gitignore")
 KIT_FOLDERS = ("jupyter/student",)  # `make lab`'s Jupyter configuration (Validate only)
 # The student half of autograde: the self-check and submit, and what they import.
-KIT_AUTOGRADE = ("__init__.py", "__main__.py", "answer.py", "copycheck.py", "course.py", "kit.py",
-                 "nbgrader_config.py", "preprocessors.py", "sandbox.py", "scan.py",
+KIT_AUTOGRADE = ("__init__.py", "__main__.py", "answer.py", "copycheck.py", "course.py",
+                 "kernel.py", "kit.py", "nbgrader_config.py", "preprocessors.py", "sandbox.py", "scan.py",
                  "selfcheck.py", "worker.py")
 
 
@@ -162,20 +169,19 @@ def student_kit(out: Path, repo: Path = REPO, lessons_dir: Path = LESSONS_DIR,
     if not Path(lessons_dir).is_dir():
         raise GraderError(f"{lessons_dir}: no lessons (run `python -m autograde release`)")
     # run outputs and caches stay out; the lessons' fixtures (*.pt) are part of the lessons
-    ignore = shutil.ignore_patterns(*[p for p in LEFT_OUT if p != "*.pt"], "*.egg-info")
+    skip = tuple(p for p in LEFT_OUT if p != "*.pt")
     out.mkdir(parents=True, exist_ok=True)
     for folder in ("lessons", "nanolm_lib", "autograde", *KIT_FOLDERS):
         if (out / folder).exists():
             shutil.rmtree(out / folder)
-    shutil.copytree(lessons_dir, out / "lessons", ignore=ignore)
-    shutil.copytree(Path(repo) / "nanolm_lib", out / "nanolm_lib",
-                    ignore=shutil.ignore_patterns(*LEFT_OUT, "*.egg-info"))
+    safe_copy_tree(lessons_dir, out / "lessons", skip=skip)
+    safe_copy_tree(Path(repo) / "nanolm_lib", out / "nanolm_lib", skip=LEFT_OUT)
     stage_library(out / "nanolm_lib", released_list)
     for name in KIT_FILES:
         if (Path(repo) / name).is_file():
             shutil.copyfile(Path(repo) / name, out / name)
     for name in KIT_FOLDERS:
-        shutil.copytree(Path(repo) / name, out / name, ignore=ignore)
+        safe_copy_tree(Path(repo) / name, out / name, skip=skip)
     # the kit's README is the students' own: set-up, make lab, check, submit
     shutil.copyfile(Path(__file__).with_name("STUDENT_README.md"), out / "README.md")
     (out / "autograde").mkdir()

@@ -6,13 +6,13 @@ this file there, and layers the per-run settings (course root, gradebook URL, li
 An instructor who prefers plain ``nbgrader`` commands can copy it into a course directory.
 """
 
+from autograde.course import IGNORED
+
 c = get_config()  # noqa: F821  (nbgrader's config loader provides get_config)
 
 c.CourseDirectory.course_id = "nanolm"
 # Lesson folders may carry small helper files; never ship caches or checkpoints.
-c.CourseDirectory.ignore = [
-    ".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".DS_Store", "runs", "*.ckpt",
-]
+c.CourseDirectory.ignore = [*IGNORED, "feedback"]
 
 # What a student sees in place of a solution.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}

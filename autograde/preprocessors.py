@@ -11,15 +11,20 @@ nothing). :class:`LimitedExecute` instead
   is interrupted, and the cell gets an ``OutputLimitExceeded`` error;
 * before each test cell, drops ``nanolm_lib.checks`` from ``sys.modules`` so that the tests use
   a fresh copy of their helpers (the reference itself is loaded fresh by ``checks.reference``);
-* records every limit hit (cell timeout, output, memory, wall clock, dead kernel) in a JSON file
-  named by the ``AUTOGRADE_LIMITS_REPORT`` environment variable, for the grade report.
+* caps the output of the whole notebook (``max_notebook_output_bytes``): past it, output is
+  dropped (the cells still run and score);
+* kills a kernel that does not stop within ``interrupt_grace_s`` of the interrupt at the cell
+  limit (a loop that swallows KeyboardInterrupt, a kernel stuck flushing its output): the rest
+  of the notebook is graded as not run, instead of waiting for the notebook's wall clock;
+* records every limit hit (cell timeout, output, memory, wall clock, dead kernel) in the JSON
+  file ``limits_report``, for the grade report. It and the launcher's ``status_file`` live in a
+  folder the kernel cannot see or write (:mod:`autograde.kernel`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 
 from nbclient.exceptions import DeadKernelError
@@ -27,9 +32,9 @@ from nbclient.util import ensure_async
 from nbconvert.preprocessors import Preprocessor
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
-from traitlets import Integer
+from traitlets import Float, Integer, Unicode
 
-REPORT_ENV = "AUTOGRADE_LIMITS_REPORT"
+from autograde.course import nbgrader_meta
 
 # Run silently before every test cell: the cell's `from nanolm_lib.checks import ...` then loads
 # the test helpers afresh from disk, whatever a submission did to the imported module.
@@ -59,12 +64,33 @@ class LimitedExecute(Execute):
     max_output_bytes = Integer(
         1_000_000, help="Largest output (stream text and display data) one cell may produce."
     ).tag(config=True)
+    max_notebook_output_bytes = Integer(
+        10_000_000, help="Largest output of all the notebook's cells together.").tag(config=True)
+    interrupt_grace_s = Float(
+        5.0, help="Seconds a kernel has to stop after the interrupt at the cell limit before "
+                  "it is killed.").tag(config=True)
+    limits_report = Unicode("", help="Where the limits hit are written (JSON).").tag(config=True)
+    status_file = Unicode("", help="Where the sandbox launcher says why the kernel ended."
+                          ).tag(config=True)
+    kernelspec_dir = Unicode("", help="Folder of the sandboxed kernelspec (else Jupyter's "
+                             "search path).").tag(config=True)
+
+    def create_kernel_manager(self):
+        km = super().create_kernel_manager()
+        if self.kernelspec_dir:
+            from jupyter_client.kernelspec import KernelSpecManager
+
+            km.kernel_spec_manager = KernelSpecManager(kernel_dirs=[self.kernelspec_dir])
+        return km
 
     def preprocess(self, nb, resources, km=None):
         self._limit_hits: list[dict] = []
         self._current_index = 0
         self._cell_output_bytes = 0
+        self._notebook_output_bytes = 0
+        self._notebook_over_limit = False
         self._cell_over_limit = False
+        self._stuck: dict | None = None
         try:
             return super().preprocess(nb, resources, km=km)
         except DeadKernelError:
@@ -79,7 +105,7 @@ class LimitedExecute(Execute):
         self._current_index = index
         self._cell_output_bytes = 0
         self._cell_over_limit = False
-        if cell.cell_type == "code" and cell.get("metadata", {}).get("nbgrader", {}).get("grade"):
+        if cell.cell_type == "code" and nbgrader_meta(cell).get("grade"):
             self.wait_for_reply(self.kc.execute(RESTORE_CHECKS, silent=True, store_history=False))
         return super().preprocess_cell(cell, resources, index)
 
@@ -98,9 +124,8 @@ class LimitedExecute(Execute):
                 "message": "a cell hit the memory limit "
                            f"({reply.get('ename')}: {reply.get('evalue', '')[:200]})".strip()})
         if self._cell_over_limit:
-            kwargs["cell"].outputs.append(_error_output(
-                "OutputLimitExceeded",
-                f"the cell printed more than {self.max_output_bytes} bytes; it was interrupted"))
+            kwargs["cell"].outputs.append(_error_output("OutputLimitExceeded",
+                                                        self._cell_over_limit))
 
     def output(self, outs, msg, display_id, cell_index):
         if msg["msg_type"] in ("stream", "display_data", "execute_result", "update_display_data"):
@@ -108,9 +133,22 @@ class LimitedExecute(Execute):
             size = len(content.get("text", "")) + sum(
                 len(str(value)) for value in content.get("data", {}).values())
             self._cell_output_bytes += size
+            self._notebook_output_bytes += size
+            if self._notebook_output_bytes > self.max_notebook_output_bytes:
+                # past the notebook's cap, output is dropped; the cells still run (and
+                # score), without an interrupt per cell
+                if not self._notebook_over_limit:
+                    self._notebook_over_limit = True
+                    self._limit_hits.append({
+                        "limit": "output", "cell": cell_index,
+                        "message": f"the notebook printed more than "
+                                   f"{self.max_notebook_output_bytes} bytes in all; later "
+                                   "output was dropped"})
+                return None
             if self._cell_output_bytes > self.max_output_bytes:
                 if not self._cell_over_limit:
-                    self._cell_over_limit = True
+                    self._cell_over_limit = (f"the cell printed more than "
+                                             f"{self.max_output_bytes} bytes; it was interrupted")
                     self._limit_hits.append({
                         "limit": "output", "cell": cell_index,
                         "message": f"a cell printed more than {self.max_output_bytes} bytes "
@@ -119,13 +157,42 @@ class LimitedExecute(Execute):
                 return None
         return super().output(outs, msg, display_id, cell_index)
 
+    async def _async_handle_timeout(self, timeout, cell=None):
+        """Interrupt at the cell limit; a kernel that does not answer within the grace period
+        is killed, and the notebook ends here (graded on what completed)."""
+        reply = await super()._async_handle_timeout(timeout, cell)
+        try:
+            await asyncio.wait_for(self._idle_after_interrupt(), self.interrupt_grace_s)
+        except TimeoutError:
+            self._stuck = {"limit": "cell-timeout", "cell": self._current_index,
+                           "message": f"a cell ran longer than the per-cell limit of "
+                                      f"{self.timeout} s and did not stop within "
+                                      f"{self.interrupt_grace_s:g} s of the interrupt; the "
+                                      "kernel was stopped"}
+            await ensure_async(self.km.shutdown_kernel(now=True))
+            raise DeadKernelError("kernel did not stop after the interrupt") from None
+        return reply
+
+    async def _idle_after_interrupt(self) -> None:
+        """Until the kernel answers a request again (it is idle)."""
+        while True:
+            msg_id = self.kc.kernel_info()
+            try:
+                while True:
+                    msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=1))
+                    if msg["parent_header"].get("msg_id") == msg_id:
+                        return
+            except Exception:  # Empty: no answer yet, ask again
+                continue
+
     # ----------------------------------------------------------------------------- helpers
     def _kernel_end_reason(self) -> dict:
-        from autograde.sandbox import SandboxSettings
+        from autograde.kernel import read_json_file
 
-        status_file = SandboxSettings.from_env().status_file
-        if status_file and Path(status_file).is_file():
-            status = json.loads(Path(status_file).read_text())
+        if self._stuck:
+            return self._stuck
+        status = read_json_file(Path(self.status_file), None) if self.status_file else None
+        if isinstance(status, dict) and isinstance(status.get("message"), str):
             status["cell"] = self._current_index
             return status
         return {"limit": "dead-kernel", "cell": self._current_index,
@@ -133,7 +200,9 @@ class LimitedExecute(Execute):
 
     @staticmethod
     def _mark_not_run(nb, first_index: int, hit: dict) -> None:
-        ename = {"wall-clock": "WallClockLimit", "killed": "KernelKilled"}.get(
+        ename = {"wall-clock": "WallClockLimit", "killed": "KernelKilled",
+                 "cell-timeout": "CellTimeoutError", "memory": "MemoryLimit",
+                 "processes": "ProcessLimit"}.get(
             hit.get("limit"), "KernelDied")
         for index, cell in enumerate(nb.cells):
             if index >= first_index and cell.cell_type == "code":
@@ -142,9 +211,8 @@ class LimitedExecute(Execute):
                 cell.outputs.append(_error_output(ename, reason))
 
     def _write_report(self) -> None:
-        path = os.environ.get(REPORT_ENV)
-        if path:
-            Path(path).write_text(json.dumps(self._limit_hits))
+        if self.limits_report:
+            Path(self.limits_report).write_text(json.dumps(self._limit_hits))
 
 
 class HideHiddenTests(Preprocessor):
@@ -157,7 +225,7 @@ class HideHiddenTests(Preprocessor):
     """
 
     def preprocess_cell(self, cell, resources, index):
-        meta = cell.get("metadata", {}).get("nbgrader", {})
+        meta = nbgrader_meta(cell)
         if cell.cell_type != "code" or not meta.get("grade"):
             return cell, resources
         lines, hidden = [], False

@@ -116,7 +116,10 @@ def write_report_md(path: Path, result, students: list[str], lessons: list[str])
             "formatting) ")
     rule += ("scores 0 (grade --copied zero)" if policy == "zero"
              else "is flagged below, its points unchanged (grade --copied flag)")
-    lines = ["# Grading report", "", f"Isolation: {result.isolation}", "",
+    from autograde.sandbox import UNSAFE_BANNER
+
+    banner = [f"**{UNSAFE_BANNER}**", ""] if result.isolation == UNSAFE_BANNER else []
+    lines = banner + ["# Grading report", "", f"Isolation: {result.isolation}", "",
              f"Copy policy: {rule}.", "",
              f"Graded in this run: {result.graded}; unchanged since an earlier run: "
              f"{result.skipped}.", ""]

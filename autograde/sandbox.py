@@ -1,25 +1,29 @@
-"""Kernel launcher that confines one submission: resource limits and, where available, bubblewrap.
+"""Kernel launcher that confines one submission: bubblewrap, and limits on the whole sandbox.
 
 The autograder registers a kernelspec whose command is ``python -m autograde.sandbox
-{connection_file}``. This launcher reads its settings from the ``AUTOGRADE_SANDBOX``
-environment variable (JSON, written by the worker for each submission) and starts the real
+{connection_file}`` and whose environment carries :class:`SandboxSettings` as JSON in
+``AUTOGRADE_SANDBOX`` (:mod:`autograde.kernel` writes both). The launcher starts the real
 IPython kernel as its child:
 
-* limits (``resource.setrlimit`` in the child): address space (``memory_mb``; an allocation
-  beyond it raises MemoryError in the student's cell), size of any file written (``file_mb``),
-  and a wall-clock limit for the whole notebook (``wall_s``), after which the kernel is killed;
-* isolation with ``bwrap`` when it is installed: the whole file system read-only, the
-  grader's working folders hidden behind an empty tmpfs, and only the submission's own folder
-  and scratch folder writable, in a private /tmp and process namespace. Without bwrap the kernel
-  runs with the limits only (the batch report says so).
+* in bubblewrap (:func:`bwrap_command`): a new user namespace with no capabilities (as root
+  too: no remount, no mount at all), its own PID namespace, session and /tmp, a cleared
+  environment set to the settings' ``env`` only, and a file system holding only what Python
+  needs read-only (system folders, a few /etc files, the interpreter, the venv, the library,
+  the lessons, the data) plus the kernel's own folder and scratch writable. No home folder, no
+  ``.git``, no ``solutions/``, no other checkout, no grader folder is mounted at all;
+* under a watchdog (:class:`Watchdog`) that sums the resident memory and counts the processes
+  of everything the kernel started, and kills the whole sandbox over ``memory_mb`` or
+  ``max_processes`` (a per-process rlimit would let three 1.5 GB processes pass a 4 GB limit);
+* with per-process rlimits as a second line: address space, file size, no core dumps;
+* for at most ``wall_s`` seconds.
 
-Why the kernel ended (wall-clock limit, a signal, an exit code) goes to ``status_file``, so
-that the grader can say which limit a submission hit.
+Why the kernel ended goes to ``status_file``, in a folder the kernel cannot see.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
 import resource
@@ -32,22 +36,28 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ENV_VAR = "AUTOGRADE_SANDBOX"
+# Read-only for Python, torch and the C library; never /etc/shadow, SSH keys or the like.
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf",
+             "passwd", "group", "hosts", "host.conf")
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64")
+POLL_S = 0.2
 
 
 @dataclass
 class SandboxSettings:
     """What the launcher needs to know about one submission."""
 
-    memory_mb: int = 4096          # address-space limit of the kernel
+    memory_mb: int = 4096          # resident memory of the whole sandbox
     wall_s: float = 600.0          # wall-clock limit for the whole notebook
     file_mb: int = 256             # largest file the kernel may write
+    max_processes: int = 64        # processes in the sandbox at once
     scratch: str = ""              # writable: caches, HOME, TMPDIR
-    workdir: str = ""              # writable: the submission's own copy (the kernel's cwd)
-    hide: list[str] = field(default_factory=list)   # folders replaced by an empty tmpfs
+    workdir: str = ""              # writable: the kernel's own folder (its cwd)
     status_file: str = ""          # where the launcher records why the kernel ended
     use_bwrap: bool = True
-    library_dir: str = ""          # read-only, first on sys.path: the staged nanolm_lib's folder
-    cases_dir: str = ""            # read-only: the grader's hidden cases (autograde.verdict)
+    env: dict = field(default_factory=dict)   # the kernel's whole environment
+    library_dir: str = ""          # the folder holding the staged nanolm_lib ("": the repo's)
+    cases_dir: str = ""            # the grader's test inputs (read-only)
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -63,48 +73,88 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
+UNSAFE_BANNER = ("UNSAFE: NO ISOLATION (--unsafe-no-isolation): each kernel ran as the "
+                 "grader's user with the grader's file system; a submission could read the "
+                 "solutions and overwrite grades. Limits (memory, processes, output, time) "
+                 "still applied.")
+
+
 def isolation_level(use_bwrap: bool = True) -> str:
-    """One line for reports: how strongly a kernel is isolated on this machine."""
+    """One line for reports: how a kernel was isolated."""
     if use_bwrap and bwrap_path():
-        return ("bubblewrap: read-only file system, grader folders hidden, only the "
-                "submission's own folder and scratch writable; memory, file-size and "
-                "wall-clock limits")
-    return ("WEAKER ISOLATION: bubblewrap (bwrap) is not available, so a submission's kernel "
-            "runs as the grader's user with memory, file-size and wall-clock limits only; it "
-            "could read or write the grader's files. Install bubblewrap for isolation.")
+        return ("bubblewrap: user namespace without capabilities, own PID namespace and "
+                "session, cleared environment, only the Python environment, the library, the "
+                "lessons and the kernel's own folder mounted; memory and process limits for "
+                "the whole sandbox, output and wall-clock limits per notebook")
+    return UNSAFE_BANNER
 
 
-def kernel_needs() -> list[Path]:
-    """What a kernel must always see: the project, the Python environment, the data named by
-    NANOLM_DATA. They are never hidden, and are mounted again (read-only) when they lie under
-    /tmp, which the sandbox replaces with an empty tmpfs (a CI clone often lives there)."""
-    needed = [Path(__file__).resolve().parent.parent, Path(sys.prefix).resolve(),
-              Path(sys.base_prefix).resolve()]
-    if os.environ.get("NANOLM_DATA"):
-        needed.append(Path(os.environ["NANOLM_DATA"]).resolve())
-    return needed
+def kernel_mounts(settings: SandboxSettings) -> list[tuple[str, Path]]:
+    """(kind, path) of what the kernel sees read-only: ``ro`` a folder or file bound at its
+    own path, ``link`` a symlink (merged /usr systems)."""
+    from autograde.course import LESSONS_DIR, REPO
+
+    mounts: list[tuple[str, Path]] = []
+    for name in SYSTEM_DIRS:
+        path = Path(name)
+        if path.is_symlink():
+            mounts.append(("link", path))
+        elif path.is_dir():
+            mounts.append(("ro", path))
+    mounts += [("ro", Path("/etc") / name) for name in ETC_FILES if (Path("/etc") / name).exists()]
+    # the interpreter and the venv (under /root with pyenv: bound alone, not /root)
+    for prefix in {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}:
+        mounts.append(("ro", prefix))
+    if not settings.library_dir:  # grading mounts the staged copy instead, never the full one
+        mounts.append(("ro", REPO / "nanolm_lib"))   # an editable install imports it from here
+    if LESSONS_DIR.is_dir():
+        mounts.append(("ro", LESSONS_DIR))       # the fixtures next to the package
+    for extra in (settings.library_dir, settings.cases_dir, settings.env.get("NANOLM_DATA")):
+        if extra and Path(extra).exists():
+            mounts.append(("ro", Path(extra).resolve()))
+    return mounts
 
 
-def bwrap_command(settings: SandboxSettings) -> list[str]:
+def bwrap_command(settings: SandboxSettings, connection_file: str) -> list[str]:
     """The bwrap prefix for one kernel (order matters: later mounts go on top of earlier)."""
-    command = [bwrap_path(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-               "--tmpfs", "/tmp", "--unshare-pid", "--die-with-parent"]
-    for path in kernel_needs():
-        if Path("/tmp") in path.parents and path.exists():
+    command = [bwrap_path(), "--unshare-user", "--unshare-pid", "--unshare-ipc",
+               "--unshare-uts", "--unshare-cgroup-try", "--new-session", "--die-with-parent",
+               "--clearenv"]
+    if _bwrap_supports("--disable-userns"):  # bubblewrap 0.8+: no nested user namespace
+        command.append("--disable-userns")
+    if os.getuid() == 0:
+        command += ["--cap-drop", "ALL"]   # root keeps every capability otherwise
+    command += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for kind, path in kernel_mounts(settings):
+        if kind == "link":
+            command += ["--symlink", os.readlink(path), str(path)]
+        else:
             command += ["--ro-bind", str(path), str(path)]
-    for folder in settings.hide:
-        command += ["--tmpfs", folder]
-    if settings.library_dir:  # the kernel imports the staged copy: hide the full package
-        command += ["--tmpfs", str(Path(__file__).resolve().parent.parent / "nanolm_lib")]
-    for folder in (settings.library_dir, settings.cases_dir):  # after the hiding: they live
-        if folder:                                              # in the grader's folders
-            command += ["--ro-bind", folder, folder]
-    for folder in (settings.workdir, settings.scratch):
+    for folder in (settings.scratch, settings.workdir):
         if folder:
             command += ["--bind", folder, folder]
+    command += ["--ro-bind", connection_file, connection_file]
     if settings.workdir:
         command += ["--chdir", settings.workdir]
-    return command
+    for name, value in kernel_env(settings).items():
+        command += ["--setenv", name, value]
+    return command + ["--"]
+
+
+@functools.cache
+def _bwrap_supports(option: str) -> bool:
+    help_text = subprocess.run([bwrap_path(), "--help"], capture_output=True, text=True)
+    return option in help_text.stdout + help_text.stderr
+
+
+def kernel_env(settings: SandboxSettings) -> dict[str, str]:
+    """The settings' environment, plus nbgrader's execution flag from the launcher's own."""
+    env = dict(settings.env)
+    if os.environ.get("NBGRADER_EXECUTION") and "NBGRADER_EXECUTION" not in env:
+        env["NBGRADER_EXECUTION"] = os.environ["NBGRADER_EXECUTION"]
+    if settings.library_dir:   # the folder holding the staged nanolm_lib, first on sys.path
+        env["PYTHONPATH"] = str(Path(settings.library_dir).resolve())
+    return env
 
 
 def die_with_parent(parent_pid: int | None = None) -> None:
@@ -126,6 +176,7 @@ def _limit_child(settings: SandboxSettings):
     launcher = os.getpid()
 
     def apply() -> None:
+        # per process, a second line behind the watchdog's whole-sandbox limit
         memory = settings.memory_mb << 20
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         size = settings.file_mb << 20
@@ -135,10 +186,114 @@ def _limit_child(settings: SandboxSettings):
     return apply
 
 
+class Watchdog:
+    """Memory and process count of a process tree, measured from outside it."""
+
+    def __init__(self, root_pid: int, memory_mb: int, max_processes: int):
+        self.root_pid, self.memory_mb, self.max_processes = root_pid, memory_mb, max_processes
+        self.page = os.sysconf("SC_PAGE_SIZE")
+
+    def tree(self) -> list[int]:
+        """Every descendant of the root (by parent pid, from /proc)."""
+        children: dict[int, list[int]] = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                    stat = handle.read()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(b")") + 2:].split()
+            if fields[0] != b"Z":
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+        found, todo = [], list(children.get(self.root_pid, []))
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            todo += children.get(pid, [])
+        return found
+
+    def resident_mb(self, pids: list[int]) -> float:
+        total = 0
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/statm") as handle:
+                    total += int(handle.read().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+        return total * self.page / 2**20
+
+    def check(self) -> dict | None:
+        """A status when a limit is passed (and the tree killed), else None."""
+        pids = self.tree()
+        if len(pids) > self.max_processes:  # bwrap's own two processes are counted too
+            return self._kill(pids, {"limit": "processes", "message":
+                                     f"more than {self.max_processes} processes in the "
+                                     "sandbox; the kernel was stopped"})
+        resident = self.resident_mb(pids)
+        if resident > self.memory_mb:
+            return self._kill(pids, {"limit": "memory", "message":
+                                     f"memory limit of {self.memory_mb} MB for the whole "
+                                     f"sandbox hit ({resident:.0f} MB resident); the kernel "
+                                     "was stopped"})
+        return None
+
+    @staticmethod
+    def _kill(pids: list[int], status: dict) -> dict:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        return status
+
+
+def _become_subreaper() -> None:
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER
+    except OSError:
+        pass
+
+
+def _interrupt(bwrap_pid: int) -> None:
+    """SIGINT to every process of the sandbox but bwrap's own."""
+    for pid in Watchdog(bwrap_pid, 0, 0).tree():  # bwrap's init and what it runs
+        try:
+            with open(f"/proc/{pid}/comm") as handle:
+                if handle.read().strip() == "bwrap":
+                    continue
+            os.kill(pid, signal.SIGINT)
+        except OSError:
+            continue
+
+
 def _write_status(settings: SandboxSettings, status: dict) -> None:
     if settings.status_file:
-        with open(settings.status_file, "w") as handle:
-            json.dump(status, handle)
+        Path(settings.status_file).write_text(json.dumps(status))
+
+
+def _supervise(child: subprocess.Popen, settings: SandboxSettings) -> dict | None:
+    """Wait for the kernel under the watchdog and the wall clock; why it ended, if a limit."""
+    # rooted at the launcher, a subreaper: a daemon that detaches is still counted
+    watchdog = Watchdog(os.getpid(), settings.memory_mb, settings.max_processes)
+    started = time.monotonic()
+    while True:
+        try:
+            child.wait(timeout=POLL_S)
+            return None
+        except subprocess.TimeoutExpired:
+            pass
+        status = watchdog.check()
+        if status is None and time.monotonic() - started > settings.wall_s:
+            status = watchdog._kill(watchdog.tree(), {
+                "limit": "wall-clock", "message": f"wall-clock limit of {settings.wall_s:g} s "
+                "for the notebook reached; the kernel was stopped",
+                "seconds": round(time.monotonic() - started, 1)})
+        if status is not None:
+            child.kill()
+            child.wait()
+            return status
 
 
 def main(argv: list[str]) -> int:
@@ -150,41 +305,39 @@ def main(argv: list[str]) -> int:
     # A grading worker that is killed takes its kernels with it (jupyter_client tells the
     # kernel its manager's pid in JPY_PARENT_PID).
     die_with_parent(int(os.environ.get("JPY_PARENT_PID") or 0) or None)
-    kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", argv[0],
+    connection_file = str(Path(argv[0]).resolve())
+    kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", connection_file,
               "--HistoryManager.hist_file=:memory:"]
-    if shutil.which("timeout"):
-        # A kernel must not outlive its limit even if this launcher is killed (SIGKILL leaves
-        # no chance to clean up, and bwrap's sandbox does not always follow its parent).
-        # --foreground keeps the kernel in our process group, where Jupyter's SIGINT lands.
-        kernel = [shutil.which("timeout"), "--foreground", "--signal=KILL",
-                  f"{settings.wall_s + 30:g}"] + kernel
-    command = bwrap_command(settings) + kernel if settings.use_bwrap and bwrap_path() else kernel
-    # Jupyter interrupts by signalling the whole process group: the kernel gets SIGINT itself.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # In bwrap's pid namespace the kernel's parent is pid 1, which ipykernel's parent poller
-    # (enabled by JPY_PARENT_PID) takes for "the parent exited". The kernel dies with this
-    # launcher anyway (PR_SET_PDEATHSIG, bwrap --die-with-parent).
-    env = {name: value for name, value in os.environ.items() if name != "JPY_PARENT_PID"}
-    if settings.library_dir:  # before the project's own package (the venv's editable install)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [settings.library_dir,
-                                                         env.get("PYTHONPATH")]))
+    if settings.use_bwrap:
+        if not bwrap_path():
+            _write_status(settings, {"limit": "exit", "message": "bubblewrap (bwrap) is not "
+                                     "installed: the kernel was not started"})
+            return 1
+        command = bwrap_command(settings, connection_file) + kernel
+    else:
+        command = kernel
+    _become_subreaper()  # orphans of the kernel (daemons) stay in the watched tree
     # The kernel process's own chatter (not the notebook's output, which travels over ZMQ)
     # goes to a log in the scratch folder rather than the grader's terminal.
     log = open(os.path.join(settings.scratch, "kernel.log"), "ab") if settings.scratch else None
-    child = subprocess.Popen(command, preexec_fn=_limit_child(settings), env=env,
-                             cwd=settings.workdir or None, stdout=log, stderr=log)
+    # In bwrap, the sandbox gets its own process group: Jupyter's SIGINT to the launcher's
+    # group would kill bwrap itself; the launcher passes it on to the kernel (below).
+    child = subprocess.Popen(command, preexec_fn=_limit_child(settings),
+                             env=kernel_env(settings), cwd=settings.workdir or None,
+                             stdout=log, stderr=log, start_new_session=settings.use_bwrap)
     signal.signal(signal.SIGTERM, lambda *_: child.kill())
-    started = time.monotonic()
+    # Jupyter interrupts by signalling the launcher's process group: without bwrap the kernel
+    # is in it; in bwrap the launcher passes the interrupt on.
+    signal.signal(signal.SIGINT, (lambda *_: _interrupt(child.pid)) if settings.use_bwrap
+                  else signal.SIG_IGN)
     try:
-        returncode = child.wait(timeout=settings.wall_s)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
-        _write_status(settings, {"limit": "wall-clock",
-                                 "message": f"wall-clock limit of {settings.wall_s:g} s for the "
-                                            "notebook reached; the kernel was stopped",
-                                 "seconds": round(time.monotonic() - started, 1)})
+        status = _supervise(child, settings)
+    finally:
+        Watchdog._kill(Watchdog(os.getpid(), 0, 0).tree(), {})  # nothing outlives it
+    if status is not None:
+        _write_status(settings, status)
         return 1
+    returncode = child.returncode
     if returncode < 0:
         name = signal.Signals(-returncode).name
         message = f"the kernel was killed by {name}"

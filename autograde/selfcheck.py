@@ -10,14 +10,20 @@ hidden test is involved. Each question's points come from nbgrader's own scoring
 
 from __future__ import annotations
 
-import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograde.course import LESSON_NAME, LESSONS_DIR, GraderError, grade_cells, read_notebook
-from autograde.worker import KERNEL_NAME, Limits, _error_message, prepare_kernel_environment
+from autograde.course import (
+    LESSON_NAME,
+    LESSONS_DIR,
+    GraderError,
+    copy_plain_file,
+    grade_cells,
+    nbgrader_meta,
+    read_notebook,
+)
+from autograde.kernel import KERNEL_NAME, Limits, error_message, prepare_kernel, read_json_file
 
 
 @dataclass
@@ -37,40 +43,38 @@ class QuestionResult:
 def restore_test_cells(nb, lesson_nb) -> None:
     """Put the lesson's visible test cells into ``nb`` (in place), by grade_id: edited ones
     are overwritten, deleted ones re-inserted after the cell that preceded them."""
-    lesson_cells = {c.metadata["nbgrader"]["grade_id"]: c for c in lesson_nb.cells
-                    if c.get("metadata", {}).get("nbgrader", {}).get("grade")}
+    lesson_cells = {nbgrader_meta(c)["grade_id"]: c for c in lesson_nb.cells
+                    if nbgrader_meta(c).get("grade")}
     present = {}
     for index, cell in enumerate(nb.cells):
-        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        grade_id = nbgrader_meta(cell).get("grade_id")
         if grade_id in lesson_cells:
             nb.cells[index] = lesson_cells[grade_id]
             present[grade_id] = index
     for position, cell in enumerate(lesson_nb.cells):
-        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        grade_id = nbgrader_meta(cell).get("grade_id")
         if grade_id in lesson_cells and grade_id not in present:
             previous = lesson_nb.cells[position - 1] if position else None
-            previous_id = previous.get("metadata", {}).get("nbgrader", {}).get("grade_id") \
-                if previous is not None else None
-            ids = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in nb.cells]
+            previous_id = nbgrader_meta(previous).get("grade_id") if previous is not None \
+                else None
+            ids = [nbgrader_meta(c).get("grade_id") for c in nb.cells]
             insert_at = ids.index(previous_id) + 1 if previous_id in ids else len(nb.cells)
             nb.cells.insert(insert_at, cell)
 
 
-def _copy_earlier_notebooks(lesson_folder: Path, tmp: Path) -> None:
-    """The notebooks next to the lesson (``workspace/NN_slug/NN_slug.ipynb``): in a staged kit
-    the set-up cell loads the student's own earlier pieces from them."""
+def _copy_earlier_notebooks(lesson_folder: Path, sandbox: Path) -> None:
+    """The notebooks next to the lesson (``workspace/NN_slug/NN_slug.ipynb``), next to the
+    kernel's folder: in a staged kit the set-up cell loads the student's own earlier pieces
+    from them."""
     for sibling in sorted(lesson_folder.parent.iterdir()):
         notebook = sibling / f"{sibling.name}.ipynb"
         if sibling != lesson_folder and LESSON_NAME.match(sibling.name) and notebook.is_file():
-            (tmp / sibling.name).mkdir()
-            shutil.copyfile(notebook, tmp / sibling.name / notebook.name)
+            copy_plain_file(notebook, sandbox / sibling.name / notebook.name)
 
 
 def check_notebook(notebook: Path, lessons_dir: Path = LESSONS_DIR,
                    limits: Limits | None = None) -> tuple[str, list[QuestionResult], list[dict]]:
     """Run ``notebook`` with its lesson's visible tests: ``(lesson, results, limits hit)``."""
-    import json
-
     from nbgrader.preprocessors import IgnorePattern
     from nbgrader.utils import determine_grade
 
@@ -90,32 +94,26 @@ def check_notebook(notebook: Path, lessons_dir: Path = LESSONS_DIR,
     lesson_nb = read_notebook(lesson_file)
     restore_test_cells(nb, lesson_nb)
     ensure_tools_on_path()
-    saved_env = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="autograde-check-") as tmp:
-        workdir = Path(tmp) / lesson
-        shutil.copytree(notebook.parent, workdir, ignore=shutil.ignore_patterns(
-            "*.ipynb", ".ipynb_checkpoints", "runs", "__pycache__"))
-        _copy_earlier_notebooks(notebook.parent, Path(tmp))
-        try:
-            report = prepare_kernel_environment(Path(tmp) / "scratch", workdir, limits, [],
-                                                Path(tmp) / "jupyter")
-            os.environ["NBGRADER_EXECUTION"] = "autograde"  # run at the grader's (smoke) size
-            config = load_config()
-            executor = LimitedExecute(config=config, timeout=limits.cell_timeout_s,
-                                      max_output_bytes=limits.output_bytes,
-                                      kernel_name=KERNEL_NAME, startup_timeout=120)
-            nb, _ = executor.preprocess(nb, {"metadata": {"path": str(workdir)}})
-            ignore = IgnorePattern(config=config)
-            for index, cell in enumerate(nb.cells):
-                ignore.preprocess_cell(cell, {}, index)
-            hits = json.loads(report.read_text()) if report.is_file() else []
-        finally:
-            os.environ.clear()
-            os.environ.update(saved_env)
-            tempfile.tempdir = None
+        # the kernel's folder: the lesson's own files (the student's, in the workspace)
+        # nbgrader's own switch to the grader's (smoke) size, as while autograding
+        run = prepare_kernel(Path(tmp) / "run", notebook.parent, None, limits,
+                             Path(tmp) / "jupyter", execution="autograde")
+        _copy_earlier_notebooks(notebook.parent, run.sandbox)
+        config = load_config()
+        executor = LimitedExecute(
+            config=config, timeout=limits.cell_timeout_s, max_output_bytes=limits.output_bytes,
+            max_notebook_output_bytes=limits.notebook_output_bytes, kernel_name=KERNEL_NAME,
+            startup_timeout=120, limits_report=str(run.limits_report),
+            status_file=str(run.status_file), kernelspec_dir=str(Path(tmp) / "jupyter" / "kernels"))
+        nb, _ = executor.preprocess(nb, {"metadata": {"path": str(run.workdir)}})
+        ignore = IgnorePattern(config=config)
+        for index, cell in enumerate(nb.cells):
+            ignore.preprocess_cell(cell, {}, index)
+        hits = read_json_file(run.limits_report, [])
     results = []
     for cell in nb.cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
+        meta = nbgrader_meta(cell)
         if not meta.get("grade") or cell.cell_type != "code":
             continue
         score, max_score = determine_grade(cell)
@@ -124,7 +122,7 @@ def check_notebook(notebook: Path, lessons_dir: Path = LESSONS_DIR,
             message = "failed"
             for output in cell.outputs:
                 if output.output_type == "error":
-                    message = _error_message(output.ename, output.evalue, limits)
+                    message = error_message(output.ename, output.evalue, limits)
                     break
                 if output.output_type == "stream" and output.name == "stderr":
                     message = "the test cell wrote to stderr: " + output.text.strip()

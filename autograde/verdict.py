@@ -121,7 +121,12 @@ class Verdict:
 
     def environment(self) -> dict[str, str]:
         """What the kernel is told: where the cases are and where to record."""
-        return {ENV_VAR: f"{self.cases_dir}{os.pathsep}{self.records_dir}"}
+        return self.environment_for(self.cases_dir, self.records_dir)
+
+    @staticmethod
+    def environment_for(cases_dir: Path, records_dir: Path) -> dict[str, str]:
+        """:meth:`environment` before the cases are drawn (the kernelspec is written first)."""
+        return {ENV_VAR: f"{cases_dir}{os.pathsep}{records_dir}"}
 
     def judge(self) -> dict[str, QuestionVerdict]:
         """test grade_id -> the verdict, from the records the kernel left."""

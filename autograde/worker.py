@@ -21,12 +21,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import sys
-import tempfile
 import time
 import traceback
 import warnings
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nbformat
@@ -34,36 +35,22 @@ import nbformat
 from autograde.answer import Answer
 from autograde.course import (
     GraderError,
+    SpecialFileError,
+    copy_plain_file,
     course_config,
     grade_cells,
     make_course,
+    nbgrader_meta,
     read_notebook,
     run_nbgrader,
+    walk_plain,
 )
-from autograde.sandbox import SandboxSettings
+from autograde.kernel import KERNEL_NAME, Limits, error_message, prepare_kernel, read_json_file
 
 ANSWER_PREFIX = "@@autograde-answer@@ "
-KERNEL_NAME = "nanolm-autograde"
 ERROR_CHARS = 1500   # longest failure message kept per question
-
-
-@dataclass
-class Limits:
-    """Limits on every kernel that runs a submission."""
-
-    cell_timeout_s: int = 120          # per cell (nbgrader interrupts the kernel)
-    notebook_timeout_s: float = 900.0  # wall clock for the whole notebook (kernel is killed)
-    memory_mb: int = 4096              # address space of the kernel
-    output_bytes: int = 1_000_000      # output of one cell
-    file_mb: int = 256                 # largest file the kernel may write
-    use_bwrap: bool = True             # isolate with bubblewrap when it is installed
-
-    def __post_init__(self):
-        # One spelling per value: the limits are part of every submission's content hash.
-        self.cell_timeout_s = int(self.cell_timeout_s)
-        self.notebook_timeout_s = float(self.notebook_timeout_s)
-        self.memory_mb, self.output_bytes = int(self.memory_mb), int(self.output_bytes)
-        self.file_mb, self.use_bwrap = int(self.file_mb), bool(self.use_bwrap)
+MAX_NOTEBOOK_BYTES = 50 << 20   # a lesson notebook with outputs is a few MB
+__all__ = ["KERNEL_NAME", "Limits", "Worker", "WorkerSettings"]
 
 
 @dataclass
@@ -75,7 +62,6 @@ class WorkerSettings:
     solutions_dir: str
     template_db: str           # a gradebook with the lessons' assignments, copied per worker
     feedback_dir: str          # where feedback HTML goes: <feedback_dir>/<student>/<lesson>.html
-    hide: list[str] = field(default_factory=list)   # folders the kernel must not see
     limits: Limits = field(default_factory=Limits)
     kernel_threads: int = 0    # CPU threads per kernel (0: the libraries' default)
     release_dir: str = ""      # the student versions (release/<lesson>/<lesson>.ipynb)
@@ -115,19 +101,10 @@ def autograde_overrides(limits: Limits) -> dict:
             SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]},
         "LimitedExecute": {"timeout": limits.cell_timeout_s,
                            "max_output_bytes": limits.output_bytes,
+                           "max_notebook_output_bytes": limits.notebook_output_bytes,
                            "kernel_name": KERNEL_NAME,
                            "startup_timeout": 120},
     }
-
-
-def write_kernelspec(jupyter_dir: Path) -> None:
-    """A kernelspec that starts IPython through the sandbox launcher."""
-    folder = Path(jupyter_dir) / "kernels" / KERNEL_NAME
-    folder.mkdir(parents=True, exist_ok=True)
-    spec = {"argv": [sys.executable, "-m", "autograde.sandbox", "{connection_file}"],
-            "display_name": "NanoLM autograder (sandboxed Python 3)",
-            "language": "python", "interrupt_mode": "signal", "metadata": {"debugger": False}}
-    (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
 
 
 class Worker:
@@ -145,7 +122,6 @@ class Worker:
             shutil.rmtree(self.course)
         make_course(self.course, settings.lessons, Path(settings.solutions_dir))
         shutil.copyfile(settings.template_db, self.course / "gradebook.db")
-        write_kernelspec(self.root / "jupyter")
         self.config = course_config(self.course, overrides=autograde_overrides(settings.limits))
         from autograde.copycheck import load_fingerprints
 
@@ -166,9 +142,9 @@ class Worker:
     def _released_metadata(self, lesson: str) -> dict[str, dict]:
         path = Path(self.settings.release_dir or "") / lesson / f"{lesson}.ipynb"
         nb = read_notebook(path) if path.is_file() else self._source_notebook(lesson)
-        return {cell.metadata["nbgrader"]["grade_id"]: {"meta": dict(cell.metadata["nbgrader"]),
-                                                        "id": cell.get("id")}
-                for cell in nb.cells if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")}
+        return {nbgrader_meta(cell)["grade_id"]: {"meta": dict(nbgrader_meta(cell)),
+                                                  "id": cell.get("id")}
+                for cell in nb.cells if nbgrader_meta(cell).get("grade_id")}
 
     def _grade_ids(self, lesson: str) -> list[str]:
         return [c["grade_id"] for c in grade_cells(self._source_notebook(lesson))
@@ -187,14 +163,13 @@ class Worker:
             if path.exists():
                 shutil.rmtree(path)
         submitted.mkdir(parents=True)
-        if folder and Path(folder).is_dir():
-            shutil.copytree(folder, submitted, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
-
         problems: list[str] = []
         flags: list[dict] = []
         notebook = submitted / f"{lesson}.ipynb"
-        if not notebook.is_file():
+        refusal = _take_notebook(Path(folder) if folder else None, lesson, submitted)
+        if refusal:
+            problems.append(refusal)
+        elif not notebook.is_file():
             problems.append(f"missing notebook: the submission has no {lesson}.ipynb")
         else:
             try:
@@ -212,7 +187,7 @@ class Worker:
                     problems.append("nbgrader metadata repaired: " + "; ".join(repaired))
                     nbformat.write(nb, str(notebook))
 
-        limits_report, verdict = self._prepare_environment(student, lesson, autograded)
+        run, verdict = self._prepare_kernel(student, lesson, notebook)
         log = ""
         if notebook.is_file():
             try:
@@ -221,7 +196,7 @@ class Worker:
             except GraderError as error:
                 problems.append(f"nbgrader autograde failed: {str(error)[:ERROR_CHARS]}")
         submission = self._ensure_submission(student, lesson)
-        limit_hits = json.loads(limits_report.read_text()) if limits_report.is_file() else []
+        limit_hits = read_json_file(run.limits_report, [])
         verdicts = {}
         if verdict is not None and (autograded / f"{lesson}.ipynb").is_file():
             verdicts = verdict.judge()
@@ -233,9 +208,9 @@ class Worker:
 
         feedback_file = None
         if (autograded / f"{lesson}.ipynb").is_file():
-            if not self.settings.show_hidden_tests:
-                _hide_hidden_tests(autograded / f"{lesson}.ipynb")
             try:
+                _feedback_notebook(autograded / f"{lesson}.ipynb",
+                                   self.settings.show_hidden_tests)
                 run_nbgrader(GenerateFeedback, self.config, assignment_id=lesson,
                              student_id=student)
                 html = feedback / f"{lesson}.html"
@@ -244,36 +219,12 @@ class Worker:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(html, target)
                     feedback_file = str(target)
-            except GraderError as error:
+            except Exception as error:  # the scores are in: no feedback is no reason to lose them
                 problems.append(f"feedback could not be generated: {str(error)[:300]}")
         return Answer(student=student, lesson=lesson, scores=scores, limits=limit_hits,
                       flags=flags, problems=problems, feedback=feedback_file,
                       submission=submission, seconds=round(time.monotonic() - started, 2),
                       log_tail=log[-2000:])
-
-    def _prepare_environment(self, student: str, lesson: str, autograded: Path):
-        """Fresh scratch folder and the kernel's environment for one submission, and for a
-        course lesson its hidden cases. Returns (limits-report path, the Verdict or None)."""
-        from autograde.verdict import Verdict
-        from nanolm_lib.grading import ENV_VAR
-
-        scratch = self.root / "scratch" / f"{student}--{lesson}"
-        library = self.settings.library_dirs.get(lesson, "")
-        cases_dir = self.root / "cases" / f"{student}--{lesson}"
-        report = prepare_kernel_environment(scratch, autograded, self.settings.limits,
-                                            self.settings.hide, self.root / "jupyter",
-                                            library_dir=library,
-                                            cases_dir=str(cases_dir) if library else "")
-        verdict = None
-        os.environ.pop(ENV_VAR, None)
-        if library:
-            verdict = Verdict.prepare(lesson, cases_dir, scratch / "records")
-            os.environ.update(verdict.environment())
-        if self.settings.kernel_threads:
-            threads = str(self.settings.kernel_threads)
-            os.environ.update({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-                               "OPENBLAS_NUM_THREADS": threads})
-        return report, verdict
 
     def _apply_verdicts(self, student: str, lesson: str, verdicts: dict) -> None:
         """The grader's verdicts into the gradebook: each test cell's score (a manual score:
@@ -296,6 +247,28 @@ class Worker:
                     continue
                 comment.manual_comment = verdict.message
             gb.db.commit()
+    def _prepare_kernel(self, student: str, lesson: str, notebook: Path):
+        """The next kernel's folders (its own copy of the notebook and of the released
+        lesson's files) and kernelspec; the grader's report paths in this worker's config.
+        For a course lesson also its hidden cases: returns (the run, the Verdict or None)."""
+        from autograde.verdict import Verdict
+
+        root = self.root / "runs" / f"{student}--{lesson}"
+        library = self.settings.library_dirs.get(lesson, "")
+        # the cases live in the grader's folders (bound read-only); the records in the
+        # kernel's own writable folder
+        cases_dir, records_dir = self.root / "cases" / f"{student}--{lesson}", root / "sandbox" / "records"
+        run = prepare_kernel(root, Path(self.settings.release_dir or "") / lesson, notebook,
+                             self.settings.limits, self.root / "jupyter",
+                             threads=self.settings.kernel_threads, library_dir=library,
+                             cases_dir=str(cases_dir) if library else "",
+                             extra_env=Verdict.environment_for(cases_dir, records_dir)
+                             if library else None)
+        verdict = Verdict.prepare(lesson, cases_dir, records_dir) if library else None
+        self.config.LimitedExecute.limits_report = str(run.limits_report)
+        self.config.LimitedExecute.status_file = str(run.status_file)
+        self.config.LimitedExecute.kernelspec_dir = str(self.root / "jupyter" / "kernels")
+        return run, verdict
 
     def _ensure_submission(self, student: str, lesson: str) -> dict:
         """The submission's rows in this worker's gradebook, created with zero scores when
@@ -397,13 +370,48 @@ class Worker:
         return {gid: scores[gid] for gid in self.grade_ids[lesson] if gid in scores}
 
 
-def _hide_hidden_tests(notebook: Path) -> None:
-    """The feedback is made from the autograded notebook: take the hidden tests' source (and
-    the tracebacks that quote it) out of it once the scores are in the gradebook."""
+def _take_notebook(folder: Path | None, lesson: str, submitted: Path) -> str | None:
+    """Put the submission's notebook (only that) into nbgrader's ``submitted`` folder, with a
+    timestamp the grader trusts: the file's own modification time (for an LMS zip, the
+    zip's, see :mod:`autograde.collect`), never the student's ``timestamp.txt``. Returns why
+    the submission is refused, or None."""
+    if folder is None or not folder.is_dir():
+        return None
+    try:
+        for _relative in walk_plain(folder, skip=()):
+            pass
+    except SpecialFileError as error:
+        return (f"refused: {error}; a submission holds regular files only (nothing of it "
+                "was graded)")
+    source = folder / f"{lesson}.ipynb"
+    try:
+        info = os.lstat(source)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    if info.st_size > MAX_NOTEBOOK_BYTES:
+        return (f"refused: {source.name} is {info.st_size >> 20} MB, more than the "
+                f"{MAX_NOTEBOOK_BYTES >> 20} MB a notebook may have (clear its outputs)")
+    copy_plain_file(source, submitted / source.name)
+    when = datetime.fromtimestamp(info.st_mtime, tz=UTC)
+    (submitted / "timestamp.txt").write_text(when.strftime("%Y-%m-%d %H:%M:%S.%f %Z"))
+    return None
+
+
+def _feedback_notebook(notebook: Path, show_hidden_tests: bool) -> None:
+    """The feedback is made from the autograded notebook, once the scores are in the
+    gradebook: sanitise the student's markdown and outputs (nbconvert's bleach-based
+    SanitizeHTML: no script, event handler or javascript: URL), and take the hidden tests'
+    source (and the tracebacks that quote it) out unless they are to be shown."""
+    from nbconvert.preprocessors.sanitize import SanitizeHTML
+
     from autograde.preprocessors import HideHiddenTests
 
     nb = read_notebook(notebook)
-    HideHiddenTests().preprocess(nb, {})
+    SanitizeHTML().preprocess(nb, {})
+    if not show_hidden_tests:
+        HideHiddenTests().preprocess(nb, {})
     nbformat.write(nb, str(notebook))
 
 
@@ -419,8 +427,7 @@ def repair_metadata(nb, released: dict[str, dict]) -> list[str]:
     import copy
 
     def grade_id_of(cell):
-        meta = cell.get("metadata", {}).get("nbgrader")
-        return meta.get("grade_id") if isinstance(meta, dict) else None
+        return nbgrader_meta(cell).get("grade_id")
 
     keeper: dict[str, int] = {}
     for index, cell in enumerate(nb.cells):
@@ -430,7 +437,7 @@ def repair_metadata(nb, released: dict[str, dict]) -> list[str]:
             keeper[grade_id] = index
     changes = []
     for index, cell in enumerate(nb.cells):
-        if "nbgrader" not in cell.get("metadata", {}):
+        if not isinstance(cell.get("metadata"), dict) or "nbgrader" not in cell.metadata:
             continue
         grade_id = grade_id_of(cell)
         if keeper.get(grade_id) == index:
@@ -444,58 +451,6 @@ def repair_metadata(nb, released: dict[str, dict]) -> list[str]:
     return changes
 
 
-def prepare_kernel_environment(scratch: Path, workdir: Path, limits: Limits, hide: list[str],
-                               jupyter_dir: Path, library_dir: str = "",
-                               cases_dir: str = "") -> Path:
-    """Set this process's environment so that the next kernel nbgrader starts runs sandboxed
-    in ``workdir`` with a fresh ``scratch`` folder for caches; returns the limits-report path.
-
-    nbgrader sets NBGRADER_EXECUTION itself (smoke size); the rest keeps the kernel offline,
-    quiet on stderr and away from the grader's own caches.
-    """
-    if scratch.exists():
-        shutil.rmtree(scratch, ignore_errors=True)
-    for sub in ("home", "tmp", "cache", "runtime", "mpl", "hf", "runs", "ipython"):
-        (scratch / sub).mkdir(parents=True, exist_ok=True)
-    workdir.mkdir(parents=True, exist_ok=True)
-    sandbox = SandboxSettings(
-        memory_mb=limits.memory_mb, wall_s=limits.notebook_timeout_s, file_mb=limits.file_mb,
-        scratch=str(scratch), workdir=str(workdir), hide=list(hide),
-        status_file=str(scratch / "kernel-status.json"), use_bwrap=limits.use_bwrap,
-        library_dir=library_dir, cases_dir=cases_dir)
-    os.environ.update({
-        "AUTOGRADE_SANDBOX": sandbox.to_env(),
-        "AUTOGRADE_LIMITS_REPORT": str(scratch / "limits.json"),
-        "JUPYTER_PATH": str(jupyter_dir),
-        "JUPYTER_RUNTIME_DIR": str(scratch / "runtime"),
-        "HOME": str(scratch / "home"),
-        "TMPDIR": str(scratch / "tmp"),
-        "XDG_CACHE_HOME": str(scratch / "cache"),
-        "MPLCONFIGDIR": str(scratch / "mpl"),
-        "HF_HOME": str(scratch / "hf"),
-        "HF_DATASETS_CACHE": str(scratch / "hf" / "datasets"),
-        "TORCH_HOME": str(scratch / "cache" / "torch"),
-        "IPYTHONDIR": str(scratch / "ipython"),
-        "NANOLM_CACHE": str(scratch / "cache" / "nanolm"),
-        "NANOLM_RUNS": str(scratch / "runs"),
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "NANOLM_PROGRESS": "0",
-        "MPLBACKEND": "Agg",
-        "PYTHONWARNINGS": "ignore",
-        "TQDM_DISABLE": "1",
-        # Grading runs at smoke size on the CPU: the same on every grader's machine, and a
-        # CUDA context would not fit under the address-space limit anyway.
-        "CUDA_VISIBLE_DEVICES": "",
-    })
-    # jupyter_client writes the kernel's connection file with tempfile, which caches the
-    # first TMPDIR it saw: make it look again, so the file lands in this scratch folder,
-    # the only one the sandboxed kernel can see.
-    tempfile.tempdir = None
-    write_kernelspec(jupyter_dir)
-    return scratch / "limits.json"
-
-
 def _cell_errors(path: Path, limits: Limits) -> dict[str, str]:
     """The failure message of each test cell of an autograded notebook."""
     if not path.is_file():
@@ -503,12 +458,12 @@ def _cell_errors(path: Path, limits: Limits) -> dict[str, str]:
     nb = read_notebook(path)
     errors = {}
     for cell in nb.cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
+        meta = nbgrader_meta(cell)
         if not meta.get("grade") or cell.cell_type != "code":
             continue
         for output in cell.get("outputs", []):
             if output.output_type == "error":
-                message = _error_message(output.ename, output.evalue, limits)
+                message = error_message(output.ename, output.evalue, limits)
             elif output.output_type == "stream" and output.name == "stderr":
                 message = "the test cell wrote to stderr: " + output.text.strip()
             else:
@@ -516,16 +471,6 @@ def _cell_errors(path: Path, limits: Limits) -> dict[str, str]:
             errors[meta["grade_id"]] = message[:ERROR_CHARS]
             break
     return errors
-
-
-def _error_message(ename: str, evalue: str, limits: Limits) -> str:
-    from autograde.preprocessors import is_memory_error
-
-    if is_memory_error(ename, evalue):
-        return f"memory limit of {limits.memory_mb} MB hit ({ename}: {evalue})".strip()
-    if ename == "CellTimeoutError":
-        return f"cell timeout: a cell ran longer than {limits.cell_timeout_s} s"
-    return f"{ename}: {evalue}" if evalue else ename
 
 
 def main(argv: list[str]) -> int:

@@ -202,8 +202,23 @@ def test_summary_groups_failures_by_message():
     assert row["top_failures"] == [(failure_key(table["a"]["03"]["test_x"]["error"]), 2)]
 
 
-def test_isolation_is_stated():
-    assert "WEAKER ISOLATION" in isolation_level(use_bwrap=False)
+def test_grading_without_bubblewrap_needs_the_unsafe_flag(tmp_path, capsys, monkeypatch):
+    """Without bwrap on PATH (as on a machine without it), grade and check refuse with a
+    clear message; the flag is the only way in, and the report then says so on top."""
+    solutions = write_toy_solutions(tmp_path / "solutions")
+    release(tmp_path / "lessons", solutions)
+    write_submission(tmp_path / "lessons", tmp_path / "subs", "amy", "01_toy")
+    no_bwrap = tmp_path / "bin"
+    no_bwrap.mkdir()
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{no_bwrap}")
+    assert isolation_level(use_bwrap=True).startswith("UNSAFE")
+    notebook = tmp_path / "subs" / "amy" / "01_toy" / "01_toy.ipynb"
+    for argv in (["grade", str(tmp_path / "subs"), "--out", str(tmp_path / "o"),
+                  "--solutions", str(solutions)],
+                 ["check", str(notebook), "--lessons", str(tmp_path / "lessons")]):
+        assert main(argv) == 2
+        assert "--unsafe-no-isolation" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "report.md").exists()
 
 
 def test_grade_reports_what_it_cannot_do(tmp_path, capsys):
