@@ -224,12 +224,12 @@ def test_whole_sandbox_limits(batch, student, reason):
                                              ("fifo", "is a FIFO")])
 def test_special_files_are_refused_with_a_reason(batch, student, reason):
     assert total(batch[1], student) == 0
-    assert any(reason in p and "refused" in p for p in _answer(batch, student)["problems"])
+    assert any(reason in p and "refused" in p for p in _answer(batch, student).problems)
 
 
 @needs_bwrap
 def test_forged_timestamp_is_not_trusted(batch):
-    assert not _answer(batch, "backdated")["submission"]["timestamp"].startswith("2000")
+    assert not _answer(batch, "backdated").submission["timestamp"].startswith("2000")
     assert total(batch[1], "backdated") == 3
 
 
@@ -237,7 +237,7 @@ def test_forged_timestamp_is_not_trusted(batch):
 def test_output_is_capped_per_notebook(batch):
     feedback = batch[2] / "feedback" / "printer" / "01_toy.html"
     assert feedback.stat().st_size < 2 * LIMITS.notebook_output_bytes
-    hits = [hit["message"] for hit in _answer(batch, "printer")["limits"]]
+    hits = [hit["message"] for hit in _answer(batch, "printer").limits]
     assert hits == [f"the notebook printed more than {LIMITS.notebook_output_bytes} bytes in "
                     "all; later output was dropped"]
     assert total(batch[1], "printer") == 1   # add passed; the cells ran on
@@ -255,7 +255,7 @@ def test_feedback_is_sanitised(batch):
 @needs_bwrap
 def test_malformed_metadata_is_graded_with_a_reason(batch):
     assert "malformed" in batch[1]
-    assert any("metadata repaired" in p for p in _answer(batch, "malformed")["problems"])
+    assert any("metadata repaired" in p for p in _answer(batch, "malformed").problems)
 
 
 # --------------------------------------------------------------------------- no kernel needed
@@ -297,6 +297,7 @@ def test_hostile_zips_are_refused_or_extracted_once(tmp_path):
 def test_a_locked_gradebook_is_retried_then_reported(tmp_path):
     import sqlite3
 
+    from autograde.answer import Answer
     from autograde.course import create_gradebook
     from autograde.grade import _merge_with_retries
 
@@ -306,7 +307,8 @@ def test_a_locked_gradebook_is_retried_then_reported(tmp_path):
     holder.execute("BEGIN EXCLUSIVE")
     try:
         error = _merge_with_retries(f"sqlite:///{db}", ("amy", "01_toy"),
-                                    {"submission": {"notebooks": {}}}, attempts=1)
+                                    Answer("amy", "01_toy", submission={"notebooks": {}}),
+                                    attempts=1)
     finally:
         holder.execute("ROLLBACK")
         holder.close()
