@@ -71,6 +71,22 @@ class SpecialFileError(GraderError):
     """A folder holds a symlink, FIFO, device or socket: never followed or opened."""
 
 
+def read_plain_file(path: Path, limit: int) -> bytes:
+    """The bytes of ``path``, a file the kernel could have touched: only a regular file of at
+    most ``limit`` bytes is read, without following a link or opening a FIFO or device.
+    Raises FileNotFoundError when it is missing, SpecialFileError when it is not a plain file
+    or is too large, OSError when it cannot be read."""
+    info = os.lstat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise SpecialFileError(f"{Path(path).name} is {_kind(info.st_mode)}, not a plain file")
+    if info.st_size > limit:
+        raise SpecialFileError(f"{Path(path).name} is {info.st_size >> 20} MB, over the "
+                               f"{limit >> 20} MB limit")
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(descriptor, "rb") as handle:
+        return handle.read(limit + 1)
+
+
 def _kind(mode: int) -> str:
     for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"),
                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),

@@ -170,22 +170,14 @@ def write_kernelspec(jupyter_dir: Path, settings: SandboxSettings | None = None)
     (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
 
 
-def read_json_file(path: Path, default):
-    """A JSON file the grader wrote; ``default`` when it is missing, not a plain file or
-    unreadable (never opens a FIFO or follows a link)."""
-    import stat
+def read_json_file(path: Path, default, limit: int = 1 << 20):
+    """A JSON file the grader wrote; ``default`` when it is missing, not a plain file, too
+    large or unreadable (never opens a FIFO or follows a link)."""
+    from autograde.course import GraderError, read_plain_file
 
     try:
-        info = os.lstat(path)
-    except OSError:
-        return default
-    if not stat.S_ISREG(info.st_mode):
-        return default
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        with os.fdopen(fd) as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
+        return json.loads(read_plain_file(path, limit))
+    except (OSError, ValueError, GraderError):
         return default
 
 

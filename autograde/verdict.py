@@ -30,12 +30,12 @@ import io
 import os
 import secrets
 import shutil
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from autograde.course import SpecialFileError, read_plain_file
 from nanolm_lib.curriculum import GRADED, LESSONS, lesson_number
 from nanolm_lib.grading import ENV_VAR, ERROR_KEY, QUESTIONS, RECORD_LIMIT_BYTES
 
@@ -160,18 +160,12 @@ def read_record(path: Path, expected_cases: int) -> tuple[list | None, str | Non
     missing = ("no record of the hidden tests: the test cell stopped before them (see its "
                "error above), or did not run")
     try:
-        info = os.lstat(path)
+        data = read_plain_file(path, RECORD_LIMIT_BYTES)
     except FileNotFoundError:
         return None, missing
-    if not stat.S_ISREG(info.st_mode):
-        return None, "the record of the hidden tests is not a plain file"
-    if info.st_size > RECORD_LIMIT_BYTES:
-        return None, (f"the record of the hidden tests is {info.st_size >> 20} MB, over the "
-                      f"{RECORD_LIMIT_BYTES >> 20} MB limit")
+    except SpecialFileError as error:
+        return None, f"the record of the hidden tests is refused: {error}"
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        with os.fdopen(descriptor, "rb") as handle:
-            data = handle.read(RECORD_LIMIT_BYTES + 1)
         loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:
         return None, (f"the record of the hidden tests is unreadable ({type(error).__name__}: "
