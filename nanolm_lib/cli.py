@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from nanolm_lib import utils
+from nanolm_lib.errors import UsageError
 
 # -------------------------------------------------------------------------------------------
 # prepare
@@ -111,7 +112,7 @@ def cmd_bench(args) -> int:
     variant = next((v for v in ("baseline", "profile", "compile") if getattr(args, v)), None)
     if variant:
         if args.name != "train":
-            raise ValueError("--baseline, --profile and --compile belong to `nanolm bench train`")
+            raise UsageError("--baseline, --profile and --compile belong to `nanolm bench train`")
         from nanolm_lib.benchmarks import baseline
 
         measure = {"baseline": baseline.run, "profile": baseline.run_profile,

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nanolm_lib.errors import UsageError
+
 
 def file_tokens(path, tokenizer) -> tuple[np.ndarray, dict]:
     """The packed tokens of the stories in ``path`` and what they hold (stories, bytes,
@@ -24,7 +26,7 @@ def file_tokens(path, tokenizer) -> tuple[np.ndarray, dict]:
     path = Path(path)
     stories = list(_read_file(path))  # FileNotFoundError / ValueError name the file
     if not stories:
-        raise ValueError(f"{path}: holds no story text to evaluate on")
+        raise UsageError(f"{path}: holds no story text to evaluate on")
     tokens = pack_stories(tokenizer, stories)
     n_bytes = sum(len(story.encode("utf-8")) for story in stories)
     return tokens, {"stories": len(stories), "bytes": n_bytes, "tokens": len(tokens)}
@@ -42,7 +44,7 @@ def evaluate_file(run, data, *, device: str | None = None, batch_size: int = 32)
     tokens, counts = file_tokens(data, tokenizer)
     context_length = model.config.context_length
     if len(tokens) <= context_length:
-        raise ValueError(f"{data}: {len(tokens):,} tokens hold no window of the model's "
+        raise UsageError(f"{data}: {len(tokens):,} tokens hold no window of the model's "
                          f"context length + 1 = {context_length + 1}")
     result = evaluate(model, tokens, context_length, batch_size,
                       bytes_per_token=counts["bytes"] / counts["tokens"])
