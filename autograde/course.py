@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+from nbgrader import utils as nbgrader_utils
 from traitlets.config import Config, PyFileConfigLoader
 
 REPO = Path(__file__).resolve().parent.parent
@@ -264,10 +265,10 @@ def grade_cells(nb: nbformat.NotebookNode) -> list[dict]:
     for index, cell in enumerate(nb.cells):
         meta = nbgrader_meta(cell)
         if not meta.get("grade_id"):
-            continue
-        if meta.get("solution") and not meta.get("grade"):
+            continue  # from here on the metadata is a dict: nbgrader's own helpers read it
+        if nbgrader_utils.is_solution(cell) and not nbgrader_utils.is_grade(cell):
             kind = "solution"
-        elif meta.get("grade") and cell.cell_type == "code":
+        elif nbgrader_utils.is_grade(cell) and cell.cell_type == "code":
             kind = "test"
         else:
             kind = "other"
