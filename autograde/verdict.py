@@ -119,13 +119,10 @@ class Verdict:
             path.chmod(0o444)
         return verdict
 
-    def environment(self) -> dict[str, str]:
-        """What the kernel is told: where the cases are and where to record."""
-        return self.environment_for(self.cases_dir, self.records_dir)
-
     @staticmethod
     def environment_for(cases_dir: Path, records_dir: Path) -> dict[str, str]:
-        """:meth:`environment` before the cases are drawn (the kernelspec is written first)."""
+        """What the kernel is told: where the cases are and where to record (known before
+        the cases are drawn, since the kernelspec is written first)."""
         return {ENV_VAR: f"{cases_dir}{os.pathsep}{records_dir}"}
 
     def judge(self) -> dict[str, QuestionVerdict]:
