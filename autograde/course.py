@@ -85,7 +85,13 @@ def read_plain_file(path: Path, limit: int) -> bytes:
                                f"{limit >> 20} MB limit")
     descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     with os.fdopen(descriptor, "rb") as handle:
-        return handle.read(limit + 1)
+        # what was opened, not what lstat saw: the kernel may have swapped the file in between
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise SpecialFileError(f"{Path(path).name} was replaced while it was opened")
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise SpecialFileError(f"{Path(path).name} grew over the {limit >> 20} MB limit")
+    return data
 
 
 def _kind(mode: int) -> str:

@@ -23,6 +23,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from autograde.course import GraderError, read_plain_file
 from autograde.sandbox import SandboxSettings
 
 KERNEL_NAME = "nanolm-autograde"
@@ -173,8 +174,6 @@ def write_kernelspec(jupyter_dir: Path, settings: SandboxSettings | None = None)
 def read_json_file(path: Path, default, limit: int = 1 << 20):
     """A JSON file the grader wrote; ``default`` when it is missing, not a plain file, too
     large or unreadable (never opens a FIFO or follows a link)."""
-    from autograde.course import GraderError, read_plain_file
-
     try:
         return json.loads(read_plain_file(path, limit))
     except (OSError, ValueError, GraderError):
