@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 from notebook_cells import SOLUTIONS, cell_containing, code_cells, run_cells, save_smoke_run
+from test_cuda import LESSON07_GPU_CELLS
 
 from nanolm_lib.checkpoint import read_metrics
 from nanolm_lib.presets import train_preset
@@ -31,6 +32,12 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     """Equal weights wherever each model lives (the notebook loads onto pick_device())."""
     return all(torch.equal(x.cpu(), y.cpu())
                for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_the_gpu_tests_lesson07_cells_each_name_one_cell():
+    """The cuda tests run only on a GPU; the cells they pick must not go stale elsewhere."""
+    for text in LESSON07_GPU_CELLS:
+        cell_containing(LESSON_07, text)
 
 
 def test_lesson07_takes_the_students_run_first_then_demo_and_skips_a_broken_checkpoint(
