@@ -16,6 +16,8 @@ nothing). :class:`LimitedExecute` instead
 * kills a kernel that does not stop within ``interrupt_grace_s`` of the interrupt at the cell
   limit (a loop that swallows KeyboardInterrupt, a kernel stuck flushing its output): the rest
   of the notebook is graded as not run, instead of waiting for the notebook's wall clock;
+* stops the kernel as soon as the notebook has run (``shutdown_wait_s``): its state is of no
+  further use, and waiting for a graceful exit cost seconds per notebook;
 * records every limit hit (cell timeout, output, memory, wall clock, dead kernel) in the JSON
   file ``limits_report``, for the grade report. It and the launcher's ``status_file`` live in a
   folder the kernel cannot see or write (:mod:`autograde.kernel`).
@@ -74,9 +76,16 @@ class LimitedExecute(Execute):
                           ).tag(config=True)
     kernelspec_dir = Unicode("", help="Folder of the sandboxed kernelspec (else Jupyter's "
                              "search path).").tag(config=True)
+    shutdown_wait_s = Float(
+        1.0, help="Seconds a graded kernel gets to exit after the shutdown request before it "
+                  "is stopped (half of them) and killed (the other half).").tag(config=True)
 
     def create_kernel_manager(self):
         km = super().create_kernel_manager()
+        # The graded kernel's state is thrown away: rather than waiting for it to exit (about
+        # 2 s, in the sandbox) or for jupyter_client's 5 s default, the sandbox launcher is
+        # sent SIGTERM at once, on which it stops the whole sandbox and exits.
+        km.shutdown_wait_time = self.shutdown_wait_s
         if self.kernelspec_dir:
             from jupyter_client.kernelspec import KernelSpecManager
 
