@@ -60,8 +60,7 @@ NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 -p no:cachepro
 # core (the models are tiny; tests/conftest.py sets one torch thread), so on a 2-core machine
 # one pytest alone leaves a core idle. The first half is the grader's end-to-end batches, the
 # second everything else (a new test file lands there) and then the notebooks.
-GRADER_BATCHES := tests/test_lessons.py tests/hostile tests/test_autograde_batch.py \
-  tests/test_fair_grading.py
+GRADER_BATCHES := tests/test_lessons.py tests/hostile tests/test_autograde_batch.py
 TEST_HALVES := test-grader-batches test-rest
 
 ifneq ($(wildcard tests),)
