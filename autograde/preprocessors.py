@@ -77,14 +77,15 @@ class LimitedExecute(Execute):
     kernelspec_dir = Unicode("", help="Folder of the sandboxed kernelspec (else Jupyter's "
                              "search path).").tag(config=True)
     shutdown_wait_s = Float(
-        1.0, help="Seconds a graded kernel gets to exit after the shutdown request before it "
-                  "is stopped (half of them) and killed (the other half).").tag(config=True)
+        1.0, help="Seconds jupyter_client gives a graded kernel to end: half after the shutdown "
+                  "request, then SIGTERM (the sandbox launcher stops the sandbox and exits), "
+                  "the other half before SIGKILL.").tag(config=True)
 
     def create_kernel_manager(self):
         km = super().create_kernel_manager()
         # The graded kernel's state is thrown away: rather than waiting for it to exit (about
-        # 2 s, in the sandbox) or for jupyter_client's 5 s default, the sandbox launcher is
-        # sent SIGTERM at once, on which it stops the whole sandbox and exits.
+        # 2 s in the sandbox, up to jupyter_client's default of 5 s), the sandbox launcher gets
+        # SIGTERM after half of shutdown_wait_s, on which it stops the whole sandbox and exits.
         km.shutdown_wait_time = self.shutdown_wait_s
         if self.kernelspec_dir:
             from jupyter_client.kernelspec import KernelSpecManager
