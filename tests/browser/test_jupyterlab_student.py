@@ -57,7 +57,8 @@ def lab(tmp_path_factory):
             page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
             page.on("pageerror", lambda error: page_errors.append(str(error)))
             try:
-                yield Lab(page, server, scratch / "workspace", console, page_errors)
+                yield Lab(page, server, scratch / "workspace", console, page_errors,
+                          playwright_api.TimeoutError)
             finally:
                 browser.close()
     finally:
@@ -69,9 +70,10 @@ def lab(tmp_path_factory):
 class Lab:
     """The page, the server and what the browser reported so far."""
 
-    def __init__(self, page, server, workspace, console, page_errors):
+    def __init__(self, page, server, workspace, console, page_errors, timeout_error):
         self.page, self.server, self.workspace = page, server, workspace
         self.console, self.page_errors = console, page_errors
+        self.timeout_error = timeout_error
 
     def open(self, notebook: str):
         """Open ``workspace/<notebook>`` (File > Open from Path once JupyterLab is loaded) and
@@ -93,14 +95,38 @@ class Lab:
         self.page.locator(f".lm-Menu-item[data-command='{command}']").click()
 
     def wait_all_ran(self, count: int) -> None:
-        """Every code cell of the visible notebook shows an execution count ([n]:)."""
-        self.page.wait_for_function(
-            """([selector, count]) => {
-                const prompts = [...document.querySelectorAll(selector)];
-                return prompts.length === count && prompts.every(
-                    p => /^\\[\\d+\\]:$/.test(p.textContent.trim()));
-            }""",
-            arg=[f"{VISIBLE} .jp-CodeCell .jp-InputPrompt", count], timeout=CELL_BOUND_MS)
+        """Every code cell of the visible notebook shows an execution count ([n]:); if that
+        does not come, the failure says where the run stood (see :meth:`where_the_run_stands`)."""
+        prompts = f"{VISIBLE} .jp-CodeCell .jp-InputPrompt"
+        try:
+            self.page.wait_for_function(
+                """([selector, count]) => {
+                    const prompts = [...document.querySelectorAll(selector)];
+                    return prompts.length === count && prompts.every(
+                        p => /^\\[\\d+\\]:$/.test(p.textContent.trim()));
+                }""",
+                arg=[prompts, count], timeout=CELL_BOUND_MS)
+        except self.timeout_error:
+            raise AssertionError(self.where_the_run_stands(prompts, count)) from None
+
+    def where_the_run_stands(self, prompts: str, count: int) -> str:
+        """What a stalled run shows: each code cell's prompt, the kernel status, any dialog and
+        error output, and the server log's end; a screenshot goes to the artifacts."""
+        self.page.screenshot(path=str(ARTIFACTS / "run-stalled.png"))
+        shown = [f"{number}{text.strip() or '[ ]:'}" for number, text
+                 in enumerate(self.page.locator(prompts).all_inner_texts(), start=1)]
+        status_bar = self.page.locator(".jp-StatusBar-Widget").all_inner_texts()
+        status = [line.strip() for text in status_bar for line in text.splitlines() if line.strip()]
+        dialogs = self.page.locator(".jp-Dialog").all_inner_texts()
+        errors = self.page.locator(f"{VISIBLE} .jp-OutputArea-output[data-mime-type*='stderr'], "
+                                   f"{VISIBLE} .jp-OutputArea-output[data-mime-type*='error']")
+        return "\n".join([
+            f"not every code cell ran within {CELL_BOUND_MS / 1000:.0f} s; the prompts of "
+            f"{len(shown)} code cells ({count} expected): {' '.join(shown)}",
+            f"status bar: {' | '.join(status)}",
+            f"dialogs: {dialogs or 'none'}",
+            f"error outputs: {[text[:300] for text in errors.all_inner_texts()] or 'none'}",
+            "the server log's end:", *(line.rstrip() for line in self.server.lines[-25:])])
 
     def set_source(self, cell, text: str) -> None:
         """Replace a cell's code as a student would: select all in its editor, then type."""
@@ -179,8 +205,10 @@ def test_lesson07_answers_run_all_playground_and_validate(lab):
     for index, source in answers.items():
         assert "".join(saved[index]["source"]) == source, f"cell {index} was not typed in whole"
 
-    lab.menu("Run", "runmenu:restart-and-run-all")
-    lab.page.locator(".jp-Dialog button.jp-mod-accept").click()  # "Restart"
+    # Run All on the kernel that opening started (nothing has run in it yet). Not "Restart and
+    # Run All": on a loaded CI machine JupyterLab once sent nothing after the restart, and the
+    # restart adds nothing here that the lesson's own code could get wrong.
+    lab.menu("Run", "runmenu:run-all")
     lab.wait_all_ran(_code_cell_count(LESSONS / notebook))
     assert lab.page.locator(f"{VISIBLE} .jp-OutputArea-output[data-mime-type*='stderr']").count() == 0
 
