@@ -2,8 +2,8 @@
 
 ``NANOLM_COMPILE=1 make demo`` compiles its model where this says yes and trains eagerly
 otherwise, without a word: a missing compiler is not the user's mistake. (Off by default:
-``nanolm bench train --compile`` measures the gain on the cpu preset, ~1.05x per step, too
-little to repay the compile time within the demo's five minutes.)
+``nanolm bench train --compile`` measures the gain on the cpu preset, ~1.01x per step, too
+little to repay the compile time within the demo's run.)
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 ``config/*.py`` files hold a model and its training run side by side).
 
     seed-3090   the course's reference run: 22 M parameters, 2 epochs of TinyStories on a GPU
-    cpu         about five minutes on a 2-core CPU (``make demo``)
+    cpu         five to ten minutes on a 2-core CPU (``make demo``)
     smoke       seconds: tests, CI and nbgrader
 
 The command line, the demo, the benchmarks, the GPU check and the lessons all read this table;

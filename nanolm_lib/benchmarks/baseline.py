@@ -160,7 +160,7 @@ def compile_speedup(name: str = "cpu", rounds: int = 8, budget_s: float = 300.0)
     """``torch.compile``'s effect on NanoLM's training step on config ``name``: the time its
     first step costs more than an eager first step (compilation), the steady-state speed
     ratio (steps interleaved), and the ratio of steps done in ``budget_s`` seconds of training
-    when compilation is paid from that budget (the demo's five minutes)."""
+    when compilation is paid from that budget (about the demo's training time)."""
     from nanolm_lib.model import GPT
 
     model_config, _ = resolve(name)
