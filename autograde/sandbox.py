@@ -273,6 +273,27 @@ def _write_status(settings: SandboxSettings, status: dict) -> None:
         Path(settings.status_file).write_text(json.dumps(status))
 
 
+class _StopRequest:
+    """SIGTERM to the launcher: its kernel manager ending a kernel it no longer needs (the
+    grader, once the notebook has run). The kernel is stopped at once, and since that stop was
+    asked for, no limit or death is recorded. Installed before the kernel starts, so a stop
+    that comes while it starts is not lost."""
+
+    def __init__(self):
+        self.requested = False
+        self._child: subprocess.Popen | None = None
+
+    def handle(self, *_) -> None:
+        self.requested = True
+        if self._child is not None:
+            self._child.kill()
+
+    def watch(self, child: subprocess.Popen) -> None:
+        self._child = child
+        if self.requested:
+            child.kill()
+
+
 def _supervise(child: subprocess.Popen, settings: SandboxSettings) -> dict | None:
     """Wait for the kernel under the watchdog and the wall clock; why it ended, if a limit."""
     # rooted at the launcher, a subreaper: a daemon that detaches is still counted
@@ -320,12 +341,14 @@ def main(argv: list[str]) -> int:
     # The kernel process's own chatter (not the notebook's output, which travels over ZMQ)
     # goes to a log in the scratch folder rather than the grader's terminal.
     log = open(os.path.join(settings.scratch, "kernel.log"), "ab") if settings.scratch else None
+    stop = _StopRequest()
+    signal.signal(signal.SIGTERM, stop.handle)
     # In bwrap, the sandbox gets its own process group: Jupyter's SIGINT to the launcher's
     # group would kill bwrap itself; the launcher passes it on to the kernel (below).
     child = subprocess.Popen(command, preexec_fn=_limit_child(settings),
                              env=kernel_env(settings), cwd=settings.workdir or None,
                              stdout=log, stderr=log, start_new_session=settings.use_bwrap)
-    signal.signal(signal.SIGTERM, lambda *_: child.kill())
+    stop.watch(child)
     # Jupyter interrupts by signalling the launcher's process group: without bwrap the kernel
     # is in it; in bwrap the launcher passes the interrupt on.
     signal.signal(signal.SIGINT, (lambda *_: _interrupt(child.pid)) if settings.use_bwrap
@@ -337,6 +360,8 @@ def main(argv: list[str]) -> int:
     if status is not None:
         _write_status(settings, status)
         return 1
+    if stop.requested:
+        return 0
     returncode = child.returncode
     if returncode < 0:
         name = signal.Signals(-returncode).name

@@ -246,3 +246,43 @@ def test_only_warnings_are_forgiven_on_stderr():
     for not_a_warning in ("warn\n", warning + "and then something else\n",
                           "Traceback (most recent call last):\n  File x\nValueError: no\n"):
         assert not pattern.search(not_a_warning), not_a_warning
+
+
+# --------------------------------------------------------------------------- sandbox launcher
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in
+            Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_the_launcher_takes_sigterm_as_a_requested_stop(tmp_path):
+    """jupyter_client ends a kernel it no longer needs with SIGTERM to the launcher (the grader,
+    once a notebook has run): the kernel goes at once, and the launcher exits 0 recording
+    nothing, since no limit was hit and nothing died. Run without bubblewrap, the launcher's
+    own path."""
+    import os
+    import signal
+
+    from jupyter_client import BlockingKernelClient
+    from jupyter_client.connect import write_connection_file
+
+    from autograde.sandbox import ENV_VAR, SandboxSettings
+
+    connection, _ = write_connection_file(str(tmp_path / "kernel.json"))
+    status = tmp_path / "kernel-status.json"
+    settings = SandboxSettings(use_bwrap=False, status_file=str(status), env=dict(os.environ))
+    launcher = subprocess.Popen([sys.executable, "-m", "autograde.sandbox", connection],
+                                env=dict(os.environ, **{ENV_VAR: settings.to_env()}), cwd=REPO)
+    client = BlockingKernelClient()
+    try:
+        client.load_connection_file(connection)
+        client.start_channels()
+        client.wait_for_ready(timeout=120)  # the kernel answers: it is up
+        (kernel,) = _children(launcher.pid)
+        launcher.send_signal(signal.SIGTERM)
+        assert launcher.wait(timeout=60) == 0
+    finally:
+        client.stop_channels()
+        launcher.kill()
+        launcher.wait()
+    assert not Path(f"/proc/{kernel}").exists(), "the kernel outlived its launcher"
+    assert not status.exists(), status.read_text()
