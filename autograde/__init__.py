@@ -15,5 +15,6 @@ Modules: :mod:`autograde.course` (course directories, notebooks, nbgrader config
 worker's course directory), :mod:`autograde.sandbox` (kernel limits and isolation),
 :mod:`autograde.scan` (static checks of solution cells), :mod:`autograde.copycheck`
 (copies of the reference), :mod:`autograde.fixtures` (the visible tests' expected outputs), :mod:`autograde.report`,
-:mod:`autograde.selfcheck`, :mod:`autograde.kit` (submit, student-kit).
+:mod:`autograde.selfcheck`, :mod:`autograde.kit` (submit, student-kit), :mod:`autograde.paths`
+(the course's folders, importable without nbgrader).
 """

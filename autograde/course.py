@@ -21,9 +21,8 @@ import nbformat
 from nbgrader import utils as nbgrader_utils
 from traitlets.config import Config, PyFileConfigLoader
 
-REPO = Path(__file__).resolve().parent.parent
-SOLUTIONS_DIR = REPO / "solutions"
-LESSONS_DIR = REPO / "lessons"
+from autograde.paths import LESSONS_DIR, REPO, SOLUTIONS_DIR  # noqa: F401 (re-exported)
+
 CONFIG_FILE = Path(__file__).resolve().with_name("nbgrader_config.py")
 
 LESSON_NAME = re.compile(r"^\d\d_[a-z0-9_]+$")

@@ -35,6 +35,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from autograde.paths import LESSONS_DIR, REPO
+
 ENV_VAR = "AUTOGRADE_SANDBOX"
 # Read-only for Python, torch and the C library; never /etc/shadow, SSH keys or the like.
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf",
@@ -92,8 +94,6 @@ def isolation_level(use_bwrap: bool = True) -> str:
 def kernel_mounts(settings: SandboxSettings) -> list[tuple[str, Path]]:
     """(kind, path) of what the kernel sees read-only: ``ro`` a folder or file bound at its
     own path, ``link`` a symlink (merged /usr systems)."""
-    from autograde.course import LESSONS_DIR, REPO
-
     mounts: list[tuple[str, Path]] = []
     for name in SYSTEM_DIRS:
         path = Path(name)

@@ -36,11 +36,11 @@ from pathlib import Path
 import torch
 
 from autograde.course import SpecialFileError, read_plain_file
+from autograde.paths import LESSONS_DIR, REPO
 from nanolm_lib.curriculum import GRADED, LESSONS, lesson_number
 from nanolm_lib.grading import ENV_VAR, ERROR_KEY, QUESTIONS, RECORD_LIMIT_BYTES
 
-PACKAGE_DIR = Path(__file__).resolve().parent.parent / "nanolm_lib"
-LESSONS_DIR = Path(__file__).resolve().parent.parent / "lessons"
+PACKAGE_DIR = REPO / "nanolm_lib"
 
 
 def graded_by_verdict(lesson: str) -> bool:

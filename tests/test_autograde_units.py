@@ -254,6 +254,19 @@ def _children(pid: int) -> list[int]:
             Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
+def test_the_launcher_imports_nothing_heavy():
+    """The sandbox launcher starts once per graded notebook, so what it imports is paid per
+    notebook: importing autograde.course (nbformat, nbgrader, SQLAlchemy) for two paths once
+    cost every kernel start about 3.5 s."""
+    heavy = ("nbformat", "nbgrader", "sqlalchemy", "jsonschema", "torch", "numpy")
+    code = ("import sys\nimport autograde.sandbox as sandbox\n"
+            "sandbox.kernel_mounts(sandbox.SandboxSettings())\n"
+            f"print(sorted({{name.split('.')[0] for name in sys.modules}} & set({heavy!r})))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.strip() == "[]", f"the launcher imports {done.stdout.strip()}"
+
+
 def test_the_launcher_takes_sigterm_as_a_requested_stop(tmp_path):
     """jupyter_client ends a kernel it no longer needs with SIGTERM to the launcher (the grader,
     once a notebook has run): the kernel goes at once, and the launcher exits 0 recording
