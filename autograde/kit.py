@@ -45,8 +45,8 @@ KIT_FILES = ("README.md", "LICENSE", "Makefile", "pyproject.toml", "environment.
 KIT_FOLDERS = ("jupyter/student",)  # `make lab`'s Jupyter configuration (Validate only)
 # The student half of autograde: the self-check and submit, and what they import.
 KIT_AUTOGRADE = ("__init__.py", "__main__.py", "answer.py", "copycheck.py", "course.py",
-                 "kernel.py", "kit.py", "nbgrader_config.py", "preprocessors.py", "sandbox.py", "scan.py",
-                 "selfcheck.py", "worker.py")
+                 "kernel.py", "kit.py", "nbgrader_config.py", "paths.py", "preprocessors.py",
+                 "sandbox.py", "scan.py", "selfcheck.py", "worker.py")
 
 
 def _left_out(name: str) -> bool:
