@@ -267,6 +267,24 @@ def test_the_launcher_imports_nothing_heavy():
     assert done.stdout.strip() == "[]", f"the launcher imports {done.stdout.strip()}"
 
 
+def _wait_for_kernel_info(client, launcher: subprocess.Popen, timeout: float = 120) -> None:
+    """Until the kernel answers a kernel_info request (its launcher still running). Not
+    ``client.wait_for_ready``: without a kernel manager that also needs a heartbeat within a
+    second, which a loaded machine may not give."""
+    import queue
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and launcher.poll() is None:
+        client.kernel_info()
+        try:
+            if client.get_shell_msg(timeout=1)["msg_type"] == "kernel_info_reply":
+                return
+        except queue.Empty:
+            pass
+    raise AssertionError(f"the kernel never answered (launcher exit code {launcher.poll()})")
+
+
 def test_the_launcher_takes_sigterm_as_a_requested_stop(tmp_path):
     """jupyter_client ends a kernel it no longer needs with SIGTERM to the launcher (the grader,
     once a notebook has run): the kernel goes at once, and the launcher exits 0 recording
@@ -288,8 +306,8 @@ def test_the_launcher_takes_sigterm_as_a_requested_stop(tmp_path):
     client = BlockingKernelClient()
     try:
         client.load_connection_file(connection)
-        client.start_channels()
-        client.wait_for_ready(timeout=120)  # the kernel answers: it is up
+        client.start_channels(hb=False)
+        _wait_for_kernel_info(client, launcher)
         (kernel,) = _children(launcher.pid)
         launcher.send_signal(signal.SIGTERM)
         assert launcher.wait(timeout=60) == 0
