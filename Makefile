@@ -52,8 +52,9 @@ constraints: setup
 	} > constraints.txt
 
 # The venv's bin goes first on PATH: nbgrader runs `alembic` and Jupyter kernels from there.
-# Three runs: the test suite in two halves, then every solution notebook executed top to
-# bottom in smoke mode (nbval), with runs and prepared data in a temporary folder.
+# Three runs: the test suite in two halves, and every solution notebook executed top to
+# bottom in smoke mode (nbval, after the first half), with runs and prepared data in a
+# temporary folder.
 RUN_ENV := PATH="$(abspath $(BIN)):$$PATH" HF_HUB_OFFLINE=1 MPLBACKEND=Agg
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 -p no:cacheprovider
 # The halves run side by side, each printing its report when it ends: most tests use one

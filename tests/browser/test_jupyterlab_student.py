@@ -206,7 +206,7 @@ def test_lesson07_answers_run_all_playground_and_validate(lab):
         assert "".join(saved[index]["source"]) == source, f"cell {index} was not typed in whole"
 
     # Run All on the kernel that opening started (nothing has run in it yet). Not "Restart and
-    # Run All": on a loaded CI machine JupyterLab once sent nothing after the restart, and the
+    # Run All": on a loaded CI machine it once stalled past the limit, cause unknown, and the
     # restart adds nothing here that the lesson's own code could get wrong.
     lab.menu("Run", "runmenu:run-all")
     lab.wait_all_ran(_code_cell_count(LESSONS / notebook))
