@@ -3,6 +3,7 @@ solutions/, byte for byte reproducible, with no solution code and no hidden test
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -71,23 +72,61 @@ def test_committed_lessons_are_up_to_date():
     assert sorted(p.name for p in LESSONS_DIR.iterdir() if p.is_dir()) == lesson_names()
 
 
+def _ulps(tensor, steps: int):
+    """``tensor`` moved ``steps`` float32 ulps away from zero: what another CPU's rounding does."""
+    import torch
+
+    moved = tensor.clone()
+    for _ in range(steps):
+        moved = torch.nextafter(moved, moved.sign() * float("inf"))
+    return moved
+
+
 def test_fixtures_are_checked_by_value(tmp_path):
-    """release --check compares fixtures by value: a changed, missing or extra fixture makes
-    the lesson stale; bytes written on another machine with rounding-level differences do not."""
+    """release --check compares fixtures as the visible tests compare: a value changed beyond
+    the tolerance, a missing or extra fixture, another shape, dtype or key make the lesson
+    stale; every float moved by a few ulps (another CPU's rounding) does not."""
     import torch
 
     from autograde import fixtures
 
     folder = tmp_path / "fixtures"
-    shutil.copytree(LESSONS_DIR / "03_attention" / "fixtures", folder)
-    assert fixtures.stale("03_attention", folder) == []
-    case = torch.load(folder / "attention_weights.pt", weights_only=True)
-    case["no mask"] = case["no mask"] * (1 + 1e-7)  # rounding: still the same fixture
-    torch.save(case, folder / "attention_weights.pt")
-    assert fixtures.stale("03_attention", folder) == []
-    case["no mask"][0, 0, 0, 0] += 0.1
-    torch.save(case, folder / "attention_weights.pt")
-    (folder / "causal_mask.pt").unlink()
-    (folder / "old.pt").write_bytes((folder / "split_heads.pt").read_bytes())
-    assert fixtures.stale("03_attention", folder) == [
-        "old (extra)", "attention_weights (differs)", "causal_mask (missing)"]
+    shutil.copytree(LESSONS_DIR / "05_gpt" / "fixtures", folder)
+    assert fixtures.stale("05_gpt", folder) == []
+    case = torch.load(folder / "GPT.pt", weights_only=True)
+    noise = torch.Generator().manual_seed(0)
+    for entry in case["cases"]:
+        # a few ulps everywhere, and summation-order noise as large as measured between two
+        # CPUs (at most 5.4e-7 on logits of order 1, also where a logit is near 0)
+        logits = _ulps(entry["logits"], 4)
+        entry["logits"] = logits + 5.4e-7 * (2 * torch.rand(logits.shape, generator=noise) - 1)
+    torch.save(case, folder / "GPT.pt")
+    assert fixtures.stale("05_gpt", folder) == []
+
+    case["cases"][0]["logits"][0, 0, :5] += 0.01  # a visible test would see this
+    torch.save(case, folder / "GPT.pt")
+    block = torch.load(folder / "Block.pt", weights_only=True)
+    block["out"] = block["out"].double()
+    torch.save(block, folder / "Block.pt")
+    mlp = torch.load(folder / "MLP.pt", weights_only=True)
+    mlp["renamed"] = mlp.pop(next(iter(mlp)))
+    torch.save(mlp, folder / "MLP.pt")
+    (folder / "LayerNorm.pt").unlink()
+    (folder / "old.pt").write_bytes((folder / "count_parameters.pt").read_bytes())
+    assert fixtures.stale("05_gpt", folder) == [
+        "old (extra)", "Block (differs)", "GPT (differs)", "LayerNorm (missing)",
+        "MLP (differs)"]
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_a_release_with_other_rounding_leaves_the_committed_lessons_unchanged(tmp_path, threads):
+    """Another number of threads sums in another order, as another CPU does: the release then
+    keeps every committed fixture's bytes, so git stays clean on a machine that did not write
+    the lessons."""
+    copy = tmp_path / "lessons"
+    shutil.copytree(LESSONS_DIR, copy)
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    result = subprocess.run([sys.executable, "-m", "autograde", "release", "--lessons",
+                             str(copy)], cwd=REPO, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _files(copy) == _files(LESSONS_DIR)
