@@ -40,8 +40,9 @@ MAX_FILE_BYTES = 20 << 20
 # a submission also leaves out large binaries (a lesson's fixtures are the kit's own)
 LEFT_OUT = (*IGNORED, "*.pt", "*.bin", ".cache", "*.npy", "*.arrow")
 
+# constraints.txt: the kit's `make setup` installs the versions the course was tested with
 KIT_FILES = ("README.md", "LICENSE", "Makefile", "pyproject.toml", "environment.yml",
-             ".gitignore")
+             ".gitignore", "constraints.txt")
 KIT_FOLDERS = ("jupyter/student",)  # `make lab`'s Jupyter configuration (Validate only)
 # The student half of autograde: the self-check and submit, and what they import.
 KIT_AUTOGRADE = ("__init__.py", "__main__.py", "answer.py", "copycheck.py", "course.py",

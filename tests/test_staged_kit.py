@@ -27,16 +27,19 @@ from nanolm_lib.curriculum import GRADED
 pytestmark = pytest.mark.filterwarnings("ignore")
 REPO = Path(__file__).resolve().parent.parent
 KERNEL = "nanolm-kit"
+# the interpreter this venv was made from: a student's own Python 3.11
+BASE_PYTHON = Path(sys._base_executable).resolve()
 
 
 def _kit_python(kit: Path) -> Path:
-    """A venv for the kit: system packages (torch, nbgrader, ...) and the kit's own package."""
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(kit / ".venv")],
-                   check=True)
+    """The kit's own environment, made as its README tells a student: ``make setup`` in the
+    kit (a fresh venv of Python 3.11 without the base interpreter's packages, the pinned CPU
+    torch, then the kit itself with the versions in the kit's constraints.txt). Then a
+    kernelspec for the tests' notebook runs, bound to that venv."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NANOLM_", "PYTHON"))}
+    subprocess.run(["make", "-C", str(kit), "setup", f"PYTHON={BASE_PYTHON}"], check=True,
+                   env=env, capture_output=True)
     python = kit / ".venv" / "bin" / "python"
-    site = subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
-    (Path(site) / "nanolm_kit.pth").write_text(f"{kit}\n")
     subprocess.run([str(python), "-m", "ipykernel", "install", "--sys-prefix", "--name", KERNEL],
                    check=True, capture_output=True)
     return python
