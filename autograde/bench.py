@@ -45,7 +45,7 @@ def run(students: int = 10, lessons: list[str] | None = None, workers: list[int]
             result = grade_batch(submissions, out, workers=count, solutions_dir=solutions_dir,
                                  limits=Limits(cell_timeout_s=600, notebook_timeout_s=1800))
             seconds = time.perf_counter() - started
-            per_notebook = [a.get("seconds", 0.0) for a in result.answers.values()]
+            per_notebook = [answer.seconds for answer in result.answers.values()]
             rows.append({"workers": count, "notebooks": notebooks, "wall_s": seconds,
                          "s_per_notebook": seconds / notebooks,
                          "worker_s_per_notebook": sum(per_notebook) / max(len(per_notebook), 1),

@@ -19,10 +19,12 @@ import json
 import os
 import re
 import shutil
+import socket
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import torch
@@ -37,6 +39,7 @@ HUB_DATASET = "roneneldan/TinyStories"
 EXTENSIONS = (".txt", ".json", ".jsonl", ".parquet")
 FALLBACK_STORIES = 20_000  # stories generated (both splits) when no data can be reached
 VALIDATION_EVERY = 20  # in a single file, story i is a validation story when i % 20 == 19
+HUB_PROBE_S = 3.0  # one connection attempt to the hub before `datasets` tries
 CORPUS_FORMAT = 1  # bump when the prepared-corpus layout changes: old caches are not reused
 
 
@@ -269,10 +272,31 @@ def _hub_unreachable_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _probe_hub() -> None:
+    """Raise ConnectionError at once when the hub cannot be reached.
+
+    Unreachable, ``datasets`` retries for about a minute (five attempts) before it gives up;
+    one short connection to the hub's endpoint tells the same in at most :data:`HUB_PROBE_S`.
+    In offline mode (``HF_HUB_OFFLINE``, ``HF_DATASETS_OFFLINE``) ``datasets`` raises at once
+    by itself, so nothing is probed.
+    """
+    if any(os.environ.get(name, "").upper() in ("1", "ON", "YES", "TRUE")
+           for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
+        return
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    parts = urlsplit(endpoint)
+    port = parts.port or (80 if parts.scheme == "http" else 443)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=HUB_PROBE_S).close()
+    except OSError as error:
+        raise ConnectionError(f"the hub ({endpoint}) is unreachable: {error}") from error
+
+
 def _read_hub(name: str, split: str, limit: int | None) -> Iterator[str]:
     """Stories of a dataset that ``datasets.load_dataset`` knows by ``name`` (a hub id)."""
     import datasets
 
+    _probe_hub()
     if utils.progress_disabled():
         datasets.disable_progress_bars()
     if limit is None:

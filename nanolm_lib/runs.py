@@ -153,7 +153,6 @@ def plan_preset_run(preset: str | None, out_dir: Path, *, data=None, limit: int 
     ``torchrun`` rank 0 prepares it while the others wait, then read it from the cache.
     """
     from nanolm_lib.checkpoint import load_checkpoint
-    from nanolm_lib.errors import UsageError
     from nanolm_lib.model import GPTConfig
     from nanolm_lib.presets import default_preset, model_config, train_preset
     from nanolm_lib.train import TrainConfig
@@ -171,10 +170,28 @@ def plan_preset_run(preset: str | None, out_dir: Path, *, data=None, limit: int 
         model, config = model_config(preset), train_preset(preset)
     config = training_overrides(config, out_dir=str(out_dir), **overrides)
     corpus = _prepared_once(data, model.vocab_size, limit, config.device)
-    if corpus.tokenizer.vocab_size != model.vocab_size:
-        raise UsageError(f"the corpus tokenizer has {corpus.tokenizer.vocab_size} tokens "
-                              f"but the model expects vocab_size={model.vocab_size}")
+    model = _vocabulary_for(corpus, model, preset)
     return PresetRun(preset, Path(out_dir), model, config, corpus, data)
+
+
+def _vocabulary_for(corpus, model, preset: str):
+    """The model settings with the corpus tokenizer's vocabulary. A corpus too small to fill
+    the preset's vocabulary (the generated stories: about 1,300 distinct tokens) trains a
+    model with the smaller vocabulary, said in one line; any other mismatch is refused."""
+    import dataclasses
+
+    from nanolm_lib.errors import UsageError
+
+    found = corpus.tokenizer.vocab_size
+    if found == model.vocab_size:
+        return model
+    if found > model.vocab_size:
+        raise UsageError(f"the corpus tokenizer has {found} tokens but the model expects "
+                         f"vocab_size={model.vocab_size}")
+    print(f"nanolm: the tokenizer of {corpus.meta.get('source', 'the corpus')} has only "
+          f"{found:,} tokens, so the {preset!r} model uses a {found:,}-token vocabulary "
+          f"instead of {model.vocab_size:,}")
+    return dataclasses.replace(model, vocab_size=found)
 
 
 def training_overrides(config, *, out_dir: str | None = None, device: str | None = None,

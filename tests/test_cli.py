@@ -192,3 +192,26 @@ def test_demo_trains_then_reuses_the_finished_run(workspace, small_data, monkeyp
     assert second.count("--- story") == 2
     # the same model and validation split: the same figures
     assert first.stdout.splitlines()[-1] == second.splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_make_demo_runs_with_neither_the_hub_nor_a_local_copy(tmp_path):
+    """The README's first command on a machine with no network and no NANOLM_DATA (a network
+    namespace of its own: only loopback), at smoke size: the real `make demo` falls back to
+    the generated stories and tells its two stories."""
+    import shutil
+
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        pytest.skip("bubblewrap is not installed: no network namespace to run the demo in")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("NANOLM_", "HF_", "PYTEST"))}
+    env.update(NANOLM_SIZE="smoke", NANOLM_CACHE=str(tmp_path / "cache"),
+               NANOLM_RUNS=str(tmp_path / "runs"), NANOLM_PROGRESS="0")
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run([bwrap, "--dev-bind", "/", "/", "--unshare-net", "--chdir", str(repo),
+                           "make", "--no-print-directory", "demo"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "unreachable" in done.stdout and "make_stories" in done.stdout
+    assert done.stdout.count("--- story") == 2 and "bits per byte" in done.stdout

@@ -440,3 +440,25 @@ def test_hub_reader_on_a_local_dataset_of_the_same_shape(tmp_path, monkeypatch, 
         pq.write_table(pa.table({"story": ["x"]}), other / f"{split}.parquet")
     with pytest.raises(ValueError, match=r"\(validation\): expected a 'text' column"):
         data._stories_from(data._Source("hub", str(other)), "validation", limit)
+
+
+def test_an_unreachable_hub_is_found_by_one_probe_before_datasets_retries(monkeypatch, capsys):
+    """Not offline, not reachable (a refused port stands in for a machine without network):
+    the stories come from the generator after one connection attempt; ``datasets``, which
+    would retry for about a minute, is never asked."""
+    import socket
+
+    import datasets
+
+    monkeypatch.delenv("NANOLM_DATA", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    asked = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: asked.append(a))
+    with socket.socket() as closed:  # bound, not listening: every connection is refused
+        closed.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed.getsockname()[1]}")
+        stories = load_stories(limit=5)
+    assert stories == [s for i, s in enumerate(make_stories(10)) if i % 20 != 19][:5]
+    assert asked == []
+    assert capsys.readouterr().out.count("unreachable") == 1

@@ -65,3 +65,19 @@ def test_overrides_are_validated_and_keep_the_recipe_s_schedule():
         with pytest.raises(UsageError, match=message):
             training_overrides(recipe, **bad)
     assert training_overrides(recipe) == recipe  # nothing asked, nothing changed
+
+
+def test_a_corpus_too_small_for_the_preset_trains_a_model_of_its_vocabulary(tmp_path,
+                                                                             monkeypatch, capsys):
+    """Without the hub and NANOLM_DATA the cpu preset trains on the generated stories, whose
+    tokenizer cannot fill its 2,048-token vocabulary: the model takes the tokenizer's size and
+    says so in one line (make demo stopped there with a vocabulary mismatch)."""
+    from nanolm_lib.runs import plan_preset_run
+
+    monkeypatch.delenv("NANOLM_DATA", raising=False)
+    run = plan_preset_run("cpu", tmp_path / "run")
+    found = run.corpus.tokenizer.vocab_size
+    assert found < presets.get_preset("cpu").model.vocab_size
+    assert run.model_config.vocab_size == found
+    said = [line for line in capsys.readouterr().out.splitlines() if "vocabulary" in line]
+    assert len(said) == 1 and f"{found:,}-token vocabulary instead of 2,048" in said[0]
