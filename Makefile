@@ -120,8 +120,9 @@ lab-instructor: setup
 lint: setup
 	$(BIN)/ruff check nanolm_lib autograde tests solutions lessons
 
+# BENCH_ARGS passes options on, e.g. make bench BENCH_ARGS=--quick (the smallest sizes)
 bench: setup
-	$(BIN)/nanolm bench all
+	$(BIN)/nanolm bench all $(BENCH_ARGS)
 
 # Proves the GPU path in at most 8 minutes on one GPU; everything lands in gpu-check/.
 # Without a GPU: make gpu-check GPU_CHECK_ARGS=--dry-run (the plumbing, on the CPU).

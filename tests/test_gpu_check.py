@@ -8,11 +8,14 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from nanolm_lib.gpu_check import SECTIONS
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def nanolm(cwd, *args, timeout=600):
@@ -23,7 +26,11 @@ def nanolm(cwd, *args, timeout=600):
 
 @pytest.mark.slow
 def test_dry_run_writes_the_folder_the_table_and_the_json(tmp_path):
-    done = nanolm(tmp_path, "gpu-check", "--dry-run")
+    """Through the README's `make gpu-check GPU_CHECK_ARGS=--dry-run`."""
+    env = {**os.environ, "NANOLM_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(["make", "--no-print-directory", "gpu-check",
+                           f"GPU_CHECK_ARGS=--dry-run --out {tmp_path / 'gpu-check'}"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     folder = tmp_path / "gpu-check"
     results = json.loads((folder / "results.json").read_text())

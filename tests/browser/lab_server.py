@@ -63,7 +63,7 @@ def _exited(pid: int, timeout: float) -> bool:
 
 
 class LabServer:
-    def __init__(self, workspace: Path, scratch: Path, log_path: Path):
+    def __init__(self, workspace: Path, scratch: Path, log_path: Path, target: str = "lab"):
         self.token = secrets.token_hex(16)
         self.log_path = log_path
         self.lines: list[str] = []
@@ -75,7 +75,7 @@ class LabServer:
         lab_args = (f"--no-browser --port={_free_port()} --ServerApp.ip=127.0.0.1 "
                     f"--IdentityProvider.token={self.token}")
         # The Makefile's own target; its set-up step is skipped (-o): this environment is set up.
-        command = ["make", "--no-print-directory", "-C", str(REPO), "lab", f"VENV={venv}",
+        command = ["make", "--no-print-directory", "-C", str(REPO), target, f"VENV={venv}",
                    "-o", f"{venv}/.installed", f"WORKSPACE={workspace}", f"LAB_ARGS={lab_args}"]
         self.process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True,
@@ -95,9 +95,23 @@ class LabServer:
         self._ready.set()  # the server ended: whoever waits stops waiting
 
     def wait_ready(self, timeout: float) -> str:
+        """The server's URL once it answers: it prints the URL before it accepts connections
+        (measured: the first request right after the line can be refused)."""
+        import time
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
         if not self._ready.wait(timeout) or self.url is None:
             raise RuntimeError(f"jupyter lab did not start; its log:\n{''.join(self.lines[-40:])}")
-        return self.url
+        while True:
+            try:
+                urllib.request.urlopen(self.page("api/status"), timeout=10).close()
+                return self.url
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("jupyter lab printed its URL but does not answer; its "
+                                       f"log:\n{''.join(self.lines[-40:])}") from None
+                time.sleep(0.2)
 
     def page(self, path: str) -> str:
         return f"{self.url}{path}{'&' if '?' in path else '?'}token={self.token}"
