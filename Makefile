@@ -31,7 +31,7 @@ else
 INSTALL := $(BIN)/python -m pip install --quiet
 endif
 
-.PHONY: setup test test-grader-and-notebooks test-rest demo lab lab-instructor lint clean bench gpu-check constraints
+.PHONY: setup test test-clean-room test-grader-and-notebooks test-rest demo lab lab-instructor lint clean bench gpu-check constraints
 
 setup: $(STAMP)
 
@@ -62,6 +62,10 @@ NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 -p no:cachepro
 # one pytest alone leaves a core idle. The first half is the grader's end-to-end batches and
 # then the notebooks, the second everything else (a new test file lands there); measured
 # here, the halves end about a minute apart.
+# The user's Jupyter, IPython, matplotlib and hub settings never reach a test: empty folders
+# in their place (tests/conftest.py does the same for the pytest runs).
+settings_in = JUPYTER_CONFIG_DIR=$(1)/jupyter-config JUPYTER_DATA_DIR=$(1)/jupyter-data \
+  IPYTHONDIR=$(1)/ipython MPLCONFIGDIR=$(1)/matplotlib HF_HOME=$(1)/huggingface
 GRADER_BATCHES := tests/test_lessons.py tests/hostile tests/test_autograde_batch.py
 TEST_HALVES := test-grader-and-notebooks test-rest
 
@@ -73,7 +77,7 @@ test: setup
 test-grader-and-notebooks: setup
 	$(RUN_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider $(GRADER_BATCHES)
 	scratch=$$(mktemp -d) && $(RUN_ENV) NANOLM_SMOKE=1 NANOLM_PROGRESS=0 \
-	  NANOLM_RUNS=$$scratch/runs NANOLM_CACHE=$$scratch/cache \
+	  NANOLM_RUNS=$$scratch/runs NANOLM_CACHE=$$scratch/cache $(call settings_in,$$scratch) \
 	  $(BIN)/python -m pytest -q $(NBVAL) solutions; status=$$?; rm -rf $$scratch; exit $$status
 
 test-rest: setup
@@ -89,6 +93,20 @@ test: setup
 	  $(RUN_ENV) $(BIN)/python -m autograde check $$isolation "$$notebook" || status=1; \
 	done; exit $$status
 endif
+
+# The README's test command as a new user's machine runs it: a fresh clone of HEAD (commit
+# first), a base interpreter that holds no packages (a venv made --without-pip from $(PYTHON)
+# sees only the standard library), an empty HOME, and no environment but PATH and the data.
+# Run it before changing how the set-up works. NANOLM_DATA passes through, as CI sets it.
+CLEAN_ROOM_DATA ?= $(or $(NANOLM_DATA),$(wildcard $(abspath ../shared/data/tinystories/train-sample.txt)))
+test-clean-room:
+	room=$$(mktemp -d) && git clone -q . $$room/nanolm && $(PYTHON) -m venv --without-pip $$room/base \
+	  && mkdir $$room/home && cd $$room/nanolm && start=$$(date +%s) \
+	  && env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=$$room/home LANG=C.UTF-8 \
+	     $(if $(CLEAN_ROOM_DATA),NANOLM_DATA=$(CLEAN_ROOM_DATA)) \
+	     make test PYTHON=$$room/base/bin/python; status=$$?; \
+	  echo "make test-clean-room: exit $$status after $$(( $$(date +%s) - start )) s in $$room"; \
+	  rm -rf $$room; exit $$status
 
 demo: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m nanolm_lib.demo

@@ -3,7 +3,10 @@ from ``NANOLM_DATA`` (CI points it at the shared TinyStories sample)."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,20 @@ import pytest
 os.environ.setdefault("NANOLM_PROGRESS", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# The user's own settings never decide a result: Jupyter, IPython, matplotlib and the hub's
+# cache read folders in HOME (a startup script, a kernelspec named like ours, an rc file with
+# another backend). Every process the suite starts inherits these empty folders instead.
+_SETTINGS = Path(tempfile.mkdtemp(prefix="nanolm-test-settings-"))
+for _name, _folder in {
+    "JUPYTER_CONFIG_DIR": "jupyter-config",
+    "JUPYTER_DATA_DIR": "jupyter-data",
+    "IPYTHONDIR": "ipython",
+    "MPLCONFIGDIR": "matplotlib",
+    "HF_HOME": "huggingface",
+}.items():
+    os.environ[_name] = str(_SETTINGS / _folder)
+atexit.register(shutil.rmtree, _SETTINGS, ignore_errors=True)
 
 REPO = Path(__file__).resolve().parent.parent
 
