@@ -14,7 +14,9 @@ IPython kernel as its child:
 * under a watchdog (:class:`Watchdog`) that sums the resident memory and counts the processes
   of everything the kernel started, and kills the whole sandbox over ``memory_mb`` or
   ``max_processes`` (a per-process rlimit would let three 1.5 GB processes pass a 4 GB limit);
-* with per-process rlimits as a second line: address space, file size, no core dumps;
+* with per-process rlimits as a second line: data (private writable memory; not the address
+  space, which a CUDA build of torch fills with gigabytes of mapped libraries at import),
+  file size, no core dumps;
 * for at most ``wall_s`` seconds.
 
 Why the kernel ended goes to ``status_file``, in a folder the kernel cannot see.
@@ -176,9 +178,11 @@ def _limit_child(settings: SandboxSettings):
     launcher = os.getpid()
 
     def apply() -> None:
-        # per process, a second line behind the watchdog's whole-sandbox limit
+        # per process, a second line behind the watchdog's whole-sandbox limit: RLIMIT_DATA
+        # counts what a program allocates; RLIMIT_AS also counts mapped libraries, and a CUDA
+        # build of torch maps more than the limit just by being imported
         memory = settings.memory_mb << 20
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))
         size = settings.file_mb << 20
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

@@ -78,6 +78,10 @@ hold = 'block = b"1" * (700 << 20); import time; time.sleep(600)'
 children = [subprocess.Popen([sys.executable, '-c', hold]) for _ in range(3)]
 time.sleep(600)
 """
+# 3 GB of address space mapped read-only, as a CUDA build of torch maps its libraries at import:
+# not memory the limit is for (nothing is allocated)
+MAPPER = ("import mmap\n"
+          "libraries = mmap.mmap(-1, 3 << 30, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)\n")
 FORKS = "import subprocess\nprocs = [subprocess.Popen(['sleep', '600']) for _ in range(120)]\n" \
         "import time\ntime.sleep(600)"
 FORGE = """\
@@ -127,6 +131,7 @@ def batch(toy_class, tmp_path_factory):
     c.add("daemon", {"add": DAEMON.format(targets=targets)})
     c.add("hog", {"add": GOOD_ADD, "scale": MEMORY})
     c.add("forker", {"add": GOOD_ADD, "scale": FORKS})
+    c.add("mapper", {"add": MAPPER + GOOD_ADD}, solutions=True)
     c.add("forger", {"add": FORGE + "import os\nos._exit(1)"})
     # only the student's notebook reaches the kernel: a shipped module is not importable
     (c.add("shipper", {"add": "from helper import add"}) / "helper.py").write_text(GOOD_ADD)
@@ -217,6 +222,12 @@ def test_whole_sandbox_limits(batch, student, reason):
     assert scores[student]["01_toy"]["test_scale"]["score"] == 0
     assert reason in scores[student]["01_toy"]["test_scale"]["error"], scores[student]
     assert scores[student]["01_toy"]["test_add"]["score"] == 1
+
+
+@needs_bwrap
+def test_mapped_but_unallocated_memory_is_not_limited(batch):
+    """Address space is not memory: 3 GB mapped read-only under a 1.5 GB limit scores full."""
+    assert total(batch[1], "mapper") == 3, batch[1]["mapper"]
 
 
 @needs_bwrap
