@@ -2,8 +2,11 @@
 #   make test   create .venv, install the project with its dev extra, run the whole test suite
 #   make demo   the same set-up, then the main job: data, tokenizer, training, stories
 #
-# torch: on a machine without an NVIDIA GPU the pinned CPU wheel is installed first, so the
-# project's plain `torch>=2.3` is already satisfied and no CUDA build is downloaded. With a GPU
+# torch: on a machine without an NVIDIA GPU the pinned CPU build (torch==2.13.0+cpu) is
+# installed first, so the project's plain `torch>=2.3` is already satisfied and no CUDA build
+# is downloaded. PyPI holds only the CUDA build of Linux torch (gigabytes of libraries that a
+# CPU never uses); the CPU build comes from PyTorch's CPU index, added when it answers, or from
+# the sources of your pip configuration (a mirror, a wheel folder) otherwise. With a GPU
 # (nvidia-smi works) pip's default torch, a CUDA build, is installed instead. Override with
 #   make test TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 #
@@ -17,10 +20,14 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 ifeq ($(HAS_GPU),1)
 TORCH_SPEC ?= torch>=2.3
 else
-TORCH_SPEC ?= torch==2.13.0
+# expanded only when torch is installed: one short probe of the CPU index
+TORCH_SPEC ?= torch==2.13.0+cpu $(shell $(PYTHON) -c "import urllib.request as u; \
+  u.urlopen('$(TORCH_CPU_INDEX)/torch/', timeout=5)" >/dev/null 2>&1 \
+  && echo --extra-index-url $(TORCH_CPU_INDEX))
 endif
 STAMP := $(VENV)/.installed
 CONSTRAINTS := $(wildcard constraints.txt)
@@ -48,7 +55,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 # The pins, from the venv the tests passed in: everything installed but the project and torch.
 constraints: setup
 	{ echo "# make constraints: the versions the tests passed with (torch: see TORCH_SPEC)"; \
-	  $(BIN)/python -m pip freeze --exclude-editable | grep -v -i -E '^(torch|nanolm|nvidia-|triton)\b'; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v -i -E '^(torch|nanolm|nvidia-|cuda-|triton)\b'; \
 	} > constraints.txt
 
 # The venv's bin goes first on PATH: nbgrader runs `alembic` and Jupyter kernels from there.
@@ -96,14 +103,20 @@ endif
 
 # The README's test command as a new user's machine runs it: a fresh clone of HEAD (commit
 # first), a base interpreter that holds no packages (a venv made --without-pip from $(PYTHON)
-# sees only the standard library), an empty HOME, and no environment but PATH and the data.
+# sees only the standard library), an empty HOME, and no environment but PATH, the data and
+# the package sources.
 # Run it before changing how the set-up works. NANOLM_DATA passes through, as CI sets it.
+# The package sources pass through (a mirror, a wheel folder): they are where packages come
+# from, not packages this machine has.
+PIP_CONFIG_FILE ?= $(firstword $(wildcard $(HOME)/.config/pip/pip.conf $(HOME)/.pip/pip.conf))
+CLEAN_ROOM_PIP = $(foreach v,$(filter PIP_%,$(.VARIABLES)),$(if $(filter environment,$(origin $(v))),$(v)=$($(v)))) \
+  $(if $(PIP_CONFIG_FILE),PIP_CONFIG_FILE=$(PIP_CONFIG_FILE))
 CLEAN_ROOM_DATA ?= $(or $(NANOLM_DATA),$(wildcard $(abspath ../shared/data/tinystories/train-sample.txt)))
 test-clean-room:
 	room=$$(mktemp -d) && git clone -q . $$room/nanolm && $(PYTHON) -m venv --without-pip $$room/base \
 	  && mkdir $$room/home && cd $$room/nanolm && start=$$(date +%s) \
 	  && env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=$$room/home LANG=C.UTF-8 \
-	     $(if $(CLEAN_ROOM_DATA),NANOLM_DATA=$(CLEAN_ROOM_DATA)) \
+	     $(if $(CLEAN_ROOM_DATA),NANOLM_DATA=$(CLEAN_ROOM_DATA)) $(CLEAN_ROOM_PIP) \
 	     make test PYTHON=$$room/base/bin/python; status=$$?; \
 	  echo "make test-clean-room: exit $$status after $$(( $$(date +%s) - start )) s in $$room"; \
 	  rm -rf $$room; exit $$status
