@@ -1,23 +1,30 @@
-"""Copy check: a graded definition that is the reference's own code, up to cosmetics.
+"""Copy check: a graded definition that is a reference's own code, up to cosmetics.
 
-Both sides are reduced to a normal form before they are compared (:func:`normal_form`):
+There are two references: the package (``nanolm_lib``) and the instructor's solution notebooks
+(``solutions/``). A student's definition of a graded name (the function, or the class; or a
+method of a graded class) is compared with both, two ways:
 
-* comments and formatting: gone with the parse (only the AST is compared);
-* docstrings: removed (from the function, the class and every method);
-* string constants and f-strings: replaced by one placeholder;
-* type annotations and decorators: removed;
-* names: every variable, parameter, function and class name becomes ``v0, v1, ...`` in order
-  of first appearance, and so does every attribute of ``self`` (``self.qkv`` -> ``self.a0``);
+* **exact**: its normal form (:func:`normal_form`) equals a reference's. Both sides lose their
+  comments and formatting (only the AST is compared), docstrings, string constants (one
+  placeholder), annotations and decorators; every variable, parameter, function and class name
+  becomes ``v0, v1, ...`` in order of first appearance, and so does every attribute of ``self``;
   other attributes (``torch.tril``, ``x.view``) and keyword names are kept: they are the API.
+* **near-exact**: its winnowed fingerprints (:mod:`autograde.similarity`) share at least
+  :data:`NEAR_EXACT` of a reference's, the starter code left out: one edit (``.mT`` for
+  ``.transpose(-2, -1)``, a reordered ``__init__``, dead code) leaves most of them.
 
-A student's definition of a graded name (the function, or the class) whose normal form equals
-the reference's is "copied from the reference"; so is a method of a graded class that equals
-the reference class's method of the same name. Definitions smaller than :data:`MIN_NODES` AST
-nodes (methods: :data:`MIN_METHOD_NODES`) are never flagged: a one-line ``torch.tril(...)`` or a
-constructor that creates the layers the lesson names is what anyone writes.
+Sizes are counted on the normal form, so that stripping docstrings and type hints from a copy
+does not take it under the threshold. What the policy (``grade --copied zero``) scores 0 is a
+copy of a definition long enough not to be dictated by its statement: at least
+:data:`MIN_NODES` normalised nodes (methods :data:`MIN_METHOD_NODES`) for an exact match, at least
+:data:`MIN_PRINTS` fingerprints for a near-exact one, and not a name in :data:`REPORT_ONLY`.
+Short definitions and the names in :data:`REPORT_ONLY` are what independent students write
+the same way from the lesson's text (measured with the independent solutions under
+``tests/integrity/independent/``): their matches are reported for a person to read, and never
+change a score.
 
-The reference side is a fingerprint (a SHA-256 of the normal form), so a staged student kit can
-run the check without the reference bodies: :func:`write_fingerprints` stores them at kit time.
+The reference side is stored as hashes (:func:`write_fingerprints`), so a staged student kit
+runs the check without holding a reference body.
 """
 
 from __future__ import annotations
@@ -26,14 +33,28 @@ import ast
 import copy
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
+from autograde.similarity import fingerprints, similarity
 from nanolm_lib.curriculum import GRADED
+
+DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 MIN_NODES = 40
 MIN_METHOD_NODES = 80
+MIN_PRINTS = 20        # about 90 normalised tokens
+TRIVIAL_NODES, TRIVIAL_PRINTS = 20, 8   # smaller matches are not even reported: a line or two
+NEAR_EXACT = 0.8
+# Measured: independent solutions written from the lesson text alone normalise to (or share
+# most fingerprints with) the reference's code for these; the statement dictates the code.
+REPORT_ONLY = frozenset({"LayerNorm", "MLP", "lr_at", "sample_next_token"})
 FINGERPRINTS_FILE = Path(__file__).with_name("reference_fingerprints.json")
-PACKAGE_DIR = Path(__file__).resolve().parent.parent / "nanolm_lib"
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = ROOT / "nanolm_lib"
+SOLUTIONS_DIR = ROOT / "solutions"
+LESSONS_DIR = ROOT / "lessons"
+STARTER = "starter"   # the key of the starter code's fingerprints, beside the sources
 
 
 class _Normaliser(ast.NodeTransformer):
@@ -115,74 +136,144 @@ def normal_form(node: ast.AST) -> str:
 
 
 def size(node: ast.AST) -> int:
-    return sum(1 for _ in ast.walk(node))
+    """Nodes of the normal form: docstrings, annotations and decorators do not count."""
+    return sum(1 for _ in ast.walk(_Normaliser().visit(copy.deepcopy(node))))
 
 
-def _fingerprint(node: ast.AST) -> str:
-    return hashlib.sha256(normal_form(node).encode()).hexdigest()
+def _parts(node: ast.AST, prints: bool = True) -> dict[str, dict]:
+    """The definition and, for a class, each method: part -> {"hash", "nodes"} (and the
+    definition's winnowed "prints")."""
+    def entry(item):
+        form = normal_form(item)
+        return {"hash": hashlib.sha256(form.encode()).hexdigest(), "nodes": size(item)}
 
-
-def _parts(node: ast.AST) -> dict[str, dict]:
-    """The definition and, for a class, each method: name -> {"hash", "nodes"}."""
-    parts = {"": {"hash": _fingerprint(node), "nodes": size(node)}}
+    parts = {"": entry(node)}
+    if prints:
+        parts[""]["prints"] = sorted(fingerprints(node))
     if isinstance(node, ast.ClassDef):
         for item in node.body:
             if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                parts[item.name] = {"hash": _fingerprint(item), "nodes": size(item)}
+                parts[item.name] = entry(item)
     return parts
 
 
-def reference_fingerprints(package_dir: Path = PACKAGE_DIR) -> dict[str, dict]:
-    """``{graded name: {part: {"hash", "nodes"}}}`` from the reference package's source."""
-    result = {}
+def _definition(tree: ast.Module, name: str) -> ast.AST | None:
+    return next((node for node in tree.body if isinstance(node, DEFINITIONS)
+                 and node.name == name), None)
+
+
+def _solution_cells(solutions_dir: Path) -> dict[str, str]:
+    """grade_id -> source of every solution cell in the instructor's notebooks."""
+    import nbformat
+
+    from autograde.course import grade_cells
+
+    cells = {}
+    for notebook in sorted(Path(solutions_dir).glob("[0-9][0-9]_*/[0-9][0-9]_*.ipynb")):
+        nb = nbformat.read(str(notebook), as_version=4)
+        cells.update((c["grade_id"], c["source"]) for c in grade_cells(nb)
+                     if c["kind"] == "solution")
+    return cells
+
+
+def reference_fingerprints(package_dir: Path = PACKAGE_DIR, solutions_dir: Path = SOLUTIONS_DIR,
+                           lessons_dir: Path = LESSONS_DIR) -> dict[str, dict]:
+    """``{graded name: {source: {part: {"hash", "nodes", ...}}}}`` for the sources
+    ``nanolm_lib`` and ``solutions`` (where a solutions folder exists), with the starter
+    code's fingerprints under :data:`STARTER` (``{"prints": [...]}``)."""
+    result: dict[str, dict] = {}
     trees: dict[str, ast.Module] = {}
+    cells = _solution_cells(solutions_dir) if Path(solutions_dir).is_dir() else {}
+    starters = _solution_cells(lessons_dir) if Path(lessons_dir).is_dir() else {}
     for names in GRADED.values():
         for name, module in names.items():
             if module not in trees:
                 trees[module] = ast.parse((package_dir / f"{module}.py").read_text("utf-8"))
-            for node in trees[module].body:
-                if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == name:
-                    result[name] = _parts(node)
+            found = {"nanolm_lib": _definition(trees[module], name)}
+            try:
+                found["solutions"] = _definition(ast.parse(cells.get(name, "")), name)
+            except SyntaxError:
+                pass
+            result[name] = {source: _parts(node) for source, node in found.items() if node}
+            result[name][STARTER] = {"prints": sorted(fingerprints(starters.get(name, "")))}
     return result
 
 
-def write_fingerprints(path: Path, package_dir: Path = PACKAGE_DIR) -> None:
+def write_fingerprints(path: Path, package_dir: Path = PACKAGE_DIR,
+                       solutions_dir: Path = SOLUTIONS_DIR, lessons_dir: Path = LESSONS_DIR) -> None:
     """Store the fingerprints (for a staged kit, whose package lacks the reference bodies)."""
-    Path(path).write_text(json.dumps(reference_fingerprints(package_dir), indent=1,
-                                     sort_keys=True) + "\n")
+    fingerprints = reference_fingerprints(package_dir, solutions_dir, lessons_dir)
+    Path(path).write_text(json.dumps(fingerprints, indent=1, sort_keys=True) + "\n")
 
 
 def load_fingerprints() -> dict[str, dict]:
-    """The stored fingerprints where this is a student kit, else computed from the package."""
+    """The stored fingerprints where this is a student kit, else computed from the sources."""
     if FINGERPRINTS_FILE.is_file():
         return json.loads(FINGERPRINTS_FILE.read_text())
     return reference_fingerprints()
 
 
-def copied_parts(source: str, name: str, fingerprints: dict[str, dict]) -> list[tuple[int, str]]:
-    """``(line, what)`` for each definition in ``source`` (one solution cell) of the graded
-    ``name`` that is the reference's, up to the normalisations above."""
-    reference = fingerprints.get(name)
-    if not reference:
-        return []
+@dataclass(frozen=True)
+class Match:
+    """A student's definition that is a reference's code: where, which, how alike."""
+
+    line: int
+    what: str          # the graded name, or "Class.method"
+    source: str        # "nanolm_lib" or "solutions"
+    alike: float       # 1.0 for an exact match, else the fingerprints' similarity
+    scored: bool       # the policy applies (long enough, not dictated), else report only
+
+    def describe(self) -> str:
+        how = ("is the reference's code up to names, comments, docstrings, strings and "
+               "formatting" if self.alike == 1.0 else
+               f"shares {self.alike:.0%} of its fingerprints with the reference's code")
+        where = "the package" if self.source == "nanolm_lib" else "the solution notebook"
+        return f"{self.what} {how} ({where})"
+
+
+def copied_parts(source: str, name: str, fingerprints: dict[str, dict]) -> list[Match]:
+    """The definitions of the graded ``name`` in ``source`` (one solution cell) that are a
+    reference's code, exactly or near-exactly (see the module docstring); the starter code's
+    fingerprints count for nobody."""
     try:
-        tree = ast.parse(source)
+        node = _definition(ast.parse(source), name)
     except SyntaxError:
         return []
-    found = []
-    for node in tree.body:
-        if not isinstance(node, (ast.FunctionDef, ast.ClassDef)) or node.name != name:
+    if node is None or not fingerprints.get(name):
+        return []
+    mine = _parts(node)
+    starter = set(fingerprints[name].get(STARTER, {}).get("prints", []))
+    best: dict[str, Match] = {}
+    for origin, theirs in sorted(fingerprints[name].items()):
+        if origin == STARTER:
             continue
-        for part, mine in _parts(node).items():
-            theirs = reference.get(part)
-            smallest = MIN_METHOD_NODES if part else MIN_NODES
-            if theirs and mine["hash"] == theirs["hash"] and mine["nodes"] >= smallest:
-                what = name if not part else f"{name}.{part}"
-                line = node.lineno
-                if part:
-                    line = next(item.lineno for item in node.body
-                                if getattr(item, "name", None) == part)
-                found.append((line, what))
-                if not part:
-                    break  # the whole class: no need to list its methods too
+        for part, found in _matches(node, mine, theirs, starter, name, origin).items():
+            if part not in best or (found.scored, found.alike) > (best[part].scored,
+                                                                   best[part].alike):
+                best[part] = found
+    if "" in best:  # the whole definition: no need to list its methods too
+        return [best[""]]
+    return sorted(best.values(), key=lambda m: m.line)
+
+
+def _matches(node, mine: dict, theirs: dict, starter: set[int], name: str,
+             origin: str) -> dict[str, Match]:
+    dictated = name in REPORT_ONLY
+    found = {}
+    for part, entry in mine.items():
+        reference = theirs.get(part)
+        if not reference:
+            continue
+        line = node.lineno if not part else next(
+            item.lineno for item in node.body if getattr(item, "name", None) == part)
+        what = name if not part else f"{name}.{part}"
+        if entry["hash"] == reference["hash"] and entry["nodes"] >= TRIVIAL_NODES:
+            long_enough = entry["nodes"] >= (MIN_METHOD_NODES if part else MIN_NODES)
+            found[part] = Match(line, what, origin, 1.0, long_enough and not dictated)
+        elif not part and "prints" in reference:
+            prints = set(reference["prints"]) - starter
+            alike = similarity(set(entry["prints"]), prints, starter)
+            if alike >= NEAR_EXACT and len(prints) >= TRIVIAL_PRINTS:
+                found[part] = Match(line, what, origin, round(alike, 2),
+                                    len(prints) >= MIN_PRINTS and not dictated)
     return found

@@ -47,7 +47,7 @@ KIT_FOLDERS = ("jupyter/student",)  # `make lab`'s Jupyter configuration (Valida
 # The student half of autograde: the self-check and submit, and what they import.
 KIT_AUTOGRADE = ("__init__.py", "__main__.py", "answer.py", "copycheck.py", "course.py",
                  "kernel.py", "kit.py", "nbgrader_config.py", "paths.py", "preprocessors.py",
-                 "sandbox.py", "scan.py", "selfcheck.py", "worker.py")
+                 "sandbox.py", "scan.py", "selfcheck.py", "similarity.py", "worker.py")
 
 
 def _left_out(name: str) -> bool:
@@ -192,6 +192,6 @@ def student_kit(out: Path, repo: Path = REPO, lessons_dir: Path = LESSONS_DIR,
     from autograde.copycheck import write_fingerprints
 
     write_fingerprints(out / "autograde" / "reference_fingerprints.json",
-                       Path(repo) / "nanolm_lib")
+                       Path(repo) / "nanolm_lib", Path(repo) / "solutions", Path(repo) / "lessons")
     (out / "RELEASED").write_text(f"{released}\n")
     return out

@@ -11,8 +11,12 @@ who tried, and who handed in the reference instead of their own code:
   from ``nanolm_lib`` instead of implementing it: directly, through a module alias,
   ``importlib.import_module``, ``getattr(module, "name")``, ``inspect`` (``getsource``) or the
   test helpers' ``reference``/``use_reference``;
-* ``copied``: a graded definition that is the reference's code after normalising names,
-  comments, docstrings, string constants and formatting (:mod:`autograde.copycheck`).
+* ``copied``: a graded definition that is a reference's code (the package's or the solution
+  notebook's), exactly after normalising names, comments, docstrings, strings and formatting,
+  or near-exactly by its winnowed fingerprints, and long enough not to be dictated by its
+  statement (:mod:`autograde.copycheck`);
+* ``similar``: the same for a definition the statement dictates: reported for a person to read,
+  never scored.
 
 ``reference-use`` and ``copied`` fall under the course's copy policy (``grade --copied``):
 by default the question they occur in scores 0. ``patch`` is reported only: the tests cannot
@@ -35,7 +39,7 @@ class Flag:
     """One finding: in which solution cell, what kind, and the offending line."""
 
     grade_id: str
-    kind: str        # "patch", "reference-use" or "copied"
+    kind: str        # "patch", "reference-use", "copied" or "similar"
     line: int
     message: str
 
@@ -224,10 +228,10 @@ def scan_cells(cells: list[tuple[str, str]], graded_names: set[str],
     modules: dict[str, str] = {}
     flags: list[Flag] = []
     for grade_id, source in cells:
-        for line, what in copied_parts(source, grade_id, fingerprints or {}):
-            flags.append(Flag(grade_id, "copied", line,
-                              f"{what} is the reference's code up to names, comments, "
-                              "docstrings, strings and formatting"))
+        for match in copied_parts(source, grade_id, fingerprints or {}):
+            flags.append(Flag(grade_id, "copied" if match.scored else "similar", match.line,
+                              match.describe() + ("" if match.scored else
+                                                  ": dictated by the statement, report only")))
         try:
             tree = ast.parse(source)
         except SyntaxError:

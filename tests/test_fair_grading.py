@@ -108,7 +108,8 @@ def test_reference_use_by_every_route_is_caught():
     for label in variants])
 def test_catalogue_alternatives_are_not_flagged(lesson, grade_id, label):
     source = _apply(lesson, grade_id, ALTERNATIVES[(lesson, grade_id)][label])[grade_id]
-    assert scan_cells([(grade_id, source)], set(GRADED[lesson]), FINGERPRINTS) == []
+    flags = scan_cells([(grade_id, source)], set(GRADED[lesson]), FINGERPRINTS)
+    assert [f for f in flags if f.kind != "similar"] == []  # "similar" is report only
 
 
 @pytest.mark.slow
