@@ -16,7 +16,7 @@ def flash_attention(q, k, v, block_size=64):
     q, k, v: (B, H, T, D) -> (out (B, H, T, D), lse (B, H, T)); never builds a (T, T) tensor.
     """
     batch_count, head_count, sequence_length, head_dimension = q.shape
-    score_scale = 1.0 / math.sqrt(head_dimension)
+    score_scale = 1.0 / head_dimension ** 0.5  # (the setup cell does not import math)
     stats_shape = (batch_count, head_count, sequence_length)
 
     running_maximum = torch.full(stats_shape, float("-inf"), dtype=q.dtype, device=q.device)
