@@ -109,8 +109,10 @@ def _pack_stories(ref):
     merges, _ = ref("tokenizer").train_bpe(stories, 400)
     tokenizer = ref("tokenizer").FastTokenizer.from_merges(merges)
     tokens = ref("data").pack_stories(tokenizer, stories)
+    no_stories = ref("data").pack_stories(tokenizer, [])  # the exercise says: empty, uint16
     return {"stories": stories, "merges": [list(m) for m in merges],
-            "tokens": torch.from_numpy(tokens.astype("int64"))}
+            "tokens": torch.from_numpy(tokens.astype("int64")),
+            "no stories": torch.from_numpy(no_stories.astype("int64"))}
 
 
 @recipe("02_data", "get_batch")
@@ -376,7 +378,8 @@ def _generate(ref):
     for B, T, new, vocab, eos_id, settings in (
             (2, 3, 4, 11, None, {"temperature": 1.0, "top_k": 5}),
             (3, 2, 60, 4, 2, {"temperature": 4.0}),   # rows end at different times
-            (2, 5, 12, 11, None, {"temperature": 0.9})):  # grows past the context: crop
+            (2, 5, 12, 11, None, {"temperature": 0.9}),  # grows past the context: crop
+            (3, 1, 40, 5, 0, {"temperature": 4.0})):  # end-of-text is id 0: `if eos_id:` fails
         sizes = dict(vocab_size=vocab, context_length=8, d_model=16, n_layers=1, n_heads=2,
                      d_ff=32)
         model = _randomised(model_module.GPT(model_module.GPTConfig(**sizes)), gen, 0.5).train()

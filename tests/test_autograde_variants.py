@@ -118,6 +118,11 @@ BUGS: dict[tuple[str, str], dict[str, object]] = {
             "    for story in stories:\n"
             "        ids.extend(tokenizer.encode(story) + [tokenizer.eot_id])\n"
             "    return np.array(ids, dtype=np.int64)\n"),
+        "fails on no stories": (
+            "def pack_stories(tokenizer, stories):\n"
+            "    pieces = [np.array(tokenizer.encode(story) + [tokenizer.eot_id], dtype=np.uint16)\n"
+            "              for story in stories]\n"
+            "    return np.concatenate(pieces)\n"),
     },
     ("02_data", "get_batch"): {
         "off-by-one targets": (
@@ -306,6 +311,8 @@ BUGS: dict[tuple[str, str], dict[str, object]] = {
     },
     ("07_sampling", "generate"): {
         "does not stop at end-of-text": Sub("eos_id is not None", "False"),
+        "tests `if eos_id:` (end-of-text id 0 ignored)": Sub(
+            "eos_id is not None", "eos_id"),
         "does not crop to the context length": Sub("model(idx[:, -context_length:])",
                                                     "model(idx)"),
     },
