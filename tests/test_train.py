@@ -395,9 +395,9 @@ def test_adamw_matches_torch_well_within_the_lessons_tolerance():
     v_hat, must sit far inside it on float rounding alone; the lesson quotes the figure."""
     from nanolm_lib.train import AdamW
 
-    def run(make, start, grads):
+    def run(optimizer_class, options, start, grads):
         params = [p.clone().requires_grad_() for p in start]
-        optimizer = make(params)
+        optimizer = optimizer_class(params, **options)
         for step_grads in grads:
             for p, g in zip(params, step_grads):
                 p.grad = g.clone()
@@ -412,9 +412,8 @@ def test_adamw_matches_torch_well_within_the_lessons_tolerance():
                  for k in range(100)]
         for options in (dict(lr=1e-3, weight_decay=0.01),
                         dict(lr=0.1, betas=(0.9, 0.95), eps=1e-6, weight_decay=0.5)):
-            expected = run(lambda ps: torch.optim.AdamW(ps, foreach=False, **options),
-                           start, grads)
-            got = run(lambda ps: AdamW(ps, **options), start, grads)
+            expected = run(torch.optim.AdamW, dict(options, foreach=False), start, grads)
+            got = run(AdamW, options, start, grads)
             worst = max(worst, ((got - expected).norm() / expected.norm()).item())
     print(f"AdamW vs torch.optim.AdamW, 100 steps: largest norm-relative difference {worst:.1e}")
     assert worst < 1e-6, f"{worst:.2e}: the lesson's 1e-5 would leave too small a margin"
