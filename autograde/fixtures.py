@@ -109,8 +109,10 @@ def _pack_stories(ref):
     merges, _ = ref("tokenizer").train_bpe(stories, 400)
     tokenizer = ref("tokenizer").FastTokenizer.from_merges(merges)
     tokens = ref("data").pack_stories(tokenizer, stories)
+    no_stories = ref("data").pack_stories(tokenizer, [])  # the exercise says: empty, uint16
     return {"stories": stories, "merges": [list(m) for m in merges],
-            "tokens": torch.from_numpy(tokens.astype("int64"))}
+            "tokens": torch.from_numpy(tokens.astype("int64")),
+            "no stories": torch.from_numpy(no_stories.astype("int64"))}
 
 
 @recipe("02_data", "get_batch")
@@ -333,6 +335,68 @@ def _train_step(ref):
     return {"vocab_size": 31, "lr": 0.5, "grad_clip": 0.05, "start": start, "steps": steps}
 
 
+def _adamw_run(optimizer_class, start, grads, options, lr_schedule=None):
+    """The parameters after each step of optimizer_class from start with the given gradients
+    (the lesson's test cell runs the same loop)."""
+    params = [p.clone().requires_grad_() for p in start]
+    groups = params
+    if "groups" in options:
+        groups = [dict(params=params[:1], **options["groups"][0]),
+                  dict(params=params[1:], **options["groups"][1])]
+        options = {k: v for k, v in options.items() if k != "groups"}
+    optimizer, after = optimizer_class(groups, **options), []
+    for step, step_grads in enumerate(grads):
+        for group in optimizer.param_groups if lr_schedule else ():
+            group["lr"] = lr_schedule[step]
+        for p, g in zip(params, step_grads):
+            p.grad = g.clone()
+        optimizer.step()
+        after.append(torch.cat([p.detach().flatten() for p in params]))
+    return after
+
+
+@recipe("06_training", "AdamW")
+def _adamw(ref):
+    gen = _gen(64)
+    start = [torch.randn(6, 4, generator=gen), torch.randn(5, generator=gen)]
+    grads = [[torch.randn(p.shape, generator=gen) for p in start] for _ in range(100)]
+    schedule = [0.05 * (step + 1) / 100 for step in range(100)]
+    cases = []
+    for what, options, lr_schedule in (
+            ("defaults", {}, None),
+            # large lr, decay and eps: the order of decay and step, and where eps goes, show
+            ("lr=0.1, betas=(0.8, 0.95), eps=1e-3, weight_decay=0.5",
+             dict(lr=0.1, betas=(0.8, 0.95), eps=1e-3, weight_decay=0.5), None),
+            ("two groups (weight_decay 0.3 and 0), lr set by a schedule at every step",
+             dict(lr=1.0, groups=[{"weight_decay": 0.3}, {"weight_decay": 0.0}]), schedule)):
+        after = _adamw_run(ref("train").AdamW, start, grads, options, lr_schedule)
+        case = {"what": what, "options": options, "after": {s: after[s - 1] for s in (1, 10, 100)}}
+        if lr_schedule:
+            case["lr_schedule"] = lr_schedule
+        cases.append(case)
+    return {"start": start, "grads": grads, "cases": cases}
+
+
+@recipe("06_training", "clip_grad_norm")
+def _clip_grad_norm(ref):
+    gen = _gen(65)
+    cases = []
+    for what, shapes, scale, max_norm, without_grad in (
+            ("norm above max_norm", [(4, 3), (5,), (2, 2, 2)], 1.0, 1.0, ()),
+            ("norm below max_norm: unchanged", [(4, 3), (5,)], 0.1, 10.0, ()),
+            ("one parameter without a gradient", [(3, 3), (4,), (2,)], 2.0, 0.5, (1,))):
+        params = [torch.zeros(shape, requires_grad=True) for shape in shapes]
+        for index, p in enumerate(params):
+            if index not in without_grad:
+                p.grad = torch.randn(p.shape, generator=gen) * scale
+        grads = [None if p.grad is None else p.grad.clone() for p in params]
+        norm = ref("train").clip_grad_norm((p for p in params), max_norm)
+        cases.append({"what": what, "shapes": [list(s) for s in shapes], "grads": grads,
+                      "max_norm": max_norm, "norm": torch.as_tensor(norm).reshape(()).float(),
+                      "clipped": [None if p.grad is None else p.grad.clone() for p in params]})
+    return {"cases": cases}
+
+
 @recipe("06_training", "evaluate")
 def _evaluate(ref):
     gen = _gen(63)
@@ -376,7 +440,8 @@ def _generate(ref):
     for B, T, new, vocab, eos_id, settings in (
             (2, 3, 4, 11, None, {"temperature": 1.0, "top_k": 5}),
             (3, 2, 60, 4, 2, {"temperature": 4.0}),   # rows end at different times
-            (2, 5, 12, 11, None, {"temperature": 0.9})):  # grows past the context: crop
+            (2, 5, 12, 11, None, {"temperature": 0.9}),  # grows past the context: crop
+            (3, 1, 40, 5, 0, {"temperature": 4.0})):  # end-of-text is id 0: `if eos_id:` fails
         sizes = dict(vocab_size=vocab, context_length=8, d_model=16, n_layers=1, n_heads=2,
                      d_ff=32)
         model = _randomised(model_module.GPT(model_module.GPTConfig(**sizes)), gen, 0.5).train()

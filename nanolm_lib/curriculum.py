@@ -11,7 +11,8 @@ copy scan, and the lessons' set-up cells (:func:`nanolm_lib.staging.use_earlier_
 function's parameters, or a class's constructor and ``forward``. A test checks that each
 solution notebook defines exactly this signature and that the reference accepts it (the
 reference may take more, keyword arguments with defaults, for the library's own callers).
-``GRADED`` and ``SIGNATURES`` are its two views.
+A class's second part is ``forward`` or, for an optimiser, ``step``. ``GRADED`` and
+``SIGNATURES`` are its two views.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ CONTRACT: dict[str, dict[str, tuple[str, str]]] = {
         "perplexity": ("train", "(loss)"),
         "lr_at": ("train", "(step, config)"),
         "train_step": ("train", "(model, optimizer, x, y, grad_clip=1.0)"),
+        "AdamW": ("train", "(params, lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.01); "
+                           "step(closure=None)"),
+        "clip_grad_norm": ("train", "(parameters, max_norm)"),
         "evaluate": ("train", "(model, tokens, context_length, batch_size=32, "
                               "max_batches=None)"),
     },

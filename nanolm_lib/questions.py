@@ -702,6 +702,86 @@ def _(ns, case):
     return steps
 
 
+q = question("06_training", "AdamW")
+
+
+@q.cases
+def _(gen):
+    cases = []
+    for what, shapes, options, schedule, no_grad in [
+            ("defaults", [(7, 5), (13,)], {}, False, ()),
+            ("lr 0.1, decay 0.5", [(4, 4), (3,)],
+             dict(lr=0.1, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.5), False, ()),
+            ("no decay, eps 1e-6", [(3, 4, 2)],
+             dict(lr=3e-2, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.0), False, ()),
+            ("a scheduled lr, two groups", [(6, 3), (5,), (2,)],
+             dict(lr=1.0, groups=[{"weight_decay": 0.2}, {"weight_decay": 0.0}]),
+             True, ()),
+            ("a parameter without a gradient", [(5, 2), (4,)],
+             dict(lr=5e-2, weight_decay=0.1), False, (1,))]:
+        start = [torch.randn(shape, generator=gen) for shape in shapes]
+        grads = [[None if i in no_grad else torch.randn(shape, generator=gen) * 10 ** (k % 3 - 1)
+                  for i, shape in enumerate(shapes)] for k in range(100)]
+        cases.append({"start": start, "grads": grads, "options": options,
+                      "schedule": [0.02 * (1 + math.cos(math.pi * k / 100)) for k in range(100)]
+                      if schedule else None,
+                      "what": f"100 steps of AdamW({what}) on fresh parameters"})
+    return cases
+
+
+@q.runs
+def _(ns, case):
+    params = [p.clone().requires_grad_() for p in case["start"]]
+    options = dict(case["options"])
+    groups = params
+    if "groups" in options:  # the first tensor in one group, the rest in another
+        first, rest = options.pop("groups")
+        groups = [dict(params=params[:1], **first), dict(params=params[1:], **rest)]
+    optimizer = ns["AdamW"](groups, **options)
+    after = {}
+    for step, step_grads in enumerate(case["grads"], start=1):
+        for group in optimizer.param_groups if case["schedule"] else ():
+            group["lr"] = case["schedule"][step - 1]
+        for p, g in zip(params, step_grads):
+            p.grad = None if g is None else g.clone()
+        optimizer.step()
+        if step in (1, 2, 10, 100):
+            after[f"after {step} steps"] = torch.cat([p.detach().flatten() for p in params])
+    return {"is an Optimizer": isinstance(optimizer, torch.optim.Optimizer), **after}
+
+
+q = question("06_training", "clip_grad_norm")
+
+
+@q.cases
+def _(gen):
+    cases = []
+    for what, shapes, scale, max_norm, no_grad in [
+            ("above max_norm", [(4, 3), (5,), (2, 2, 2)], 1.0, 1.0, ()),
+            ("far above", [(30, 20)], 100.0, 0.25, ()),
+            ("below max_norm", [(4, 3), (5,)], 0.1, 10.0, ()),
+            ("one tensor", [(17,)], 3.0, 2.0, ()),
+            ("without gradients", [(3, 3), (4,), (2,)], 2.0, 0.5, (0, 2)),
+            ("many small tensors", [(3,)] * 12, 0.5, 1.0, ())]:
+        grads = [None if i in no_grad else torch.randn(shape, generator=gen) * scale
+                 for i, shape in enumerate(shapes)]
+        cases.append({"shapes": [list(s) for s in shapes], "grads": grads, "max_norm": max_norm,
+                      "what": f"clip_grad_norm(model.parameters(), {max_norm}), {what}"})
+    return cases
+
+
+@q.runs
+def _(ns, case):
+    params = [torch.zeros(shape, requires_grad=True) for shape in case["shapes"]]
+    for p, g in zip(params, case["grads"]):
+        p.grad = None if g is None else g.clone()
+    norm = ns["clip_grad_norm"]((p for p in params), case["max_norm"])  # a generator
+    if isinstance(norm, torch.Tensor) and norm.numel() == 1:
+        norm = norm.item()
+    return {"norm": float(norm) if isinstance(norm, (int, float)) else f"<a {type(norm).__name__}>",
+            "gradients": [None if p.grad is None else p.grad for p in params]}
+
+
 q = question("06_training", "evaluate")
 
 

@@ -6,6 +6,7 @@ Reads top to bottom:
     cross_entropy_loss, perplexity        the objective and its readable form
     lr_at                                 linear warm-up, then cosine down to min_lr
     parameter_groups, make_optimizer      AdamW; no weight decay on biases, norms, embeddings
+    AdamW, clip_grad_norm                 the optimiser and the clipping, written out (lesson 06)
     train_step, optimize                  forward, backward, clip, step (optimize: no host sync)
     evaluate                              fixed non-overlapping windows: loss, ppl, bits/byte
     local_share, BatchStream              a global batch shared by the processes of a job
@@ -178,6 +179,60 @@ def make_optimizer(model: nn.Module, config: TrainConfig, device: str = "cpu"):
         except (RuntimeError, TypeError):  # older torch: no fused AdamW on this device
             pass
     return torch.optim.AdamW(groups, **kwargs)
+
+
+class AdamW(torch.optim.Optimizer):
+    """AdamW (Loshchilov & Hutter, 2019) written out, in ``torch.optim.AdamW``'s order: decay
+    the parameter by ``lr * weight_decay`` first, then update the moments and take the
+    bias-corrected Adam step. ``param_groups[i]["lr"]`` is read at every step (a schedule sets it).
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                state = self.state[param]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(param)  # first moment m
+                    state["exp_avg_sq"] = torch.zeros_like(param)  # second moment v
+                state["step"] += 1
+                t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
+                param.mul_(1 - lr * group["weight_decay"])  # decoupled: not through the moments
+                m.mul_(beta1).add_(param.grad, alpha=1 - beta1)
+                v.mul_(beta2).addcmul_(param.grad, param.grad, value=1 - beta2)
+                denominator = (v.sqrt() / math.sqrt(1 - beta2**t)).add_(eps)
+                param.addcdiv_(m, denominator, value=-lr / (1 - beta1**t))
+        return loss
+
+
+def clip_grad_norm(parameters, max_norm):
+    """Scale all gradients together so that their global L2 norm is at most ``max_norm``.
+
+    The norm is that of every gradient as one long vector (parameters without a gradient are
+    skipped); when it exceeds ``max_norm`` every gradient is multiplied by
+    ``max_norm / (norm + 1e-6)``, as ``torch.nn.utils.clip_grad_norm_`` does. Returns the
+    norm before clipping, a 0-dim tensor.
+    """
+    grads = [p.grad for p in parameters if p.grad is not None]  # a generator is read once
+    if not grads:
+        return torch.tensor(0.0)
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    if norm > max_norm:
+        for g in grads:
+            g.mul_(max_norm / (norm + 1e-6))
+    return norm
 
 
 # -------------------------------------------------------------------------------------------

@@ -118,6 +118,11 @@ BUGS: dict[tuple[str, str], dict[str, object]] = {
             "    for story in stories:\n"
             "        ids.extend(tokenizer.encode(story) + [tokenizer.eot_id])\n"
             "    return np.array(ids, dtype=np.int64)\n"),
+        "fails on no stories": (
+            "def pack_stories(tokenizer, stories):\n"
+            "    pieces = [np.array(tokenizer.encode(story) + [tokenizer.eot_id], dtype=np.uint16)\n"
+            "              for story in stories]\n"
+            "    return np.concatenate(pieces)\n"),
     },
     ("02_data", "get_batch"): {
         "off-by-one targets": (
@@ -284,6 +289,59 @@ BUGS: dict[tuple[str, str], dict[str, object]] = {
         "no gradient clipping": Sub(
             "torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)", "pass"),
     },
+    ("06_training", "AdamW"): {
+        "L2 penalty in the gradient instead of decoupled decay": Sub(
+            "param.mul_(1 - lr * group[\"weight_decay\"])  # 1. decay, decoupled\n"
+            "                m.mul_(beta1).add_(g, alpha=1 - beta1)",
+            "g = g + group[\"weight_decay\"] * param\n"
+            "                m.mul_(beta1).add_(g, alpha=1 - beta1)"),
+        "decay after the Adam step": (
+            "class AdamW(torch.optim.Optimizer):\n"
+            "    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):\n"
+            "        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))\n"
+            "\n"
+            "    @torch.no_grad()\n"
+            "    def step(self, closure=None):\n"
+            "        for group in self.param_groups:\n"
+            "            lr, (beta1, beta2), eps = group['lr'], group['betas'], group['eps']\n"
+            "            for p in group['params']:\n"
+            "                if p.grad is None:\n"
+            "                    continue\n"
+            "                state = self.state[p]\n"
+            "                if not state:\n"
+            "                    state.update(t=0, m=torch.zeros_like(p), v=torch.zeros_like(p))\n"
+            "                state['t'] += 1\n"
+            "                t, m, v = state['t'], state['m'], state['v']\n"
+            "                m.mul_(beta1).add_(p.grad, alpha=1 - beta1)\n"
+            "                v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)\n"
+            "                p.addcdiv_(m / (1 - beta1**t), (v / (1 - beta2**t)).sqrt() + eps, value=-lr)\n"
+            "                p.mul_(1 - lr * group['weight_decay'])\n"),
+        "no bias correction": Sub("m / (1 - beta1**t), v / (1 - beta2**t)", "m, v"),
+        "eps inside the square root": Sub("v_hat.sqrt().add_(eps)", "v_hat.add(eps).sqrt()"),
+        "lr read once, at construction": Sub(
+            "lr, (beta1, beta2), eps = group[\"lr\"], group[\"betas\"], group[\"eps\"]",
+            "lr, (beta1, beta2), eps = self.defaults[\"lr\"], group[\"betas\"], group[\"eps\"]"),
+    },
+    ("06_training", "clip_grad_norm"): {
+        "clips each parameter on its own": (
+            "def clip_grad_norm(parameters, max_norm):\n"
+            "    params = [p for p in parameters if p.grad is not None]\n"
+            "    norms = [p.grad.norm() for p in params]\n"
+            "    for p, n in zip(params, norms):\n"
+            "        if n > max_norm:\n"
+            "            p.grad.mul_(max_norm / (n + 1e-6))\n"
+            "    return torch.sqrt(sum(n ** 2 for n in norms))\n"),
+        "returns the norm after clipping": Sub("    return norm\n",
+                                               "    return min(norm, torch.tensor(max_norm))\n"),
+        "reads the generator twice": (
+            "def clip_grad_norm(parameters, max_norm):\n"
+            "    norm = torch.sqrt(sum((p.grad ** 2).sum() for p in parameters if p.grad is not None))\n"
+            "    if norm > max_norm:\n"
+            "        for p in parameters:\n"
+            "            if p.grad is not None:\n"
+            "                p.grad.mul_(max_norm / (norm + 1e-6))\n"
+            "    return norm\n"),
+    },
     ("06_training", "evaluate"): {
         "windows overlap (stride 1)": Sub(
             "x = torch.stack([tokens[i * T: i * T + T] for i in starts]).to(device)  # (b, T)\n"
@@ -306,6 +364,8 @@ BUGS: dict[tuple[str, str], dict[str, object]] = {
     },
     ("07_sampling", "generate"): {
         "does not stop at end-of-text": Sub("eos_id is not None", "False"),
+        "tests `if eos_id:` (end-of-text id 0 ignored)": Sub(
+            "eos_id is not None", "eos_id"),
         "does not crop to the context length": Sub("model(idx[:, -context_length:])",
                                                     "model(idx)"),
     },
@@ -413,6 +473,23 @@ ALTERNATIVES: dict[tuple[str, str], dict[str, str]] = {
     },
     ("06_training", "perplexity"): {
         "torch.exp": "def perplexity(loss):\n    return torch.exp(torch.as_tensor(loss, dtype=torch.float64)).item()\n",
+    },
+    ("06_training", "AdamW"): {
+        "PyTorch's form (step size lr / (1 - beta1^t))": Sub(
+            "                m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)  # 3. bias-corrected step\n"
+            "                param.addcdiv_(m_hat, v_hat.sqrt().add_(eps), value=-lr)",
+            "                denominator = (v.sqrt() / math.sqrt(1 - beta2**t)).add_(eps)\n"
+            "                param.addcdiv_(m, denominator, value=-lr / (1 - beta1**t))"),
+    },
+    ("06_training", "clip_grad_norm"): {
+        "torch.linalg.vector_norm over a flat vector": (
+            "def clip_grad_norm(parameters, max_norm):\n"
+            "    grads = [p.grad for p in list(parameters) if p.grad is not None]\n"
+            "    norm = torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads]))\n"
+            "    scale = min(1.0, max_norm / (norm.item() + 1e-6))\n"
+            "    for g in grads:\n"
+            "        g.mul_(scale)\n"
+            "    return norm.item()\n"),
     },
     ("07_sampling", "top_k_filter"): {
         "sort instead of topk": (

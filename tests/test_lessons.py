@@ -75,17 +75,20 @@ def test_graded_functions_have_visible_and_hidden_tests(lesson):
     assert not problems, f"{lesson}: " + "; ".join(problems)
 
 
-def _signature_in(source: str, name: str) -> str | None:
-    """The signature of ``name`` as the contract writes it, from a cell's source."""
+def _signature_in(source: str, name: str, method: str = "forward") -> str | None:
+    """The signature of ``name`` as the contract writes it, from a cell's source (for a class:
+    its constructor and ``method``, ``forward`` or an optimiser's ``step``)."""
     code = "\n".join(line for line in source.splitlines() if not line.startswith(("%", "!")))
     for node in ast.parse(code).body:
         if isinstance(node, ast.FunctionDef) and node.name == name:
             return f"({ast.unparse(node.args)})"
         if isinstance(node, ast.ClassDef) and node.name == name:
             methods = {f.name: f for f in node.body if isinstance(f, ast.FunctionDef)}
-            init, forward = (ast.unparse(methods[m].args).removeprefix("self, ")
-                             for m in ("__init__", "forward"))
-            return f"({init}); forward({forward})"
+            if "__init__" not in methods or method not in methods:
+                return f"(a class without __init__ or {method})"
+            init, second = (ast.unparse(methods[m].args).removeprefix("self, ")
+                            for m in ("__init__", method))
+            return f"({init}); {method}({second})"
     return None
 
 
@@ -120,15 +123,17 @@ def test_solutions_and_references_keep_the_contract_s_signatures(lesson):
     cells = {c["grade_id"]: c for c in grade_cells(nb)}
     problems = []
     for name, module in CURRICULUM[lesson].items():
-        written = _signature_in(cells[name]["source"], name)
+        parts = SIGNATURES[name].split("; ")
+        method = parts[1].split("(")[0] if len(parts) == 2 else "forward"
+        written = _signature_in(cells[name]["source"], name, method)
         if written != SIGNATURES[name]:
             problems.append(f"the solution writes {name}{written}, the contract "
                             f"{name}{SIGNATURES[name]}")
         reference = getattr(importlib.import_module(f"nanolm_lib.{module}"), name)
-        parts = SIGNATURES[name].split("; forward")
         checks = [(reference, parts[0])]
-        if len(parts) == 2:  # a class: its constructor and its forward
-            checks = [(reference.__init__, parts[0]), (reference.forward, parts[1])]
+        if len(parts) == 2:  # a class: its constructor and its forward (or step)
+            checks = [(reference.__init__, parts[0]),
+                      (getattr(reference, method), parts[1].removeprefix(method))]
         for function, contract in checks:
             why = _accepts(function, contract)
             if why:
