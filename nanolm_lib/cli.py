@@ -162,6 +162,7 @@ def checkpoint_info(path) -> dict:
     tokenizer = json.loads(state["tokenizer"]) if state.get("tokenizer") else None
     return {
         "file": str(path),
+        "family": state.get("family", "gpt"),
         "bytes": path.stat().st_size,
         "step": state["step"],
         "max_steps": train_config.get("max_steps"),
@@ -187,12 +188,15 @@ def _describe_tokenizer(data) -> str:
 
 
 def cmd_info(args) -> int:
+    from nanolm_lib.checkpoint import FAMILY_NAMES
+
     info = checkpoint_info(args.path)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
     progress_ = f"{info['step']:,}" + (f" of {info['max_steps']:,}" if info["max_steps"] else "")
     print(f"checkpoint  {info['file']} ({info['bytes'] / 1e6:.1f} MB, torch {info['torch']})")
+    print(f"model       {FAMILY_NAMES.get(info['family'], info['family'])}")
     print(f"step        {progress_}")
     print(f"tokens seen {info['tokens']:,}")
     print(f"parameters  {info['parameters']:,}")
@@ -201,7 +205,7 @@ def cmd_info(args) -> int:
     print(f"tokenizer   {info['tokenizer']}")
     if info["data"]:
         print(f"data        {info['data'].get('described') or info['data'].get('source')}")
-    print("model       " + ", ".join(f"{k}={v}" for k, v in (info["model_config"] or {}).items()))
+    print("settings    " + ", ".join(f"{k}={v}" for k, v in (info["model_config"] or {}).items()))
     print("training    " + ", ".join(f"{k}={v}" for k, v in info["train_config"].items()))
     for entry in info["last"]:
         extra = f", {entry['bpb']:.3f} bits/byte" if "bpb" in entry else ""

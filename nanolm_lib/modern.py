@@ -346,6 +346,15 @@ def build_model(config) -> nn.Module:
     return ModernGPT(config) if family_of(config) == "modern" else GPT(config)
 
 
+def parameter_count(config) -> int:
+    """Parameters of the model ``config`` describes, either family."""
+    from nanolm_lib.model import count_parameters
+
+    if family_of(config) == "modern":
+        return count_modern_parameters(config)
+    return count_parameters(config)
+
+
 def config_from_dict(family: str, values: dict):
     """The config of ``family`` ("gpt" or "modern") from the plain dict a checkpoint holds."""
     if family not in FAMILIES:
