@@ -1,12 +1,14 @@
 """``nanolm ablate``: the classic GPT against each lesson-08 swap alone and all of them, on the
 same wall-clock budget per run (lesson 08).
 
-Each variant is the preset's model with one piece changed. Its speed is measured first (a few
-steps, on this machine, right before its run), and its steps are the budget times that speed,
-so a faster variant reads more tokens in the same time, as the cpu preset's search scaled
-steps to the same wall time. Then it trains (the preset's schedule, warm-up scaled with the
-steps), and ``nanolm eval`` scores it on a held-out text file. Variants run one after the
-other on one machine: compare them with each other, not with a table from another machine.
+Each variant is the preset's model with one piece changed. First every variant's speed is
+measured on this machine, in rounds that alternate the variants (a few steps each, the median
+of the rounds kept), so that a burst of load from elsewhere hits them all alike. Each variant's
+steps are then the budget times its speed, so a faster variant reads more tokens in the same
+time, as the cpu preset's search scaled steps to the same wall time; the result does not
+depend on the load while it trains. It trains (the preset's schedule, warm-up scaled with the
+steps), and ``nanolm eval`` scores it on a held-out text file. Compare the rows with each
+other, not with a table from another machine.
 
     classic   the preset's GPT (LayerNorm, learned positions, GELU MLP, biases)
     rmsnorm   RMSNorm in place of LayerNorm
@@ -43,22 +45,31 @@ def variant_config(base, variant: str):
     return ModernConfig(**sizes, **{**classic, **swap[variant]})
 
 
-def _steps_per_second(model_config, train_config, corpus, probe_steps: int) -> float:
-    """Training steps per second of this variant here, over ``probe_steps`` after two
-    warm-up steps (the first steps allocate)."""
+def measure_speeds(configs: dict, train_config, tokens, probe_steps: int,
+                   rounds: int = 3) -> dict:
+    """Training steps per second of each config here: ``rounds`` rounds that alternate the
+    variants, ``probe_steps`` each after two warm-up steps (the first steps allocate); the
+    median round of each."""
+    import statistics
+
     import torch
 
     from nanolm_lib.modern import build_model
     from nanolm_lib.train import train
 
     quiet = dict(out_dir=None, eval_interval=10**9, log_interval=10**9, warmup_steps=0)
-    model = build_model(model_config)
-    train(model, dataclasses.replace(train_config, max_steps=2, **quiet), corpus.train)
-    start = time.perf_counter()
+    samples = {name: [] for name in configs}
     with torch.random.fork_rng(devices=[]):
-        train(model, dataclasses.replace(train_config, max_steps=probe_steps, **quiet),
-              corpus.train)
-    return probe_steps / (time.perf_counter() - start)
+        models = {name: build_model(config) for name, config in configs.items()}
+        for model in models.values():
+            train(model, dataclasses.replace(train_config, max_steps=2, **quiet), tokens)
+        for _ in range(rounds):
+            for name, model in models.items():
+                start = time.perf_counter()
+                train(model, dataclasses.replace(train_config, max_steps=probe_steps, **quiet),
+                      tokens)
+                samples[name].append(probe_steps / (time.perf_counter() - start))
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def run_ablation(out_dir, *, preset: str = "cpu", budget_s: float = 300.0, data=None,
@@ -81,10 +92,12 @@ def run_ablation(out_dir, *, preset: str = "cpu", budget_s: float = 300.0, data=
     corpus = prepare_corpus(data, base.vocab_size, limit=limit)
     if corpus.tokenizer.vocab_size < base.vocab_size:
         base = dataclasses.replace(base, vocab_size=corpus.tokenizer.vocab_size)
+    configs = {variant: variant_config(base, variant) for variant in variants}
+    say(f"measuring the speed of {', '.join(variants)} ({probe_steps} steps each, 3 rounds)")
+    speeds = measure_speeds(configs, schedule, corpus.train, probe_steps)
     rows = []
-    for variant in variants:
-        config = variant_config(base, variant)
-        speed = _steps_per_second(config, schedule, corpus, probe_steps)
+    for variant, config in configs.items():
+        speed = speeds[variant]
         steps = max(2, round(budget_s * speed))
         run_config = dataclasses.replace(
             schedule, max_steps=steps, out_dir=str(out_dir / variant),
@@ -104,10 +117,14 @@ def run_ablation(out_dir, *, preset: str = "cpu", budget_s: float = 300.0, data=
         last = [r for r in history if r["split"] == "validation"][-1]
         rows.append({
             "variant": variant, "parameters": parameter_count(config), "steps": steps,
-            "tokens_per_s": last["tokens_per_s"], "train_s": last["elapsed_s"], "wall_s": wall,
+            "steps_per_s": speed,
+            "tokens_per_s": speed * schedule.batch_size * config.context_length,
+            "train_s": last["elapsed_s"], "wall_s": wall,
             "bpb_validation_split": last.get("bpb"),
             "bpb_eval_file": None if held_out is None else held_out["bpb"],
-            "curve": [(r["elapsed_s"], r.get("bpb")) for r in read_metrics(out_dir / variant)
+            # x: the time each evaluation's step takes at the measured speed (the budget's
+            # clock), not the wall clock of a machine whose load changed meanwhile
+            "curve": [(r["step"] / speed, r.get("bpb")) for r in read_metrics(out_dir / variant)
                       if r["split"] == "validation"]})
         say(ablation_table(rows[-1:], header=False))
     _write(out_dir, rows, dict(preset=preset, budget_s=budget_s, data=str(data),
@@ -117,12 +134,13 @@ def run_ablation(out_dir, *, preset: str = "cpu", budget_s: float = 300.0, data=
 
 def ablation_table(rows: list[dict], header: bool = True) -> str:
     """A Markdown table of :func:`run_ablation`'s rows."""
-    lines = ["| variant | parameters | steps | tokens/s | train s | bpb (validation split) | "
-             "bpb (eval file) |", "|---|---:|---:|---:|---:|---:|---:|"] if header else []
+    lines = ["| variant | parameters | tokens/s (measured, alternated) | steps in the budget | "
+             "train s | bpb (validation split) | bpb (eval file) |",
+             "|---|---:|---:|---:|---:|---:|---:|"] if header else []
     for r in rows:
         held = "-" if r["bpb_eval_file"] is None else f"{r['bpb_eval_file']:.4f}"
-        lines.append(f"| {r['variant']} | {r['parameters']:,} | {r['steps']:,} | "
-                     f"{r['tokens_per_s']:,.0f} | {r['train_s']:.0f} | "
+        lines.append(f"| {r['variant']} | {r['parameters']:,} | {r['tokens_per_s']:,.0f} | "
+                     f"{r['steps']:,} | {r['train_s']:.0f} | "
                      f"{r['bpb_validation_split']:.4f} | {held} |")
     return "\n".join(lines)
 
@@ -136,7 +154,7 @@ def plot_ablation(rows: list[dict], path=None):
     for r in rows:
         seconds, bpb = zip(*[(s, b) for s, b in r["curve"] if b is not None])
         axes.plot(seconds, bpb, marker="o", label=r["variant"])
-    axes.set_xlabel("training time (s)")
+    axes.set_xlabel("training time at the measured speed (s)")
     axes.set_ylabel("bits per byte (validation)")
     axes.set_title("same wall-clock budget per variant")
     axes.legend()

@@ -274,3 +274,30 @@ def test_modern_config_refuses_bad_settings_by_name():
         ModernConfig(norm="batchnorm")
     with pytest.raises(ValueError, match="even"):
         ModernConfig(d_model=30, n_heads=2)
+
+
+# --- the ablation's variants ----------------------------------------------------------------------
+
+def test_each_ablation_variant_swaps_one_piece_of_the_classic_gpt():
+    from nanolm_lib.ablation import VARIANTS, variant_config
+    from nanolm_lib.modern import family_of, parameter_count
+
+    base = GPTConfig(vocab_size=37, context_length=12, d_model=24, n_layers=2, n_heads=4, d_ff=96)
+    classic = dict(norm="layernorm", position="learned", mlp="gelu", n_kv_heads=4, bias=True)
+    changed = {"rmsnorm": {"norm": "rmsnorm"}, "rope": {"position": "rope"},
+               "swiglu": {"mlp": "swiglu"}, "gqa": {"n_kv_heads": 2}}
+    for variant in VARIANTS:
+        config = variant_config(base, variant)
+        assert parameter_count(config) == sum(
+            p.numel() for p in (GPT if family_of(config) == "gpt" else ModernGPT)(config).parameters())
+        if variant == "classic":
+            assert family_of(config) == "gpt" and config == base
+            continue
+        settings = {key: getattr(config, key) for key in classic}
+        if variant == "modern":
+            assert settings == dict(norm="rmsnorm", position="rope", mlp="swiglu", n_kv_heads=2,
+                                    bias=False)
+        else:
+            assert settings == {**classic, **changed[variant]}, variant
+    with pytest.raises(ValueError, match="variant 'bogus'"):
+        variant_config(base, "bogus")

@@ -97,3 +97,22 @@ def test_cpu_modern_through_the_command_line(workspace, small_data, in_process):
     assert longer.returncode == 0, longer.stderr
     assert "at step 6 of 8" in longer.stdout
     assert load_checkpoint(run)["family"] == "modern"
+
+
+@pytest.mark.slow
+def test_nanolm_ablate_writes_its_table(workspace, small_data, in_process):  # noqa: F811
+    bogus = in_process("ablate", "--variants", "classic,bogus")
+    assert_clean_error(bogus, "--variants", "bogus")
+    out = workspace / "ablation"
+    done = nanolm(workspace, "ablate", "--preset", "smoke", "--budget", 0.5, "--variants",
+                  "classic,modern", "--data", small_data, "--eval-data", small_data,
+                  "--out", out)
+    assert done.returncode == 0, done.stderr
+    saved = json.loads((out / "ablation.json").read_text())
+    assert [row["variant"] for row in saved["rows"]] == ["classic", "modern"]
+    for row in saved["rows"]:
+        assert row["steps"] >= 2 and row["tokens_per_s"] > 0 and 0 < row["bpb_eval_file"] < 10
+        assert load_checkpoint(out / row["variant"])["family"] == (
+            "gpt" if row["variant"] == "classic" else "modern")
+    assert (out / "ablation.png").stat().st_size > 0
+    assert "| modern |" in (out / "ablation.md").read_text() and "| modern |" in done.stdout
