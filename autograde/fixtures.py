@@ -457,6 +457,91 @@ def _generate(ref):
     return {"cases": cases}
 
 
+
+# --------------------------------------------------------------------------- 08_modern_gpt
+def _modern_sizes(**changes) -> dict:
+    return dict(dict(vocab_size=61, context_length=16, d_model=32, n_layers=2, n_heads=4,
+                     n_kv_heads=2), **changes)
+
+
+@recipe("08_modern_gpt", "RMSNorm")
+def _rms_norm(ref):
+    gen = _gen(81)
+    layer = _randomised(ref("modern").RMSNorm(8), gen, 1.0)
+    small_eps = _randomised(ref("modern").RMSNorm(16, eps=0.1), gen, 1.0)
+    with torch.no_grad():
+        x = torch.randn(2, 5, 8, generator=gen) * 3 + 1
+        small_x = torch.randn(2, 4, 16, generator=gen) * 0.3
+        return {"state": _state(layer), "x": x, "out": layer(x),
+                "small eps state": _state(small_eps), "small eps x": small_x,
+                "small eps out": small_eps(small_x)}
+
+
+@recipe("08_modern_gpt", "rope_cache")
+def _rope_cache(ref):
+    cos, sin = ref("modern").rope_cache(12, 8)
+    cos100, sin100 = ref("modern").rope_cache(5, 6, base=100.0)
+    return {"cos": cos, "sin": sin, "cos base 100": cos100, "sin base 100": sin100}
+
+
+@recipe("08_modern_gpt", "apply_rope")
+def _apply_rope(ref):
+    gen = _gen(82)
+    modern = ref("modern")
+    x = torch.randn(2, 3, 12, 8, generator=gen)
+    cos, sin = modern.rope_cache(12, 8)
+    return {"x": x, "cos": cos, "sin": sin, "out": modern.apply_rope(x, cos, sin)}
+
+
+@recipe("08_modern_gpt", "SwiGLU")
+def _swiglu(ref):
+    gen = _gen(83)
+    layer = _randomised(ref("modern").SwiGLU(24), gen, 0.5)
+    with torch.no_grad():
+        x = torch.randn(2, 7, 24, generator=gen)
+        return {"d_model": 24, "state": _state(layer), "x": x, "out": layer(x)}
+
+
+@recipe("08_modern_gpt", "GroupedQueryAttention")
+def _gqa(ref):
+    gen = _gen(84)
+    modern = ref("modern")
+    layer = _randomised(modern.GroupedQueryAttention(32, 4, 2), gen, 0.3)
+    with torch.no_grad():
+        x = torch.randn(2, 9, 32, generator=gen)
+        cos, sin = modern.rope_cache(9, 8)
+        return {"sizes": [32, 4, 2], "state": _state(layer), "x": x, "cos": cos, "sin": sin,
+                "out": layer(x), "out with rope": layer(x, cos, sin)}
+
+
+@recipe("08_modern_gpt", "ModernBlock")
+def _modern_block(ref):
+    gen = _gen(85)
+    modern = ref("modern")
+    sizes = _modern_sizes(n_layers=1)
+    block = _randomised(modern.ModernBlock(modern.ModernConfig(**sizes)), gen, 0.3)
+    with torch.no_grad():
+        x = torch.randn(2, 9, 32, generator=gen)
+        cos, sin = modern.rope_cache(9, 8)
+        return {"sizes": sizes, "state": _state(block), "x": x, "cos": cos, "sin": sin,
+                "out": block(x, cos, sin)}
+
+
+@recipe("08_modern_gpt", "ModernGPT")
+def _modern_gpt(ref):
+    gen = _gen(86)
+    modern = ref("modern")
+    cases = []
+    for sizes, T in ((_modern_sizes(), 11), (_modern_sizes(tie_weights=False), 7)):
+        model = _randomised(modern.ModernGPT(modern.ModernConfig(**sizes)), gen, 0.3)
+        idx = torch.randint(0, 61, (2, T), generator=gen)
+        targets = torch.randint(0, 61, (2, T), generator=gen)
+        with torch.no_grad():
+            logits, loss = model(idx, targets)
+        cases.append({"sizes": sizes, "state": _state(model), "idx": idx, "targets": targets,
+                      "logits": logits, "loss": loss})
+    return {"cases": cases}
+
 # --------------------------------------------------------------------------- writing, checking
 def _reference_loader():
     from nanolm_lib.checks import reference

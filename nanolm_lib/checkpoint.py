@@ -74,10 +74,13 @@ def checkpoint_state(*, model, optimizer=None, scaler=None, step: int = 0, token
                      model_config=None, train_config=None, tokenizer=None,
                      rng: dict | None = None, extra: dict | None = None) -> dict:
     """What :func:`save_checkpoint` writes, as a dict (tensors still where they live)."""
+    from nanolm_lib.modern import family_of
+
     model_config = model_config if model_config is not None else getattr(model, "config", None)
     return {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
+        "family": family_of(model_config),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
@@ -196,20 +199,40 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     return state
 
 
-def model_from_checkpoint(state: dict, device: str = "cpu"):
-    """Build the GPT that ``state`` (from :func:`load_checkpoint`) describes, with its weights."""
-    from nanolm_lib.model import GPT, GPTConfig
+FAMILY_NAMES = {"gpt": "a classic GPT (lesson 05)", "modern": "a ModernGPT (lesson 08)"}
 
-    config = GPTConfig(**state["model_config"])
-    model = GPT(config)
+
+def checkpoint_family(state: dict, expected: str | None = None, path=None) -> str:
+    """The model family a checkpoint holds ("gpt" or "modern"; files older than the field
+    hold a GPT). With ``expected``, a different family is a one-line :class:`CheckpointError`."""
+    family = state.get("family", "gpt")
+    if family not in FAMILY_NAMES:
+        raise CheckpointError(f"checkpoint {path or ''}: unknown model family {family!r} "
+                              f"(this nanolm_lib reads {', '.join(FAMILY_NAMES)})")
+    if expected is not None and family != expected:
+        raise CheckpointError(f"checkpoint {path or ''}: holds {FAMILY_NAMES[family]}, not "
+                              f"{FAMILY_NAMES.get(expected, expected)} (family={family!r})")
+    return family
+
+
+def model_from_checkpoint(state: dict, device: str = "cpu", family: str | None = None):
+    """Build the model that ``state`` (from :func:`load_checkpoint`) describes, with its
+    weights: a GPT or a ModernGPT, as the checkpoint's family says (``family``: the one the
+    caller expects, refused in one line otherwise)."""
+    from nanolm_lib.modern import build_model, config_from_dict
+
+    config = config_from_dict(checkpoint_family(state, family), state["model_config"])
+    model = build_model(config)
     model.load_state_dict(state["model"])
     return model.to(device)
 
 
-def load_model(path, device: str = "cpu"):
-    """``(model, tokenizer)`` from a checkpoint file or a run folder; the model in eval mode."""
+def load_model(path, device: str = "cpu", family: str | None = None):
+    """``(model, tokenizer)`` from a checkpoint file or a run folder; the model in eval mode.
+    ``family`` ("gpt" or "modern"): refuse, in one line, a checkpoint of the other family."""
     path = checkpoint_path(path)
     state = load_checkpoint(path)
+    checkpoint_family(state, family, path)
     model = model_from_checkpoint(state, device).eval()
     if state.get("tokenizer"):
         tokenizer = tokenizer_from_text(state["tokenizer"])

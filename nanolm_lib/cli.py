@@ -7,6 +7,7 @@
     nanolm bench   train --baseline | --profile | --compile   vs torch.nn | top ops | compile
     nanolm eval    RUN --data FILE                       loss and bits per byte on a text file
     nanolm info    PATH
+    nanolm ablate  [--preset cpu] [--budget S] [--data SRC] [--eval-data FILE]   lesson 08's table
     nanolm gpu-check [--out DIR] [--dry-run] [--sections NAME,...]   prove the GPU path
 
 A user's mistake (a missing file, a corrupt checkpoint, an unknown preset:
@@ -162,6 +163,7 @@ def checkpoint_info(path) -> dict:
     tokenizer = json.loads(state["tokenizer"]) if state.get("tokenizer") else None
     return {
         "file": str(path),
+        "family": state.get("family", "gpt"),
         "bytes": path.stat().st_size,
         "step": state["step"],
         "max_steps": train_config.get("max_steps"),
@@ -187,12 +189,15 @@ def _describe_tokenizer(data) -> str:
 
 
 def cmd_info(args) -> int:
+    from nanolm_lib.checkpoint import FAMILY_NAMES
+
     info = checkpoint_info(args.path)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
     progress_ = f"{info['step']:,}" + (f" of {info['max_steps']:,}" if info["max_steps"] else "")
     print(f"checkpoint  {info['file']} ({info['bytes'] / 1e6:.1f} MB, torch {info['torch']})")
+    print(f"model       {FAMILY_NAMES.get(info['family'], info['family'])}")
     print(f"step        {progress_}")
     print(f"tokens seen {info['tokens']:,}")
     print(f"parameters  {info['parameters']:,}")
@@ -201,12 +206,33 @@ def cmd_info(args) -> int:
     print(f"tokenizer   {info['tokenizer']}")
     if info["data"]:
         print(f"data        {info['data'].get('described') or info['data'].get('source')}")
-    print("model       " + ", ".join(f"{k}={v}" for k, v in (info["model_config"] or {}).items()))
+    print("settings    " + ", ".join(f"{k}={v}" for k, v in (info["model_config"] or {}).items()))
     print("training    " + ", ".join(f"{k}={v}" for k, v in info["train_config"].items()))
     for entry in info["last"]:
         extra = f", {entry['bpb']:.3f} bits/byte" if "bpb" in entry else ""
         print(f"last {entry['split']:<10} step {entry['step']:,}: loss {entry['loss']:.4f}, "
               f"perplexity {entry['perplexity']:.2f}{extra}")
+    return 0
+
+
+# -------------------------------------------------------------------------------------------
+# ablate
+
+
+def cmd_ablate(args) -> int:
+    from nanolm_lib.ablation import VARIANTS, ablation_table, run_ablation
+
+    variants = [v.strip() for v in args.variants.split(",")] if args.variants else VARIANTS
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise UsageError(f"--variants: unknown {', '.join(unknown)}; expected some of "
+                         f"{', '.join(VARIANTS)}")
+    rows = run_ablation(args.out, preset=args.preset, budget_s=args.budget, data=args.data,
+                        eval_data=args.eval_data, variants=variants, limit=args.limit)
+    print()
+    print(ablation_table(rows))
+    print(f"\ntable, curves and plot: {Path(args.out) / 'ablation.md'}, ablation.json, "
+          "ablation.png")
     return 0
 
 
@@ -307,6 +333,21 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("path", help="checkpoint file or run folder")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=cmd_info)
+
+    ablate = commands.add_parser(
+        "ablate", help="the classic GPT against each lesson-08 swap and all of them, the same "
+                       "wall-clock budget each; bits per byte, tokens/s, parameters")
+    ablate.add_argument("--preset", default="cpu", help="the classic recipe to start from")
+    ablate.add_argument("--budget", type=float, default=300.0,
+                        help="seconds of training per variant (steps = budget x measured speed)")
+    ablate.add_argument("--data", help=data_help)
+    ablate.add_argument("--eval-data", help="a held-out text file scored with nanolm eval "
+                        "(e.g. TinyStories' valid-sample.txt)")
+    ablate.add_argument("--variants", help="comma-separated subset of classic, rmsnorm, rope, "
+                        "swiglu, gqa, modern (default: all)")
+    ablate.add_argument("--limit", type=int, help="at most this many stories per split")
+    ablate.add_argument("--out", default="ablation", help="folder for the runs and the table")
+    ablate.set_defaults(func=cmd_ablate)
 
     check = commands.add_parser(
         "gpu-check", help="prove the GPU path in one run (at most 8 minutes on one GPU): "

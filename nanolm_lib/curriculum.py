@@ -68,6 +68,16 @@ CONTRACT: dict[str, dict[str, tuple[str, str]]] = {
         "generate": ("sampling", "(model, idx, max_new_tokens, temperature=1.0, top_k=None, "
                                  "top_p=None, eos_id=None, generator=None)"),
     },
+    "08_modern_gpt": {
+        "RMSNorm": ("modern", "(d, eps=1e-05); forward(x)"),
+        "rope_cache": ("modern", "(T, head_dim, base=10000.0)"),
+        "apply_rope": ("modern", "(x, cos, sin)"),
+        "SwiGLU": ("modern", "(d_model, hidden=None); forward(x)"),
+        "GroupedQueryAttention": ("modern", "(d_model, n_heads, n_kv_heads); "
+                                            "forward(x, cos=None, sin=None)"),
+        "ModernBlock": ("modern", "(config); forward(x, cos=None, sin=None)"),
+        "ModernGPT": ("modern", "(config); forward(idx, targets=None)"),
+    },
 }
 
 # lesson -> {graded name: reference module}, in the notebook's order

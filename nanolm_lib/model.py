@@ -63,8 +63,9 @@ class GPTConfig:
 
 
 def __getattr__(name: str):
-    """``PRESETS``: the model half of each recipe of :mod:`nanolm_lib.presets`, by name (what
-    lesson 05 tabulates and builds from)."""
+    """``PRESETS``: the model half of each classic-GPT recipe of :mod:`nanolm_lib.presets`,
+    by name (what lesson 05 tabulates and builds from; lesson 08's ModernConfig recipes are
+    left out)."""
     if name == "PRESETS":
         import dataclasses
 
@@ -73,7 +74,8 @@ def __getattr__(name: str):
         # Built as this module's GPTConfig: a fresh reference copy (nanolm_lib.checks) has
         # its own class, which its GPT checks configs against.
         return {preset_name: GPTConfig(**dataclasses.asdict(preset.model))
-                for preset_name, preset in PRESETS.items()}
+                for preset_name, preset in PRESETS.items()
+                if type(preset.model).__name__ == "GPTConfig"}
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -67,3 +67,75 @@ def _add_token_axis(axes, records: list[dict]) -> None:
                                                  lambda t: t / per_step))
     top.xaxis.set_major_formatter(EngFormatter())  # 458.752 M rather than 4.58e8
     top.set_xlabel("tokens")
+
+
+def plot_rope_rotation(head_dim: int = 16, positions: int = 64, base: float = 10_000.0,
+                       pairs=(0, 2, 7)):
+    """Lesson 08's RoPE figure. Left: the angle of a (x_i, x_{i+D/2}) pair, starting at
+    angle 0, rotated to each position 0..positions-1, for a fast, a middle and a slow pair
+    (``pairs``): the fast one turns a radian per position, the slow one barely moves. Right: the score of a fixed query
+    and key placed ``offset`` apart, at two absolute positions: the curves coincide, since
+    the score depends on the offset only. Returns the Figure."""
+    import torch
+    from matplotlib.figure import Figure
+
+    from nanolm_lib.modern import apply_rope, rope_cache
+
+    cos, sin = rope_cache(positions, head_dim, base)
+    figure = Figure(figsize=(11, 4), layout="constrained")
+    left, right = figure.subplots(1, 2)
+    unit = torch.zeros(positions, head_dim)
+    for i in pairs:
+        unit.zero_()
+        unit[:, i] = 1.0
+        turned = apply_rope(unit, cos, sin)
+        angle = torch.atan2(turned[:, i + head_dim // 2], turned[:, i])  # in (-pi, pi]
+        left.plot(range(positions), angle, marker=".",
+                  label=f"pair {i}: {base ** (-2 * i / head_dim):.3g} rad/position")
+    left.set_title("angle of a (x_i, x_{i+D/2}) pair after RoPE")
+    left.set_xlabel("position")
+    left.set_ylabel("angle (radians, wrapped)")
+    left.legend(fontsize=8)
+    generator = torch.Generator().manual_seed(0)
+    q, k = torch.randn(head_dim, generator=generator), torch.randn(head_dim, generator=generator)
+    rotated_q = apply_rope(q.expand(positions, head_dim), cos, sin)
+    rotated_k = apply_rope(k.expand(positions, head_dim), cos, sin)
+    offsets = range(positions // 2)
+    for start in (0, positions // 2 - 1):
+        scores = [float(rotated_q[start + d] @ rotated_k[start]) for d in offsets]
+        right.plot(list(offsets), scores, marker="o" if start else "", linestyle="-" if not
+                   start else "none", label=f"key at position {start}")
+    right.set_title("score of q at key position + offset")
+    right.set_xlabel("offset (query position - key position)")
+    right.set_ylabel("q . k after RoPE")
+    right.legend(fontsize=8)
+    return figure
+
+
+def plot_swiglu_gate():
+    """Lesson 08's SwiGLU figure. Left: the gate silu(z) = z sigmoid(z) against ReLU and
+    GELU. Right: the product silu(g) u over the (g, u) plane: the gate opens smoothly for
+    g > 0, stays near 0 for g < 0, and u sets the sign and size. Returns the Figure."""
+    import torch
+    import torch.nn.functional as F
+    from matplotlib.figure import Figure
+
+    z = torch.linspace(-5, 5, 201)
+    figure = Figure(figsize=(11, 4), layout="constrained")
+    left, right = figure.subplots(1, 2)
+    left.plot(z, F.silu(z), label="silu(z) = z sigmoid(z)")
+    left.plot(z, F.gelu(z), "--", label="GELU")
+    left.plot(z, torch.relu(z), ":", label="ReLU")
+    left.set_title("the gate's non-linearity")
+    left.set_xlabel("z")
+    left.legend(fontsize=8)
+    g = torch.linspace(-4, 4, 161)
+    u = torch.linspace(-4, 4, 161)
+    product = F.silu(g)[None, :] * u[:, None]  # rows u, columns g
+    image = right.imshow(product, origin="lower", extent=(-4, 4, -4, 4), cmap="RdBu_r",
+                         vmin=-8, vmax=8, aspect="auto")
+    figure.colorbar(image, ax=right, label="silu(g) * u")
+    right.set_title("SwiGLU's unit: silu(gate) x up")
+    right.set_xlabel("g = gate(x)")
+    right.set_ylabel("u = up(x)")
+    return figure

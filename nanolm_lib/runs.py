@@ -109,16 +109,16 @@ class PresetRun:
 
     preset: str
     out_dir: Path
-    model_config: object  # GPTConfig
+    model_config: object  # GPTConfig or ModernConfig
     config: object  # TrainConfig
     corpus: object  # PreparedCorpus
     data: object = None  # the data source asked for (None: NANOLM_DATA, the hub, generated)
 
     @property
     def parameters(self) -> int:
-        from nanolm_lib.model import count_parameters
+        from nanolm_lib.modern import parameter_count
 
-        return count_parameters(self.model_config)
+        return parameter_count(self.model_config)
 
     def data_info(self) -> dict:
         """Where the tokens came from, as the checkpoint and config.json keep it."""
@@ -128,15 +128,16 @@ class PresetRun:
                 "bytes_per_token": corpus.bytes_per_token("validation")}
 
     def train(self, *, resume: bool = False, overwrite: bool = False) -> list[dict]:
-        """Seed, build the GPT, train (see :func:`nanolm_lib.train.train`); the history."""
+        """Seed, build the model (a GPT or a ModernGPT), train (see
+        :func:`nanolm_lib.train.train`); the history."""
         import torch
 
-        from nanolm_lib.model import GPT
+        from nanolm_lib.modern import build_model
         from nanolm_lib.train import train
 
         corpus = self.corpus
         torch.manual_seed(self.config.seed)  # the same initial weights for the same seed
-        return train(GPT(self.model_config), self.config, corpus.train, corpus.validation,
+        return train(build_model(self.model_config), self.config, corpus.train, corpus.validation,
                      tokenizer=corpus.tokenizer,
                      bytes_per_token=corpus.bytes_per_token("validation"), resume=resume,
                      overwrite=overwrite, data_info=self.data_info())
@@ -152,8 +153,8 @@ def plan_preset_run(preset: str | None, out_dir: Path, *, data=None, limit: int 
     :func:`training_overrides`' keywords. The corpus is prepared once per job: under
     ``torchrun`` rank 0 prepares it while the others wait, then read it from the cache.
     """
-    from nanolm_lib.checkpoint import load_checkpoint
-    from nanolm_lib.model import GPTConfig
+    from nanolm_lib.checkpoint import checkpoint_family, load_checkpoint
+    from nanolm_lib.modern import config_from_dict
     from nanolm_lib.presets import default_preset, model_config, train_preset
     from nanolm_lib.train import TrainConfig
 
@@ -163,7 +164,7 @@ def plan_preset_run(preset: str | None, out_dir: Path, *, data=None, limit: int 
         saved = state["extra"].get("data", {})
         preset = saved.get("preset") or default_preset()
         data = data if data is not None else saved.get("source")
-        model = GPTConfig(**state["model_config"])
+        model = config_from_dict(checkpoint_family(state, path=ckpt), state["model_config"])
         config = TrainConfig(**state["train_config"])
     else:
         preset = preset or default_preset()

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from nanolm_lib.checkpoint import (
     RunFolder,
+    checkpoint_family,
     checkpoint_state,
     config_dict,
     load_checkpoint,
@@ -929,7 +930,10 @@ class _Run:
 def _restore(ckpt_file: Path, model, optimizer, scaler, generator, config: TrainConfig,
              dist_info: Distributed) -> dict:
     """Load model, optimiser, scaler and RNG states from ``ckpt_file``; return the state."""
+    from nanolm_lib.modern import family_of
+
     state = load_checkpoint(ckpt_file)
+    checkpoint_family(state, family_of(model.config), ckpt_file)
     if state["model_config"] != config_dict(model.config):
         raise UsageError(f"resume: {ckpt_file} holds a model with config "
                          f"{state['model_config']}, not {config_dict(model.config)}; "
