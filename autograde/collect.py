@@ -43,12 +43,14 @@ import os
 import re
 import shutil
 import stat
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path, PurePosixPath
 
 from autograde.course import LESSON_NAME, GraderError, SpecialFileError, walk_plain
+from autograde.kit import EXTENDED_TIMESTAMP
 
 # lms: (file-name regex, strptime format of its time group). Named groups: key (the LMS id,
 # required), name, late, attempt and suffix (numbers: a higher one is later), time, file.
@@ -366,8 +368,16 @@ def _extract(archive: Path, destination: Path, lesson: str, roots: dict[str, tup
 
 
 def _member_time(member: zipfile.ZipInfo, zone: tzinfo) -> datetime | None:
-    """A zip member's time: local wall-clock time without a zone (the zip format's), read in
-    the course's zone."""
+    """A zip member's modification time: the Unix time of its extended-timestamp field
+    (0x5455, written by Info-ZIP's zip and by ``submit``) when it has one, else the zip
+    format's wall-clock time without a zone, read in the course's zone."""
+    extra = member.extra
+    while len(extra) >= 4:
+        header, size = struct.unpack("<HH", extra[:4])
+        body = extra[4:4 + size]
+        if header == EXTENDED_TIMESTAMP and len(body) >= 5 and body[0] & 1:
+            return datetime.fromtimestamp(struct.unpack("<i", body[1:5])[0], tz=UTC)
+        extra = extra[4 + size:]
     try:
         return datetime(*member.date_time, tzinfo=zone)
     except ValueError:  # a zip tool that wrote no valid date

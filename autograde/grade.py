@@ -32,7 +32,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -189,6 +189,32 @@ def merge_submission(db_url: str, student: str, lesson: str, submission: dict) -
         gb.db.commit()
 
 
+def record_late_work(db_url: str, course: CourseFile, grades: dict) -> None:
+    """Due dates, extensions and late penalties into the gradebook, where nbgrader's own
+    grades.csv reads them (``duedate``, ``late_submission_penalty``, ``score``)."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    def naive_utc(when):  # how nbgrader stores times
+        return when.astimezone(UTC).replace(tzinfo=None) if when else None
+
+    with Gradebook(db_url) as gb:
+        for (student, lesson), grade in grades.items():
+            dates = course.lessons.get(lesson)
+            try:
+                submission = gb.find_submission(lesson, student)
+            except MissingEntry:
+                continue
+            submission.assignment.duedate = naive_utc(dates.due) if dates else None
+            own_due = course.due(student, lesson)
+            submission.extension = (own_due - dates.due if dates and dates.due and own_due
+                                    and own_due != dates.due else None)
+            for number, notebook in enumerate(submission.notebooks):
+                notebook.late_submission_penalty = (
+                    round(grade.raw - grade.final, 4)
+                    if number == 0 and grade.penalty_percent else 0.0)
+        gb.db.commit()
+
+
 MERGE_ATTEMPTS = 3
 
 
@@ -319,12 +345,17 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
                 for k in range(max(1, min(workers, len(todo))) if todo else 0)]
     _run_workers(todo, settings, limits, main_db, out / ".state", result, show_progress)
 
+    from autograde import lms_export
+
+    grades = lms_export.late_grades(course, result.answers, collected.records, students,
+                                    lessons)
     try:
+        record_late_work(main_db, course, grades)
         export_csv(main_db, out / "grades.csv")
     except Exception as error:  # a gradebook held by another process: report, keep the rest
         result.failures.append(f"grades.csv: the gradebook {main_db} could not be read "
                                f"({str(error).splitlines()[0][:300]})")
-    _write_lms_exports(result, course, lms, collected, students, lessons)
+    _write_lms_exports(result, course, lms, collected, grades, students, lessons)
     report.write_outputs(result, students, lessons, limits)
     if result.ok:
         shutil.rmtree(work, ignore_errors=True)
@@ -332,12 +363,11 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
 
 
 def _write_lms_exports(result: BatchResult, course: CourseFile, lms: str,
-                       collected: Collected, students: list[str], lessons: list[str]) -> None:
+                       collected: Collected, grades: dict, students: list[str],
+                       lessons: list[str]) -> None:
     """``lms/`` and the report's sections on submission times, late work and the exports."""
     from autograde import lms_export
 
-    grades = lms_export.late_grades(course, result.answers, collected.records, students,
-                                    lessons)
     result.sections["Submission times and late work"] = lms_export.late_lines(grades) or [
         "(no submission time or due date known)"]
     try:

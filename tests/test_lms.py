@@ -11,6 +11,7 @@ import csv
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from autograde_toy import write_submission, write_toy_solutions
@@ -345,7 +346,31 @@ def test_grade_command_grades_a_canvas_download_end_to_end(toy, tmp_path, capsys
     with open(out / "grades.csv") as handle:            # nbgrader's long CSV, with names
         long = {row["student_id"]: row for row in csv.DictReader(handle)}
     assert long["10012"]["raw_score"] == "3.0" and long["10007"]["email"].startswith("john")
+    assert float(long["10012"]["late_submission_penalty"]) == pytest.approx(0.9)
+    assert float(long["10012"]["score"]) == pytest.approx(2.1)
+    assert long["10012"]["duedate"].startswith("2026-01-12 23:59:00")
+    assert float(long["10013"]["late_submission_penalty"]) == 0            # the extension
+    with zipfile.ZipFile(out / "lms" / "feedback_01_toy.zip") as zf:
+        assert "lateolu_LATE_10012_903_01_toy-feedback.html" in zf.namelist()
     report = (out / "report.md").read_text()
     assert "smithjohn_10007_905_notes.txt" in report
     assert "10012 / 01_toy: submitted 2026-01-15T02:59:00+00:00 (from zip members" in report
     assert "late penalty 30%: raw 3 -> 2.1 / 3" in report
+
+
+def test_submit_zips_keep_the_save_time_in_unix_time(tmp_path):
+    """`submit` records each file's modification time as Unix time: the grader reads the
+    same instant whatever the course's or the student's time zone."""
+    import os
+
+    from autograde.kit import submit
+
+    notebook = tmp_path / "ws" / "01_toy" / "01_toy.ipynb"
+    notebook.parent.mkdir(parents=True)
+    notebook.write_text("{}")
+    saved = int(DUE.timestamp())
+    os.utime(notebook, (saved, saved))
+    submit(tmp_path / "ws", student="amy", out_dir=tmp_path / "up")
+    for zone in ("UTC", "Pacific/Auckland"):
+        collected = gather(tmp_path / "up", tmp_path / "x", zone=ZoneInfo(zone))
+        assert collected.records[("amy", "01_toy")].submitted == DUE
