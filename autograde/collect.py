@@ -242,15 +242,15 @@ def _candidate(archive: Path, shown: str, lms: str, regex, time_format, zone, ca
     if lms == "blackboard" and shown.endswith(".txt"):
         collected.notes.append(f"{shown}: Blackboard's record of an attempt, not a submission")
         return None
+    if not shown.endswith(".zip"):
+        if not shown.startswith("."):
+            collected.not_graded.append(f"skipped {shown}: not a zip (students upload the zip "
+                                        "that `python -m autograde submit` writes)")
+        return None
     match = regex.match(shown)
     if not match:
-        if not shown.startswith(".") or shown.endswith(".zip"):
-            collected.not_graded.append(f"skipped {shown}: does not match the {lms} file "
-                                        f"name pattern {regex.pattern}")
-        return None
-    if not shown.endswith(".zip"):
-        collected.not_graded.append(f"skipped {shown}: not a zip (students upload the zip "
-                                    "that `python -m autograde submit` writes)")
+        collected.not_graded.append(f"skipped {shown}: does not match the {lms} file name "
+                                    f"pattern {regex.pattern}")
         return None
     groups = {name: value for name, value in match.groupdict().items() if value is not None}
     key = canonical(groups["key"])

@@ -48,10 +48,10 @@ from autograde.course import (
     make_course,
     run_nbgrader,
 )
+from autograde.course_file import CourseFile, now_utc
 from autograde.kernel import Limits, require_isolation
 from autograde.sandbox import die_with_parent
 from autograde.worker import ANSWER_PREFIX, WorkerSettings
-from autograde.course_file import CourseFile, now_utc
 from nanolm_lib.utils import atomic_write
 
 STATE_VERSION = 1

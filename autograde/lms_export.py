@@ -110,8 +110,12 @@ def write_exports(out: Path, course: CourseFile, lms: str, grades: dict, student
         for lesson in lessons:
             archives.append(_feedback_zip(out / f"feedback_{lesson}.zip", lesson, records,
                                           feedback_dir))
-    lines = [f"Written to lms/: scores_by_student.csv, canvas_grades.csv, moodle_grades.csv"
+    lines = ["Written to lms/: scores_by_student.csv, canvas_grades.csv, moodle_grades.csv"
              + "".join(f", {a.name}" for a in archives if a) + "."]
+    strangers = [key for key in students if course.students and key not in course.students]
+    if strangers:
+        lines.append(f"In the download but not on the roster (rows without name or email): "
+                     f"{', '.join(strangers)}.")
     absent = [key for key in everyone if key not in students]
     if absent:
         lines.append(f"On the roster without any file (empty cells, no grade): "

@@ -19,7 +19,7 @@ from autograde_toy import write_submission, write_toy_solutions
 from autograde.__main__ import main
 from autograde.answer import Answer
 from autograde.collect import LMS_PATTERNS, gather
-from autograde.course_file import CourseFileError, LatePolicy, load_course_file
+from autograde.course_file import CourseFileError, LatePolicy, Student, load_course_file
 from autograde.lms_export import CANVAS_COLUMNS, MOODLE_COLUMNS, late_grades, write_exports
 from autograde.release import release
 
@@ -97,8 +97,9 @@ def toy(tmp_path_factory):
     full = write_submission(root / "lessons", work, "full", "01_toy",
                             {"add": GOOD_ADD, "scale": GOOD_SCALE})
     blank = write_submission(root / "lessons", work, "blank", "01_toy")
+    two = write_submission(root / "lessons", work, "two", "02_toy")
     (root / "course.toml").write_text(COURSE_TOML)
-    return root, solutions, {"full": full, "blank": blank}
+    return root, solutions, {"full": full, "blank": blank, "two": two}
 
 
 def lms_zip(path: Path, lesson_folder: Path, when: datetime, top: str = "") -> Path:
@@ -195,7 +196,9 @@ def test_canvas_download_loses_and_merges_no_one(toy, tmp_path):
     assert any("adamsann_10011_902_01_toy.zip" in n and "superseded" in n
                for n in collected.notes)
     # the stray file is listed with its reason
-    assert len(collected.not_graded) == 1 and "notes.txt" in collected.not_graded[0]
+    assert collected.not_graded == ["skipped smithjohn_10007_905_notes.txt: not a zip "
+                                    "(students upload the zip that `python -m autograde "
+                                    "submit` writes)"]
     late = collected.records[("10012", "01_toy")]
     assert late.lms_late and late.submitted == DUE + timedelta(days=2, hours=3)
     assert late.time_source.startswith("zip members")
@@ -234,9 +237,14 @@ def test_moodle_names_with_spaces_folders_and_undecidable_duplicates(toy, tmp_pa
     # one participant, two files, no attempt order: neither is graded, and it says so
     lms_zip(download / "Ivy Ives_10016_assignsubmission_file_a.zip", notebooks["full"], when)
     lms_zip(download / "Ivy Ives_10016_assignsubmission_file_b.zip", notebooks["blank"], when)
-    collected = gather(download, tmp_path / "x", "moodle")
-    assert sorted(collected.found) == ["10009", "10010", "10014", "10015", "10016"]
-    assert collected.records[("10009", "01_toy")].name == "Gina Green"
+    course = load_course_file(None)
+    course.students["777"] = Student("777", "Gina Green", aliases=["10009", "20009"])
+    lms_zip(download / "Gina Green_20009_assignsubmission_file_02_toy.zip", notebooks["two"],
+            when)  # lesson 02's assignment: another participant id, the same student
+    collected = gather(download, tmp_path / "x", "moodle", canonical=course.canonical_id)
+    assert sorted(collected.found) == ["10010", "10014", "10015", "10016", "777"]
+    assert collected.records[("777", "01_toy")].name == "Gina Green"
+    assert collected.records[("777", "02_toy")].file.startswith("Gina Green_20009")
     assert "01_toy" in collected.found["10015"]
     assert "01_toy" not in collected.found["10016"]
     why = collected.blocked[("10016", "01_toy")]
@@ -327,13 +335,14 @@ def test_grade_command_grades_a_canvas_download_end_to_end(toy, tmp_path, capsys
     the right attempt, the late policy, the stray file reported and the exit status 1."""
     root, solutions, notebooks = toy
     download = canvas_download(tmp_path / "canvas", notebooks)
-    not_due = write_submission(root / "lessons", tmp_path / "w2", "x", "02_toy")
-    lms_zip(download / "adamsann_10011_960_02_toy.zip", not_due, DUE)
+    lms_zip(download / "adamsann_10011_960_02_toy.zip", notebooks["two"], DUE)  # not due
     out = tmp_path / "out"
+    # course.toml is found beside lessons/ and solutions/, as in the repository
     status = main(["grade", str(download), "--out", str(out), "--solutions", str(solutions),
-                   "--course", str(root / "course.toml"), "--workers", "2",
+                   "--lms", "canvas", "--workers", "2",
                    "--cell-timeout", "30", "--notebook-timeout", "120"])
     captured = capsys.readouterr()
+    assert f"course file: {root / 'course.toml'}" in captured.out
     assert status == 1, captured.err                      # the stray file was not graded
     assert "NOT GRADED: 1 file(s)" in captured.err and "notes.txt" in captured.err
     assert "lesson 02_toy is not graded: due 2099" in captured.out
@@ -374,3 +383,17 @@ def test_submit_zips_keep_the_save_time_in_unix_time(tmp_path):
     for zone in ("UTC", "Pacific/Auckland"):
         collected = gather(tmp_path / "up", tmp_path / "x", zone=ZoneInfo(zone))
         assert collected.records[("amy", "01_toy")].submitted == DUE
+
+
+def test_a_lesson_collection_could_not_decide_is_not_graded_and_fails_the_batch(toy, tmp_path):
+    from autograde.grade import BatchResult, _pending
+    from autograde.kernel import Limits
+
+    root, solutions, notebooks = toy
+    found = {"5": {"01_toy": notebooks["full"]}, "6": {}}
+    result = BatchResult(out=tmp_path)
+    todo = _pending(found, ["5", "6"], ["01_toy"], solutions, Limits(), tmp_path / ".state",
+                    "sqlite://", result, blocked={("6", "01_toy"): "two files: a.zip, b.zip"})
+    assert [(s.student, s.lesson) for s, _ in todo] == [("5", "01_toy")]
+    assert result.failures == ["6/01_toy: NOT GRADED: two files: a.zip, b.zip"]
+    assert not result.ok
