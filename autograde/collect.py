@@ -157,15 +157,15 @@ def gather(submissions: Path, extract_to: Path, lms: str = "native", pattern: st
 
 
 def _downloads(submissions: Path, lms: str) -> list[tuple[Path, str]]:
-    """``(file, name to match)`` of every file of an LMS download, hidden ones left out;
-    empty when the folder holds no zip (the folder layout)."""
+    """``(path, name to match)`` of every entry of an LMS download (a folder's name ends with
+    ``/``); empty when the folder holds no zip (the folder layout)."""
     files = []
     for entry in sorted(submissions.iterdir()):
-        if entry.is_file():
-            files.append((entry, entry.name))
-        elif entry.is_dir() and lms == "moodle" and not entry.name.startswith("."):
-            files += [(inner, f"{entry.name}_{inner.name}") for inner in sorted(entry.iterdir())
-                      if inner.is_file()]
+        if entry.is_dir() and lms == "moodle" and not entry.name.startswith("."):
+            files += [(inner, f"{entry.name}_{inner.name}" + ("/" if inner.is_dir() else ""))
+                      for inner in sorted(entry.iterdir())]
+        else:
+            files.append((entry, entry.name + ("/" if entry.is_dir() else "")))
     if not any(name.endswith(".zip") for _, name in files):
         return []
     return files
@@ -225,7 +225,7 @@ def _collect_zips(downloads: list[tuple[Path, str]], extract_to: Path, lms: str,
                                         f"({error})")
             continue
         collected.found[key][lesson] = folder
-        record = Record(chosen.shown, when, "zip members (the student's clock)",
+        record = Record(chosen.shown, when, "zip members, the student's clock",
                         lms_late=bool(chosen.match.get("late")),
                         name=chosen.match.get("name") or "")
         if chosen.match.get("time"):
@@ -241,6 +241,12 @@ def _candidate(archive: Path, shown: str, lms: str, regex, time_format, zone, ca
     """One download file read: its key, LMS order and lesson roots, or None (and why)."""
     if lms == "blackboard" and shown.endswith(".txt"):
         collected.notes.append(f"{shown}: Blackboard's record of an attempt, not a submission")
+        return None
+    if shown.endswith("/"):
+        if not shown.startswith("."):
+            collected.not_graded.append(f"skipped folder {shown}: an LMS download holds the "
+                                        "students' files, not folders (Moodle's folders: "
+                                        "--lms moodle)")
         return None
     if not shown.endswith(".zip"):
         if not shown.startswith("."):

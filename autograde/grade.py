@@ -69,6 +69,7 @@ class BatchResult:
     notes: list[str] = field(default_factory=list)
     not_graded: list[str] = field(default_factory=list)  # files of the download left out
     sections: dict[str, list[str]] = field(default_factory=dict)  # report: heading -> lines
+    late: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)  # final, %
     isolation: str = ""
     copied: str = "zero"      # the copy policy this batch graded under
 
@@ -368,6 +369,8 @@ def _write_lms_exports(result: BatchResult, course: CourseFile, lms: str,
     """``lms/`` and the report's sections on submission times, late work and the exports."""
     from autograde import lms_export
 
+    result.late = {key: (grade.final, grade.penalty_percent)
+                   for key, grade in grades.items() if grade.penalty_percent}
     result.sections["Submission times and late work"] = lms_export.late_lines(grades) or [
         "(no submission time or due date known)"]
     try:

@@ -73,7 +73,8 @@ def late_grades(course: CourseFile, answers: dict, records: dict[tuple[str, str]
                 note = "submission time unknown: no late penalty"
             if record and record.lms_late and not penalty:
                 note = (note + "; " if note else "") + (
-                    "the LMS marked the file late, but by its time it is not late"
+                    "the LMS marked the file late; by its time and the student's due time "
+                    "it is not"
                     if due else "the LMS marked the file late")
             grades[(student, lesson)] = LessonGrade(
                 raw, maximum, submitted, record.time_source if record else "", due, penalty,
@@ -217,7 +218,7 @@ def late_lines(grades: dict) -> list[str]:
             continue
         due = f", due {_when(grade.due)}" if grade.due else ""
         submitted = _when(grade.submitted) or "at an unknown time"
-        line = (f"- {student} / {lesson}: submitted {submitted} (from "
+        line = (f"- {student} / {lesson}: submitted {submitted} (time from "
                 f"{grade.time_source or 'nowhere'}){due}")
         if grade.penalty_percent:
             line += (f"; late penalty {_score(grade.penalty_percent)}%: raw "

@@ -149,7 +149,9 @@ def write_report_md(path: Path, result, students: list[str], lessons: list[str])
                         + (" -> question scored 0" if policy == "zero"
                            and f["kind"] in POLICY_KINDS else "")
                         for f in answer.flags])
-            lines.append(f"- **{student} / {lesson}**: {score:g} / {maximum:g}")
+            late = getattr(result, "late", {}).get((student, lesson))
+            after = (f" (raw; {late[0]:g} after a {late[1]:g}% late penalty)" if late else "")
+            lines.append(f"- **{student} / {lesson}**: {score:g} / {maximum:g}{after}")
             lines += [f"  - {note}" for note in notes]
     path.write_text("\n".join(lines) + "\n")
 

@@ -129,6 +129,7 @@ def canvas_download(folder: Path, notebooks: dict[str, Path]) -> Path:
     lms_zip(folder / "endedext_LATE_10013_904_01_toy.zip", notebooks["full"],
             DUE + timedelta(days=3))                            # inside a 4-day extension
     (folder / "smithjohn_10007_905_notes.txt").write_text("my notes")
+    (folder / ".DS_Store").write_bytes(b"")   # the instructor's machine's, not a student's
     return folder
 
 
@@ -199,6 +200,10 @@ def test_canvas_download_loses_and_merges_no_one(toy, tmp_path):
     assert collected.not_graded == ["skipped smithjohn_10007_905_notes.txt: not a zip "
                                     "(students upload the zip that `python -m autograde "
                                     "submit` writes)"]
+    (download / "extracted_by_hand").mkdir()
+    again = gather(download, tmp_path / "x", "canvas", canonical=course.canonical_id)
+    assert "skipped folder extracted_by_hand/" in again.not_graded[0]
+    (download / "extracted_by_hand").rmdir()
     late = collected.records[("10012", "01_toy")]
     assert late.lms_late and late.submitted == DUE + timedelta(days=2, hours=3)
     assert late.time_source.startswith("zip members")
@@ -363,7 +368,8 @@ def test_grade_command_grades_a_canvas_download_end_to_end(toy, tmp_path, capsys
         assert "lateolu_LATE_10012_903_01_toy-feedback.html" in zf.namelist()
     report = (out / "report.md").read_text()
     assert "smithjohn_10007_905_notes.txt" in report
-    assert "10012 / 01_toy: submitted 2026-01-15T02:59:00+00:00 (from zip members" in report
+    assert "10012 / 01_toy: submitted 2026-01-15T02:59:00+00:00 (time from zip members" in report
+    assert "**10012 / 01_toy**: 3 / 3 (raw; 2.1 after a 30% late penalty)" in report
     assert "late penalty 30%: raw 3 -> 2.1 / 3" in report
 
 
