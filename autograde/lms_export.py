@@ -14,8 +14,10 @@
   file the student handed in (``<downloaded name without .zip>-feedback.html``), the layout
   both LMSs' bulk feedback uploads match their students by.
 
-A student on the roster without any file gets empty cells (no grade), and the report names
-them; a graded lesson without a notebook scores 0 as everywhere else.
+A student on the roster without any file has a row of empty cells in
+``scores_by_student.csv`` and none in the import files (an empty cell would clear a grade
+entered in the LMS by hand), and the report names them; a graded lesson without a notebook
+scores 0 as everywhere else.
 """
 
 from __future__ import annotations
@@ -103,8 +105,9 @@ def write_exports(out: Path, course: CourseFile, lms: str, grades: dict, student
     everyone = sorted(set(students) | set(course.students), key=_id_order)
     names = {key: record.name for (key, _), record in records.items() if record.name}
     _write_wide(out / "scores_by_student.csv", course, grades, everyone, lessons, names)
-    _write_canvas(out / "canvas_grades.csv", course, grades, everyone, lessons, names)
-    unmapped = _write_moodle(out / "moodle_grades.csv", course, grades, everyone, lessons,
+    handed_in = sorted(students, key=_id_order)
+    _write_canvas(out / "canvas_grades.csv", course, grades, handed_in, lessons, names)
+    unmapped = _write_moodle(out / "moodle_grades.csv", course, grades, handed_in, lessons,
                              names)
     archives = []
     if lms in ("canvas", "moodle"):
@@ -119,8 +122,8 @@ def write_exports(out: Path, course: CourseFile, lms: str, grades: dict, student
                      f"{', '.join(strangers)}.")
     absent = [key for key in everyone if key not in students]
     if absent:
-        lines.append(f"On the roster without any file (empty cells, no grade): "
-                     f"{', '.join(absent)}.")
+        lines.append(f"On the roster without any file (no row in the import files, empty "
+                     f"cells in scores_by_student.csv): {', '.join(absent)}.")
     if unmapped:
         lines.append(f"moodle_grades.csv: no email or ID number for {', '.join(unmapped)}; "
                      "Moodle cannot match these rows (add them to the roster in course.toml).")
