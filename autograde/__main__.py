@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "course.toml beside lessons/, when there is one)")
     p.add_argument("--lms", choices=("native", "canvas", "moodle", "blackboard"), default=None,
                    help="how the download's files are named (default: the course file's "
-                        "[lms] kind, else native: <student>_<anything>.zip from submit)")
+                        "[lms] kind, else the LMS whose names every zip fits, else native: "
+                        "<student>_<anything>.zip from submit)")
     p.add_argument("--cell-timeout", type=int, default=120, help="seconds per cell (120)")
     p.add_argument("--notebook-timeout", type=float, default=900,
                    help="wall-clock seconds per notebook (900)")

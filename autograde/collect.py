@@ -119,6 +119,7 @@ class Collected:
     notes: list[str] = field(default_factory=list)        # superseded attempts, ...
     not_graded: list[str] = field(default_factory=list)   # "file: why" for every skipped file
     blocked: dict[tuple[str, str], str] = field(default_factory=dict)  # lesson left ungraded
+    lms: str = "native"                                   # how the file names were read
 
 
 @dataclass
@@ -137,23 +138,44 @@ def collect(submissions: Path, extract_to: Path) -> tuple[dict[str, dict[str, Pa
     return collected.found, collected.notes + collected.not_graded
 
 
-def gather(submissions: Path, extract_to: Path, lms: str = "native", pattern: str | None = None,
-           time_format: str | None = None, zone: tzinfo = UTC,
+def gather(submissions: Path, extract_to: Path, lms: str | None = "native",
+           pattern: str | None = None, time_format: str | None = None, zone: tzinfo = UTC,
            canonical=lambda key: key) -> Collected:
-    """Collect either layout. ``lms`` picks the file-name pattern (``pattern`` replaces it),
-    ``zone`` reads times that carry none, ``canonical`` maps an id to the roster's."""
+    """Collect either layout. ``lms`` picks the file-name pattern (None: the LMS whose pattern
+    every zip's name fits, else native; ``pattern`` replaces it), ``zone`` reads times that
+    carry none, ``canonical`` maps an id to the roster's."""
     submissions = Path(submissions)
     if not submissions.is_dir():
         raise GraderError(f"SUBMISSIONS {submissions}: not a folder")
-    if lms not in LMS_PATTERNS:
+    if lms is not None and lms not in LMS_PATTERNS:
         raise GraderError(f"--lms {lms!r}: use one of {', '.join(LMS_PATTERNS)}")
+    recognised = None
+    if lms is None:
+        lms = recognised = "native" if pattern else _recognise(submissions)
     regex = re.compile(pattern or LMS_PATTERNS[lms][0])
     time_format = time_format or LMS_PATTERNS[lms][1]
     downloads = _downloads(submissions, lms)
-    if downloads:
-        return _collect_zips(downloads, Path(extract_to), lms, regex, time_format, zone,
-                             canonical)
-    return _collect_folders(submissions, zone)
+    if not downloads:
+        return _collect_folders(submissions, zone)
+    collected = _collect_zips(downloads, Path(extract_to), lms, regex, time_format, zone,
+                              canonical)
+    collected.lms = lms
+    if recognised and recognised != "native":
+        collected.notes.insert(0, f"the file names are those of a {recognised} download: read "
+                                  f"as --lms {recognised} (--lms native reads them as "
+                                  "<student>_<anything>.zip)")
+    return collected
+
+
+def _recognise(submissions: Path) -> str:
+    """The LMS whose file-name pattern every zip of the download fits, else ``native``: a
+    Canvas download read as native would key two students by one name."""
+    for lms in ("canvas", "moodle", "blackboard"):
+        names = [name for _, name in _downloads(submissions, lms)
+                 if name.endswith(".zip") and not name.startswith(".")]
+        if names and all(re.match(LMS_PATTERNS[lms][0], name) for name in names):
+            return lms
+    return "native"
 
 
 def _downloads(submissions: Path, lms: str) -> list[tuple[Path, str]]:

@@ -6,7 +6,8 @@ except a lesson's ``due`` when the lesson is listed::
     timezone = "Europe/London"      # dates without an offset are local to the course (UTC)
 
     [lms]
-    kind = "canvas"                 # canvas | moodle | blackboard | native (submit's zips)
+    kind = "canvas"                 # canvas | moodle | blackboard | native (submit's zips);
+                                    # without it, recognised from the file names
     # pattern = '...'               # a regex for the download's file names (see collect.py)
     # time_format = "%Y-%m-%d-%H-%M-%S"
 
@@ -110,7 +111,7 @@ class Student:
 class CourseFile:
     path: Path | None = None
     timezone: str = "UTC"
-    lms: str = "native"
+    lms: str | None = None          # None: recognised from the download's file names
     pattern: str | None = None
     time_format: str | None = None
     lessons: dict[str, LessonDates] = field(default_factory=dict)
@@ -160,7 +161,8 @@ def load_course_file(path: Path | None) -> CourseFile:
                               "name such as 'UTC' or 'Europe/London'") from None
     lms = reader.table(data, "lms")
     reader.known(lms, "lms", ("kind", "pattern", "time_format"))
-    course.lms = reader.choice(lms, "lms.kind", "kind", LMS_KINDS, "native")
+    if "kind" in lms:
+        course.lms = reader.choice(lms, "lms.kind", "kind", LMS_KINDS, "native")
     course.pattern = lms.get("pattern")
     course.time_format = lms.get("time_format")
     if course.pattern is not None:
@@ -218,9 +220,9 @@ def load_course_file(path: Path | None) -> CourseFile:
     return course
 
 
-def find_course_file(lessons_dir: Path) -> Path | None:
-    """``course.toml`` beside ``lessons_dir``, when there is one."""
-    candidate = Path(lessons_dir).resolve().parent / COURSE_FILE
+def find_course_file(course_folder: Path) -> Path | None:
+    """``course.toml`` beside ``course_folder`` (``solutions/`` or ``lessons/``), if any."""
+    candidate = Path(course_folder).resolve().parent / COURSE_FILE
     return candidate if candidate.is_file() else None
 
 

@@ -308,9 +308,8 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
     result = BatchResult(out=out, isolation=isolation_level(limits.use_bwrap), copied=copied)
 
     course = course or CourseFile()
-    lms = lms or course.lms
-    collected = gather(submissions, work / "collected", lms, course.pattern, course.time_format,
-                       ZoneInfo(course.timezone), course.canonical_id)
+    collected = gather(submissions, work / "collected", lms or course.lms, course.pattern,
+                       course.time_format, ZoneInfo(course.timezone), course.canonical_id)
     found = collected.found
     result.notes, result.not_graded = collected.notes, collected.not_graded
     lessons = _choose_lessons(found, lessons, solutions_dir, result.notes, course,
@@ -356,7 +355,7 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
     except Exception as error:  # a gradebook held by another process: report, keep the rest
         result.failures.append(f"grades.csv: the gradebook {main_db} could not be read "
                                f"({str(error).splitlines()[0][:300]})")
-    _write_lms_exports(result, course, lms, collected, grades, students, lessons)
+    _write_lms_exports(result, course, collected.lms, collected, grades, students, lessons)
     report.write_outputs(result, students, lessons, limits)
     if result.ok:
         shutil.rmtree(work, ignore_errors=True)

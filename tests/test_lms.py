@@ -207,6 +207,10 @@ def test_canvas_download_loses_and_merges_no_one(toy, tmp_path):
     late = collected.records[("10012", "01_toy")]
     assert late.lms_late and late.submitted == DUE + timedelta(days=2, hours=3)
     assert late.time_source.startswith("zip members")
+    # without --lms the names are recognised as Canvas's, never keyed by the name "smithjohn"
+    recognised = gather(download, tmp_path / "y", None)
+    assert recognised.lms == "canvas" and "--lms canvas" in recognised.notes[0]
+    assert {"10007", "10008"} <= set(recognised.found)
 
 
 def test_a_copied_zip_keeps_its_submission_time(toy, tmp_path):
