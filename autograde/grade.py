@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from autograde import lms_export
 from autograde.answer import Answer
 from autograde.collect import Collected, Submission, gather
 from autograde.course import (
@@ -315,7 +316,7 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
     lessons = _choose_lessons(found, lessons, solutions_dir, result.notes, course,
                               now or now_utc())
     students = sorted(found)
-    if students and not lessons and course.path is not None:
+    if students and not lessons and course.lessons:
         raise GraderError(f"no lesson submitted in {submissions} is due yet by "
                           f"{course.path}: " + "; ".join(result.notes))
     if not students or not lessons:
@@ -345,8 +346,6 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
                 for k in range(max(1, min(workers, len(todo))) if todo else 0)]
     _run_workers(todo, settings, limits, main_db, out / ".state", result, show_progress)
 
-    from autograde import lms_export
-
     grades = lms_export.late_grades(course, result.answers, collected.records, students,
                                     lessons)
     try:
@@ -366,8 +365,6 @@ def _write_lms_exports(result: BatchResult, course: CourseFile, lms: str,
                        collected: Collected, grades: dict, students: list[str],
                        lessons: list[str]) -> None:
     """``lms/`` and the report's sections on submission times, late work and the exports."""
-    from autograde import lms_export
-
     result.late = {key: (grade.final, grade.penalty_percent)
                    for key, grade in grades.items() if grade.penalty_percent}
     result.sections["Submission times and late work"] = lms_export.late_lines(grades) or [
@@ -389,7 +386,7 @@ def _choose_lessons(found: dict, lessons: list[str] | None, solutions_dir: Path,
     submitted = {lesson for per_student in found.values() for lesson in per_student}
     for lesson in sorted(submitted - set(available)):
         notes.append(f"lesson folder {lesson!r} has no solution in {solutions_dir}; not graded")
-    if lessons is None and course is not None and course.path is not None:
+    if lessons is None and course is not None and course.lessons:
         due = set()
         for lesson in sorted(submitted & set(available)):
             if course.is_due(lesson, now):
@@ -397,7 +394,7 @@ def _choose_lessons(found: dict, lessons: list[str] | None, solutions_dir: Path,
                 continue
             dates = course.lessons.get(lesson)
             when = (f"due {dates.due.isoformat(timespec='minutes')}" if dates
-                    else f"no due date in {course.path.name}")
+                    else f"no due date in {course.path}")
             notes.append(f"lesson {lesson} is not graded: {when} (--lessons {lesson} grades "
                          "it anyway)")
         return sorted(due)

@@ -406,3 +406,19 @@ def test_a_lesson_collection_could_not_decide_is_not_graded_and_fails_the_batch(
     assert [(s.student, s.lesson) for s, _ in todo] == [("5", "01_toy")]
     assert result.failures == ["6/01_toy: NOT GRADED: two files: a.zip, b.zip"]
     assert not result.ok
+
+
+def test_only_due_lessons_are_graded_unless_asked(toy):
+    from autograde.grade import _choose_lessons
+
+    root, solutions, _ = toy
+    course = load_course_file(root / "course.toml")
+    found = {"1": {"01_toy": root, "02_toy": root}}
+    notes = []
+    assert _choose_lessons(found, None, solutions, notes, course, DUE) == []  # not yet due
+    assert _choose_lessons(found, None, solutions, notes, course,
+                           DUE + timedelta(seconds=1)) == ["01_toy"]
+    assert "lesson 02_toy is not graded: due 2099-01-01T23:59+00:00" in notes[-1]
+    assert _choose_lessons(found, ["02_toy"], solutions, [], course, DUE) == ["02_toy"]
+    roster_only = load_course_file(None)  # no calendar: every submitted lesson
+    assert _choose_lessons(found, None, solutions, [], roster_only, DUE) == ["01_toy", "02_toy"]
