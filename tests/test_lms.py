@@ -415,9 +415,10 @@ def test_only_due_lessons_are_graded_unless_asked(toy):
     course = load_course_file(root / "course.toml")
     found = {"1": {"01_toy": root, "02_toy": root}}
     notes = []
-    assert _choose_lessons(found, None, solutions, notes, course, DUE) == []  # not yet due
     assert _choose_lessons(found, None, solutions, notes, course,
-                           DUE + timedelta(seconds=1)) == ["01_toy"]
+                           DUE - timedelta(seconds=1)) == []  # not yet due
+    assert _choose_lessons(found, None, solutions, notes, course,
+                           DUE) == ["01_toy"]
     assert "lesson 02_toy is not graded: due 2099-01-01T23:59+00:00" in notes[-1]
     assert _choose_lessons(found, ["02_toy"], solutions, [], course, DUE) == ["02_toy"]
     roster_only = load_course_file(None)  # no calendar: every submitted lesson
