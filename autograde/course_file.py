@@ -187,6 +187,10 @@ def load_course_file(path: Path | None) -> CourseFile:
             release=reader.when(entry, f"{key}.release", "release", zone),
             late=reader.late(entry.get("late", {}), f"{key}.late", default_late),
             lms_id=str(entry.get("lms_id", "")), title=reader.text(entry, "title", "", key))
+        dates = course.lessons[lesson]
+        if dates.release and dates.release > dates.due:
+            raise CourseFileError(f"{path}: {key}.release ({dates.release.isoformat()}) is "
+                                  f"after {key}.due ({dates.due.isoformat()})")
     for number, entry in enumerate(reader.array(data, "students")):
         key = f"students[{number}]"
         reader.known(entry, key, ("lms_id", "name", "email", "section", "sis_user_id",

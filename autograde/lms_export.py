@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import zipfile
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -214,10 +215,15 @@ def _feedback_zip(path: Path, lesson: str, records: dict, feedback_dir: Path) ->
 
 
 def late_lines(grades: dict) -> list[str]:
-    """The report's lines on submission times and late work."""
-    lines = []
+    """The report's lines on submission times and late work: where the times came from, then
+    each submission that is late or otherwise worth a word (every time is in
+    scores_by_student.csv)."""
+    sources = Counter(grade.time_source or "nowhere" for grade in grades.values())
+    lines = ["Submission times from " + "; ".join(
+        f"{source}: {count}" for source, count in sorted(sources.items()))
+        + " (each submission's time and source: lms/scores_by_student.csv)."] if grades else []
     for (student, lesson), grade in sorted(grades.items()):
-        if not grade.submitted and not grade.note:
+        if not grade.penalty_percent and not grade.note:
             continue
         due = f", due {_when(grade.due)}" if grade.due else ""
         submitted = _when(grade.submitted) or "at an unknown time"

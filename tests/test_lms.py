@@ -157,6 +157,11 @@ def test_course_file_reads_dates_policies_roster_and_extensions(toy):
     ("[[extensions]]\nstudent = '1'\nlesson = '03_x'\ndays = 2\n", ("extensions[0].lesson",)),
     ("[[students]]\nlms_id = '1'\n[[students]]\nlms_id = '1'\n", ("students[1].lms_id",)),
     ("due = [", ("not valid TOML",)),
+    ("[lessons.01_toy]\nrelease = 2026-02-01\ndue = 2026-01-01\n",
+     ("lessons.01_toy.release", "after lessons.01_toy.due")),
+    ("[[extensions]]\nstudent = '1'\nlesson = '01_toy'\ndays = 2\n"
+     "[lessons.01_toy]\ndue = 2026-01-01\n[[students]]\nlms_id = '2'\n",
+     ("extensions[0].student", "not in the roster")),
 ])
 def test_course_file_errors_name_the_file_and_key(tmp_path, text, names):
     path = tmp_path / "course.toml"
