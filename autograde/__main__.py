@@ -28,31 +28,41 @@ def _release(args) -> int:
 
 def _grade(args) -> int:
     _require("grade")
+    from autograde.course_file import find_course_file, load_course_file
     from autograde.grade import grade_batch
     from autograde.kernel import Limits
 
     limits = Limits(cell_timeout_s=args.cell_timeout, notebook_timeout_s=args.notebook_timeout,
                     memory_mb=args.memory_mb, output_bytes=args.max_output,
                     use_bwrap=not args.unsafe_no_isolation)
+    course_path = args.course or find_course_file(args.solutions)
+    course = load_course_file(course_path)
+    if course_path:
+        print(f"course file: {course_path}")
     try:
         result = grade_batch(args.submissions, args.out, workers=args.workers, db_url=args.db,
                              limits=limits, lessons=args.lessons or None,
                              solutions_dir=args.solutions, copied=args.copied,
-                             show_hidden_tests=args.show_hidden_tests)
+                             show_hidden_tests=args.show_hidden_tests, course=course,
+                             lms=args.lms)
     except KeyboardInterrupt:
         print(f"\ninterrupted: what was graded is kept in {args.out}; run the same command "
               "again to resume", file=sys.stderr)
         return 130
     print(f"graded {result.graded} notebooks ({result.skipped} unchanged since the last run) "
-          f"into {result.out}: grades.csv, scores.json, summary.md, report.md, feedback/")
+          f"into {result.out}: grades.csv, scores.json, summary.md, report.md, feedback/, "
+          "lms/")
     print(f"isolation: {result.isolation}")
     for note in result.notes:
         print(f"note: {note}")
-    if result.failures:
-        for failure in result.failures:
-            print(f"NOT GRADED {failure.splitlines()[0]}", file=sys.stderr)
-        return 1
-    return 0
+    for failure in result.failures:
+        print(f"NOT GRADED {failure.splitlines()[0]}", file=sys.stderr)
+    for skipped in result.not_graded:
+        print(f"NOT GRADED {skipped}", file=sys.stderr)
+    if result.not_graded:
+        print(f"NOT GRADED: {len(result.not_graded)} file(s) of the download were not graded; "
+              "report.md lists each with its reason", file=sys.stderr)
+    return 0 if result.ok else 1
 
 
 def _check(args) -> int:
@@ -118,16 +128,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "grade", help="grade a folder of submissions",
-        description="Grade SUBMISSIONS (<student>/<NN_slug>/<NN_slug>.ipynb folders, or LMS "
-                    "zips named <student>_<anything>.zip) into OUT: grades.csv, scores.json, "
-                    "feedback/, summary.md, summary.png, report.md. Re-running skips "
-                    "submissions graded before and unchanged.")
+        description="Grade SUBMISSIONS (<student>/<NN_slug>/<NN_slug>.ipynb folders, or an "
+                    "LMS download of zips: --lms) into OUT: grades.csv, scores.json, "
+                    "feedback/, summary.md, summary.png, report.md, and lms/ (the LMS's "
+                    "import CSVs with the late policy applied, feedback archives). "
+                    "Re-running skips submissions graded before and unchanged.")
     p.add_argument("submissions", type=Path)
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--workers", type=int, default=1, help="parallel workers (default 1)")
     p.add_argument("--db", default=None,
                    help="SQLAlchemy URL of the gradebook (default sqlite in OUT)")
-    p.add_argument("--lessons", nargs="*", help="lessons to grade (default: all submitted)")
+    p.add_argument("--lessons", nargs="*",
+                   help="lessons to grade (default: all submitted; with a course file, those "
+                        "already due)")
+    p.add_argument("--course", type=Path, default=None,
+                   help="course file with due dates, late policy and roster (default: "
+                        "course.toml beside lessons/, when there is one)")
+    p.add_argument("--lms", choices=("native", "canvas", "moodle", "blackboard"), default=None,
+                   help="how the download's files are named (default: the course file's "
+                        "[lms] kind, else the LMS whose names every zip fits, else native: "
+                        "<student>_<anything>.zip from submit)")
     p.add_argument("--cell-timeout", type=int, default=120, help="seconds per cell (120)")
     p.add_argument("--notebook-timeout", type=float, default=900,
                    help="wall-clock seconds per notebook (900)")

@@ -1,6 +1,9 @@
 """``python -m autograde grade SUBMISSIONS --out DIR``: grade a class in one command.
 
-1. Collect the submissions (:mod:`autograde.collect`): student folders or LMS zips.
+1. Collect the submissions (:mod:`autograde.collect`): student folders or LMS zips, named
+   as the LMS (``--lms`` or ``course.toml``'s ``[lms] kind``) names them. With a course file
+   (:mod:`autograde.course_file`), only the lessons already due are graded unless
+   ``--lessons`` names others.
 2. Build a template gradebook holding the lessons' assignments (nbgrader
    ``generate_assignment`` of ``solutions/``), and the main gradebook (``DIR/gradebook.db``, or
    any SQLAlchemy URL given with ``--db``).
@@ -10,10 +13,12 @@
    directory and gradebook; merge each answer into the main gradebook as it arrives (one
    writer), with a progress bar over submissions.
 5. Write ``grades.csv`` (nbgrader's CSV export), ``scores.json``, ``feedback/``,
-   ``summary.md`` / ``summary.png`` and ``report.md`` (:mod:`autograde.report`).
+   ``summary.md`` / ``summary.png`` and ``report.md`` (:mod:`autograde.report`), and the LMS
+   exports with the late policy applied (``lms/``, :mod:`autograde.lms_export`).
 
 The batch exits 0 whenever every submission was graded, even to zero; a submission that the
-grader itself could not handle is named in the report and makes the exit status non-zero.
+grader itself could not handle, and every file of the download that was not graded, is named
+in the report and makes the exit status non-zero.
 """
 
 from __future__ import annotations
@@ -27,10 +32,13 @@ import subprocess
 import sys
 import threading
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+from autograde import lms_export
 from autograde.answer import Answer
-from autograde.collect import Submission, collect
+from autograde.collect import Collected, Submission, gather
 from autograde.course import (
     SOLUTIONS_DIR,
     GraderError,
@@ -41,6 +49,7 @@ from autograde.course import (
     make_course,
     run_nbgrader,
 )
+from autograde.course_file import CourseFile, now_utc
 from autograde.kernel import Limits, require_isolation
 from autograde.sandbox import die_with_parent
 from autograde.worker import ANSWER_PREFIX, WorkerSettings
@@ -59,12 +68,15 @@ class BatchResult:
     skipped: int = 0          # unchanged since an earlier run
     failures: list[str] = field(default_factory=list)   # "student/lesson: why"
     notes: list[str] = field(default_factory=list)
+    not_graded: list[str] = field(default_factory=list)  # files of the download left out
+    sections: dict[str, list[str]] = field(default_factory=dict)  # report: heading -> lines
+    late: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)  # final, %
     isolation: str = ""
     copied: str = "zero"      # the copy policy this batch graded under
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        return not self.failures and not self.not_graded
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -179,6 +191,32 @@ def merge_submission(db_url: str, student: str, lesson: str, submission: dict) -
         gb.db.commit()
 
 
+def record_late_work(db_url: str, course: CourseFile, grades: dict) -> None:
+    """Due dates, extensions and late penalties into the gradebook, where nbgrader's own
+    grades.csv reads them (``duedate``, ``late_submission_penalty``, ``score``)."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    def naive_utc(when):  # how nbgrader stores times
+        return when.astimezone(UTC).replace(tzinfo=None) if when else None
+
+    with Gradebook(db_url) as gb:
+        for (student, lesson), grade in grades.items():
+            dates = course.lessons.get(lesson)
+            try:
+                submission = gb.find_submission(lesson, student)
+            except MissingEntry:
+                continue
+            submission.assignment.duedate = naive_utc(dates.due) if dates else None
+            own_due = course.due(student, lesson)
+            submission.extension = (own_due - dates.due if dates and dates.due and own_due
+                                    and own_due != dates.due else None)
+            for number, notebook in enumerate(submission.notebooks):
+                notebook.late_submission_penalty = (
+                    round(grade.raw - grade.final, 4)
+                    if number == 0 and grade.penalty_percent else 0.0)
+        gb.db.commit()
+
+
 MERGE_ATTEMPTS = 3
 
 
@@ -244,12 +282,16 @@ def export_csv(db_url: str, path: Path) -> None:
 def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | None = None,
                 limits: Limits | None = None, lessons: list[str] | None = None,
                 solutions_dir: Path = SOLUTIONS_DIR, show_progress: bool = True,
-                copied: str = "zero", show_hidden_tests: bool = False) -> BatchResult:
+                copied: str = "zero", show_hidden_tests: bool = False,
+                course: CourseFile | None = None, lms: str | None = None,
+                now: datetime | None = None) -> BatchResult:
     """Grade every submission under ``submissions`` into ``out`` (see the module docstring).
 
     ``copied``: the copy policy, ``"zero"`` (a question whose solution uses or copies the
     reference scores 0) or ``"flag"`` (reported, points unchanged). ``show_hidden_tests``: the
-    feedback shows the hidden tests' source (by default only their results).
+    feedback shows the hidden tests' source (by default only their results). ``course``: the
+    course file (dates, late policy, roster); ``lms`` overrides its kind; ``now``: the time
+    that decides which lessons are due (default: the clock).
     """
     if copied not in ("zero", "flag"):
         raise GraderError(f"--copied {copied!r}: use zero or flag")
@@ -266,14 +308,22 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
     out.mkdir(parents=True, exist_ok=True)
     result = BatchResult(out=out, isolation=isolation_level(limits.use_bwrap), copied=copied)
 
-    found, result.notes = collect(submissions, work / "collected")
-    lessons = _choose_lessons(found, lessons, solutions_dir, result.notes)
+    course = course or CourseFile()
+    collected = gather(submissions, work / "collected", lms or course.lms, course.pattern,
+                       course.time_format, ZoneInfo(course.timezone), course.canonical_id)
+    found = collected.found
+    result.notes, result.not_graded = collected.notes, collected.not_graded
+    lessons = _choose_lessons(found, lessons, solutions_dir, result.notes, course,
+                              now or now_utc())
     students = sorted(found)
+    if students and not lessons and course.lessons:
+        raise GraderError(f"no lesson submitted in {submissions} is due yet by "
+                          f"{course.path}: " + "; ".join(result.notes))
     if not students or not lessons:
         raise GraderError(f"no submissions found in {submissions} (expected "
                           "<student>/<NN_slug>/<NN_slug>.ipynb folders or <student>_*.zip files)")
     template, main_db = _prepare_gradebooks(work / "template", out, lessons, solutions_dir,
-                                            students, db_url)
+                                            students, db_url, course)
     policy = {"copied": copied, "show_hidden_tests": show_hidden_tests}
     from autograde.verdict import graded_by_verdict, stage_library
 
@@ -281,7 +331,7 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
     libraries = {lesson: str(stage_library(work / "library", lesson))
                  for lesson in lessons if graded_by_verdict(lesson)}
     todo = _pending(found, students, lessons, solutions_dir, limits, out / ".state", main_db,
-                    result, policy)
+                    result, policy, collected.blocked)
     settings = [WorkerSettings(root=str(work / f"worker-{k}"), lessons=lessons,
                                solutions_dir=str(solutions_dir),
                                template_db=str(template / "gradebook.db"),
@@ -296,24 +346,58 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
                 for k in range(max(1, min(workers, len(todo))) if todo else 0)]
     _run_workers(todo, settings, limits, main_db, out / ".state", result, show_progress)
 
+    grades = lms_export.late_grades(course, result.answers, collected.records, students,
+                                    lessons)
     try:
+        record_late_work(main_db, course, grades)
         export_csv(main_db, out / "grades.csv")
     except Exception as error:  # a gradebook held by another process: report, keep the rest
         result.failures.append(f"grades.csv: the gradebook {main_db} could not be read "
                                f"({str(error).splitlines()[0][:300]})")
+    _write_lms_exports(result, course, collected.lms, collected, grades, students, lessons)
     report.write_outputs(result, students, lessons, limits)
     if result.ok:
         shutil.rmtree(work, ignore_errors=True)
     return result
 
 
+def _write_lms_exports(result: BatchResult, course: CourseFile, lms: str,
+                       collected: Collected, grades: dict, students: list[str],
+                       lessons: list[str]) -> None:
+    """``lms/`` and the report's sections on submission times, late work and the exports."""
+    result.late = {key: (grade.final, grade.penalty_percent)
+                   for key, grade in grades.items() if grade.penalty_percent}
+    result.sections["Submission times and late work"] = lms_export.late_lines(grades) or [
+        "(no submission time or due date known)"]
+    try:
+        result.sections["LMS exports"] = lms_export.write_exports(
+            result.out / "lms", course, lms, grades, students, lessons, collected.records,
+            result.out / "feedback")
+    except OSError as error:
+        result.failures.append(f"lms/: the exports could not be written ({error})")
+
+
 def _choose_lessons(found: dict, lessons: list[str] | None, solutions_dir: Path,
-                    notes: list[str]) -> list[str]:
-    """The lessons to grade: those asked for, else every submitted lesson with a solution."""
+                    notes: list[str], course: CourseFile | None = None,
+                    now: datetime | None = None) -> list[str]:
+    """The lessons to grade: those asked for, else every submitted lesson with a solution
+    (with a course file: only those already due)."""
     available = lesson_names(solutions_dir)
     submitted = {lesson for per_student in found.values() for lesson in per_student}
     for lesson in sorted(submitted - set(available)):
         notes.append(f"lesson folder {lesson!r} has no solution in {solutions_dir}; not graded")
+    if lessons is None and course is not None and course.lessons:
+        due = set()
+        for lesson in sorted(submitted & set(available)):
+            if course.is_due(lesson, now):
+                due.add(lesson)
+                continue
+            dates = course.lessons.get(lesson)
+            when = (f"due {dates.due.isoformat(timespec='minutes')}" if dates
+                    else f"no due date in {course.path}")
+            notes.append(f"lesson {lesson} is not graded: {when} (--lessons {lesson} grades "
+                         "it anyway)")
+        return sorted(due)
     if lessons is None:
         return sorted(submitted & set(available))
     missing = [lesson for lesson in lessons if lesson not in available]
@@ -324,7 +408,8 @@ def _choose_lessons(found: dict, lessons: list[str] | None, solutions_dir: Path,
 
 
 def _prepare_gradebooks(template: Path, out: Path, lessons: list[str], solutions_dir: Path,
-                        students: list[str], db_url: str | None) -> tuple[Path, str]:
+                        students: list[str], db_url: str | None,
+                        course: CourseFile | None = None) -> tuple[Path, str]:
     """A template course (assignments generated, copied by every worker) and the main
     gradebook with the assignments and the students. Returns (template, main URL)."""
     from nbgrader.api import Gradebook
@@ -338,21 +423,32 @@ def _prepare_gradebooks(template: Path, out: Path, lessons: list[str], solutions
         shutil.copyfile(template / "gradebook.db", out / "gradebook.db")  # no students yet
     else:
         _generate_assignments(template, lessons, main_db)
+    roster = course.students if course else {}
     with Gradebook(main_db) as gb:
         for student in students:
-            gb.update_or_create_student(student)
+            entry = roster.get(student)
+            first, _, last = entry.name.rpartition(" ") if entry else ("", "", "")
+            details = ({"first_name": first or None, "last_name": last or None,
+                        "email": entry.email or None} if entry else {})
+            gb.update_or_create_student(student, **details)
     return template, main_db
 
 
 def _pending(found: dict, students: list[str], lessons: list[str], solutions_dir: Path,
              limits: Limits, state_dir: Path, main_db: str,
-             result: BatchResult, policy: dict | None = None) -> list[tuple[Submission, str]]:
+             result: BatchResult, policy: dict | None = None,
+             blocked: dict | None = None) -> list[tuple[Submission, str]]:
     """Submissions to grade: new, changed, or missing from the main gradebook. Those graded
-    before and unchanged go straight into ``result``."""
+    before and unchanged go straight into ``result``; those collection could not decide
+    (``blocked``) are failures."""
     salts = {lesson: _salt(solutions_dir, lesson, limits, policy) for lesson in lessons}
     todo = []
     for student in students:
         for lesson in lessons:
+            if (student, lesson) in (blocked or {}):
+                result.failures.append(f"{student}/{lesson}: NOT GRADED: "
+                                       f"{blocked[(student, lesson)]}")
+                continue
             submission = Submission(student, lesson, found[student].get(lesson))
             digest = submission.content_hash(salts[lesson])
             state_file = state_dir / student / f"{lesson}.json"

@@ -126,8 +126,14 @@ def write_report_md(path: Path, result, students: list[str], lessons: list[str])
     if result.failures:
         lines += ["## The grader could not grade", ""]
         lines += [f"- {failure.splitlines()[0]}" for failure in result.failures] + [""]
+    not_graded = getattr(result, "not_graded", [])
+    if not_graded:
+        lines += [f"## Files of the download that were not graded ({len(not_graded)})", ""]
+        lines += [f"- {why}" for why in not_graded] + [""]
     if result.notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in result.notes] + [""]
+    for heading, section in getattr(result, "sections", {}).items():
+        lines += [f"## {heading}", ""] + section + [""]
     lines += ["## Submissions", ""]
     for student in students:
         for lesson in lessons:
@@ -143,7 +149,9 @@ def write_report_md(path: Path, result, students: list[str], lessons: list[str])
                         + (" -> question scored 0" if policy == "zero"
                            and f["kind"] in POLICY_KINDS else "")
                         for f in answer.flags])
-            lines.append(f"- **{student} / {lesson}**: {score:g} / {maximum:g}")
+            late = getattr(result, "late", {}).get((student, lesson))
+            after = (f" (raw; {late[0]:g} after a {late[1]:g}% late penalty)" if late else "")
+            lines.append(f"- **{student} / {lesson}**: {score:g} / {maximum:g}{after}")
             lines += [f"  - {note}" for note in notes]
     path.write_text("\n".join(lines) + "\n")
 

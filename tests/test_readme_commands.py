@@ -58,6 +58,7 @@ WHERE: dict[str, list[str]] = {
     "autograde release": ["test_release.py::test_a_release_with_other_rounding_leaves_the_committed_lessons_unchanged"],
     "autograde release --check": ["test_release.py::test_committed_lessons_are_up_to_date"],
     "autograde grade --out --workers": ["test_autograde_batch.py::test_batch_finishes_and_well_behaved_students_are_unaffected"],
+    "autograde grade --out --lms": ["test_lms.py::test_grade_command_grades_a_canvas_download_end_to_end"],
     "autograde student-kit --released": ["test_staged_kit.py::test_kit_holds_no_body_of_a_later_graded_function"],
     "autograde bench": ["test_readme_commands.py::test_autograde_bench_grades_a_class_and_writes_its_table"],
     "conda env": ["test_project.py::test_environment_yml_matches_pyproject (no conda here: "
