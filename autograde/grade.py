@@ -323,8 +323,11 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
     if not students or not lessons:
         raise GraderError(f"no submissions found in {submissions} (expected "
                           "<student>/<NN_slug>/<NN_slug>.ipynb folders or <student>_*.zip files)")
-    template, main_db = _prepare_gradebooks(work / "template", out, lessons, solutions_dir,
-                                            students, db_url)
+    if merge is None:
+        template, main_db = _prepare_gradebooks(work / "template", out, lessons,
+                                                solutions_dir, students, db_url)
+    else:  # the shards prepared the gradebook; what they did not grade is named below
+        template, main_db = None, db_url or f"sqlite:///{out / 'gradebook.db'}"
     policy = {"copied": copied, "show_hidden_tests": show_hidden_tests}
     todo = _pending(found, students, lessons, solutions_dir, limits, out / ".state", main_db,
                     result, policy, shard)
