@@ -129,3 +129,109 @@ def postgres_server():
     finally:
         _stop(process, signal.SIGINT)  # fast shutdown: roll back, close connections, exit
         shutil.rmtree(root, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- Slurm
+SLURM_CONF = """\
+ClusterName=nanolm-test
+SlurmctldHost={host}(127.0.0.1)
+SlurmctldPort={ctld_port}
+SlurmdPort={slurmd_port}
+SlurmUser={user}
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket={root}/munge-socket/socket
+CredType=cred/munge
+StateSaveLocation={root}/state
+SlurmdSpoolDir={root}/spool
+SlurmctldPidFile={root}/slurmctld.pid
+SlurmdPidFile={root}/slurmd.pid
+SlurmctldLogFile={root}/slurmctld.log
+SlurmdLogFile={root}/slurmd.log
+PlugStackConfig={root}/plugstack.conf
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+MpiDefault=none
+SwitchType=switch/none
+ReturnToService=2
+SchedulerParameters=sched_interval=1
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN
+PartitionName=grading Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+def _memory_mb() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) // 1024 * 9 // 10
+    raise Unavailable("cannot read MemTotal from /proc/meminfo")
+
+
+@contextmanager
+def slurm_cluster():
+    """A one-node Slurm cluster: munged with a key of its own, slurmctld and slurmd with a
+    slurm.conf in a temporary folder and free ports. Yields the environment in which Slurm's
+    commands (sbatch, squeue, scancel) talk to it: ``SLURM_CONF`` set, as on any cluster whose
+    configuration is not in /etc/slurm."""
+    for command in ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel"):
+        if shutil.which(command) is None and not Path(f"/usr/sbin/{command}").exists():
+            raise Unavailable(f"{command} is not installed (Debian: apt-get install slurm-wlm "
+                              "munge)")
+    if os.geteuid() != 0:
+        raise Unavailable("slurmd must run as root to start jobs as their user; this test "
+                          "runs as a user")
+    root = Path(tempfile.mkdtemp(prefix="nanolm-slurm-"))
+    root.chmod(0o755)
+    for folder in ("munge-key", "munge-socket", "state", "spool"):
+        (root / folder).mkdir()
+    (root / "munge-key").chmod(0o700)
+    key = root / "munge-key" / "key"
+    key.write_bytes(os.urandom(1024))
+    key.chmod(0o400)
+    (root / "plugstack.conf").write_text("")  # not Debian's /etc/slurm/plugstack.conf
+    host = socket.gethostname().split(".")[0]
+    conf = root / "slurm.conf"
+    conf.write_text(SLURM_CONF.format(root=root, host=host, user=pwd.getpwuid(0).pw_name,
+                                      ctld_port=free_port(), slurmd_port=free_port(),
+                                      cpus=os.cpu_count() or 1, memory_mb=_memory_mb()))
+    env = {**os.environ, "SLURM_CONF": str(conf)}
+    sbin = {name: shutil.which(name) or f"/usr/sbin/{name}"
+            for name in ("munged", "slurmctld", "slurmd")}
+    started: list[subprocess.Popen] = []
+
+    def start(name: str, *args: str) -> subprocess.Popen:
+        log = open(root / f"{name}.out", "w")
+        process = subprocess.Popen([sbin[name], *args], stdout=log, stderr=subprocess.STDOUT,
+                                   env=env, cwd=root)
+        log.close()
+        started.append(process)
+        return process
+
+    try:
+        socket_path = root / "munge-socket" / "socket"
+        munged = start("munged", "--foreground", "--force", f"--socket={socket_path}",
+                       f"--key-file={key}", f"--pid-file={root}/munged.pid",
+                       f"--seed-file={root}/munge-key/seed", "--num-threads=2")
+        _wait_for(socket_path.exists, 30, "munged", munged, root / "munged.out")
+        ctld = start("slurmctld", "-D", "-i", "-f", str(conf))
+        slurmd = start("slurmd", "-D", "-f", str(conf))
+
+        def node_idle() -> bool:
+            for process, name in ((ctld, "slurmctld"), (slurmd, "slurmd")):
+                if process.poll() is not None:
+                    raise Unavailable(f"{name} exited with status {process.returncode}: "
+                                      f"{_last_line(root / f'{name}.out')}")
+            state = subprocess.run(["sinfo", "-h", "-o", "%t"], env=env, capture_output=True,
+                                   text=True)
+            return state.returncode == 0 and state.stdout.strip() == "idle"
+
+        _wait_for(node_idle, 60, "the Slurm node", log=root / "slurmctld.log")
+        yield env
+    finally:
+        for process in reversed(started):  # slurmd, slurmctld, then munged
+            _stop(process)
+        shutil.rmtree(root, ignore_errors=True)

@@ -13,14 +13,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
 import pytest
+from classroom_services import Unavailable, postgres_server, slurm_cluster
 
-from autograde.course import GraderError, LESSONS_DIR, SOLUTIONS_DIR
+from autograde.course import LESSONS_DIR, SOLUTIONS_DIR, GraderError
 from autograde.grade import Shard
-from classroom_services import Unavailable, postgres_server
 
 REPO = Path(__file__).resolve().parent.parent
 LESSON = "01_tokenizer"
@@ -118,3 +119,66 @@ def test_two_shards_write_one_postgresql_gradebook_at_once(batch, tmp_path):
             assert (out / "feedback" / student / f"{LESSON}.html").is_file()
     finally:
         server.__exit__(None, None, None)
+
+
+def _slurm(env: dict, *command: str) -> str:
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"{' '.join(command)}: {done.stderr}"
+    return done.stdout
+
+
+def _wait_until(condition, what: str, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_slurm_array_grades_in_shards_and_reruns_a_shard_that_died(batch, tmp_path):
+    """Task 1 of the array is cancelled as soon as it runs (a node lost, a time limit): the
+    merge resubmits shard 1 alone, and the final merge has every grade of the SQLite run."""
+    submissions, students, reference = batch
+    try:
+        cluster = slurm_cluster()
+        env = cluster.__enter__()
+    except Unavailable as why:
+        pytest.skip(f"Slurm cannot start here: {why}")
+    try:
+        out = tmp_path / "slurm"
+        submitted = subprocess.run(
+            [sys.executable, "-m", "autograde", "grade", submissions, "--out", out, "--slurm",
+             "--shards", "2"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        assert submitted.returncode == 0, submitted.stderr
+        array = submitted.stdout.split("Slurm array job ")[1].split()[0]
+
+        def state_of_task_1() -> str:
+            return _slurm(env, "squeue", "-h", "-j", f"{array}_1", "-o", "%T").strip()
+
+        _wait_until(lambda: state_of_task_1() == "RUNNING", "shard 1 to run")
+        _slurm(env, "scancel", f"{array}_1")
+        # the merge resubmits shard 1 and a merge from inside a running job: the queue is
+        # empty only when the last merge has ended
+        _wait_until(lambda: not _slurm(env, "squeue", "-h").strip(), "the queue to empty")
+
+        logs = out / "slurm"
+        merge_log = (logs / "merge.log").read_text()
+        assert "shard(s) 1 of 2 did not finish: resubmitted alone" in merge_log, merge_log
+        assert "merged 3 graded notebooks of 2 shards" in merge_log, merge_log
+        shard_1 = (logs / "shard-1.log").read_text()
+        assert shard_1.count("shard 1/2: graded") == 1, shard_1  # the cancelled run ended none
+        graded, kept = _counts(shard_1, "shard 1/2: graded ")
+        assert graded + kept == 2, shard_1  # what it had graded before it died was kept
+        assert (logs / "shard-2.log").read_text().count("shard 2/2: graded 1 notebooks") == 1
+        assert _scores(f"sqlite:///{out / 'gradebook.db'}") == \
+            _scores(f"sqlite:///{reference / 'gradebook.db'}")
+        for output in ("grades.csv", "scores.json"):
+            assert (out / output).read_text() == (reference / output).read_text(), output
+    finally:
+        cluster.__exit__(None, None, None)
+
+
+def _counts(log: str, prefix: str) -> tuple[int, int]:
+    """(graded, unchanged) from a shard's "graded N notebooks (M unchanged ..." line."""
+    words = log.split(prefix)[1].split()
+    return int(words[0]), int(words[2].lstrip("("))
