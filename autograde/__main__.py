@@ -105,9 +105,13 @@ def _student_kit(args) -> int:
 
 
 def _bench(args) -> int:
-    from autograde.bench import run
+    from autograde.bench import run, run_shards
 
-    run(students=args.students, lessons=args.lessons or None, workers=args.workers)
+    if args.shards:
+        run_shards(students=args.students, lessons=args.lessons or None,
+                   shard_counts=args.shards)
+    else:
+        run(students=args.students, lessons=args.lessons or None, workers=args.workers)
     return 0
 
 
@@ -205,7 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("bench", help="seconds per notebook, speed-up of 2 workers")
     p.add_argument("--students", type=int, default=10)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--lessons", nargs="*", help="lessons (default: all in solutions/)")
+    p.add_argument("--lessons", nargs="*", help="lessons (default: all in solutions/; "
+                                                "with --shards 01_tokenizer)")
+    p.add_argument("--shards", type=int, nargs="+",
+                   help="instead of workers: N concurrent `grade --shard K/N` processes and "
+                        "the merge, for each N given (e.g. 1 2 4)")
     p.set_defaults(func=_bench)
     return parser
 
