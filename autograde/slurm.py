@@ -78,7 +78,7 @@ def write_scripts(args) -> tuple[Path, Path]:
         [*autograde, *options, "--workers", str(workers),
          "--shard", f"\"$SLURM_ARRAY_TASK_ID/{args.shards}\""])
     merge = _script(
-        ["--job-name=autograde-merge", "--cpus-per-task=1", f"--mem={KERNEL_OVERHEAD_MB}M",
+        ["--job-name=autograde-merge", "--cpus-per-task=1", f"--mem={2 * KERNEL_OVERHEAD_MB}M",
          f"--output={folder}/merge.log", "--open-mode=append", *args.sbatch_option],
         # $1: how many more times unfinished shards are resubmitted
         [*autograde, *options, "--merge", str(args.shards),
