@@ -29,7 +29,7 @@ def _release(args) -> int:
 def _grade(args) -> int:
     _require("grade")
     from autograde.course_file import find_course_file, load_course_file
-    from autograde.grade import grade_batch
+    from autograde.grade import Shard, grade_batch
     from autograde.kernel import Limits
 
     limits = Limits(cell_timeout_s=args.cell_timeout, notebook_timeout_s=args.notebook_timeout,
@@ -39,19 +39,36 @@ def _grade(args) -> int:
     course = load_course_file(course_path)
     if course_path:
         print(f"course file: {course_path}")
+    shard = Shard.parse(args.shard) if args.shard else None
+    if args.slurm:
+        from autograde.slurm import submit_batch
+
+        return submit_batch(args, limits)
     try:
         result = grade_batch(args.submissions, args.out, workers=args.workers, db_url=args.db,
                              limits=limits, lessons=args.lessons or None,
                              solutions_dir=args.solutions, copied=args.copied,
                              show_hidden_tests=args.show_hidden_tests, course=course,
-                             lms=args.lms)
+                             lms=args.lms, shard=shard, merge=args.merge)
     except KeyboardInterrupt:
         print(f"\ninterrupted: what was graded is kept in {args.out}; run the same command "
               "again to resume", file=sys.stderr)
         return 130
-    print(f"graded {result.graded} notebooks ({result.skipped} unchanged since the last run) "
-          f"into {result.out}: grades.csv, scores.json, summary.md, report.md, feedback/, "
-          "lms/")
+    if args.merge:
+        print(f"merged {result.skipped} graded notebooks of {args.merge} shards into "
+              f"{result.out}: grades.csv, scores.json, summary.md, report.md, feedback/, lms/")
+    elif shard:
+        print(f"shard {shard}: graded {result.graded} notebooks ({result.skipped} unchanged "
+              f"since the last run) into {result.out}; the merge (--merge {shard.count}) "
+              "writes grades.csv and the reports")
+    else:
+        print(f"graded {result.graded} notebooks ({result.skipped} unchanged since the last "
+              f"run) into {result.out}: grades.csv, scores.json, summary.md, report.md, "
+              "feedback/, lms/")
+    if args.merge and result.unfinished_shards and args.resubmit_unfinished:
+        from autograde.slurm import resubmit_unfinished
+
+        return resubmit_unfinished(args, result)
     print(f"isolation: {result.isolation}")
     for note in result.notes:
         print(f"note: {note}")
@@ -96,9 +113,13 @@ def _student_kit(args) -> int:
 
 
 def _bench(args) -> int:
-    from autograde.bench import run
+    from autograde.bench import run, run_shards
 
-    run(students=args.students, lessons=args.lessons or None, workers=args.workers)
+    if args.shards:
+        run_shards(students=args.students, lessons=args.lessons or None,
+                   shard_counts=args.shards)
+    else:
+        run(students=args.students, lessons=args.lessons or None, workers=args.workers)
     return 0
 
 
@@ -137,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--workers", type=int, default=1, help="parallel workers (default 1)")
     p.add_argument("--db", default=None,
-                   help="SQLAlchemy URL of the gradebook (default sqlite in OUT)")
+                   help="SQLAlchemy URL of the gradebook (default sqlite in OUT); for shards on "
+                        "several hosts PostgreSQL: postgresql+psycopg://USER@HOST/DB")
     p.add_argument("--lessons", nargs="*",
                    help="lessons to grade (default: all submitted; with a course file, those "
                         "already due)")
@@ -148,6 +170,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how the download's files are named (default: the course file's "
                         "[lms] kind, else the LMS whose names every zip fits, else native: "
                         "<student>_<anything>.zip from submit)")
+    p.add_argument("--shard", metavar="K/N",
+                   help="grade only the K-th of N deterministic shares (OUT and --db shared by "
+                        "all shards); writes no report: --merge N does, once")
+    p.add_argument("--merge", type=int, metavar="N",
+                   help="grade nothing: write grades.csv, scores.json, the summary and report "
+                        "from what the N shards graded, naming any shard not finished")
+    p.add_argument("--slurm", action="store_true",
+                   help="submit the batch to Slurm: one array job of --shards tasks, then the "
+                        "merge; a shard that dies is resubmitted alone")
+    p.add_argument("--shards", type=int, default=4, help="--slurm: array tasks (default 4)")
+    p.add_argument("--sbatch-option", action="append", default=[], metavar="OPTION",
+                   help="--slurm: an option for sbatch, e.g. --sbatch-option=--partition=cpu "
+                        "(repeatable)")
+    p.add_argument("--resubmit-unfinished", type=int, default=0, metavar="TRIES",
+                   help=argparse.SUPPRESS)  # the Slurm merge step: rerun unfinished shards
     p.add_argument("--cell-timeout", type=int, default=120, help="seconds per cell (120)")
     p.add_argument("--notebook-timeout", type=float, default=900,
                    help="wall-clock seconds per notebook (900)")
@@ -190,7 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("bench", help="seconds per notebook, speed-up of 2 workers")
     p.add_argument("--students", type=int, default=10)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--lessons", nargs="*", help="lessons (default: all in solutions/)")
+    p.add_argument("--lessons", nargs="*", help="lessons (default: all in solutions/; "
+                                                "with --shards 01_tokenizer)")
+    p.add_argument("--shards", type=int, nargs="+",
+                   help="instead of workers: N concurrent `grade --shard K/N` processes and "
+                        "the merge, for each N given (e.g. 1 2 4)")
     p.set_defaults(func=_bench)
     return parser
 

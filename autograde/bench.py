@@ -6,12 +6,23 @@ worker count into a fresh output folder. Reports wall time, seconds per notebook
 speed-up over one worker and the projected time for a class of 50 students x all lessons.
 Results go to ``bench-results/autograde.json`` (:func:`nanolm_lib.benchmarks.write_results`).
 The machine may be shared: the figures are ratios measured in one run.
+
+``bench --shards 1 2 4`` grades the same class as N concurrent ``autograde grade --shard K/N``
+processes (as on N cluster nodes, here sharing this machine's cores) and the merge, and reports
+per shard count: wall time, CPU seconds (every process of the batch, kernels included),
+notebooks per CPU-second and per core-second (wall time x cores), and each shard's overhead:
+its wall time less the seconds its workers spent on notebooks (start-up, template course,
+staged library, gradebook). Results: ``bench-results/autograde-shards.json``.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -59,5 +70,68 @@ def run(students: int = 10, lessons: list[str] | None = None, workers: list[int]
     results = {"device": "cpu", "students": students, "lessons": lessons,
                "cpu_count": os.cpu_count(), "rows": rows}
     path = write_results("autograde", results, out_dir)
+    print(f"results written to {path}")
+    return results
+
+
+def _write_class(root: Path, students: int, lessons: list[str], solutions_dir: Path) -> int:
+    for index in range(students):
+        for lesson in lessons:
+            shutil.copytree(Path(solutions_dir) / lesson, root / f"student{index:03d}" / lesson)
+    return students * len(lessons)
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_shards(students: int = 4, lessons: list[str] | None = None,
+               shard_counts: list[int] | None = None, solutions_dir: Path = SOLUTIONS_DIR,
+               out_dir: str | Path = "bench-results") -> dict:
+    """Grade the synthetic class in N concurrent shards and merge, for each N; print a table."""
+    from nanolm_lib.benchmarks import write_results
+    from nanolm_lib.tables import format_table
+
+    lessons = lessons or ["01_tokenizer"]
+    shard_counts = shard_counts or [1, 2, 4]
+    cores = os.cpu_count() or 1
+    env = {**os.environ, "NANOLM_PROGRESS": "0"}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="autograde-bench-") as tmp:
+        submissions = Path(tmp) / "submissions"
+        notebooks = _write_class(submissions, students, lessons, solutions_dir)
+        for count in shard_counts:
+            out = Path(tmp) / f"out-{count}"
+            command = [sys.executable, "-m", "autograde", "grade", str(submissions), "--out",
+                       str(out), "--solutions", str(solutions_dir)]
+            cpu_before, started = _children_cpu_s(), time.perf_counter()
+            shards = [(time.perf_counter(), subprocess.Popen(
+                command + ["--shard", f"{k}/{count}"], env=env, stdout=subprocess.DEVNULL))
+                for k in range(1, count + 1)]
+            shard_wall = []
+            for began, process in shards:
+                if process.wait():
+                    raise RuntimeError(f"a shard of {count} failed: {' '.join(command)}")
+                shard_wall.append(time.perf_counter() - began)
+            graded_s = time.perf_counter() - started
+            subprocess.run(command + ["--merge", str(count)], env=env, check=True,
+                           stdout=subprocess.DEVNULL)
+            wall = time.perf_counter() - started
+            cpu = _children_cpu_s() - cpu_before
+            # each worker's seconds per notebook, from the answers the shards kept
+            worked = [json.loads(path.read_text())["answer"]["seconds"]
+                      for path in (out / ".state").rglob("*.json")]
+            overhead = max(shard_wall) - sum(worked) / count
+            rows.append({"shards": count, "notebooks": notebooks, "wall_s": wall,
+                         "shards_wall_s": graded_s, "merge_s": wall - graded_s,
+                         "cpu_s": cpu, "nb_per_cpu_s": notebooks / cpu,
+                         "nb_per_core_s": notebooks / (wall * min(cores, count)),
+                         "worker_s_per_nb": sum(worked) / len(worked),
+                         "overhead_per_shard_s": overhead})
+    print(format_table(rows))
+    results = {"device": "cpu", "students": students, "lessons": lessons, "cpu_count": cores,
+               "load_average": os.getloadavg(), "rows": rows}
+    path = write_results("autograde-shards", results, out_dir)
     print(f"results written to {path}")
     return results

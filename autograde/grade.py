@@ -19,10 +19,19 @@
 The batch exits 0 whenever every submission was graded, even to zero; a submission that the
 grader itself could not handle, and every file of the download that was not graded, is named
 in the report and makes the exit status non-zero.
+
+On a cluster the same batch is split (:class:`Shard`): ``--shard K/N`` grades the K-th of N
+deterministic shares into the same ``DIR`` (a folder every shard sees) and the same gradebook
+(``--db postgresql+psycopg://...`` for shards on several hosts), and writes no report; then
+``--merge N`` grades nothing and writes ``grades.csv`` and the reports once, from the gradebook
+and ``DIR/.state/``, naming any submission whose shard has not finished. A shard run again
+skips what it graded before (the same content hashes), so a shard that died loses nothing.
+:mod:`autograde.slurm` submits the shards as one Slurm array job and the merge after it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
 import os
@@ -73,10 +82,42 @@ class BatchResult:
     late: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)  # final, %
     isolation: str = ""
     copied: str = "zero"      # the copy policy this batch graded under
+    shard: Shard | None = None
+    unfinished_shards: list[int] = field(default_factory=list)  # --merge: shards to rerun
 
     @property
     def ok(self) -> bool:
         return not self.failures and not self.not_graded
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The K-th of N shares of a batch (K from 1): the (student, lesson) pairs in sorted order,
+    dealt round-robin, so every shard computes the same split from the same submissions."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        try:
+            index, count = (int(part) for part in str(text).split("/"))
+        except ValueError:
+            raise GraderError(f"--shard {text!r}: write K/N, e.g. 1/4") from None
+        if not 1 <= index <= count:
+            raise GraderError(f"--shard {text!r}: K must be between 1 and N")
+        return cls(index, count)
+
+    @staticmethod
+    def of(position: int, count: int) -> int:
+        """The shard (1..count) that grades the pair at ``position`` of the sorted pairs."""
+        return position % count + 1
+
+    def takes(self, position: int) -> bool:
+        return self.of(position, self.count) == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -239,15 +280,16 @@ def _merge_with_retries(db_url: str, key: tuple[str, str], answer: Answer,
     return error
 
 
-def _has_submission(db_url: str, student: str, lesson: str) -> bool:
-    from nbgrader.api import Gradebook, MissingEntry
+def _submitted_pairs(db_url: str) -> set[tuple[str, str]]:
+    """(student, lesson) of every submission in the gradebook, in one query (a class of a
+    thousand would otherwise open a connection per submission)."""
+    from nbgrader.api import Assignment, Gradebook, Student, SubmittedAssignment
 
     with Gradebook(db_url) as gb:
-        try:
-            gb.find_submission(lesson, student)
-            return True
-        except MissingEntry:
-            return False
+        rows = (gb.db.query(Student.id, Assignment.name)
+                .join(SubmittedAssignment, SubmittedAssignment.student_id == Student.id)
+                .join(Assignment, SubmittedAssignment.assignment_id == Assignment.id))
+        return {(student, lesson) for student, lesson in rows}
 
 
 class _SortedGradebook:
@@ -284,17 +326,23 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
                 solutions_dir: Path = SOLUTIONS_DIR, show_progress: bool = True,
                 copied: str = "zero", show_hidden_tests: bool = False,
                 course: CourseFile | None = None, lms: str | None = None,
-                now: datetime | None = None) -> BatchResult:
+                now: datetime | None = None, shard: Shard | None = None,
+                merge: int | None = None) -> BatchResult:
     """Grade every submission under ``submissions`` into ``out`` (see the module docstring).
 
     ``copied``: the copy policy, ``"zero"`` (a question whose solution uses or copies the
     reference scores 0) or ``"flag"`` (reported, points unchanged). ``show_hidden_tests``: the
     feedback shows the hidden tests' source (by default only their results). ``course``: the
     course file (dates, late policy, roster); ``lms`` overrides its kind; ``now``: the time
-    that decides which lessons are due (default: the clock).
+    that decides which lessons are due (default: the clock). ``shard``: grade only that share
+    and write no report; ``merge=N``: grade nothing, write the outputs of the N shards' work.
     """
     if copied not in ("zero", "flag"):
         raise GraderError(f"--copied {copied!r}: use zero or flag")
+    if shard is not None and merge is not None:
+        raise GraderError("--shard grades a share and --merge writes the outputs: use one")
+    if merge is not None and merge < 1:
+        raise GraderError(f"--merge {merge}: the number of shards is at least 1")
     from autograde import report
     from autograde.sandbox import isolation_level
 
@@ -304,9 +352,11 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
     out = Path(out).resolve()
     submissions = Path(submissions).resolve()
     solutions_dir = Path(solutions_dir).resolve()
-    work = out / ".work"
+    # each shard has its own scratch: shards of one batch may run at once on one machine
+    work = out / ".work" / (f"shard-{shard.index}-of-{shard.count}" if shard else "batch")
     out.mkdir(parents=True, exist_ok=True)
-    result = BatchResult(out=out, isolation=isolation_level(limits.use_bwrap), copied=copied)
+    result = BatchResult(out=out, isolation=isolation_level(limits.use_bwrap), copied=copied,
+                         shard=shard)
 
     course = course or CourseFile()
     collected = gather(submissions, work / "collected", lms or course.lms, course.pattern,
@@ -322,16 +372,50 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
     if not students or not lessons:
         raise GraderError(f"no submissions found in {submissions} (expected "
                           "<student>/<NN_slug>/<NN_slug>.ipynb folders or <student>_*.zip files)")
-    template, main_db = _prepare_gradebooks(work / "template", out, lessons, solutions_dir,
-                                            students, db_url, course)
+    if merge is None:
+        template, main_db = _prepare_gradebooks(work / "template", out, lessons,
+                                                solutions_dir, students, db_url, course)
+    else:  # the shards prepared the gradebook; what they did not grade is named below
+        template, main_db = None, db_url or f"sqlite:///{out / 'gradebook.db'}"
     policy = {"copied": copied, "show_hidden_tests": show_hidden_tests}
+    todo = _pending(found, students, lessons, solutions_dir, limits, out / ".state", main_db,
+                    result, policy, shard, collected.blocked)
+    if merge is not None:
+        _name_unfinished(todo, students, lessons, merge, result)
+    elif todo:
+        _grade_pending(todo, work, template, lessons, solutions_dir, out, limits, workers,
+                       copied, show_hidden_tests, main_db, result, show_progress)
+
+    if shard is None:  # one report per batch: the merge writes it for the shards
+        grades = lms_export.late_grades(course, result.answers, collected.records, students,
+                                        lessons)
+        try:
+            record_late_work(main_db, course, grades)
+            export_csv(main_db, out / "grades.csv")
+        except Exception as error:  # a gradebook held by another process: report, keep the rest
+            result.failures.append(f"grades.csv: the gradebook {main_db} could not be read "
+                                   f"({str(error).splitlines()[0][:300]})")
+        _write_lms_exports(result, course, collected.lms, collected, grades, students, lessons)
+        report.write_outputs(result, students, lessons, limits)
+    if result.ok:
+        shutil.rmtree(work, ignore_errors=True)
+        try:
+            work.parent.rmdir()  # .work, when no other shard is using it
+        except OSError:
+            pass
+    return result
+
+
+def _grade_pending(todo, work: Path, template: Path, lessons: list[str], solutions_dir: Path,
+                   out: Path, limits: Limits, workers: int, copied: str,
+                   show_hidden_tests: bool, main_db: str, result: BatchResult,
+                   show_progress: bool) -> None:
+    """Grade ``todo`` with up to ``workers`` worker processes, merging into ``main_db``."""
     from autograde.verdict import graded_by_verdict, stage_library
 
     # one staged library per course lesson: its kernel imports no reference of that lesson
     libraries = {lesson: str(stage_library(work / "library", lesson))
                  for lesson in lessons if graded_by_verdict(lesson)}
-    todo = _pending(found, students, lessons, solutions_dir, limits, out / ".state", main_db,
-                    result, policy, collected.blocked)
     settings = [WorkerSettings(root=str(work / f"worker-{k}"), lessons=lessons,
                                solutions_dir=str(solutions_dir),
                                template_db=str(template / "gradebook.db"),
@@ -343,22 +427,22 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
                                # parallel kernels share the cores instead of each taking all
                                kernel_threads=max(1, (os.cpu_count() or 1) // workers)
                                if workers > 1 else 0)
-                for k in range(max(1, min(workers, len(todo))) if todo else 0)]
+                for k in range(max(1, min(workers, len(todo))))]
     _run_workers(todo, settings, limits, main_db, out / ".state", result, show_progress)
 
-    grades = lms_export.late_grades(course, result.answers, collected.records, students,
-                                    lessons)
-    try:
-        record_late_work(main_db, course, grades)
-        export_csv(main_db, out / "grades.csv")
-    except Exception as error:  # a gradebook held by another process: report, keep the rest
-        result.failures.append(f"grades.csv: the gradebook {main_db} could not be read "
-                               f"({str(error).splitlines()[0][:300]})")
-    _write_lms_exports(result, course, collected.lms, collected, grades, students, lessons)
-    report.write_outputs(result, students, lessons, limits)
-    if result.ok:
-        shutil.rmtree(work, ignore_errors=True)
-    return result
+
+def _name_unfinished(todo, students: list[str], lessons: list[str], shards: int,
+                     result: BatchResult) -> None:
+    """--merge: each submission no shard has graded is a failure naming its shard."""
+    position = {pair: k for k, pair in enumerate(_pairs(students, lessons))}
+    unfinished = set()
+    for submission, _digest in todo:
+        index = Shard.of(position[(submission.student, submission.lesson)], shards)
+        unfinished.add(index)
+        result.failures.append(f"{submission.student}/{submission.lesson}: not graded yet: "
+                               f"shard {index}/{shards} has not finished it; run that shard "
+                               "again (it resumes), then the merge")
+    result.unfinished_shards = sorted(unfinished)
 
 
 def _write_lms_exports(result: BatchResult, course: CourseFile, lms: str,
@@ -419,46 +503,61 @@ def _prepare_gradebooks(template: Path, out: Path, lessons: list[str], solutions
     make_course(template, lessons, solutions_dir)
     _generate_assignments(template, lessons, f"sqlite:///{template / 'gradebook.db'}")
     main_db = db_url or f"sqlite:///{out / 'gradebook.db'}"
-    if db_url is None and not (out / "gradebook.db").exists():
-        shutil.copyfile(template / "gradebook.db", out / "gradebook.db")  # no students yet
-    else:
-        _generate_assignments(template, lessons, main_db)
+    # shards starting together would each create the same assignments and students (a
+    # unique-key error in PostgreSQL): one at a time, with a lock in the folder they share
     roster = course.students if course else {}
-    with Gradebook(main_db) as gb:
-        for student in students:
-            entry = roster.get(student)
-            first, _, last = entry.name.rpartition(" ") if entry else ("", "", "")
-            details = ({"first_name": first or None, "last_name": last or None,
-                        "email": entry.email or None} if entry else {})
-            gb.update_or_create_student(student, **details)
+    with open(out / ".gradebook.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if db_url is None and not (out / "gradebook.db").exists():
+            shutil.copyfile(template / "gradebook.db", out / "gradebook.db")  # no students yet
+        else:
+            _generate_assignments(template, lessons, main_db)
+        with Gradebook(main_db) as gb:
+            known = {student.id for student in gb.students}
+            for student in students:
+                entry = roster.get(student)
+                if student in known and entry is None:
+                    continue
+                first, _, last = entry.name.rpartition(" ") if entry else ("", "", "")
+                details = ({"first_name": first or None, "last_name": last or None,
+                            "email": entry.email or None} if entry else {})
+                gb.update_or_create_student(student, **details)
     return template, main_db
+
+
+def _pairs(students: list[str], lessons: list[str]) -> list[tuple[str, str]]:
+    """Every (student, lesson) of the batch in one fixed order: what shards are dealt from."""
+    return [(student, lesson) for student in students for lesson in lessons]
 
 
 def _pending(found: dict, students: list[str], lessons: list[str], solutions_dir: Path,
              limits: Limits, state_dir: Path, main_db: str,
              result: BatchResult, policy: dict | None = None,
+             shard: Shard | None = None,
              blocked: dict | None = None) -> list[tuple[Submission, str]]:
-    """Submissions to grade: new, changed, or missing from the main gradebook. Those graded
-    before and unchanged go straight into ``result``; those collection could not decide
-    (``blocked``) are failures."""
+    """Submissions to grade (of ``shard``'s share, when given): new, changed, or missing from
+    the main gradebook. Those graded before and unchanged go straight into ``result``; those
+    collection could not decide (``blocked``) are failures."""
     salts = {lesson: _salt(solutions_dir, lesson, limits, policy) for lesson in lessons}
+    in_gradebook = _submitted_pairs(main_db)
     todo = []
-    for student in students:
-        for lesson in lessons:
-            if (student, lesson) in (blocked or {}):
-                result.failures.append(f"{student}/{lesson}: NOT GRADED: "
-                                       f"{blocked[(student, lesson)]}")
+    for position, (student, lesson) in enumerate(_pairs(students, lessons)):
+        if shard is not None and not shard.takes(position):
+            continue
+        if (student, lesson) in (blocked or {}):
+            result.failures.append(f"{student}/{lesson}: NOT GRADED: "
+                                   f"{blocked[(student, lesson)]}")
+            continue
+        submission = Submission(student, lesson, found[student].get(lesson))
+        digest = submission.content_hash(salts[lesson])
+        state_file = state_dir / student / f"{lesson}.json"
+        if state_file.is_file():
+            saved = json.loads(state_file.read_text())
+            if saved.get("hash") == digest and (student, lesson) in in_gradebook:
+                result.answers[(student, lesson)] = Answer.from_dict(saved["answer"])
+                result.skipped += 1
                 continue
-            submission = Submission(student, lesson, found[student].get(lesson))
-            digest = submission.content_hash(salts[lesson])
-            state_file = state_dir / student / f"{lesson}.json"
-            if state_file.is_file():
-                saved = json.loads(state_file.read_text())
-                if saved.get("hash") == digest and _has_submission(main_db, student, lesson):
-                    result.answers[(student, lesson)] = Answer.from_dict(saved["answer"])
-                    result.skipped += 1
-                    continue
-            todo.append((submission, digest))
+        todo.append((submission, digest))
     return todo
 
 

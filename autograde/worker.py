@@ -2,7 +2,7 @@
 
 nbgrader grades one submission at a time and one SQLite gradebook takes one writer, so the
 batch (:mod:`autograde.grade`) runs N workers as separate processes, each owning a course
-directory under ``OUT/.work/worker-K/``. A worker copies a submission into
+directory under ``OUT/.work/<batch or shard>/worker-K/``. A worker copies a submission into
 ``submitted/<student>/<lesson>/``, runs nbgrader's ``autograde`` (with
 :class:`autograde.preprocessors.LimitedExecute` and the sandboxed kernel of
 :mod:`autograde.sandbox`) and ``generate_feedback``, and answers with everything the batch

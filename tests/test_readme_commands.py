@@ -4,6 +4,7 @@ is long); the commands no other test runs are run here."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -59,6 +60,11 @@ WHERE: dict[str, list[str]] = {
     "autograde release --check": ["test_release.py::test_committed_lessons_are_up_to_date"],
     "autograde grade --out --workers": ["test_autograde_batch.py::test_batch_finishes_and_well_behaved_students_are_unaffected"],
     "autograde grade --out --lms": ["test_lms.py::test_grade_command_grades_a_canvas_download_end_to_end"],
+    "autograde grade --out --db --shard": ["test_classroom.py::test_two_shards_write_one_postgresql_gradebook_at_once"],
+    "autograde grade --out --db --merge": ["test_classroom.py::test_two_shards_write_one_postgresql_gradebook_at_once"],
+    "autograde grade --out --db --slurm --shards": ["test_classroom.py::test_slurm_array_grades_in_shards_and_reruns_a_shard_that_died",
+                                                    "test_classroom.py::test_two_shards_write_one_postgresql_gradebook_at_once"],
+    "autograde bench --shards --students": ["test_readme_commands.py::test_autograde_bench_shards_grades_in_shards_and_merges"],
     "autograde student-kit --released": ["test_staged_kit.py::test_kit_holds_no_body_of_a_later_graded_function"],
     "autograde bench": ["test_readme_commands.py::test_autograde_bench_grades_a_class_and_writes_its_table"],
     "conda env": ["test_project.py::test_environment_yml_matches_pyproject (no conda here: "
@@ -142,6 +148,18 @@ def test_autograde_bench_grades_a_class_and_writes_its_table(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "s_per_notebook" in done.stdout and (tmp_path / "bench-results" /
                                                  "autograde.json").is_file()
+
+
+@pytest.mark.slow
+def test_autograde_bench_shards_grades_in_shards_and_merges(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "autograde", "bench", "--students", "1",
+                           "--shards", "1", "--lessons", "00_setup"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "overhead_per_shard_s" in done.stdout
+    results = json.loads((tmp_path / "bench-results" / "autograde-shards.json").read_text())
+    assert [row["shards"] for row in results["rows"]] == [1]
+    assert results["rows"][0]["notebooks"] == 1 and results["rows"][0]["cpu_s"] > 0
 
 
 def test_make_constraints_pins_what_the_venv_holds(tmp_path):
