@@ -39,6 +39,7 @@ WHERE: dict[str, list[str]] = {
     "nanolm prepare --data": ["test_cli.py::test_prepare_train_sample_info_end_to_end"],
     "nanolm train --preset --out": ["test_cli.py::test_prepare_train_sample_info_end_to_end"],
     "nanolm train --preset --data": ["test_gpu_check.py::test_dry_run_writes_the_folder_the_table_and_the_json"],
+    "nanolm ablate": ["test_modern_lab.py::test_nanolm_ablate_writes_its_table"],
     "nanolm sample --checkpoint --prompt --top-k --num": ["test_cli.py::test_prepare_train_sample_info_end_to_end"],
     "nanolm sample --seed": ["test_cli.py::test_prepare_train_sample_info_end_to_end"],
     "nanolm info": ["test_cli.py::test_prepare_train_sample_info_end_to_end"],
