@@ -56,7 +56,8 @@ def _grade(args) -> int:
         return 130
     if args.merge:
         print(f"merged {result.skipped} graded notebooks of {args.merge} shards into "
-              f"{result.out}: grades.csv, scores.json, summary.md, report.md, feedback/, lms/")
+              f"{result.out}: grades.csv, scores.json, summary.md, report.md, feedback/, lms/, "
+              "similarity.csv")
     elif shard:
         print(f"shard {shard}: graded {result.graded} notebooks ({result.skipped} unchanged "
               f"since the last run) into {result.out}; the merge (--merge {shard.count}) "
@@ -64,7 +65,7 @@ def _grade(args) -> int:
     else:
         print(f"graded {result.graded} notebooks ({result.skipped} unchanged since the last "
               f"run) into {result.out}: grades.csv, scores.json, summary.md, report.md, "
-              "feedback/, lms/")
+              "feedback/, lms/, similarity.csv")
     if args.merge and result.unfinished_shards and args.resubmit_unfinished:
         from autograde.slurm import resubmit_unfinished
 

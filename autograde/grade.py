@@ -396,6 +396,7 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
             result.failures.append(f"grades.csv: the gradebook {main_db} could not be read "
                                    f"({str(error).splitlines()[0][:300]})")
         _write_lms_exports(result, course, collected.lms, collected, grades, students, lessons)
+        _write_similarity(result, found, students, lessons)
         report.write_outputs(result, students, lessons, limits)
     if result.ok:
         shutil.rmtree(work, ignore_errors=True)
@@ -459,6 +460,23 @@ def _write_lms_exports(result: BatchResult, course: CourseFile, lms: str,
             result.out / "feedback")
     except OSError as error:
         result.failures.append(f"lms/: the exports could not be written ({error})")
+
+
+def _write_similarity(result: BatchResult, found: dict, students: list[str],
+                      lessons: list[str]) -> None:
+    """``similarity.csv`` and the report's table of the most alike pairs of students."""
+    from autograde import similarity
+    from autograde.copycheck import load_fingerprints
+    from nanolm_lib.curriculum import GRADED
+
+    folders = {(student, lesson): found[student].get(lesson)
+               for student in students for lesson in lessons}
+    pairs = similarity.class_pairs(folders, GRADED, load_fingerprints())
+    try:
+        similarity.write_csv(result.out / "similarity.csv", pairs)
+    except OSError as error:
+        result.failures.append(f"similarity.csv could not be written ({error})")
+    result.sections["Similarity"] = similarity.report_lines(pairs)
 
 
 def _choose_lessons(found: dict, lessons: list[str] | None, solutions_dir: Path,

@@ -162,3 +162,66 @@ def write_csv(path: Path, pairs: list[Pair]) -> None:
         for p in pairs:
             writer.writerow([p.lesson, p.question, p.first, p.second, f"{p.similarity:.4f}",
                              p.shared, *p.sizes])
+
+
+# --------------------------------------------------------------------------- a graded class
+MAX_NOTEBOOK_BYTES = 20 << 20   # a bigger file is not read for the table (its grade stands)
+TABLE_ROWS = 15                 # pairs shown in the report; every pair is in the CSV
+
+
+def _student_cells(notebook: Path, questions: set[str]) -> dict[str, str]:
+    """grade_id -> source of the solution cells of ``notebook`` named in ``questions``; nothing
+    for a file that is not a plain, readable notebook of a sane size."""
+    import nbformat
+
+    from autograde.course import grade_cells
+
+    if notebook.is_symlink() or not notebook.is_file() \
+            or notebook.stat().st_size > MAX_NOTEBOOK_BYTES:
+        return {}
+    try:
+        nb = nbformat.read(str(notebook), as_version=4)
+        return {c["grade_id"]: c["source"] for c in grade_cells(nb)
+                if c["kind"] == "solution" and c["grade_id"] in questions}
+    except Exception:  # a broken notebook is the grade's business, not the table's
+        return {}
+
+
+def class_pairs(folders: dict[tuple[str, str], Path | None], graded: dict[str, dict],
+                reference_prints: dict[str, dict]) -> list[Pair]:
+    """The ranked pairs of a graded class: ``folders`` (student, lesson) -> the submitted
+    folder; ``graded`` the course's lesson -> graded names; ``reference_prints`` the copy
+    check's stored fingerprints (:func:`autograde.copycheck.load_fingerprints`)."""
+    cells: dict[tuple[str, str], dict[str, str]] = {}
+    for (student, lesson), folder in sorted(folders.items()):
+        if folder is None:
+            continue
+        names = set(graded.get(lesson, {}))
+        for question, source in _student_cells(folder / f"{lesson}.ipynb", names).items():
+            cells.setdefault((lesson, question), {})[student] = source
+    references, starters = {}, {}
+    for lesson, question in cells:
+        known = reference_prints.get(question, {})
+        starters[(lesson, question)] = set(known.get("starter", {}).get("prints", []))
+        references[(lesson, question)] = {
+            origin: set(parts[""].get("prints", [])) for origin, parts in known.items()
+            if origin != "starter" and "" in parts}
+    return ranked_pairs(cells, references, starters)
+
+
+def report_lines(pairs: list[Pair], rows: int = TABLE_ROWS) -> list[str]:
+    """The report's section: the most alike pairs of students, most alike first."""
+    students = [p for p in pairs if not p.second.startswith("reference:")]
+    if not students:
+        return ["(fewer than two students answered any question)"]
+    lines = ["Every pair of students per question, by winnowed fingerprints of the solution "
+             "cell (names, strings, comments and layout erased; the starter code left out). "
+             "A high score is a reason to read both answers, not a verdict: short answers "
+             "that the statement dictates look alike. All pairs, and each student against "
+             "the references: `similarity.csv`.", "",
+             "| lesson | question | students | similarity | shared fingerprints |",
+             "|---|---|---|---:|---:|"]
+    for p in students[:rows]:
+        lines.append(f"| {p.lesson} | {p.question} | {p.first}, {p.second} | "
+                     f"{p.similarity:.2f} | {p.shared} |")
+    return lines

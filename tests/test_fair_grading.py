@@ -140,6 +140,9 @@ def test_pasted_reference_scores_zero_and_feedback_hides_hidden_tests(tmp_path, 
     result = grade_batch(tmp_path / "subs", tmp_path / "out", show_progress=False,
                          limits=Limits(cell_timeout_s=300, notebook_timeout_s=600))
     assert result.ok, result.failures
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## Similarity" in report and (tmp_path / "out" / "similarity.csv").is_file()
+    assert "reference:solutions" in (tmp_path / "out" / "similarity.csv").read_text()
     scores = json.loads((tmp_path / "out" / "scores.json").read_text())["copier"]["03_attention"]
     assert scores["test_MultiHeadAttention"]["score"] == 0
     assert "copied from the reference" in scores["test_MultiHeadAttention"]["error"]
@@ -235,3 +238,34 @@ def test_independent_solutions_are_never_scored_as_copies(author):
         flags = scan_cells(cells, {grade_id for grade_id, _ in cells}, fingerprints)
         scored += [f"{path.name}: {f}" for f in flags if f.kind == "copied"]
     assert scored == [], scored
+
+
+def test_a_colluding_pair_ranks_first_in_the_class_table(tmp_path):
+    """Three students hand in lesson 03: authors A and B wrote theirs apart, C handed in A's
+    answers renamed and reformatted. The class table ranks A and C first on every long
+    question, and A against B lower; the CSV holds every pair and each student against the
+    references."""
+    from autograde.copycheck import load_fingerprints
+    from autograde.similarity import class_pairs, report_lines, write_csv
+    from nanolm_lib.curriculum import GRADED
+
+    lesson = "03_attention"
+    answers = {author: dict(_independent_cells(INDEPENDENT / author / f"{lesson}.py"))
+               for author in ("author_a", "author_b")}
+    renamed = {gid: source.replace("scores", "att").replace("weights", "probs")
+               .replace("    ", "  ") for gid, source in answers["author_a"].items()}
+    folders = {}
+    for student, sources in (("ann", answers["author_a"]), ("ben", answers["author_b"]),
+                             ("cat", renamed)):
+        folders[(student, lesson)] = write_submission(LESSONS_DIR, tmp_path, student, lesson,
+                                                      sources)
+    pairs = class_pairs(folders, GRADED, load_fingerprints())
+    students = [p for p in pairs if not p.second.startswith("reference:")]
+    long_question = [p for p in students if p.question == "MultiHeadAttention"]
+    assert (long_question[0].first, long_question[0].second) == ("ann", "cat"), long_question
+    assert long_question[0].similarity > 0.9 > long_question[1].similarity, long_question
+    assert {p.second for p in pairs} >= {"reference:nanolm_lib", "reference:solutions"}
+    write_csv(tmp_path / "similarity.csv", pairs)
+    assert len((tmp_path / "similarity.csv").read_text().splitlines()) == len(pairs) + 1
+    table = "\n".join(report_lines(pairs))
+    assert "| 03_attention | MultiHeadAttention | ann, cat |" in table, table
