@@ -132,13 +132,23 @@ def test_a_release_with_other_rounding_leaves_the_committed_lessons_unchanged(tm
     assert _changed(copy, LESSONS_DIR) == []
 
 
+def _tracked(folder: Path) -> dict:
+    """What git tracks under ``folder`` (all its files outside a git checkout): a file another
+    test leaves in the real lessons/ meanwhile is not the release's doing."""
+    listed = subprocess.run(["git", "ls-files", "-z", "."], cwd=folder, capture_output=True)
+    if listed.returncode != 0:
+        return _files(folder)
+    names = [name for name in listed.stdout.decode().split("\0") if name]
+    return {Path(name): (folder / name).read_bytes() for name in sorted(names)}
+
+
 def _changed(folder: Path, committed: Path) -> list[str]:
     """The files of ``folder`` whose bytes differ from ``committed``'s, each with what differs:
     a missing or extra file, a notebook, or a fixture (equal by value or not, and its keys
     that differ), so that a failure on another machine says where to look."""
     from autograde import fixtures
 
-    ours, theirs = _files(folder), _files(committed)
+    ours, theirs = _files(folder), _tracked(committed)
     changed = [f"{path} (extra)" for path in sorted(ours.keys() - theirs.keys())]
     changed += [f"{path} (missing)" for path in sorted(theirs.keys() - ours.keys())]
     for path in sorted(ours.keys() & theirs.keys()):
