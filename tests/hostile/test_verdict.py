@@ -10,6 +10,7 @@ notebook is built here from the released lesson and the solutions.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -21,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shar
 
 from autograde_toy import write_submission  # noqa: E402
 
-from autograde.course import LESSONS_DIR, SOLUTIONS_DIR  # noqa: E402
+from autograde.course import LESSONS_DIR, REPO  # noqa: E402
 from autograde.grade import grade_batch  # noqa: E402
 from autograde.sandbox import bwrap_path  # noqa: E402
 from autograde.worker import Limits  # noqa: E402
@@ -155,11 +156,20 @@ def _attack(submissions: Path, student: str, sources: dict, prelude: str) -> Non
     nbformat.write(nb, str(path))
 
 
+def _independent_answers(lesson: str) -> dict[str, str]:
+    """grade_id -> source of independent author B's answers to ``lesson``."""
+    path = REPO / "tests" / "integrity" / "independent" / "author_b" / f"{lesson}.py"
+    cells = re.split(r"^# %% (\S+)\n", path.read_text(), flags=re.M)[1:]
+    return dict(zip(cells[::2], cells[1::2]))
+
+
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     root = tmp_path_factory.mktemp("verdict")
     submissions = root / "submissions"
-    write_submission(LESSONS_DIR, submissions, "honest", LESSON, solutions_dir=SOLUTIONS_DIR)
+    # an honest student's own answers (independent author B's): a verbatim solution notebook
+    # is a copy, which the copy policy zeroes (tests/test_fair_grading.py)
+    write_submission(LESSONS_DIR, submissions, "honest", LESSON, _independent_answers(LESSON))
     write_submission(LESSONS_DIR, submissions, "blank", LESSON)
     for student, (sources, prelude) in ATTACKS.items():
         _attack(submissions, student, sources, prelude)
