@@ -6,6 +6,7 @@ Built with nbformat in a temporary folder, so the tests do not depend on the rea
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -98,3 +99,18 @@ def write_submission(lessons_dir: Path, submissions: Path, student: str, lesson:
     folder.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(folder / f"{lesson}.ipynb"))
     return folder
+
+
+# --------------------------------------------------------------------------- independent answers
+INDEPENDENT = Path(__file__).parent / "integrity" / "independent"
+
+
+def independent_cells(path: Path) -> list[tuple[str, str]]:
+    """``(grade_id, source)`` of a ``# %% grade_id`` file of independent answers, in order."""
+    parts = re.split(r"^# %% (\S+)\n", Path(path).read_text(), flags=re.M)[1:]
+    return [(grade_id, source.rstrip() + "\n") for grade_id, source in zip(parts[::2], parts[1::2])]
+
+
+def independent_answers(lesson: str, author: str = "author_b") -> dict[str, str]:
+    """grade_id -> an independent author's answer to ``lesson`` (an honest student's work)."""
+    return dict(independent_cells(INDEPENDENT / author / f"{lesson}.py"))

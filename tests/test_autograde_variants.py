@@ -213,7 +213,7 @@ BUGS: dict[tuple[str, str], dict[str, object]] = {
             "    return F.scaled_dot_product_attention(q / math.sqrt(q.size(-1)), k, v, is_causal=True)\n"),
     },
     ("04_fused_attention", "flash_attention"): {
-        "no 1/sqrt(D) scale": Sub("q = q / D**0.5", "q = q"),
+        "no 1/sqrt(D) scale": Sub("q = q / math.sqrt(D)", "q = q"),
         "not causal": Sub(
             'scores = scores.masked_fill(key_position > query_position, float("-inf"))',
             "scores = scores"),
@@ -368,6 +368,34 @@ BUGS: dict[tuple[str, str], dict[str, object]] = {
             "eos_id is not None", "eos_id"),
         "does not crop to the context length": Sub("model(idx[:, -context_length:])",
                                                     "model(idx)"),
+    },
+    # ---- 08 modern gpt
+    ("08_modern_gpt", "RMSNorm"): {
+        "no square root": Sub("x / torch.sqrt(mean_square + self.eps)",
+                              "x / (mean_square + self.eps)"),
+    },
+    ("08_modern_gpt", "rope_cache"): {
+        "interleaved angles with the rotate-half apply": Sub(
+            "angles = torch.cat([angles, angles], dim=-1)",
+            "angles = angles.repeat_interleave(2, dim=-1)"),
+    },
+    ("08_modern_gpt", "apply_rope"): {
+        "rotated the wrong way": Sub("torch.cat([-x[..., half:], x[..., :half]], dim=-1)",
+                                     "torch.cat([x[..., half:], -x[..., :half]], dim=-1)"),
+    },
+    ("08_modern_gpt", "SwiGLU"): {
+        "gate without SiLU": Sub("F.silu(self.gate(x)) * self.up(x)", "self.gate(x) * self.up(x)"),
+    },
+    ("08_modern_gpt", "GroupedQueryAttention"): {
+        "no output projection": Sub("self.proj(merge_heads(fused_attention(q, k, v)))",
+                                    "merge_heads(fused_attention(q, k, v))"),
+    },
+    ("08_modern_gpt", "ModernBlock"): {
+        "no residual around the MLP": Sub("return x + self.mlp(self.norm2(x))",
+                                          "return self.mlp(self.norm2(x))"),
+    },
+    ("08_modern_gpt", "ModernGPT"): {
+        "no final norm": Sub("logits = self.head(self.norm_f(x))", "logits = self.head(x)"),
     },
 }
 

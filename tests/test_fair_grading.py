@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from autograde_toy import write_submission
+from autograde_toy import INDEPENDENT, independent_cells, write_submission
 from test_autograde_variants import ALTERNATIVES, _apply
 
 from autograde.__main__ import main
@@ -204,24 +204,6 @@ def test_feedback_notebook_keeps_results_not_hidden_source():
 
 
 # --------------------------------------------------------------------------- independent work
-INDEPENDENT = Path(__file__).parent / "integrity" / "independent"
-
-
-def _independent_cells(path: Path) -> list[tuple[str, str]]:
-    """``(grade_id, source)`` of a ``# %% grade_id`` file, in order."""
-    cells, grade_id, lines = [], None, []
-    for line in path.read_text().splitlines():
-        if line.startswith("# %% "):
-            if grade_id:
-                cells.append((grade_id, "\n".join(lines)))
-            grade_id, lines = line[5:].strip(), []
-        else:
-            lines.append(line)
-    if grade_id:
-        cells.append((grade_id, "\n".join(lines)))
-    return cells
-
-
 @pytest.mark.parametrize("author", sorted(p.name for p in INDEPENDENT.glob("author_*")))
 def test_independent_solutions_are_never_scored_as_copies(author):
     """Two authors who never saw the reference solved lessons 01-07 from the lesson text: the
@@ -234,7 +216,7 @@ def test_independent_solutions_are_never_scored_as_copies(author):
     assert len(files) == 7, files
     scored = []
     for path in files:
-        cells = _independent_cells(path)
+        cells = independent_cells(path)
         flags = scan_cells(cells, {grade_id for grade_id, _ in cells}, fingerprints)
         scored += [f"{path.name}: {f}" for f in flags if f.kind == "copied"]
     assert scored == [], scored
@@ -250,7 +232,7 @@ def test_a_colluding_pair_ranks_first_in_the_class_table(tmp_path):
     from nanolm_lib.curriculum import GRADED
 
     lesson = "03_attention"
-    answers = {author: dict(_independent_cells(INDEPENDENT / author / f"{lesson}.py"))
+    answers = {author: dict(independent_cells(INDEPENDENT / author / f"{lesson}.py"))
                for author in ("author_a", "author_b")}
     renamed = {gid: source.replace("scores", "att").replace("weights", "probs")
                .replace("    ", "  ") for gid, source in answers["author_a"].items()}

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from autograde_toy import independent_answers
 
-from autograde.course import SOLUTIONS_DIR
 from autograde.kit import student_kit
-from autograde.selfcheck import restore_test_cells
 from nanolm_lib.curriculum import GRADED
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -57,12 +56,16 @@ def _kit_env(kit: Path, scratch: Path) -> dict:
 
 
 def _student_notebook(kit: Path, lesson: str, finished: bool = True) -> Path:
-    """workspace/<lesson>/<lesson>.ipynb: the solution (finished) or the untouched lesson,
-    with the kit's test cells."""
-    released = nbformat.read(str(kit / "lessons" / lesson / f"{lesson}.ipynb"), as_version=4)
-    nb = nbformat.read(str(SOLUTIONS_DIR / lesson / f"{lesson}.ipynb"), as_version=4) \
-        if finished else released
-    restore_test_cells(nb, released)
+    """workspace/<lesson>/<lesson>.ipynb: a student's own finished work (independent author
+    B's answers; the solution notebook would be a copy) or the untouched lesson, with the
+    kit's test cells."""
+    nb = nbformat.read(str(kit / "lessons" / lesson / f"{lesson}.ipynb"), as_version=4)
+    if finished:
+        answers = independent_answers(lesson)
+        for cell in nb.cells:
+            grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+            if grade_id in answers and cell.metadata["nbgrader"].get("solution"):
+                cell.source = answers[grade_id]
     folder = kit / "workspace" / lesson
     folder.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(folder / f"{lesson}.ipynb"))

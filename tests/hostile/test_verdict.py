@@ -10,7 +10,6 @@ notebook is built here from the released lesson and the solutions.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -20,9 +19,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared helpers
 
-from autograde_toy import write_submission  # noqa: E402
+from autograde_toy import independent_answers, write_submission  # noqa: E402
 
-from autograde.course import LESSONS_DIR, REPO  # noqa: E402
+from autograde.course import LESSONS_DIR  # noqa: E402
 from autograde.grade import grade_batch  # noqa: E402
 from autograde.sandbox import bwrap_path  # noqa: E402
 from autograde.worker import Limits  # noqa: E402
@@ -156,20 +155,13 @@ def _attack(submissions: Path, student: str, sources: dict, prelude: str) -> Non
     nbformat.write(nb, str(path))
 
 
-def _independent_answers(lesson: str) -> dict[str, str]:
-    """grade_id -> source of independent author B's answers to ``lesson``."""
-    path = REPO / "tests" / "integrity" / "independent" / "author_b" / f"{lesson}.py"
-    cells = re.split(r"^# %% (\S+)\n", path.read_text(), flags=re.M)[1:]
-    return dict(zip(cells[::2], cells[1::2]))
-
-
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     root = tmp_path_factory.mktemp("verdict")
     submissions = root / "submissions"
     # an honest student's own answers (independent author B's): a verbatim solution notebook
     # is a copy, which the copy policy zeroes (tests/test_fair_grading.py)
-    write_submission(LESSONS_DIR, submissions, "honest", LESSON, _independent_answers(LESSON))
+    write_submission(LESSONS_DIR, submissions, "honest", LESSON, independent_answers(LESSON))
     write_submission(LESSONS_DIR, submissions, "blank", LESSON)
     for student, (sources, prelude) in ATTACKS.items():
         _attack(submissions, student, sources, prelude)
