@@ -20,6 +20,7 @@ import nbformat
 import pytest
 from autograde_toy import independent_answers
 
+from autograde.course import SOLUTIONS_DIR, grade_cells
 from autograde.kit import student_kit
 from nanolm_lib.curriculum import GRADED
 
@@ -57,11 +58,15 @@ def _kit_env(kit: Path, scratch: Path) -> dict:
 
 def _student_notebook(kit: Path, lesson: str, finished: bool = True) -> Path:
     """workspace/<lesson>/<lesson>.ipynb: a student's own finished work (independent author
-    B's answers; the solution notebook would be a copy) or the untouched lesson, with the
+    B's answers; the solution notebook would be a copy, and fills in only what the author
+    did not write, such as lesson 06's AdamW, added later) or the untouched lesson, with the
     kit's test cells."""
     nb = nbformat.read(str(kit / "lessons" / lesson / f"{lesson}.ipynb"), as_version=4)
     if finished:
-        answers = independent_answers(lesson)
+        solution = nbformat.read(str(SOLUTIONS_DIR / lesson / f"{lesson}.ipynb"), as_version=4)
+        answers = {cell["grade_id"]: cell["source"] for cell in grade_cells(solution)
+                   if cell["kind"] == "solution"}
+        answers.update(independent_answers(lesson))
         for cell in nb.cells:
             grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
             if grade_id in answers and cell.metadata["nbgrader"].get("solution"):
