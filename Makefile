@@ -55,7 +55,8 @@ $(STAMP): pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 # The pins, from the venv the tests passed in: everything installed but the project and torch.
 constraints: setup
 	{ echo "# make constraints: the versions the tests passed with (torch: see TORCH_SPEC)"; \
-	  $(BIN)/python -m pip freeze --exclude-editable | grep -v -i -E '^(torch|nanolm|nvidia-|cuda-|triton)\b'; \
+	  $(BIN)/python -m pip freeze --exclude-editable | \
+	    grep -v -i -E '^(torch|nanolm|nvidia-|cuda-|triton)\b'; \
 	} > constraints.txt
 
 # The venv's bin goes first on PATH: nbgrader runs `alembic` and Jupyter kernels from there.
@@ -109,8 +110,8 @@ endif
 # The package sources pass through (a mirror, a wheel folder): they are where packages come
 # from, not packages this machine has.
 PIP_CONFIG_FILE ?= $(firstword $(wildcard $(HOME)/.config/pip/pip.conf $(HOME)/.pip/pip.conf))
-CLEAN_ROOM_PIP = $(foreach v,$(filter PIP_%,$(.VARIABLES)),$(if $(filter environment,$(origin $(v))),$(v)=$($(v)))) \
-  $(if $(PIP_CONFIG_FILE),PIP_CONFIG_FILE=$(PIP_CONFIG_FILE))
+pip_settings = $(foreach v,$(filter PIP_%,$(.VARIABLES)),$(if $(filter environment,$(origin $(v))),$(v)=$($(v))))
+CLEAN_ROOM_PIP = $(pip_settings) $(if $(PIP_CONFIG_FILE),PIP_CONFIG_FILE=$(PIP_CONFIG_FILE))
 CLEAN_ROOM_DATA ?= $(or $(NANOLM_DATA),$(wildcard $(abspath ../shared/data/tinystories/train-sample.txt)))
 test-clean-room:
 	room=$$(mktemp -d) && git clone -q . $$room/nanolm && $(PYTHON) -m venv --without-pip $$room/base \

@@ -4,7 +4,7 @@ There are two references: the package (``nanolm_lib``) and the instructor's solu
 (``solutions/``). A student's definition of a graded name (the function, or the class; or a
 method of a graded class) is compared with both, two ways:
 
-* **exact**: its normal form (:func:`normal_form`) equals a reference's. Both sides lose their
+* **exact**: its normal form (:func:`_normalised`) equals a reference's. Both sides lose their
   comments and formatting (only the AST is compared), docstrings, string constants (one
   placeholder), annotations and decorators; every variable, parameter, function and class name
   becomes ``v0, v1, ...`` in order of first appearance, and so does every attribute of ``self``;
@@ -39,7 +39,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograde.similarity import fingerprints, similarity
+from autograde.similarity import fingerprints, similarity, strip_definition
 from nanolm_lib.curriculum import GRADED
 
 DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -67,17 +67,8 @@ class _Normaliser(ast.NodeTransformer):
     def name(self, original: str) -> str:
         return self.names.setdefault(original, f"v{len(self.names)}")
 
-    def _strip_body(self, node):
-        body = node.body
-        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                and isinstance(body[0].value.value, str):
-            body = body[1:] or [ast.Pass()]
-        node.body = body
-        node.decorator_list = []
-
     def visit_FunctionDef(self, node):
-        self._strip_body(node)
-        node.returns = None
+        strip_definition(node)
         node.name = self.name(node.name)
         arguments = node.args.posonlyargs + node.args.args
         if getattr(node, "_method", False) and arguments:
@@ -88,7 +79,7 @@ class _Normaliser(ast.NodeTransformer):
     visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_ClassDef(self, node):
-        self._strip_body(node)
+        strip_definition(node)
         node.name = self.name(node.name)
         for item in node.body:
             if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -130,31 +121,25 @@ class _Normaliser(ast.NodeTransformer):
         return ast.Constant("")
 
 
-def normal_form(node: ast.AST) -> str:
-    """The normal form of a function or class definition (see the module docstring)."""
+def _normalised(node: ast.AST) -> dict:
+    """The normal form of a function or class definition (see the module docstring) as its
+    sha256 ``"hash"``, and its size in ``"nodes"`` (docstrings, annotations and decorators do
+    not count)."""
     tree = _Normaliser().visit(copy.deepcopy(node))
-    return ast.dump(tree, annotate_fields=False, include_attributes=False)
+    form = ast.dump(tree, annotate_fields=False, include_attributes=False)
+    return {"hash": hashlib.sha256(form.encode()).hexdigest(),
+            "nodes": sum(1 for _ in ast.walk(tree))}
 
 
-def size(node: ast.AST) -> int:
-    """Nodes of the normal form: docstrings, annotations and decorators do not count."""
-    return sum(1 for _ in ast.walk(_Normaliser().visit(copy.deepcopy(node))))
-
-
-def _parts(node: ast.AST, prints: bool = True) -> dict[str, dict]:
-    """The definition and, for a class, each method: part -> {"hash", "nodes"} (and the
-    definition's winnowed "prints")."""
-    def entry(item):
-        form = normal_form(item)
-        return {"hash": hashlib.sha256(form.encode()).hexdigest(), "nodes": size(item)}
-
-    parts = {"": entry(node)}
-    if prints:
-        parts[""]["prints"] = sorted(fingerprints(node))
+def _parts(node: ast.AST) -> dict[str, dict]:
+    """The definition and, for a class, each method: part -> {"hash", "nodes"}, and the
+    definition's winnowed "prints"."""
+    parts = {"": _normalised(node)}
+    parts[""]["prints"] = sorted(fingerprints(node))
     if isinstance(node, ast.ClassDef):
         for item in node.body:
             if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                parts[item.name] = entry(item)
+                parts[item.name] = _normalised(item)
     return parts
 
 
@@ -201,7 +186,8 @@ def reference_fingerprints(package_dir: Path = PACKAGE_DIR, solutions_dir: Path 
 
 
 def write_fingerprints(path: Path, package_dir: Path = PACKAGE_DIR,
-                       solutions_dir: Path = SOLUTIONS_DIR, lessons_dir: Path = LESSONS_DIR) -> None:
+                       solutions_dir: Path = SOLUTIONS_DIR,
+                       lessons_dir: Path = LESSONS_DIR) -> None:
     """Store the fingerprints (for a staged kit, whose package lacks the reference bodies)."""
     fingerprints = reference_fingerprints(package_dir, solutions_dir, lessons_dir)
     Path(path).write_text(json.dumps(fingerprints, indent=1, sort_keys=True) + "\n")

@@ -18,6 +18,7 @@ machine and in every process.
 from __future__ import annotations
 
 import ast
+import copy
 import csv
 import hashlib
 import io
@@ -31,18 +32,24 @@ K = 12       # tokens per k-gram: shorter matches (a line of indexing) are noise
 WINDOW = 8   # every match of K + WINDOW - 1 = 19 tokens is found
 
 
+def strip_definition(node: ast.AST) -> None:
+    """Take a definition's (or module's) docstring, decorators and return annotation out, in
+    place: nothing a copier must keep. The copy check's normal form starts the same way."""
+    body = node.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        node.body = body[1:] or [ast.Pass()]
+    if hasattr(node, "decorator_list"):
+        node.decorator_list = []
+    if hasattr(node, "returns"):
+        node.returns = None
+
+
 class _Strip(ast.NodeTransformer):
-    """Docstrings, annotations and decorators out: nothing a copier must keep."""
+    """Docstrings, annotations and decorators out, everywhere in a tree."""
 
     def _body(self, node):
-        body = node.body
-        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                and isinstance(body[0].value.value, str):
-            node.body = body[1:] or [ast.Pass()]
-        if hasattr(node, "decorator_list"):
-            node.decorator_list = []
-        if hasattr(node, "returns"):
-            node.returns = None
+        strip_definition(node)
         self.generic_visit(node)
         return node
 
@@ -64,7 +71,7 @@ def tokens(code: str | ast.AST) -> list[str]:
     does not parse."""
     try:
         tree = ast.parse(code) if isinstance(code, str) else code
-        text = ast.unparse(_Strip().visit(ast.fix_missing_locations(_copy(tree))))
+        text = ast.unparse(_Strip().visit(ast.fix_missing_locations(copy.deepcopy(tree))))
     except (SyntaxError, ValueError, RecursionError):
         return []
     stream, previous = [], ""
@@ -87,12 +94,6 @@ def tokens(code: str | ast.AST) -> list[str]:
     return stream
 
 
-def _copy(tree: ast.AST) -> ast.AST:
-    import copy
-
-    return copy.deepcopy(tree)
-
-
 def _hash(gram: tuple[str, ...]) -> int:
     digest = hashlib.blake2b("\x1f".join(gram).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big")
@@ -102,8 +103,8 @@ def fingerprints(code: str | ast.AST) -> set[int]:
     """The winnowed fingerprints of ``code`` (see the module docstring)."""
     stream = tokens(code)
     hashes = [_hash(tuple(stream[i:i + K])) for i in range(len(stream) - K + 1)]
-    if len(hashes) <= WINDOW:
-        return set(hashes[:1] and [min(hashes)])
+    if len(hashes) <= WINDOW:  # shorter than one window: its smallest hash, if any
+        return {min(hashes)} if hashes else set()
     return {min(hashes[i:i + WINDOW]) for i in range(len(hashes) - WINDOW + 1)}
 
 
@@ -199,13 +200,15 @@ def class_pairs(folders: dict[tuple[str, str], Path | None], graded: dict[str, d
         names = set(graded.get(lesson, {}))
         for question, source in _student_cells(folder / f"{lesson}.ipynb", names).items():
             cells.setdefault((lesson, question), {})[student] = source
+    from autograde.copycheck import STARTER
+
     references, starters = {}, {}
     for lesson, question in cells:
         known = reference_prints.get(question, {})
-        starters[(lesson, question)] = set(known.get("starter", {}).get("prints", []))
+        starters[(lesson, question)] = set(known.get(STARTER, {}).get("prints", []))
         references[(lesson, question)] = {
             origin: set(parts[""].get("prints", [])) for origin, parts in known.items()
-            if origin != "starter" and "" in parts}
+            if origin != STARTER and "" in parts}
     return ranked_pairs(cells, references, starters)
 
 
