@@ -1,14 +1,15 @@
-"""Static checks of a submission's solution cells, reported next to its grades.
+"""Static checks of a submission's code cells, reported next to its grades, and each
+question's policy (what its solution may not call, or must call), decided here on the source.
 
-The test cells compare against a freshly loaded reference (``nanolm_lib.checks.reference``), so
-patching ``nanolm_lib`` cannot make a wrong answer pass; these checks still tell the instructor
-who tried, and who handed in the reference instead of their own code:
+The hidden cases compare outputs with the reference's, so patching ``nanolm_lib`` cannot make a
+wrong answer pass; these checks still tell the instructor who tried, who handed in the
+reference instead of their own code, and who answered with a finished version of the exercise:
 
 * ``patch``: assigning to an attribute of an imported module (``nanolm_lib.x.f = ...``,
   ``torch.allclose = ...``), ``setattr`` / ``delattr`` on one, touching ``sys.modules``,
   ``builtins``, ``importlib.reload`` or the ``nanolm_lib.checks`` module;
-* ``reference-use``: a solution cell that imports or calls one of the lesson's graded names
-  from ``nanolm_lib`` instead of implementing it: directly, through a module alias,
+* ``reference-use``: code that imports or calls one of the lesson's graded names from
+  ``nanolm_lib`` instead of implementing it: directly, through a module alias,
   ``importlib.import_module``, ``getattr(module, "name")``, ``inspect`` (``getsource``) or the
   test helpers' ``reference``/``use_reference``;
 * ``copied``: a graded definition that is a reference's code (the package's or the solution
@@ -16,45 +17,98 @@ who tried, and who handed in the reference instead of their own code:
   or near-exactly by its winnowed fingerprints, and long enough not to be dictated by its
   statement (:mod:`autograde.copycheck`);
 * ``similar``: the same for a definition the statement dictates: reported for a person to read,
-  never scored.
+  never scored;
+* ``policy``: a question's code uses a name its policy forbids, or never calls one it requires
+  (``forbids=`` / ``requires=`` of :class:`nanolm_lib.grading.Question`, declared in
+  :mod:`nanolm_lib.questions`), or looks a name up that is computed at run time, so that its
+  policy cannot be read;
+* ``dynamic``: such a computed lookup anywhere else (``getattr(x, name)``, ``eval``/``exec``,
+  ``__import__``/``importlib.import_module`` of a computed name, ``globals()[name]``,
+  ``vars(x)[name]``, ``x.__dict__[name]``, ``get_ipython``): reported only.
 
-``reference-use`` and ``copied`` fall under the course's copy policy (``grade --copied``):
-by default the question they occur in scores 0. ``patch`` is reported only: the tests cannot
-be fooled by it.
+Every code cell is read, not only the solution cells: the test cells excepted (nbgrader puts
+the released ones back), and the course's own cells (the locked set-up cells, and with
+``released`` every cell left as released) read for what they define but never flagged. A
+question's code is its solution cell, every top-level statement of any cell that binds its name,
+and, followed through the names they read (as :mod:`symtable` finds them: a function's
+parameters and locals are not followed), every statement that binds one of those. For a policy
+the chain goes on through the other graded names too (``count_parameters`` may not build a
+model, so reaching the student's own ``GPT``, which uses ``torch``, counts); for the other kinds
+it stops there, so that each question answers for its own code. Import aliases and simple
+assignments are resolved across the notebook (``import torch.nn.functional as F``,
+``from torch.nn.functional import scaled_dot_product_attention as s``, ``F = torch.nn.functional``,
+``s = getattr(F, "scaled_dot_product_attention")``); a forbidden name is also found under
+another module of the same package (``torch._C._nn.scaled_dot_product_attention``), and a
+distinctive one on an object the scan cannot resolve (``self.f.scaled_dot_product_attention``).
+
+``reference-use``, ``copied`` and ``policy`` fall under the course's copy policy (``grade
+--copied``): by default the question they are attributed to scores 0; a finding in a cell that
+is no question's code names the cell and changes no score. ``patch``, ``dynamic`` and
+``similar`` are reported only. A computed lookup is scored only in the code of a question with
+a policy, because only there does it hide what the policy must see. What the scan cannot see:
+code that a cell reads from a file (``%run``, importing the student's own module), and a required
+call placed where it never runs (it is in the source for a reader to find).
 """
 
 from __future__ import annotations
 
 import ast
+import fnmatch
+import symtable
+from collections import defaultdict
 from dataclasses import asdict, dataclass
 
 # The kinds the copy policy (grade --copied zero|flag) applies to.
-POLICY_KINDS = ("reference-use", "copied")
+POLICY_KINDS = ("reference-use", "copied", "policy")
 # Test helpers that hand over the reference itself.
 REFERENCE_HELPERS = ("reference", "use_reference", "use_released")
+# Calls that run code or look a name up from a value computed at run time: the argument that
+# holds the name (None: any use is one).
+COMPUTED_LOOKUPS = {"getattr": 1, "setattr": 1, "delattr": 1, "hasattr": 1, "eval": None,
+                    "exec": None, "compile": None, "__import__": 0,
+                    "importlib.import_module": 0, "operator.attrgetter": 0,
+                    "operator.methodcaller": 0, "get_ipython": None}
+NAMESPACES = ("globals", "locals", "vars")
+# A forbidden name this long also counts on an object the scan cannot resolve (x.optimize)
+DISTINCTIVE = 6
 
 
 @dataclass
 class Flag:
-    """One finding: in which solution cell, what kind, and the offending line."""
+    """One finding: which question (or cell), what kind, where, and what."""
 
-    grade_id: str
-    kind: str        # "patch", "reference-use", "copied" or "similar"
+    grade_id: str    # the question it counts against, or "code cell N" (no question's code)
+    kind: str        # "patch", "reference-use", "copied", "similar", "policy" or "dynamic"
     line: int
     message: str
+    cell: int = 0    # the code cell's number in the notebook, from 1 (0: not known)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Cell:
+    """One code cell as the scan reads it."""
+
+    grade_id: str | None  # the question of a solution cell, else None
+    source: str
+    number: int           # among the notebook's code cells, from 1
+    given: bool = False   # the course's own: read for its definitions, never flagged
+
+    @property
+    def label(self) -> str:
+        return self.grade_id or f"code cell {self.number}"
+
+
 def policy_note(flag: dict, policy: str = "zero") -> str:
     """What a flag means for the student's score under ``policy``, in one sentence."""
-    what = "copied from the reference" if flag["kind"] == "copied" else "uses the reference"
+    what = {"copied": "copied from the reference",
+            "policy": "breaks this question's rule"}.get(flag["kind"], "uses the reference")
+    where = (f"code cell {flag['cell']}, " if flag.get("cell") else "") + f"line {flag['line']}"
     if policy == "zero":
-        return (f"this question will score 0 when graded: {what} "
-                f"(line {flag['line']}: {flag['message']})")
-    return (f"flagged for the instructor, points unchanged: {what} "
-            f"(line {flag['line']}: {flag['message']})")
+        return f"this question will score 0 when graded: {what} ({where}: {flag['message']})"
+    return f"flagged for the instructor, points unchanged: {what} ({where}: {flag['message']})"
 
 
 def _is_module(dotted: str) -> bool:
@@ -215,40 +269,426 @@ class _Scanner(ast.NodeVisitor):
         self.generic_visit(node)
 
 
-def scan_cells(cells: list[tuple[str, str]], graded_names: set[str],
-               fingerprints: dict | None = None) -> list[Flag]:
-    """Scan ``(grade_id, source)`` solution cells, in notebook order; with ``fingerprints``
-    (:func:`autograde.copycheck.load_fingerprints`) also for copies of the reference.
+# ------------------------------------------------------------------------------ reading cells
+class _NoAnnotations(ast.NodeTransformer):
+    """Annotations are not calls: ``config: GPTConfig`` uses nothing a policy counts."""
 
-    Module aliases carry over from one cell to the next, as they do in the kernel; a cell that
-    does not parse is skipped (its own test fails anyway).
+    def visit_arg(self, node):
+        node.annotation = None
+        return node
+
+    def visit_FunctionDef(self, node):
+        node.returns = None
+        self.generic_visit(node)
+        return node
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_AnnAssign(self, node):
+        self.generic_visit(node)
+        if node.value is None:
+            return ast.Pass()
+        return ast.Assign(targets=[node.target], value=node.value)
+
+
+def _code(source: str) -> str:
+    """A cell's Python: IPython magics and shell escapes blanked (a ``%%time`` cell runs the
+    rest as it is), line numbers kept."""
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line
+                     for line in source.splitlines())
+
+
+def _parse(source: str) -> ast.Module | None:
+    try:
+        tree = ast.parse(_code(source))
+    except SyntaxError:
+        return None  # its own test fails anyway
+    return ast.fix_missing_locations(_NoAnnotations().visit(tree))
+
+
+def _literal(node: ast.AST | None) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _namespace_call(node: ast.AST) -> bool:
+    """``globals()``, ``locals()``, ``vars()`` or ``vars(x)``."""
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+        and node.func.id in NAMESPACES
+
+
+@dataclass
+class _Statement:
+    """One top-level statement: the module-level names it binds and reads."""
+
+    cell: Cell
+    node: ast.stmt
+    binds: set[str]
+    uses: set[str]
+
+
+def _names(node: ast.stmt) -> tuple[set[str], set[str]]:
+    """(bound, read) module-level names of one top-level statement: a function's or a class's
+    own locals are not read from the module."""
+    binds, uses = set(), set()
+    try:
+        top = symtable.symtable(ast.unparse(node), "<cell>", "exec")
+    except (SyntaxError, ValueError):  # e.g. a stray `return`: every name counts
+        names = [n for n in ast.walk(node) if isinstance(n, ast.Name)]
+        return ({n.id for n in names if isinstance(n.ctx, ast.Store)},
+                {n.id for n in names if isinstance(n.ctx, ast.Load)})
+    for symbol in top.get_symbols():
+        if symbol.is_assigned() or symbol.is_imported():
+            binds.add(symbol.get_name())
+        if symbol.is_referenced():
+            uses.add(symbol.get_name())
+    tables = list(top.get_children())
+    while tables:
+        table = tables.pop()
+        tables += table.get_children()
+        for symbol in table.get_symbols():
+            if symbol.is_global() and symbol.is_referenced():
+                uses.add(symbol.get_name())
+            if symbol.is_declared_global() and symbol.is_assigned():
+                binds.add(symbol.get_name())
+    for sub in ast.walk(node):  # globals()["name"] = ...
+        if isinstance(sub, ast.Subscript) and isinstance(sub.ctx, ast.Store) \
+                and _namespace_call(sub.value) and _literal(sub.slice):
+            binds.add(_literal(sub.slice))
+    return binds, uses
+
+
+def _statements(cells: list[Cell]) -> list[_Statement]:
+    found = []
+    for cell in cells:
+        tree = _parse(cell.source)
+        for node in tree.body if tree else []:
+            found.append(_Statement(cell, node, *_names(node)))
+    return found
+
+
+# ------------------------------------------------------------------------------ resolving names
+class _Resolver:
+    """What a name or an attribute chain stands for, as dotted paths (``torch.nn.functional``),
+    from the notebook's imports and simple assignments, wherever they are (flow-insensitive:
+    every binding a name has anywhere counts)."""
+
+    def __init__(self, statements: list[_Statement]):
+        self.aliases: dict[str, set[str]] = defaultdict(set)
+        self.stars: set[str] = set()
+        for _ in range(3):  # an alias may use one bound further down: a few rounds settle it
+            before = sum(map(len, self.aliases.values()))
+            for statement in statements:
+                for node in ast.walk(statement.node):
+                    for name, path in self._bindings(node):
+                        self.aliases[name].add(path)
+            if sum(map(len, self.aliases.values())) == before:
+                break
+
+    def _bindings(self, node: ast.AST):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    yield alias.asname, alias.name
+                else:
+                    yield alias.name.split(".")[0], alias.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for alias in node.names:
+                if alias.name == "*":
+                    self.stars.add(node.module)
+                else:
+                    yield alias.asname or alias.name, f"{node.module}.{alias.name}"
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                yield from self._assigned(target, node.value)
+        elif isinstance(node, ast.NamedExpr):
+            yield from self._assigned(node.target, node.value)
+        elif isinstance(node, ast.For) and isinstance(node.iter, (ast.Tuple, ast.List)):
+            for element in node.iter.elts:
+                yield from self._assigned(node.target, element)
+
+    def _assigned(self, target: ast.AST, value: ast.AST):
+        if isinstance(target, ast.Name):
+            for path in self.resolve(value):
+                yield target.id, path
+        elif isinstance(target, (ast.Tuple, ast.List)) and isinstance(
+                value, (ast.Tuple, ast.List)) and len(target.elts) == len(value.elts):
+            for one, other in zip(target.elts, value.elts):
+                yield from self._assigned(one, other)
+
+    def resolve(self, node: ast.AST) -> set[str]:
+        if isinstance(node, ast.Name):
+            if node.id in self.aliases:
+                return set(self.aliases[node.id])
+            return {f"{module}.{node.id}" for module in self.stars}
+        if isinstance(node, ast.Attribute):
+            return {f"{path}.{node.attr}" for path in self.resolve(node.value)}
+        if isinstance(node, ast.Call):
+            called = self.callee(node)
+            if called & {"getattr", "builtins.getattr"} and len(node.args) > 1 \
+                    and _literal(node.args[1]):
+                return {f"{path}.{_literal(node.args[1])}" for path in self.resolve(node.args[0])}
+            if called & {"__import__", "importlib.import_module"} and node.args \
+                    and _literal(node.args[0]):
+                return {_literal(node.args[0])}
+        if isinstance(node, ast.Subscript) and _literal(node.slice):  # x.__dict__["f"]
+            owner = node.value
+            if isinstance(owner, ast.Attribute) and owner.attr == "__dict__":
+                return {f"{p}.{_literal(node.slice)}" for p in self.resolve(owner.value)}
+            if _namespace_call(owner) and owner.func.id == "vars" and owner.args:
+                return {f"{p}.{_literal(node.slice)}" for p in self.resolve(owner.args[0])}
+        return set()
+
+    def callee(self, call: ast.Call) -> set[str]:
+        """The function a call calls: its resolved paths and its own dotted name."""
+        own = _dotted(call.func)
+        return self.resolve(call.func) | ({own} if own else set())
+
+    def computed_lookup(self, node: ast.AST) -> str | None:
+        """What makes ``node`` a lookup of a name computed at run time, or None."""
+        if isinstance(node, ast.Call):
+            for name in self.callee(node):
+                name = name.removeprefix("builtins.")
+                if name not in COMPUTED_LOOKUPS:
+                    continue
+                argument = COMPUTED_LOOKUPS[name]
+                if argument is None:
+                    return f"{name}() runs code or an IPython command built at run time"
+                if len(node.args) > argument and _literal(node.args[argument]) is None:
+                    return f"{name}() with a name computed at run time"
+        if isinstance(node, ast.Name) and node.id == "get_ipython":
+            return "get_ipython() runs code or an IPython command built at run time"
+        if isinstance(node, ast.Subscript) and _literal(node.slice) is None and (
+                _namespace_call(node.value) or (isinstance(node.value, ast.Attribute) and (
+                    node.value.attr == "__dict__"
+                    or "sys.modules" in self.resolve(node.value)))):
+            return f"{ast.unparse(node.value)}[...] with a name computed at run time"
+        return None
+
+
+def _matches(path: str, pattern: str) -> bool:
+    """``path`` is ``pattern``, inside it, or the same name under another module of the same
+    package (``torch._C._nn.scaled_dot_product_attention`` for
+    ``torch.nn.functional.scaled_dot_product_attention``)."""
+    if fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(path, pattern + ".*"):
+        return True
+    wanted, parts = pattern.split("."), path.split(".")
+    return (len(wanted) > 1 and not _wild(wanted[-1]) and parts[0] == wanted[0]
+            and wanted[-1] in parts[1:] and not pattern.startswith(path + "."))
+
+
+def _matches_attribute(attribute: str, pattern: str) -> bool:
+    """``x.<attribute>`` on an object the scan cannot resolve names ``pattern``'s last part,
+    when that name is distinctive enough to mean it."""
+    last = pattern.rsplit(".", 1)[-1]
+    return "." in pattern and not _wild(last) and len(last) >= DISTINCTIVE and attribute == last
+
+
+def _wild(text: str) -> bool:
+    return any(char in text for char in "*?[")
+
+
+# ------------------------------------------------------------------------------ whose code
+def _scope(question: str, statements: list[_Statement], graded: set[str],
+           through_graded: bool) -> dict[int, str | None]:
+    """The statements that are ``question``'s code (see the module docstring): index -> the
+    name it was reached through (None: its own cell, or a binding of its name)."""
+    binders: dict[str, list[int]] = defaultdict(list)
+    reached: dict[int, str | None] = {}
+    for index, statement in enumerate(statements):
+        for name in statement.binds:
+            binders[name].append(index)
+        if statement.cell.grade_id == question or question in statement.binds:
+            reached[index] = None
+    queue = list(reached)
+    while queue:
+        for name in statements[queue.pop()].uses:
+            if name == question or (name in graded and not through_graded):
+                continue
+            for index in binders.get(name, []):
+                if index not in reached:
+                    reached[index] = name
+                    queue.append(index)
+    return reached
+
+
+def _unanswered(question: str, statements: list[_Statement]) -> bool:
+    """True when every definition of ``question`` is still the starter: a body (after its
+    docstring) that only raises NotImplementedError."""
+    definitions = [s.node for s in statements if question in s.binds
+                   and isinstance(s.node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    for node in definitions:
+        body = node.body[1:] if _literal(getattr(node.body[0], "value", None)) else node.body
+        if not (len(body) == 1 and isinstance(body[0], ast.Raise)
+                and "NotImplementedError" in ast.unparse(body[0])):
+            return False
+    return True
+
+
+def _forbidden_use(node: ast.AST, resolver: _Resolver, forbids: tuple[str, ...]):
+    """(line, what) for the first use of a forbidden name in ``node``, or None. An import alone
+    uses nothing: the name it binds counts where it is read."""
+    for sub in ast.walk(node):
+        if isinstance(sub, (ast.Name, ast.Attribute)) and not isinstance(sub.ctx, ast.Load):
+            continue
+        if not isinstance(sub, (ast.Name, ast.Attribute, ast.Call, ast.Subscript)):
+            continue
+        paths = resolver.resolve(sub)
+        for path in sorted(paths):
+            if any(_matches(path, pattern) for pattern in forbids):
+                text = ast.unparse(sub)
+                shown = path if text == path else f"{text} ({path})"
+                return sub.lineno, f"uses {shown[:160]}, which this question may not use"
+        if isinstance(sub, ast.Attribute) and not paths:
+            hit = next((p for p in forbids if _matches_attribute(sub.attr, p)), None)
+            if hit:
+                return sub.lineno, (f"uses {ast.unparse(sub)[:120]} (taken for {hit}), which "
+                                    "this question may not use")
+    return None
+
+
+def _calls(node: ast.AST, resolver: _Resolver, pattern: str) -> bool:
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Call):
+            if any(_matches(path, pattern) for path in resolver.callee(sub)):
+                return True
+            if isinstance(sub.func, ast.Attribute) and not resolver.resolve(sub.func) \
+                    and _matches_attribute(sub.func.attr, pattern):
+                return True
+    return False
+
+
+def _policy_flags(question, statements: list[_Statement], resolver: _Resolver,
+                  graded: set[str]) -> list[Flag]:
+    """The ``policy`` flags of one question (:class:`nanolm_lib.grading.Question`)."""
+    name, forbids, requires = question.name, question.forbids, question.requires
+    scope = _scope(name, statements, graded, through_graded=True)
+    flags = []
+    for index, via in sorted(scope.items()):
+        statement = statements[index]
+        reached = f" (reached through {via})" if via else ""
+        found = _forbidden_use(statement.node, resolver, forbids)
+        if found:
+            flags.append(Flag(name, "policy", found[0], found[1] + reached,
+                              statement.cell.number))
+        for sub in ast.walk(statement.node):
+            computed = resolver.computed_lookup(sub)
+            if computed:
+                flags.append(Flag(name, "policy", sub.lineno,
+                                  f"{computed}: this question's rule (what it may not call) "
+                                  f"cannot be checked through it{reached}",
+                                  statement.cell.number))
+    for pattern in requires:
+        if _unanswered(name, statements):
+            break
+        if not any(_calls(statements[index].node, resolver, pattern) for index in scope):
+            own = next((statements[i] for i, via in scope.items() if via is None
+                        and name in statements[i].binds), None)
+            flags.append(Flag(name, "policy", own.node.lineno if own else 0,
+                              f"never calls {pattern}, which this question must call",
+                              own.cell.number if own else 0))
+    return flags
+
+
+def _questions(lesson: str | None, graded: set[str]) -> list:
+    """The registered questions of ``lesson`` (found from ``graded`` when not given)."""
+    import nanolm_lib.questions  # noqa: F401  (registers the questions)
+    from nanolm_lib.curriculum import GRADED
+    from nanolm_lib.grading import QUESTIONS
+
+    if lesson is None:
+        lesson = next((name for name, names in GRADED.items()
+                       if graded and set(graded) <= set(names)), None)
+    return [q for name, q in QUESTIONS.get(lesson, {}).items() if name in graded]
+
+
+# ------------------------------------------------------------------------------ the scan
+def scan_cells(cells: list, graded_names: set[str], fingerprints: dict | None = None,
+               lesson: str | None = None) -> list[Flag]:
+    """Scan a notebook's code cells, in order: :class:`Cell` objects, or ``(grade_id, source)``
+    pairs (solution cells; a None grade_id is an ordinary cell). With ``fingerprints``
+    (:func:`autograde.copycheck.load_fingerprints`) also for copies of the reference; the
+    policies are those of ``lesson`` (found from ``graded_names`` when not given).
     """
     from autograde.copycheck import copied_parts
 
-    modules: dict[str, str] = {}
+    cells = [c if isinstance(c, Cell) else Cell(c[0], c[1], number)
+             for number, c in enumerate(cells, 1)]
+    graded = set(graded_names)
+    statements = _statements(cells)
+    resolver = _Resolver(statements)
+    owners: dict[int, list[str]] = defaultdict(list)  # statement -> the questions it is code of
+    for name in sorted(graded):
+        for index in _scope(name, statements, graded, through_graded=False):
+            owners[index].append(name)
+
     flags: list[Flag] = []
-    for grade_id, source in cells:
-        for match in copied_parts(source, grade_id, fingerprints or {}):
-            flags.append(Flag(grade_id, "copied" if match.scored else "similar", match.line,
-                              match.describe() + ("" if match.scored else
-                                                  ": dictated by the statement, report only")))
-        try:
-            tree = ast.parse(source)
-        except SyntaxError:
+    modules: dict[str, str] = {}  # module aliases carry over from cell to cell, as in the kernel
+    for index, statement in enumerate(statements):
+        cell = statement.cell
+        scanner = _Scanner(cell.label, graded, modules)
+        scanner.visit(statement.node)
+        if cell.given:
             continue
-        scanner = _Scanner(grade_id, graded_names, modules)
-        scanner.visit(tree)
-        flags.extend(scanner.flags)
+        found = scanner.flags + [Flag(cell.label, "dynamic", sub.lineno, computed)
+                                 for sub in ast.walk(statement.node)
+                                 if (computed := resolver.computed_lookup(sub))]
+        for flag in found:
+            for grade_id in owners.get(index) or [cell.label]:
+                flags.append(Flag(grade_id, flag.kind, flag.line, flag.message, cell.number))
+    for cell in cells:
+        if cell.given:
+            continue
+        tree = _parse(cell.source)
+        defined = {n.name for n in (tree.body if tree else []) if isinstance(
+            n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))} & graded
+        for name in sorted(defined):
+            for match in copied_parts(_code(cell.source), name, fingerprints or {}):
+                flags.append(Flag(name, "copied" if match.scored else "similar", match.line,
+                                  match.describe() + ("" if match.scored else
+                                                      ": dictated by the statement, report only"),
+                                  cell.number))
+    for question in _questions(lesson, graded):
+        if question.forbids or question.requires:
+            flags += _policy_flags(question, statements, resolver, graded)
+    scored = {(f.grade_id, f.cell, f.line) for f in flags if f.kind == "policy"}
     unique: dict[tuple, Flag] = {}
-    for flag in flags:  # one finding per line and kind
-        unique.setdefault((flag.grade_id, flag.line, flag.kind), flag)
+    for flag in flags:  # one finding per line and kind; a computed lookup scored once
+        if flag.kind == "dynamic" and (flag.grade_id, flag.cell, flag.line) in scored:
+            continue
+        unique.setdefault((flag.grade_id, flag.cell, flag.line, flag.kind), flag)
     return list(unique.values())
 
 
-def scan_notebook(nb, graded_names: set[str], fingerprints: dict | None = None) -> list[Flag]:
-    """Scan the solution cells of a submitted notebook (nbformat node)."""
-    from autograde.course import grade_cells
+def notebook_cells(nb, released=None) -> list[Cell]:
+    """The code cells a scan reads (see the module docstring). With the ``released`` notebook,
+    its test cells are left out (nbgrader puts them back) and the cells left as released are
+    the course's (given); without it, the metadata says which are (the self-check's own copy).
+    """
+    from autograde.course import nbgrader_meta
 
-    cells = [(cell["grade_id"], cell["source"]) for cell in grade_cells(nb)
-             if cell["kind"] == "solution"]
-    return scan_cells(cells, graded_names, fingerprints)
+    tests, unchanged = None, set()
+    if released is not None:
+        tests = {nbgrader_meta(c).get("grade_id") for c in released.cells
+                 if nbgrader_meta(c).get("grade")}
+        unchanged = {c.source.strip() for c in released.cells if c.cell_type == "code"
+                     and not nbgrader_meta(c).get("solution")}
+    cells = []
+    for number, cell in enumerate((c for c in nb.cells if c.cell_type == "code"), 1):
+        meta = nbgrader_meta(cell)
+        grade_id = meta.get("grade_id")
+        if meta.get("grade") and (tests is None or grade_id in tests):
+            continue  # a test cell: nbgrader puts the released one back
+        solution = bool(meta.get("solution")) and bool(grade_id) and not meta.get("grade")
+        if released is not None:
+            given = not solution and cell.source.strip() in unchanged
+        else:
+            given = not solution and bool(meta.get("locked")) and bool(grade_id)
+        cells.append(Cell(grade_id if solution else None, cell.source, number, given))
+    return cells
+
+
+def scan_notebook(nb, graded_names: set[str], fingerprints: dict | None = None,
+                  released=None, lesson: str | None = None) -> list[Flag]:
+    """Scan a submitted notebook (nbformat node); ``released``: the lesson as released, whose
+    unchanged cells are the course's."""
+    return scan_cells(notebook_cells(nb, released), graded_names, fingerprints, lesson)

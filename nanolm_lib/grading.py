@@ -50,6 +50,11 @@ class Question:
     rtol: float = 1e-5
     atol: float = 1e-6
     check: Callable | None = None        # (case, got, expected) -> message or None
+    # The question's policy, decided on the student's source by the grader's scan
+    # (autograde/scan.py), never measured in the student's process: dotted names (fnmatch
+    # patterns) the solution may not use, and those it must call.
+    forbids: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
 
     def cases(self, function: Callable) -> Callable:
         self.make_cases = function
@@ -79,9 +84,10 @@ class Question:
         return compare(got, expected, self.rtol, self.atol)
 
 
-def question(lesson: str, name: str, **tolerances) -> Question:
-    """Register (and return) the question ``name`` of ``lesson``."""
-    found = Question(lesson, name, **tolerances)
+def question(lesson: str, name: str, **options) -> Question:
+    """Register (and return) the question ``name`` of ``lesson`` (``options``: tolerances,
+    ``forbids``, ``requires``)."""
+    found = Question(lesson, name, **options)
     QUESTIONS.setdefault(lesson, {})[name] = found
     return found
 

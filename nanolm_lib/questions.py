@@ -6,6 +6,13 @@ and in the grader with the reference's, and returns plain outputs. Properties th
 in-kernel tests checked separately (causality, inputs left unchanged, training mode restored,
 gradients reaching every parameter) are outputs here, so that equality with the reference's
 outputs covers them. Nothing here holds a reference body.
+
+What a solution may not call, or must call (``forbids=`` / ``requires=``: dotted names, fnmatch
+patterns), is its policy: the grader's scan decides it on the student's source, outside the
+sandbox (``autograde/scan.py``), never a measurement in the student's process, which could
+rewrite it. "Uses SDPA" (lesson 04's ``fused_attention``) and "counts without building a model"
+(lesson 05's ``count_parameters``) are such policies. Each lesson states its rules where the
+exercise is set.
 """
 
 from __future__ import annotations
@@ -41,6 +48,19 @@ def _randomised_state(module, gen, scale: float) -> dict:
 def _loaded(module, state: dict):
     module.load_state_dict(state)
     return module
+
+
+# What the exercises may not use: the library's and PyTorch's finished versions of the answer.
+# "torch._*" and "torch.ops" are PyTorch's private and operator-level doors to the same kernels.
+TORCH_INTERNALS = ("torch._*", "torch.ops")
+FAST_TOKENIZERS = ("nanolm_lib.tokenizer.FastTokenizer", "nanolm_lib.tokenizer.BPETokenizer",
+                   "nanolm_lib.tokenizer.train_fast_tokenizer", "nanolm_lib.tokenizer.load_tokenizer",
+                   "nanolm_lib.tokenizer._encode_piece", "tokenizers", "tiktoken", "sentencepiece")
+SDPA = "torch.nn.functional.scaled_dot_product_attention"
+FUSED_ATTENTION = (SDPA, "torch.nn.MultiheadAttention",
+                   "torch.nn.functional.multi_head_attention_forward",
+                   "nanolm_lib.attention.torch_multihead_attention",
+                   "nanolm_lib.attention.native_mha_inference", *TORCH_INTERNALS)
 
 
 # --------------------------------------------------------------------------- 01_tokenizer
@@ -85,7 +105,7 @@ def _(ns, case):
             "input unchanged": ids == case["ids"]}
 
 
-q = question("01_tokenizer", "train_bpe")
+q = question("01_tokenizer", "train_bpe", forbids=FAST_TOKENIZERS)
 TOKENIZER_HELPERS = ("get_pair_counts", "merge_pair", "pretokenize")
 
 
@@ -106,7 +126,7 @@ def _(ns, case):
             "vocab": {int(i): list(token) for i, token in dict(vocab).items()}}
 
 
-q = question("01_tokenizer", "encode")
+q = question("01_tokenizer", "encode", forbids=FAST_TOKENIZERS)
 
 
 @q.cases
@@ -128,7 +148,7 @@ def _(ns, case):
         return list(ns["encode"](case["text"], [tuple(m) for m in case["merges"]]))
 
 
-q = question("01_tokenizer", "decode")
+q = question("01_tokenizer", "decode", forbids=FAST_TOKENIZERS)
 
 
 @q.cases
@@ -273,7 +293,7 @@ def _(ns, case):
             "inputs unchanged": bool(torch.equal(q_, case["q"]) and torch.equal(k, case["k"]))}
 
 
-q = question("03_attention", "attention")
+q = question("03_attention", "attention", forbids=FUSED_ATTENTION)
 
 
 @q.cases
@@ -321,7 +341,8 @@ for _name, _shapes in (("split_heads", [(1, 1, 8, 2), (3, 7, 15, 3), (2, 4, 6, 1
     q.runs(_heads_apply)
 
 
-q = question("03_attention", "MultiHeadAttention", rtol=1e-4, atol=1e-5)
+q = question("03_attention", "MultiHeadAttention", rtol=1e-4, atol=1e-5,
+             forbids=FUSED_ATTENTION)
 ATTENTION_HELPERS = ("causal_mask", "attention_weights", "attention", "split_heads", "merge_heads")
 
 
@@ -362,7 +383,7 @@ def _(ns, case):
 
 
 # --------------------------------------------------------------------------- 04_fused_attention
-q = question("04_fused_attention", "fused_attention", rtol=1e-4, atol=1e-5)
+q = question("04_fused_attention", "fused_attention", rtol=1e-4, atol=1e-5, requires=(SDPA,))
 
 
 @q.cases
@@ -377,22 +398,20 @@ def _(gen):
 
 @q.runs
 def _(ns, case):
-    from nanolm_lib.profiling import TorchCalls
-
+    # whether it calls scaled_dot_product_attention is its policy (requires=), read on the source
     q_, k, v = (case[n].clone().requires_grad_() for n in "qkv")
-    with TorchCalls() as calls:
-        out = ns["fused_attention"](q_, k, v)
+    out = ns["fused_attention"](q_, k, v)
     grads = (list(torch.autograd.grad(out, (q_, k, v), case["upstream"]))
              if out.requires_grad else "the output does not require grad")
     changed_v = case["v"].clone()
     changed_v[:, :, -1] += 10.0   # the last value row: only the last output may move
     with torch.no_grad():
         out_changed = ns["fused_attention"](case["q"], case["k"], changed_v)
-    return {"called scaled_dot_product_attention": "scaled_dot_product_attention" in calls.names,
-            "out": out, "gradients": grads, "out, last value changed": out_changed}
+    return {"out": out, "gradients": grads, "out, last value changed": out_changed}
 
 
-q = question("04_fused_attention", "flash_attention", rtol=1e-5, atol=1e-5)
+q = question("04_fused_attention", "flash_attention", rtol=1e-5, atol=1e-5,
+             forbids=FUSED_ATTENTION)
 
 
 @q.cases
@@ -441,7 +460,9 @@ def _config(sizes):
     return GPTConfig(**sizes)
 
 
-q = question("05_gpt", "LayerNorm")
+q = question("05_gpt", "LayerNorm", forbids=(
+    "torch.nn.LayerNorm", "torch.nn.functional.layer_norm", "torch.native_layer_norm",
+    "nanolm_lib.model.FastLayerNorm", *TORCH_INTERNALS))
 
 
 @q.cases
@@ -560,7 +581,10 @@ def _(case, got, expected):
             "Linear and Embedding weights from N(0, 0.02^2), biases 0")
 
 
-q = question("05_gpt", "count_parameters")
+# from the configuration alone: no model built (the student's own GPT uses torch, so reaching
+# it counts), no library formula
+q = question("05_gpt", "count_parameters", forbids=(
+    "torch", "nanolm_lib.model.GPT", "nanolm_lib.modern", "nanolm_lib.runs"))
 
 
 @q.cases
@@ -579,12 +603,9 @@ def _(gen):
 
 @q.runs
 def _(ns, case):
-    from nanolm_lib.profiling import TorchCalls
-
-    with TorchCalls() as calls:
-        count = ns["count_parameters"](_config(case["sizes"]),
-                                       non_embedding=case["non_embedding"])
-    return {"count": int(count), "called torch": bool(calls.names)}
+    # that it builds no model is its policy (forbids=), read on the source
+    count = ns["count_parameters"](_config(case["sizes"]), non_embedding=case["non_embedding"])
+    return {"count": int(count)}
 
 
 # --------------------------------------------------------------------------- 06_training
@@ -661,7 +682,8 @@ def _(ns, case):
     return [float(v) if isinstance(v, (int, float)) else v for v in values]
 
 
-q = question("06_training", "train_step")
+q = question("06_training", "train_step", forbids=(
+    "nanolm_lib.train.optimize", "nanolm_lib.train.train", "nanolm_lib.gpu_check"))
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
 
 
@@ -702,7 +724,9 @@ def _(ns, case):
     return steps
 
 
-q = question("06_training", "AdamW")
+q = question("06_training", "AdamW", forbids=(
+    "torch.optim.AdamW", "torch.optim.Adam", "torch.optim.adamw", "torch.optim.adam",
+    "torch.optim._functional", *TORCH_INTERNALS))
 
 
 @q.cases
@@ -750,7 +774,10 @@ def _(ns, case):
     return {"is an Optimizer": isinstance(optimizer, torch.optim.Optimizer), **after}
 
 
-q = question("06_training", "clip_grad_norm")
+q = question("06_training", "clip_grad_norm", forbids=(
+    "torch.nn.utils.clip_grad_norm_", "torch.nn.utils.clip_grad_norm",
+    "torch.nn.utils.clip_grads_with_norm_", "torch.nn.utils.get_total_norm",
+    *TORCH_INTERNALS))
 
 
 @q.cases
@@ -913,7 +940,9 @@ def _modern_config(sizes):
     return ModernConfig(**sizes)
 
 
-q = question("08_modern_gpt", "RMSNorm")
+q = question("08_modern_gpt", "RMSNorm", forbids=(
+    "torch.nn.RMSNorm", "torch.nn.functional.rms_norm", "nanolm_lib.modern.FastRMSNorm",
+    *TORCH_INTERNALS))
 
 
 @q.cases
