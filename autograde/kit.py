@@ -99,16 +99,35 @@ def _extended_timestamp(mtime: float) -> bytes:
     return struct.pack("<HHBi", EXTENDED_TIMESTAMP, 5, 1, int(mtime))
 
 
+# Ungraded helpers of the library that answer a graded question: staged with that question's
+# lesson, so that neither a kit nor the grader of that lesson hands the answer over under
+# another name. module -> {helper: (lesson, the graded name it answers)}. In a staged library
+# the helper runs the student's own answer where the library needs it
+# (:data:`nanolm_lib.staging.STAND_INS`: ``train`` keeps training, on the student's
+# ``train_step``), else raises NotReleasedError. (The fast tokenizer stays: lesson 01's own
+# later cells use it; the source policy of ``encode`` forbids it.)
+ANSWERING_HELPERS = {
+    "tokenizer": {"_encode_piece": ("01_tokenizer", "encode")},
+    "attention": {"torch_multihead_attention": ("03_attention", "MultiHeadAttention"),
+                  "native_mha_inference": ("03_attention", "MultiHeadAttention")},
+    "modern": {"count_modern_parameters": ("05_gpt", "count_parameters")},
+    "train": {"optimize": ("06_training", "train_step")},
+}
+
+
 def stage_source(source: str, module: str, released: list[str]) -> str:
     """``source`` of ``nanolm_lib.<module>`` with every graded definition of a lesson not in
-    ``released`` replaced by a stub: the same ``def``/``class`` line and docstring, a body that
-    raises ``NotReleasedError``, decorated with ``not_released`` so that the student's own
-    version runs instead when there is one. Everything else keeps its text, comments included.
+    ``released``, and every helper that answers one (:data:`ANSWERING_HELPERS`), replaced by a
+    stub: the same ``def``/``class`` line and docstring, a body that raises
+    ``NotReleasedError``, decorated with ``not_released`` so that the student's own version runs
+    instead when there is one. Everything else keeps its text, comments included.
     """
     from nanolm_lib.curriculum import GRADED
 
     staged = {name: lesson for lesson, names in GRADED.items() if lesson not in released
               for name, home in names.items() if home == module}
+    staged.update({name: lesson for name, (lesson, _) in ANSWERING_HELPERS.get(module, {}).items()
+                   if lesson not in released})
     tree = ast.parse(source)
     lines = source.splitlines(keepends=True)
     replacements = []
@@ -148,11 +167,13 @@ def _stub(node, lesson: str, source: str) -> str:
 
 
 def stage_library(library: Path, released: list[str]) -> list[str]:
-    """Stage every module of the package at ``library`` in place; returns the names staged."""
+    """Stage every module of the package at ``library`` in place; returns the names staged
+    (graded names, and the helpers that answer them as ``module.helper``)."""
     from nanolm_lib.curriculum import GRADED
 
     staged = []
-    for module in sorted({home for names in GRADED.values() for home in names.values()}):
+    modules = {home for names in GRADED.values() for home in names.values()}
+    for module in sorted(modules | set(ANSWERING_HELPERS)):
         path = Path(library) / f"{module}.py"
         text = path.read_text(encoding="utf-8")
         new = stage_source(text, module, released)
@@ -160,6 +181,8 @@ def stage_library(library: Path, released: list[str]) -> list[str]:
             path.write_text(new, encoding="utf-8")
             staged += [name for lesson, names in GRADED.items() if lesson not in released
                        for name, home in names.items() if home == module]
+            staged += [f"{module}.{helper}" for helper, (lesson, _)
+                       in ANSWERING_HELPERS.get(module, {}).items() if lesson not in released]
     return staged
 
 

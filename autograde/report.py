@@ -110,10 +110,11 @@ def write_report_md(path: Path, result, students: list[str], lessons: list[str])
     from autograde.scan import POLICY_KINDS
 
     policy = getattr(result, "copied", "zero")
-    rule = ("a question whose solution cell uses the reference (imports or calls a graded name "
-            "from nanolm_lib, checks.reference, importlib, getattr, inspect) or copies it "
+    rule = ("a question whose code uses the reference (imports or calls a graded name "
+            "from nanolm_lib, checks.reference, importlib, getattr, inspect), copies it "
             "(the same code after normalising names, comments, docstrings, strings and "
-            "formatting) ")
+            "formatting) or breaks its policy (a call it may not make or must make, or a name "
+            "computed at run time) ")
     rule += ("scores 0 (grade --copied zero)" if policy == "zero"
              else "is flagged below, its points unchanged (grade --copied flag)")
     from autograde.sandbox import UNSAFE_BANNER
@@ -147,7 +148,8 @@ def write_report_md(path: Path, result, students: list[str], lessons: list[str])
                      + [f"flag ({f['kind']}) in {f['grade_id']}, line {f['line']}: "
                         f"{f['message']}"
                         + (" -> question scored 0" if policy == "zero"
-                           and f["kind"] in POLICY_KINDS else "")
+                           and f["kind"] in POLICY_KINDS
+                           and f"test_{f['grade_id']}" in answer.scores else "")
                         for f in answer.flags])
             late = getattr(result, "late", {}).get((student, lesson))
             after = (f" (raw; {late[0]:g} after a {late[1]:g}% late penalty)" if late else "")

@@ -135,14 +135,15 @@ def check_notebook(notebook: Path, lessons_dir: Path = LESSONS_DIR,
 
 
 def _apply_copy_policy(nb, lesson_nb, results: list[QuestionResult]) -> None:
-    """Questions whose solution cell uses or copies the reference score 0 here, as they will
-    when graded under the default policy (``grade --copied zero``); the message says why."""
+    """Questions whose code uses or copies the reference, or breaks the question's policy,
+    score 0 here, as they will when graded under the default policy (``grade --copied zero``);
+    the message says why."""
     from autograde.copycheck import load_fingerprints
     from autograde.scan import POLICY_KINDS, policy_note, scan_notebook
 
     graded = {c["grade_id"] for c in grade_cells(lesson_nb) if c["kind"] == "solution"}
     notes: dict[str, list[str]] = {}
-    for flag in scan_notebook(nb, graded, load_fingerprints()):
+    for flag in scan_notebook(nb, graded, load_fingerprints(), released=lesson_nb):
         if flag.kind in POLICY_KINDS:
             notes.setdefault(f"test_{flag.grade_id}", []).append(policy_note(flag.to_dict()))
     for result in results:

@@ -139,9 +139,12 @@ class Worker:
         return {c["grade_id"] for c in grade_cells(self._source_notebook(lesson))
                 if c["kind"] == "solution"}
 
-    def _released_metadata(self, lesson: str) -> dict[str, dict]:
+    def _released_notebook(self, lesson: str):
         path = Path(self.settings.release_dir or "") / lesson / f"{lesson}.ipynb"
-        nb = read_notebook(path) if path.is_file() else self._source_notebook(lesson)
+        return read_notebook(path) if path.is_file() else self._source_notebook(lesson)
+
+    def _released_metadata(self, lesson: str) -> dict[str, dict]:
+        nb = self._released_notebook(lesson)
         return {nbgrader_meta(cell)["grade_id"]: {"meta": dict(nbgrader_meta(cell)),
                                                   "id": cell.get("id")}
                 for cell in nb.cells if nbgrader_meta(cell).get("grade_id")}
@@ -180,8 +183,9 @@ class Worker:
             else:
                 from autograde.scan import scan_notebook
 
-                flags = [f.to_dict() for f in scan_notebook(nb, self.graded_names[lesson],
-                                                            self.fingerprints)]
+                flags = [f.to_dict() for f in scan_notebook(
+                    nb, self.graded_names[lesson], self.fingerprints,
+                    released=self._released_notebook(lesson), lesson=lesson)]
                 repaired = repair_metadata(nb, self.released_metadata[lesson])
                 if repaired:
                     problems.append("nbgrader metadata repaired: " + "; ".join(repaired))
@@ -305,8 +309,8 @@ class Worker:
             }
 
     def _apply_copy_policy(self, student: str, lesson: str, flags: list[dict]) -> dict[str, str]:
-        """The course's copy policy on the gradebook: for each question whose solution cell
-        uses or copies the reference, a comment on that cell saying so (it shows in the
+        """The course's copy policy on the gradebook: for each question whose code uses or
+        copies the reference, or breaks the question's policy (scan's POLICY_KINDS), a comment on that cell saying so (it shows in the
         feedback) and, under ``zero``, a score of 0 for its test cell. Returns test grade_id ->
         the note."""
         from nbgrader.api import Gradebook, MissingEntry

@@ -54,8 +54,9 @@ def _loaded(module, state: dict):
 # "torch._*" and "torch.ops" are PyTorch's private and operator-level doors to the same kernels.
 TORCH_INTERNALS = ("torch._*", "torch.ops")
 FAST_TOKENIZERS = ("nanolm_lib.tokenizer.FastTokenizer", "nanolm_lib.tokenizer.BPETokenizer",
-                   "nanolm_lib.tokenizer.train_fast_tokenizer", "nanolm_lib.tokenizer.load_tokenizer",
-                   "nanolm_lib.tokenizer._encode_piece", "tokenizers", "tiktoken", "sentencepiece")
+                   "nanolm_lib.tokenizer.train_fast_tokenizer",
+                   "nanolm_lib.tokenizer.load_tokenizer", "nanolm_lib.tokenizer._encode_piece",
+                   "tokenizers", "tiktoken", "sentencepiece")
 SDPA = "torch.nn.functional.scaled_dot_product_attention"
 FUSED_ATTENTION = (SDPA, "torch.nn.MultiheadAttention",
                    "torch.nn.functional.multi_head_attention_forward",

@@ -50,8 +50,31 @@ def is_staged(obj) -> bool:
     return getattr(obj, "__nanolm_staged__", None) is not None
 
 
+def _optimize_with_own_train_step(model, optimizer, x, y, grad_clip=1.0, *, scaler=None,
+                                  precision: str = "fp32", loss_scale: float = 1.0,
+                                  check_ids: bool = True):
+    """A staged library's ``optimize`` (which answers lesson 06's ``train_step``): one step of
+    the student's own ``train_step``, its loss as a 0-d tensor, so that the library's ``train``
+    loop keeps working on the student's pieces."""
+    import torch
+
+    if loss_scale != 1.0 or (scaler is not None and scaler.is_enabled()):
+        raise NotReleasedError("the library's optimize with a loss scale or a gradient scaler "
+                               "(several processes, fp16) is released after lesson 06 is due")
+    loss = call_own("06_training", "train_step", (model, optimizer, x, y, grad_clip),
+                    {"precision": precision})
+    return torch.as_tensor(float(loss), device=x.device)
+
+
+# ungraded helpers (autograde.kit.ANSWERING_HELPERS) that run the student's answer to the
+# question they answer, rather than a same-named function of the student's
+STAND_INS = {"optimize": _optimize_with_own_train_step}
+
+
 def own_version(lesson: str, name: str):
     """The student's own ``name`` (see the module docstring), or raise NotReleasedError."""
+    if name in STAND_INS:
+        return STAND_INS[name]
     own = _OWN.get(name)
     if own is None:
         candidate = getattr(sys.modules.get("__main__"), name, None)
