@@ -632,8 +632,9 @@ def scan_cells(cells: list, graded_names: set[str], fingerprints: dict | None = 
         found = scanner.flags + [Flag(cell.label, "dynamic", sub.lineno, computed)
                                  for sub in ast.walk(statement.node)
                                  if (computed := resolver.computed_lookup(sub))]
-        for flag in found:
-            for grade_id in owners.get(index) or [cell.label]:
+        for grade_id in owners.get(index) or [cell.label]:
+            # one line may import several graded names: each question's own finding first
+            for flag in sorted(found, key=lambda f: repr(grade_id) not in f.message):
                 flags.append(Flag(grade_id, flag.kind, flag.line, flag.message, cell.number))
     for cell in cells:
         if cell.given:
