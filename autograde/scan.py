@@ -55,6 +55,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import symtable
+import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
@@ -69,6 +70,11 @@ COMPUTED_LOOKUPS = {"getattr": 1, "setattr": 1, "delattr": 1, "hasattr": 1, "eva
                     "importlib.import_module": 0, "operator.attrgetter": 0,
                     "operator.methodcaller": 0, "get_ipython": None}
 NAMESPACES = ("globals", "locals", "vars")
+# Room for the scan's recursive walks over the deepest tree Python's parser builds (it refuses
+# deeper ones with a RecursionError, so such a cell cannot run either)
+DEEPEST_TREE = 50_000
+# The links of an attribute chain a check reads, from its base (a module path is a few long)
+MAX_CHAIN = 32
 # A forbidden name this long also counts on an object the scan cannot resolve (x.optimize)
 DISTINCTIVE = 6
 
@@ -225,6 +231,17 @@ class _Scanner(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
+        # a chain at once: its links nearest the base (where module paths are), then the base
+        # (a hostile chain thousands of links long costs linear time, not quadratic)
+        links = []
+        while isinstance(node, ast.Attribute):
+            links.append(node)
+            node = node.value
+        for link in links[-MAX_CHAIN:]:
+            self._check_attribute(link)
+        self.visit(node)
+
+    def _check_attribute(self, node: ast.Attribute) -> None:
         full = self.resolve(_dotted(node))
         if full and isinstance(node.ctx, ast.Load):
             if full.startswith(("sys.modules", "builtins.", "importlib.reload")):
@@ -237,7 +254,6 @@ class _Scanner(ast.NodeVisitor):
             elif full.startswith("nanolm_lib.") and full.rsplit(".", 1)[-1] in self.graded_names:
                 self.flag(node, "reference-use",
                           f"uses {full} instead of implementing it")
-        self.generic_visit(node)
 
     def visit_Call(self, node: ast.Call) -> None:
         name = _dotted(node.func) or ""
@@ -301,8 +317,8 @@ def _code(source: str) -> str:
 def _parse(source: str) -> ast.Module | None:
     try:
         tree = ast.parse(_code(source))
-    except SyntaxError:
-        return None  # its own test fails anyway
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None  # Python cannot run it either: its own test fails
     return ast.fix_missing_locations(_NoAnnotations().visit(tree))
 
 
@@ -420,8 +436,13 @@ class _Resolver:
             if node.id in self.aliases:
                 return set(self.aliases[node.id])
             return {f"{module}.{node.id}" for module in self.stars}
-        if isinstance(node, ast.Attribute):
-            return {f"{path}.{node.attr}" for path in self.resolve(node.value)}
+        if isinstance(node, ast.Attribute):  # a chain, walked without recursion
+            attributes = []
+            while isinstance(node, ast.Attribute):
+                attributes.append(node.attr)
+                node = node.value
+            suffix = ".".join(reversed(attributes))
+            return {f"{path}.{suffix}" for path in self.resolve(node)}
         if isinstance(node, ast.Call):
             called = self.callee(node)
             if called & {"getattr", "builtins.getattr"} and len(node.args) > 1 \
@@ -527,22 +548,26 @@ def _unanswered(question: str, statements: list[_Statement]) -> bool:
 def _forbidden_use(node: ast.AST, resolver: _Resolver, forbids: tuple[str, ...]):
     """(line, what) for the first use of a forbidden name in ``node``, or None. An import alone
     uses nothing: the name it binds counts where it is read."""
+    links = {id(sub.value) for sub in ast.walk(node) if isinstance(sub, ast.Attribute)}
     for sub in ast.walk(node):
+        if id(sub) in links or not isinstance(
+                sub, (ast.Name, ast.Attribute, ast.Call, ast.Subscript)):
+            continue  # a chain is read whole, from its outermost link
         if isinstance(sub, (ast.Name, ast.Attribute)) and not isinstance(sub.ctx, ast.Load):
-            continue
-        if not isinstance(sub, (ast.Name, ast.Attribute, ast.Call, ast.Subscript)):
             continue
         paths = resolver.resolve(sub)
         for path in sorted(paths):
             if any(_matches(path, pattern) for pattern in forbids):
-                text = ast.unparse(sub)
-                shown = path if text == path else f"{text} ({path})"
+                text = ast.unparse(sub) if len(paths) < 50 else path
+                shown = path if text == path else f"{text[:80]} ({path})"
                 return sub.lineno, f"uses {shown[:160]}, which this question may not use"
-        if isinstance(sub, ast.Attribute) and not paths:
-            hit = next((p for p in forbids if _matches_attribute(sub.attr, p)), None)
+        chain = sub
+        while isinstance(chain, ast.Attribute) and not paths:
+            hit = next((p for p in forbids if _matches_attribute(chain.attr, p)), None)
             if hit:
-                return sub.lineno, (f"uses {ast.unparse(sub)[:120]} (taken for {hit}), which "
-                                    "this question may not use")
+                return sub.lineno, (f"uses .{chain.attr} (taken for {hit}), which this "
+                                    "question may not use")
+            chain = chain.value
     return None
 
 
@@ -604,6 +629,18 @@ def _questions(lesson: str | None, graded: set[str]) -> list:
 # ------------------------------------------------------------------------------ the scan
 def scan_cells(cells: list, graded_names: set[str], fingerprints: dict | None = None,
                lesson: str | None = None) -> list[Flag]:
+    """See :func:`_scan_cells`. The walks recurse once per level of a syntax tree, and a tree
+    that Python's parser accepts may be deeper than the default recursion limit allows."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, DEEPEST_TREE))
+    try:
+        return _scan_cells(cells, graded_names, fingerprints, lesson)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def _scan_cells(cells: list, graded_names: set[str], fingerprints: dict | None = None,
+                lesson: str | None = None) -> list[Flag]:
     """Scan a notebook's code cells, in order: :class:`Cell` objects, or ``(grade_id, source)``
     pairs (solution cells; a None grade_id is an ordinary cell). With ``fingerprints``
     (:func:`autograde.copycheck.load_fingerprints`) also for copies of the reference; the

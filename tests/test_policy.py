@@ -318,3 +318,15 @@ def test_helpers_that_answer_a_question_are_staged_with_its_lesson(tmp_path, les
             print("not released:", error)
         """)
     assert f"not released: the reference of lesson {lesson[:2]}'s" in out, out
+
+
+def test_a_deep_cell_neither_hides_a_call_nor_stops_the_scan():
+    """A cell whose tree is deeper than Python's recursion limit (Python still runs it), and an
+    attribute chain thousands of links long: read, and quickly."""
+    deep = ("import torch.nn.functional as F\ndef attention(q, k, v, mask=None):\n"
+            "    return F.scaled_dot_product_attention(q" + " + q" * 2000 + ", k, v), None\n")
+    compile(deep, "<deep>", "exec")  # Python accepts it
+    long_chain = "import torch\ny = torch" + ".x" * 3000 + "\n"
+    cells = [("attention", deep), (None, long_chain), (None, "z = (" * 150 + "1" + ")" * 150)]
+    flags = _policy(cells, "03_attention")
+    assert [g for g, _ in flags] == ["attention"], flags
