@@ -145,7 +145,9 @@ def write_report_md(path: Path, result, students: list[str], lessons: list[str])
             maximum = sum(e["max_score"] for e in answer.scores.values())
             notes = ([f"limit: {hit['message']}" for hit in answer.limits]
                      + [f"problem: {p.splitlines()[0]}" for p in answer.problems]
-                     + [f"flag ({f['kind']}) in {f['grade_id']}, line {f['line']}: "
+                     + [f"flag ({f['kind']}) in {f['grade_id']}, "
+                        + (f"code cell {f['cell']}, " if f.get("cell") else "")
+                        + f"line {f['line']}: "
                         f"{f['message']}"
                         + (" -> question scored 0" if policy == "zero"
                            and f["kind"] in POLICY_KINDS

@@ -482,7 +482,9 @@ class _Resolver:
                 _namespace_call(node.value) or (isinstance(node.value, ast.Attribute) and (
                     node.value.attr == "__dict__"
                     or "sys.modules" in self.resolve(node.value)))):
-            return f"{ast.unparse(node.value)}[...] with a name computed at run time"
+            owner = (f"{node.value.func.id}()" if _namespace_call(node.value)
+                     else f".{node.value.attr}")  # no text of the student's in a message
+            return f"{owner}[...] with a name computed at run time"
         return None
 
 
@@ -558,7 +560,8 @@ def _forbidden_use(node: ast.AST, resolver: _Resolver, forbids: tuple[str, ...])
         paths = resolver.resolve(sub)
         for path in sorted(paths):
             if any(_matches(path, pattern) for pattern in forbids):
-                text = ast.unparse(sub) if len(paths) < 50 else path
+                # names only: a call's or a subscript's text may hold any string
+                text = _dotted(sub) or path
                 shown = path if text == path else f"{text[:80]} ({path})"
                 return sub.lineno, f"uses {shown[:160]}, which this question may not use"
         chain = sub

@@ -129,6 +129,7 @@ class Worker:
         self.db_url = self.config.CourseDirectory.db_url
         self.graded_names = {lesson: self._graded_names(lesson) for lesson in settings.lessons}
         self.grade_ids = {lesson: self._grade_ids(lesson) for lesson in settings.lessons}
+        self.released = {lesson: self._released_notebook(lesson) for lesson in settings.lessons}
         self.released_metadata = {lesson: self._released_metadata(lesson)
                                   for lesson in settings.lessons}
 
@@ -144,7 +145,7 @@ class Worker:
         return read_notebook(path) if path.is_file() else self._source_notebook(lesson)
 
     def _released_metadata(self, lesson: str) -> dict[str, dict]:
-        nb = self._released_notebook(lesson)
+        nb = self.released[lesson]
         return {nbgrader_meta(cell)["grade_id"]: {"meta": dict(nbgrader_meta(cell)),
                                                   "id": cell.get("id")}
                 for cell in nb.cells if nbgrader_meta(cell).get("grade_id")}
@@ -185,7 +186,7 @@ class Worker:
 
                 flags = [f.to_dict() for f in scan_notebook(
                     nb, self.graded_names[lesson], self.fingerprints,
-                    released=self._released_notebook(lesson), lesson=lesson)]
+                    released=self.released[lesson], lesson=lesson)]
                 repaired = repair_metadata(nb, self.released_metadata[lesson])
                 if repaired:
                     problems.append("nbgrader metadata repaired: " + "; ".join(repaired))

@@ -322,7 +322,7 @@ def test_helpers_that_answer_a_question_are_staged_with_its_lesson(tmp_path, les
 
 def test_a_deep_cell_neither_hides_a_call_nor_stops_the_scan():
     """A cell whose tree is deeper than Python's recursion limit (Python still runs it), and an
-    attribute chain thousands of links long: read, and quickly."""
+    attribute chain thousands of links long: both read, the call found."""
     deep = ("import torch.nn.functional as F\ndef attention(q, k, v, mask=None):\n"
             "    return F.scaled_dot_product_attention(q" + " + q" * 2000 + ", k, v), None\n")
     compile(deep, "<deep>", "exec")  # Python accepts it
