@@ -114,13 +114,36 @@ def test_catalogue_alternatives_are_not_flagged(lesson, grade_id, label):
     assert [f for f in flags if f.kind != "similar"] == []  # "similar" is report only
 
 
+SDPA_IN_A_PLAIN_CELL = """import torch.nn.functional as F
+
+def attention(q, k, v, mask=None):  # redefined in a plain cell, through PyTorch's fused kernel
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask), attention_weights(q, k, mask)
+"""
+
+
+def _with_plain_cell_after(folder: Path, lesson: str, grade_id: str, source: str) -> None:
+    path = folder / f"{lesson}.ipynb"
+    nb = nbformat.read(str(path), as_version=4)
+    at = next(i for i, c in enumerate(nb.cells)
+              if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id)
+    nb.cells.insert(at + 1, nbformat.v4.new_code_cell(source))
+    nbformat.write(nb, str(path))
+
+
 @pytest.mark.slow
 def test_pasted_reference_scores_zero_and_feedback_hides_hidden_tests(tmp_path, capsys):
     """One real nbgrader batch: lesson 03 with MultiHeadAttention pasted from the reference;
     the question scores 0, report.md and the feedback say why, the self-check says so before,
-    and the feedback holds none of the hidden tests' source."""
+    and the feedback holds none of the hidden tests' source. In the same batch, an honest
+    student's attention redefined through SDPA in a plain cell breaks lesson 03's policy:
+    attention, and MultiHeadAttention which runs it, score 0; the rest stands."""
+    from autograde_toy import independent_answers
+
     import nanolm_lib.attention as attention
 
+    fused = write_submission(LESSONS_DIR, tmp_path / "subs", "fused", "03_attention",
+                             independent_answers("03_attention"))
+    _with_plain_cell_after(fused, "03_attention", "attention", SDPA_IN_A_PLAIN_CELL)
     pasted = pasted_reference(attention, "MultiHeadAttention")
     folder = write_submission(LESSONS_DIR, tmp_path / "subs", "copier", "03_attention",
                               {"MultiHeadAttention": pasted}, solutions_dir=SOLUTIONS_DIR)
@@ -151,6 +174,16 @@ def test_pasted_reference_scores_zero_and_feedback_hides_hidden_tests(tmp_path, 
     report = (tmp_path / "out" / "report.md").read_text()
     assert "Copy policy:" in report and "scores 0 (grade --copied zero)" in report
     assert "flag (copied) in MultiHeadAttention" in report and "question scored 0" in report
+
+    fused_scores = json.loads((tmp_path / "out" / "scores.json").read_text())["fused"][
+        "03_attention"]
+    for gid, entry in fused_scores.items():
+        if gid in ("test_attention", "test_MultiHeadAttention"):
+            assert entry["score"] == 0 and "breaks this question's rule" in entry["error"], entry
+            assert "scaled_dot_product_attention" in entry["error"], entry
+        else:
+            assert entry["score"] == entry["max_score"], (gid, entry)
+    assert "flag (policy) in attention, code cell" in report
 
     html = Path(result.answers[("copier", "03_attention")].feedback).read_text()
     assert "copied from the reference" in html  # the comment on the cell
