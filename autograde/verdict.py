@@ -7,16 +7,25 @@ For lesson N of the course (:data:`nanolm_lib.curriculum.GRADED`) the worker:
    (:func:`autograde.kit.stage_library`), so the grading kernel cannot import the answer; the
    earlier lessons' references stay (a lesson builds on them). The lessons' fixtures sit next to
    it, where :func:`nanolm_lib.checks.fixture` looks first;
-2. before the kernel starts, draws every question's hidden cases from a seed of its own
-   (:func:`secrets.randbits`, kept in this process) and writes only the inputs into a cases
-   folder that the kernel may read (:meth:`Verdict.prepare`), and computes the reference's
-   outputs on them here;
-3. after nbgrader's autograde, reads the outputs the test cells recorded in the kernel's
-   scratch folder (:meth:`Verdict.judge`): a record that is missing, not a plain file, larger
-   than :data:`nanolm_lib.grading.RECORD_LIMIT_BYTES` or unreadable by a weights-only
-   ``torch.load`` scores 0 with the reason. A question earns its points when every case
-   matches the reference (all or nothing, as a test cell always did); its message names the
-   first case that differs.
+2. draws every question's hidden cases from a seed of its own (:func:`secrets.randbits`,
+   kept in this process), writes only the inputs into a cases folder, and computes the
+   reference's outputs on them here (:meth:`Verdict.prepare`). The notebook's kernel runs the
+   visible tests only (``record()`` does nothing there) and never sees this folder;
+3. after nbgrader's autograde, runs the hidden cases in a sandboxed process of its own
+   (:meth:`Verdict.run`, :mod:`nanolm_lib.hidden_cases`): the released lesson's set-up cells
+   and the code of the student's solution cells, read from the notebook file here, then each
+   question's cases. No cell the student added runs there, and nothing the notebook did can
+   reach that process;
+4. reads the outputs that run left (:meth:`Verdict.judge`): a record that is missing, not a
+   plain file, larger than :data:`nanolm_lib.grading.RECORD_LIMIT_BYTES` or unreadable by a
+   weights-only ``torch.load`` scores 0 with the reason. A question earns its points when
+   every case matches the reference (all or nothing, as a test cell always did); its message
+   names the first case that differs.
+
+What decides each property a question checks (inputs left unchanged, causality, gradients,
+training mode, linear memory) is said with the question in :mod:`nanolm_lib.questions`: each
+is an output of the grader's run compared with the reference's, or a limit that run sets.
+What a solution may not call is decided on its source (:mod:`autograde.scan`).
 
 The worker writes each verdict into its gradebook as the test cell's manual score, with the
 message as the comment of the question's solution cell (the feedback shows both). What the
@@ -27,18 +36,24 @@ lessons) keep nbgrader's own scores.
 from __future__ import annotations
 
 import io
+import json
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from autograde.course import SpecialFileError, read_plain_file
+from autograde.course import SpecialFileError, nbgrader_meta, read_notebook, read_plain_file
+from autograde.kernel import Limits, prepare_run, read_json_file
 from autograde.paths import LESSONS_DIR, REPO
+from autograde.sandbox import ENV_VAR as SANDBOX_ENV_VAR
 from nanolm_lib.curriculum import GRADED, LESSONS, lesson_number
-from nanolm_lib.grading import ENV_VAR, ERROR_KEY, QUESTIONS, RECORD_LIMIT_BYTES
+from nanolm_lib.grading import DEFERRED, ENV_VAR, ERROR_KEY, QUESTIONS, RECORD_LIMIT_BYTES
+from nanolm_lib.hidden_cases import CELL_ERRORS
 
 PACKAGE_DIR = REPO / "nanolm_lib"
 
@@ -119,17 +134,41 @@ class Verdict:
             path.chmod(0o444)
         return verdict
 
-    @staticmethod
-    def environment_for(cases_dir: Path, records_dir: Path) -> dict[str, str]:
-        """What the kernel is told: where the cases are and where to record (known before
-        the cases are drawn, since the kernelspec is written first)."""
-        return {ENV_VAR: f"{cases_dir}{os.pathsep}{records_dir}"}
+    # the notebook's kernel: record() does nothing there
+    KERNEL_ENV = {ENV_VAR: DEFERRED}
+
+    def run(self, notebook: Path, released: Path, root: Path, limits: Limits,
+            library_dir: str, threads: int = 0) -> dict | None:
+        """Run the hidden cases on ``notebook``'s solution cells in a fresh sandbox under
+        ``root`` (``released``: the lesson's released notebook, whose set-up cells and
+        files it gets). Returns the launcher's status when a limit stopped the run, else None.
+        """
+        cells = hidden_program(read_notebook(notebook), read_notebook(released))
+        seconds = limits.cell_timeout_s
+        run, settings = prepare_run(
+            root, released.parent, None, limits, threads=threads, library_dir=library_dir,
+            cases_dir=str(self.cases_dir), execution="autograde",
+            wall_s=min(limits.notebook_timeout_s, seconds * (len(self.cases) + 2)))
+        self.records_dir = run.sandbox / "records"
+        program = run.control / "program.json"
+        program.write_text(json.dumps({
+            "lesson": self.lesson, "cells": cells, "cases_dir": str(self.cases_dir),
+            "records_dir": str(self.records_dir), "question_timeout_s": seconds}))
+        shutil.copyfile(program, self.cases_dir / "program.json")  # bound read-only
+        command = [sys.executable, "-m", "autograde.sandbox", "--run", "--", sys.executable,
+                   "-m", "nanolm_lib.hidden_cases", str(self.cases_dir / "program.json")]
+        env = dict(os.environ, JPY_PARENT_PID=str(os.getpid()),
+                   **{SANDBOX_ENV_VAR: settings.to_env()})
+        subprocess.run(command, env=env, cwd=REPO, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        return read_json_file(run.status_file, None)
 
     def judge(self) -> dict[str, QuestionVerdict]:
         """test grade_id -> the verdict, from the records the kernel left."""
         import nanolm_lib.questions  # noqa: F401
 
         verdicts = {}
+        cell_errors = read_json_file(self.records_dir / self.lesson / CELL_ERRORS, {})
         for name, drawn in self.cases.items():
             question = QUESTIONS[self.lesson][name]
             outputs, problem = read_record(self.records_dir / self.lesson / f"{name}.pt",
@@ -145,6 +184,10 @@ class Verdict:
             if failures:
                 text = (f"hidden tests (run by the grader): {len(failures)} of {len(drawn)} "
                         f"cases differ from the reference; first: {failures[0]}")
+                if isinstance(cell_errors, dict) and isinstance(cell_errors.get(name), str):
+                    text += (f" (your solution cell raised {cell_errors[name][:300]} when the "
+                             "grader ran it with the lesson's set-up cell only: a helper it "
+                             "uses must be defined in a solution cell)")
             else:
                 text = f"hidden tests (run by the grader): all {len(drawn)} cases match"
             verdicts[f"test_{name}"] = QuestionVerdict(f"test_{name}", not failures, text)
@@ -154,8 +197,8 @@ class Verdict:
 def read_record(path: Path, expected_cases: int) -> tuple[list | None, str | None]:
     """The outputs saved in ``path`` (in the kernel's writable scratch: nothing about it is
     trusted), or (None, why it scores 0)."""
-    missing = ("no record of the hidden tests: the test cell stopped before them (see its "
-               "error above), or did not run")
+    missing = ("no record of the hidden tests: the grader's run of them stopped before this "
+               "question (a limit, or a crash in an earlier question)")
     try:
         data = read_plain_file(path, RECORD_LIMIT_BYTES)
     except FileNotFoundError:
@@ -171,3 +214,27 @@ def read_record(path: Path, expected_cases: int) -> tuple[list | None, str | Non
     if not isinstance(outputs, list) or len(outputs) != expected_cases:
         return None, "the record of the hidden tests does not hold one output per case"
     return outputs, None
+
+
+def hidden_program(submitted, released) -> list[dict]:
+    """The cells of the grader's run, in the released lesson's order: each locked cell that
+    is neither a solution nor a test (the set-up) as released, each solution cell as the
+    student wrote it (as released when the submission lacks it). Markdown cells and every
+    cell the student added are left out."""
+    theirs = {}
+    for cell in submitted.cells:
+        meta = nbgrader_meta(cell)
+        if cell.get("cell_type") == "code" and meta.get("solution") and meta.get("grade_id"):
+            theirs.setdefault(meta["grade_id"], cell.get("source", ""))
+    cells = []
+    for cell in released.cells:
+        meta = nbgrader_meta(cell)
+        grade_id = meta.get("grade_id")
+        if cell.get("cell_type") != "code" or not grade_id or meta.get("grade"):
+            continue
+        if meta.get("solution"):
+            cells.append({"kind": "solution", "grade_id": grade_id,
+                          "source": theirs.get(grade_id, cell.source)})
+        elif meta.get("locked"):
+            cells.append({"kind": "setup", "grade_id": grade_id, "source": cell.source})
+    return cells

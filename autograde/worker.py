@@ -199,7 +199,7 @@ class Worker:
         limit_hits = read_json_file(run.limits_report, [])
         verdicts = {}
         if verdict is not None and (autograded / f"{lesson}.ipynb").is_file():
-            verdicts = verdict.judge()
+            verdicts = self._run_verdict(verdict, student, lesson, notebook, limit_hits)
             self._apply_verdicts(student, lesson, verdicts)
         policy_notes = self._apply_copy_policy(student, lesson, flags)
         scores = self._scores(student, lesson, autograded, submission, problems, limit_hits,
@@ -250,25 +250,37 @@ class Worker:
     def _prepare_kernel(self, student: str, lesson: str, notebook: Path):
         """The next kernel's folders (its own copy of the notebook and of the released
         lesson's files) and kernelspec; the grader's report paths in this worker's config.
-        For a course lesson also its hidden cases: returns (the run, the Verdict or None)."""
+        For a course lesson also its hidden cases, in the grader's folders, which the kernel
+        never sees: returns (the run, the Verdict or None)."""
         from autograde.verdict import Verdict
 
         root = self.root / "runs" / f"{student}--{lesson}"
         library = self.settings.library_dirs.get(lesson, "")
-        # the cases live in the grader's folders (bound read-only); the records in the
-        # kernel's own writable folder
-        cases_dir, records_dir = self.root / "cases" / f"{student}--{lesson}", root / "sandbox" / "records"
-        run = prepare_kernel(root, Path(self.settings.release_dir or "") / lesson, notebook,
-                             self.settings.limits, self.root / "jupyter",
+        run = prepare_kernel(root / "notebook", Path(self.settings.release_dir or "") / lesson,
+                             notebook, self.settings.limits, self.root / "jupyter",
                              threads=self.settings.kernel_threads, library_dir=library,
-                             cases_dir=str(cases_dir) if library else "",
-                             extra_env=Verdict.environment_for(cases_dir, records_dir)
-                             if library else None)
-        verdict = Verdict.prepare(lesson, cases_dir, records_dir) if library else None
+                             extra_env=Verdict.KERNEL_ENV if library else None)
+        verdict = (Verdict.prepare(lesson, self.root / "cases" / f"{student}--{lesson}",
+                                   root / "hidden") if library else None)
         self.config.LimitedExecute.limits_report = str(run.limits_report)
         self.config.LimitedExecute.status_file = str(run.status_file)
         self.config.LimitedExecute.kernelspec_dir = str(self.root / "jupyter" / "kernels")
         return run, verdict
+
+    def _run_verdict(self, verdict, student: str, lesson: str, notebook: Path,
+                     limit_hits: list[dict]) -> dict:
+        """The hidden cases run by the grader on the notebook's solution cells, then judged;
+        a limit that stopped that run joins the notebook's limit hits."""
+        released = Path(self.settings.release_dir or "") / lesson / f"{lesson}.ipynb"
+        if not released.is_file():
+            released = self.course / "source" / lesson / f"{lesson}.ipynb"
+        status = verdict.run(notebook, released, self.root / "runs" / f"{student}--{lesson}"
+                             / "hidden", self.settings.limits,
+                             self.settings.library_dirs[lesson], self.settings.kernel_threads)
+        if status:
+            limit_hits.append({**status, "message": "the grader's run of the hidden cases: "
+                               + str(status.get("message", ""))})
+        return verdict.judge()
 
     def _ensure_submission(self, student: str, lesson: str) -> dict:
         """The submission's rows in this worker's gradebook, created with zero scores when

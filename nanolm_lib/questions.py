@@ -392,7 +392,10 @@ def _(ns, case):
             "out": out, "gradients": grads, "out, last value changed": out_changed}
 
 
-q = question("04_fused_attention", "flash_attention", rtol=1e-5, atol=1e-5)
+# A (T, T) float32 tensor at this length is 256 MB: twice what the grader's run allows.
+LIMITED_T, FLASH_BUDGET_MB = 8192, 128
+q = question("04_fused_attention", "flash_attention", rtol=1e-5, atol=1e-5,
+             data_budget_mb=FLASH_BUDGET_MB)
 
 
 @q.cases
@@ -403,35 +406,20 @@ def _(gen):
         q_, k, v = (torch.randn(B, H, T, D, generator=gen) for _ in range(3))
         cases.append({"q": q_, "k": k, "v": v, "block_size": block,
                       "what": f"flash_attention(q, k, v, block_size={block}), {(B, H, T, D)}"})
-    cases.append({"kind": "memory", "what": "peak memory of flash_attention at T = 256 and 1024"})
+    q_, k, v = (torch.randn(1, 1, LIMITED_T, 16, generator=gen) for _ in range(3))
+    cases.append({"q": q_, "k": k, "v": v, "block_size": 64, "limited": True,
+                  "what": f"flash_attention at T = {LIMITED_T:,} within {FLASH_BUDGET_MB} MB "
+                          "(no (T, T) tensor, not even a mask: that alone is 256 MB)"})
     return cases
 
 
 @q.runs
 def _(ns, case):
-    flash = ns["flash_attention"]
-    if case.get("kind") == "memory":
-        from nanolm_lib.profiling import peak_memory
-
-        def peak(T):
-            q_, k, v = (torch.randn(1, 1, T, 16) for _ in range(3))
-            return int(peak_memory(lambda: flash(q_, k, v, block_size=64)))
-        return {"T=256": peak(256), "T=1024": peak(1024)}
-    out, lse = flash(case["q"], case["k"], case["v"], block_size=case["block_size"])
+    block = case["block_size"]
+    if case.get("limited") and isinstance(ns, ReferenceNamespace):
+        block = 1024  # the same answer; the grader's reference computes it 50x faster
+    out, lse = ns["flash_attention"](case["q"], case["k"], case["v"], block_size=block)
     return {"out": out, "lse": lse}
-
-
-@q.checks
-def _(case, got, expected):
-    if case.get("kind") != "memory":
-        return compare(got, expected, 1e-5, 1e-5)
-    small, large = got.get("T=256"), got.get("T=1024")
-    if not (isinstance(small, int) and isinstance(large, int)):
-        return f"peak memory not measured: {got!r:.200}"
-    if large < 1024 * 1024 * 4 and large < 6 * small:
-        return None
-    return (f"{small / 2**10:,.0f} KiB at T=256, {large / 2**10:,.0f} KiB at T=1024: memory "
-            "grows faster than linearly (no (T, T) tensor, not even a mask)")
 
 
 # --------------------------------------------------------------------------- 05_gpt
