@@ -1,11 +1,20 @@
 """Every graded question's hidden cases (see :mod:`nanolm_lib.grading`).
 
 ``make_cases(gen)`` runs in the grader (it may use the reference: it only draws inputs) and
-returns plain data; ``apply(ns, case)`` runs in the student's kernel with the notebook's names
-and in the grader with the reference's, and returns plain outputs. Properties that the old
-in-kernel tests checked separately (causality, inputs left unchanged, training mode restored,
-gradients reaching every parameter) are outputs here, so that equality with the reference's
-outputs covers them. Nothing here holds a reference body.
+returns plain data; ``apply(ns, case)`` runs in the grader's run of the student's solution
+cells (:mod:`nanolm_lib.hidden_cases`) and in the grader with the reference's names, and
+returns plain outputs. Nothing here holds a reference body.
+
+Who decides each property a question checks, and how:
+
+* the answer itself, causality (an output recomputed with a later input changed), gradients
+  reaching every input or parameter, inputs left unchanged (the inputs as they are after the
+  call), training mode restored: outputs of the grader's run, each compared with the
+  reference's on the same inputs (:func:`~nanolm_lib.grading.compare`);
+* flash_attention's linear memory: the grader's run sets a data limit (``data_budget_mb``)
+  under which only an implementation without a (T, T) tensor answers the ``limited`` case;
+* what a solution may or may not call (the fused kernel, the library's own answer): its
+  source, read by the grader outside the sandbox (``autograde/scan.py``).
 """
 
 from __future__ import annotations
@@ -82,7 +91,7 @@ def _(ns, case):
     ids = list(case["ids"])
     merged = ns["merge_pair"](ids, tuple(case["pair"]), case["new_id"])
     return {"type": type(merged).__name__, "merged": list(merged),
-            "input unchanged": ids == case["ids"]}
+            "input after the call": ids}
 
 
 q = question("01_tokenizer", "train_bpe")
@@ -269,8 +278,7 @@ def _(ns, case):
     q_, k = case["q"].clone(), case["k"].clone()
     mask = _mask(q_.size(2)) if case["masked"] else None
     weights = ns["attention_weights"](q_, k, mask)
-    return {"weights": weights,
-            "inputs unchanged": bool(torch.equal(q_, case["q"]) and torch.equal(k, case["k"]))}
+    return {"weights": weights, "q after the call": q_, "k after the call": k}
 
 
 q = question("03_attention", "attention")
@@ -822,7 +830,7 @@ def _(gen):
 def _(ns, case):
     logits = case["logits"].clone()
     filtered = ns["top_k_filter"](logits, case["k"])
-    return {"filtered": filtered, "input unchanged": bool(torch.equal(logits, case["logits"]))}
+    return {"filtered": filtered, "logits after the call": logits}
 
 
 q = question("07_sampling", "sample_next_token")
@@ -961,7 +969,7 @@ def _(gen):
 def _(ns, case):
     x = case["x"].clone()
     out = ns["apply_rope"](x, case["cos"], case["sin"])
-    return {"out": out, "input unchanged": bool(torch.equal(x, case["x"]))}
+    return {"out": out, "x after the call": x}
 
 
 def _modern_sizes(d_model, n_heads, n_kv_heads, **extra):
