@@ -23,6 +23,7 @@ import subprocess
 import sys
 import textwrap
 import zipfile
+from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
@@ -236,7 +237,12 @@ PAYLOAD = ('<script>window.pwned = "script"</script>'
            '<img src="nowhere.png" onerror="window.pwned = \'onerror\'">'
            '<a href="javascript:window.pwned = \'link\'">click</a> '
            "[md link](javascript:window.pwned='markdown') <javascript:window.pwned='auto'>")
-RAISES = f"def causal_mask(T, device=None):\n    raise ValueError({PAYLOAD!r})\n"
+# right on the visible tests; on the hidden case on the meta device it raises the payload
+RAISES = f"""def causal_mask(T, device=None):
+    if str(device) == "meta":
+        raise ValueError({PAYLOAD!r})
+    return torch.ones(T, T, dtype=torch.bool).tril()
+"""
 PUBLISHES = f"""
 from IPython.display import display
 display({{"text/markdown": {PAYLOAD!r}, "text/plain": "md"}}, raw=True)
@@ -338,6 +344,18 @@ def test_the_feedback_runs_nothing_of_the_student_in_chromium(batch):
     assert "raised ValueError" in seen["text"]
 
 
+class _Tags(HTMLParser):
+    """The tags and attributes of an HTML text."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.found: list[tuple[str, list]] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        self.found.append((tag, attrs))
+
+
 @pytest.mark.slow
 def test_summary_and_report_hold_no_html_of_the_student(batch):
     import mistune
@@ -345,7 +363,11 @@ def test_summary_and_report_hold_no_html_of_the_student(batch):
     _, out = batch
     for name in ("summary.md", "report.md"):
         text = (out / name).read_text()
-        assert "pwned" in text, name  # the student's text is there ...
-        rendered = mistune.html(text)  # ... and renders as text only
-        for active in ("<script", "<img", "onerror=", "href=\"javascript:", "<a "):
-            assert active not in rendered, (name, active, rendered)
+        assert "window.pwned" in text, name  # the student's text is there ...
+        tags = _Tags(mistune.html(text)).found  # ... and renders as text only
+        active = [(tag, attrs) for tag, attrs in tags
+                  if tag not in ("h1", "h2", "p", "ul", "li", "strong", "em", "code", "table",
+                                 "thead", "tbody", "tr", "th", "td")
+                  or any(key.startswith("on") or "javascript" in (value or "").lower()
+                         for key, value in attrs)]
+        assert not active, (name, active)
