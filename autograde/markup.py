@@ -28,7 +28,9 @@ from jinja2 import pass_context
 from nbconvert.exporters import HTMLExporter
 from nbconvert.preprocessors.sanitize import SanitizeHTML
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+# underscores stay: inside a word (a name, a file name) CommonMark reads them as text, and at
+# worst they make emphasis, never markup that runs
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*\[\]|~])")
 _HTML_SPECIAL = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 # what rendered Markdown may keep (links only to the web or mail, nothing that runs)
 RENDERED_TAGS = frozenset({
@@ -45,9 +47,10 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*")
 
 
 def markdown_text(text, one_line: bool = False) -> str:
-    """``text`` as Markdown that renders as exactly that text: no HTML (``& < >`` become
-    entities), no link, image, code span, emphasis or table cell border (their characters
-    are backslash-escaped). ``one_line``: newlines become spaces (a list item, a table cell)."""
+    """``text`` as Markdown that renders as that text: no HTML (``& < >`` become entities),
+    no link, image, code span, ``*`` emphasis, strike-through or table cell border (their
+    characters are backslash-escaped). ``one_line``: newlines become spaces (a list item, a
+    table cell)."""
     text = _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
     text = "".join(_HTML_SPECIAL.get(char, char) for char in text)
     return " ".join(text.splitlines()) if one_line else text

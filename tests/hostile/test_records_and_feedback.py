@@ -356,6 +356,21 @@ class _Tags(HTMLParser):
         self.found.append((tag, attrs))
 
 
+def test_escaped_text_renders_as_the_text_and_nothing_else():
+    """What the feedback's renderer makes of an escaped message: one paragraph holding
+    exactly the message."""
+    import html
+
+    from nbconvert.filters.markdown import markdown2html
+
+    from autograde.markup import markdown_text
+
+    text = PAYLOAD + " a_b *c* `d` | e \\ f &amp; ~~g~~ ![i](javascript:j)"
+    rendered = markdown2html(markdown_text(text))
+    assert [tag for tag, _ in _Tags(rendered).found] == ["p"], rendered
+    assert html.unescape(rendered.strip().removeprefix("<p>").removesuffix("</p>")) == text
+
+
 @pytest.mark.slow
 def test_summary_and_report_hold_no_html_of_the_student(batch):
     import mistune
