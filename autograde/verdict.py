@@ -16,11 +16,13 @@ For lesson N of the course (:data:`nanolm_lib.curriculum.GRADED`) the worker:
    and the code of the student's solution cells, read from the notebook file here, then each
    question's cases. No cell the student added runs there, and nothing the notebook did can
    reach that process;
-4. reads the outputs that run left (:meth:`Verdict.judge`): a record that is missing, not a
-   plain file, larger than :data:`nanolm_lib.grading.RECORD_LIMIT_BYTES` or unreadable by a
-   weights-only ``torch.load`` scores 0 with the reason. A question earns its points when
-   every case matches the reference (all or nothing, as a test cell always did); its message
-   names the first case that differs.
+4. reads the outputs that run left (:meth:`Verdict.judge`). A record is hostile input: one
+   that is missing, not a plain file, larger than :data:`nanolm_lib.grading.RECORD_LIMIT_BYTES`
+   (also once uncompressed: a compressed entry is refused before anything is inflated),
+   unreadable by a weights-only ``torch.load`` or holding anything but plain data
+   (:func:`read_record`) scores 0 with the reason, as does a question whose judging raises.
+   A question earns its points when every case matches the reference (all or nothing, as a
+   test cell always did); its message names the first case that differs.
 
 What decides each property a question checks (inputs left unchanged, causality, gradients,
 training mode, linear memory) is said with the question in :mod:`nanolm_lib.questions`: each
@@ -42,6 +44,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +59,13 @@ from nanolm_lib.grading import DEFERRED, ENV_VAR, ERROR_KEY, QUESTIONS, RECORD_L
 from nanolm_lib.hidden_cases import CELL_ERRORS
 
 PACKAGE_DIR = REPO / "nanolm_lib"
+MESSAGE_CHARS = 600       # the longest message kept of one case
+RECORD_DEPTH = 32         # containers in a record nest at most this deep
+RECORD_VALUES = 1_000_000  # values (container items) in one record, all levels together
+PLAIN_DTYPES = frozenset({
+    torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
+    torch.float16, torch.bfloat16, torch.float32, torch.float64,
+    torch.complex64, torch.complex128})
 
 
 def graded_by_verdict(lesson: str) -> bool:
@@ -164,55 +174,76 @@ class Verdict:
         return read_json_file(run.status_file, None)
 
     def judge(self) -> dict[str, QuestionVerdict]:
-        """test grade_id -> the verdict, from the records the kernel left."""
+        """test grade_id -> the verdict, from the records the grader's run left. A question whose
+        judging raises (strange data in its record, a check that fails on it) scores 0 with
+        the reason; the other questions are judged as usual."""
         import nanolm_lib.questions  # noqa: F401
 
         verdicts = {}
         cell_errors = read_json_file(self.records_dir / self.lesson / CELL_ERRORS, {})
         for name, drawn in self.cases.items():
-            question = QUESTIONS[self.lesson][name]
-            outputs, problem = read_record(self.records_dir / self.lesson / f"{name}.pt",
-                                           len(drawn))
-            if problem:
-                verdicts[f"test_{name}"] = QuestionVerdict(f"test_{name}", False, problem)
-                continue
-            failures = []
-            for case, got, expected in zip(drawn, outputs, self.expected[name]):
-                message = question.judge(case, got, expected)
-                if message:
-                    failures.append(f"{case.get('what', name)}: {message}")
-            if failures:
-                text = (f"hidden tests (run by the grader): {len(failures)} of {len(drawn)} "
-                        f"cases differ from the reference; first: {failures[0]}")
-                if isinstance(cell_errors, dict) and isinstance(cell_errors.get(name), str):
-                    text += (f" (your solution cell raised {cell_errors[name][:300]} when the "
-                             "grader ran it with the lesson's set-up cell only: a helper it "
-                             "uses must be defined in a solution cell)")
-            else:
-                text = f"hidden tests (run by the grader): all {len(drawn)} cases match"
-            verdicts[f"test_{name}"] = QuestionVerdict(f"test_{name}", not failures, text)
+            try:
+                passed, text = self._judge_question(name, drawn, cell_errors)
+            except Exception as error:  # the record is the student's: anything may raise
+                passed, text = False, (f"the grader could not judge the record of {name}: "
+                                       f"{_describe(error)}; scored 0")
+            verdicts[f"test_{name}"] = QuestionVerdict(f"test_{name}", passed, text)
         return verdicts
+
+    def _judge_question(self, name: str, drawn: list, cell_errors) -> tuple[bool, str]:
+        """(passed, message) for question ``name`` from its record; ``cell_errors`` (from the
+        grader's run, written where the student's code could: only ever quoted) says why a
+        solution cell raised there."""
+        question = QUESTIONS[self.lesson][name]
+        outputs, problem = read_record(self.records_dir / self.lesson / f"{name}.pt", len(drawn))
+        if problem:
+            return False, problem
+        failures = []
+        for case, got, expected in zip(drawn, outputs, self.expected[name]):
+            message = question.judge(case, got, expected)
+            if message:
+                failures.append(f"{case.get('what', name)}: {str(message)[:MESSAGE_CHARS]}")
+        if failures:
+            text = (f"hidden tests (run by the grader): {len(failures)} of {len(drawn)} "
+                    f"cases differ from the reference; first: {failures[0]}")
+            if isinstance(cell_errors, dict) and isinstance(cell_errors.get(name), str):
+                text += (f" (your solution cell raised {cell_errors[name][:300]} when the "
+                         "grader ran it with the lesson's set-up cell only: a helper it uses "
+                         "must be defined in a solution cell)")
+            return False, text
+        return True, f"hidden tests (run by the grader): all {len(drawn)} cases match"
 
 
 def read_record(path: Path, expected_cases: int) -> tuple[list | None, str | None]:
     """The outputs saved in ``path`` (in the kernel's writable scratch: nothing about it is
-    trusted), or (None, why it scores 0)."""
+    trusted), or (None, why it scores 0). The grader runs without a memory limit, so the
+    archive is checked before ``torch.load`` inflates anything (:func:`stored_archive`), and
+    what it loads must be plain data (:func:`plain_data_problem`)."""
     missing = ("no record of the hidden tests: the grader's run of them stopped before this "
                "question (a limit, or a crash in an earlier question)")
+    refused = "the record of the hidden tests is refused: "
     try:
         data = read_plain_file(path, RECORD_LIMIT_BYTES)
     except FileNotFoundError:
         return None, missing
     except SpecialFileError as error:
-        return None, f"the record of the hidden tests is refused: {error}"
+        return None, refused + str(error)
     try:
-        loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        archive = stored_archive(data, RECORD_LIMIT_BYTES)
+    except RecordRefused as error:
+        return None, refused + str(error)
+    try:
+        loaded = torch.load(archive, map_location="cpu", weights_only=True)
     except Exception as error:
         return None, (f"the record of the hidden tests is unreadable ({type(error).__name__}: "
                       f"{str(error)[:200]})")
-    outputs = loaded.get("outputs") if isinstance(loaded, dict) else None
-    if not isinstance(outputs, list) or len(outputs) != expected_cases:
+    outputs = loaded.get("outputs") if type(loaded) is dict else None
+    if type(outputs) is not list or len(outputs) != expected_cases:
         return None, "the record of the hidden tests does not hold one output per case"
+    problem = plain_data_problem(outputs)
+    if problem:
+        return None, (refused + problem + "; a record holds only dense CPU tensors of plain "
+                      "dtypes, numbers, strings, None, and lists, tuples and dicts of them")
     return outputs, None
 
 
@@ -238,3 +269,105 @@ def hidden_program(submitted, released) -> list[dict]:
         elif meta.get("locked"):
             cells.append({"kind": "setup", "grade_id": grade_id, "source": cell.source})
     return cells
+
+
+class RecordRefused(Exception):
+    """Why a record's archive is not read."""
+
+
+def stored_archive(data: bytes, limit: int) -> io.BytesIO:
+    """``data``, a ``torch.save`` zip, written again entry by entry once every entry is known
+    to be stored uncompressed (as ``torch.save`` writes them: a deflated entry could inflate
+    about 1000 times) with its real size equal to its declared one, and the sizes sum to at
+    most ``limit``. ``torch.load`` then reads exactly what was checked. Raises RecordRefused."""
+    try:
+        source = zipfile.ZipFile(io.BytesIO(data))
+        entries = source.infolist()
+    except Exception as error:  # zipfile raises more than BadZipFile on crafted archives
+        raise RecordRefused(f"it is not a torch.save file ({_describe(error)})") from None
+    names = [entry.filename for entry in entries]
+    packed = [entry.filename for entry in entries if entry.compress_type != zipfile.ZIP_STORED]
+    declared = sum(entry.file_size for entry in entries)
+    if packed:
+        raise RecordRefused(f"its entry {packed[0][:80]!r} is compressed (torch.save stores "
+                            "every entry uncompressed)")
+    if declared > limit:
+        raise RecordRefused(f"its entries declare {declared >> 20} MB uncompressed, over the "
+                            f"{limit >> 20} MB limit")
+    if len(set(names)) != len(names):
+        raise RecordRefused("it holds an entry twice")
+    copy = io.BytesIO()
+    with zipfile.ZipFile(copy, "w", zipfile.ZIP_STORED) as target:
+        for entry in entries:
+            try:
+                content = source.read(entry)  # checks the CRC
+            except Exception as error:
+                raise RecordRefused(f"its entry {entry.filename[:80]!r} is damaged "
+                                    f"({_describe(error)})") from None
+            if len(content) != entry.file_size or entry.compress_size != entry.file_size:
+                raise RecordRefused(f"its entry {entry.filename[:80]!r} declares "
+                                    f"{entry.file_size} bytes and holds {len(content)}")
+            target.writestr(entry.filename, content)
+    copy.seek(0)
+    return copy
+
+
+def plain_data_problem(value) -> str | None:
+    """What in ``value`` (loaded from a record) is not plain data, or None: plain data is
+    dense, strided CPU tensors of :data:`PLAIN_DTYPES` (exactly ``torch.Tensor``, no
+    subclass), bool/int/float/complex, str, None, and lists, tuples and dicts (str or int
+    keys) of them, at most :data:`RECORD_DEPTH` deep and :data:`RECORD_VALUES` values in all
+    (a record may share or nest one list in itself)."""
+    pending = [(value, "the output", 0)]
+    counted = 1
+    while pending:
+        item, where, depth = pending.pop()
+        kind = type(item)
+        if depth > RECORD_DEPTH:
+            return f"{where} is nested more than {RECORD_DEPTH} deep"
+        if kind is torch.Tensor:
+            problem = _tensor_problem(item)
+            if problem:
+                return f"{where} is {problem}"
+        elif kind in (list, tuple, dict):
+            counted += len(item)
+            if counted > RECORD_VALUES:
+                return f"it holds more than {RECORD_VALUES:,} values"
+            pairs = item.items() if kind is dict else enumerate(item)
+            for key, child in pairs:
+                if type(key) not in (str, int):
+                    return f"{where} has a key of type {type(key).__name__}"
+                pending.append((child, f"{where}[{_short_key(key)}]", depth + 1))
+        elif kind not in (bool, int, float, complex, str, type(None)):
+            return f"{where} is a {kind.__name__}"
+    return None
+
+
+def _tensor_problem(tensor: torch.Tensor) -> str | None:
+    if tensor.is_nested:
+        return "a nested tensor"
+    if tensor.device.type != "cpu":
+        return f"a tensor on the {tensor.device.type} device"
+    if tensor.layout != torch.strided:
+        return f"a {str(tensor.layout).removeprefix('torch.')} tensor"
+    if tensor.is_quantized or tensor.dtype not in PLAIN_DTYPES:
+        return f"a tensor of dtype {str(tensor.dtype).removeprefix('torch.')}"
+    if tensor.numel() * tensor.element_size() > tensor.untyped_storage().nbytes():
+        return "a tensor larger than its storage (expanded or overlapping)"
+    return None
+
+
+def _short_key(key) -> str:
+    if type(key) is int:
+        return str(key) if abs(key) < 10**12 else "<a large int>"
+    return repr(key[:40]) + ("..." if len(key) > 40 else "")
+
+
+def _describe(error: BaseException) -> str:
+    """An exception, one short line (its text may be anything the record made it say)."""
+    try:
+        text = str(error)
+    except Exception:
+        text = "(no message)"
+    lines = text.strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__

@@ -92,6 +92,7 @@ def autograde_overrides(limits: Limits) -> dict:
         SaveAutoGrades,
     )
 
+    from autograde.markup import FeedbackExporter
     from autograde.preprocessors import LimitedExecute
 
     return {
@@ -104,6 +105,9 @@ def autograde_overrides(limits: Limits) -> dict:
                            "max_notebook_output_bytes": limits.notebook_output_bytes,
                            "kernel_name": KERNEL_NAME,
                            "startup_timeout": 120},
+        # the feedback's Markdown (the student's cells, the grader's comments) is cleaned
+        # after it is rendered
+        "GenerateFeedback": {"exporter_class": FeedbackExporter},
     }
 
 
@@ -229,8 +233,11 @@ class Worker:
     def _apply_verdicts(self, student: str, lesson: str, verdicts: dict) -> None:
         """The grader's verdicts into the gradebook: each test cell's score (a manual score:
         nbgrader's own from the kernel no longer counts) and, as the comment of the question's
-        solution cell, the verdict's message, which the feedback shows."""
+        solution cell, the verdict's message, which the feedback shows (a comment is
+        Markdown, and the message quotes what the student's code raised or returned)."""
         from nbgrader.api import Gradebook, MissingEntry
+
+        from autograde.markup import markdown_text
 
         with Gradebook(self.db_url) as gb:
             for grade_id, verdict in verdicts.items():
@@ -245,7 +252,7 @@ class Worker:
                                               student)
                 except MissingEntry:
                     continue
-                comment.manual_comment = verdict.message
+                comment.manual_comment = markdown_text(verdict.message)
             gb.db.commit()
     def _prepare_kernel(self, student: str, lesson: str, notebook: Path):
         """The next kernel's folders (its own copy of the notebook and of the released
@@ -323,6 +330,7 @@ class Worker:
         the note."""
         from nbgrader.api import Gradebook, MissingEntry
 
+        from autograde.markup import markdown_text
         from autograde.scan import POLICY_KINDS, policy_note
 
         notes: dict[str, list[str]] = {}
@@ -340,7 +348,7 @@ class Worker:
                         gb.find_grade(f"test_{grade_id}", lesson, lesson, student).manual_score = 0
                     comment = gb.find_comment(grade_id, lesson, lesson, student)
                     comment.manual_comment = "\n\n".join(  # after the verdict's message
-                        filter(None, [comment.manual_comment, note]))
+                        filter(None, [comment.manual_comment, markdown_text(note)]))
                 except MissingEntry:
                     continue  # not a graded cell of this lesson: the report still lists it
             gb.db.commit()
@@ -413,15 +421,15 @@ def _take_notebook(folder: Path | None, lesson: str, submitted: Path) -> str | N
 
 def _feedback_notebook(notebook: Path, show_hidden_tests: bool) -> None:
     """The feedback is made from the autograded notebook, once the scores are in the
-    gradebook: sanitise the student's markdown and outputs (nbconvert's bleach-based
-    SanitizeHTML: no script, event handler or javascript: URL), and take the hidden tests'
+    gradebook: sanitise the student's markdown and outputs (no script, event handler or
+    javascript: URL: :class:`autograde.markup.SanitizeFeedback`, and the rendered Markdown
+    once more by :class:`autograde.markup.FeedbackExporter`), and take the hidden tests'
     source (and the tracebacks that quote it) out unless they are to be shown."""
-    from nbconvert.preprocessors.sanitize import SanitizeHTML
-
+    from autograde.markup import SanitizeFeedback
     from autograde.preprocessors import HideHiddenTests
 
     nb = read_notebook(notebook)
-    SanitizeHTML().preprocess(nb, {})
+    SanitizeFeedback().preprocess(nb, {})
     if not show_hidden_tests:
         HideHiddenTests().preprocess(nb, {})
     nbformat.write(nb, str(notebook))
