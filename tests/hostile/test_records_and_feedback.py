@@ -202,11 +202,13 @@ def test_an_honest_record_of_plain_data_is_accepted(tmp_path):
 
 
 # --------------------------------------------------------------------------- per question
-def test_a_question_whose_judging_raises_scores_zero_alone(tmp_path):
+def test_a_question_whose_judging_raises_scores_zero_alone(tmp_path, monkeypatch):
     """Lesson 03 from the reference's outputs but causal_mask's, a record of meta tensors
-    (refused when read); lesson 04 from the reference's but the memory case of
-    flash_attention, a list where its check expects a dict (the check raises). Each scores 0
-    with a reason naming the question; the other questions pass."""
+    (refused when read); lesson 04 from the reference's but the limited case of
+    flash_attention, a list where a check that expects a dict reads it (the check raises).
+    Each scores 0 with a reason naming the question; the other questions pass."""
+    monkeypatch.setattr(QUESTIONS["04_fused_attention"]["flash_attention"], "check",
+                        lambda case, got, expected: got.keys() and None)
     def judged(lesson, wrong):
         verdict = Verdict.prepare(lesson, tmp_path / lesson / "cases",
                                   tmp_path / lesson / "records", seed=7)
@@ -221,7 +223,7 @@ def test_a_question_whose_judging_raises_scores_zero_alone(tmp_path):
     meta = judged(LESSON, lambda name, case: torch.empty(4, 4, device="meta")
                   if name == "causal_mask" else None)
     raising = judged("04_fused_attention", lambda name, case: [1, 2]
-                     if name == "flash_attention" and case.get("kind") == "memory" else None)
+                     if name == "flash_attention" and case.get("limited") else None)
     assert not meta["test_causal_mask"].passed, meta
     assert "meta device" in meta["test_causal_mask"].message
     assert not raising["test_flash_attention"].passed, raising
