@@ -111,12 +111,25 @@ def kernel_environment(run: KernelRun, threads: int = 0, execution: str = "") ->
 
 def prepare_kernel(root: Path, lesson_files: Path | None, notebook: Path | None,
                    limits: Limits, jupyter_dir: Path, threads: int = 0,
-                   library_dir: str = "", cases_dir: str = "", execution: str = "",
+                   library_dir: str = "", execution: str = "",
                    extra_env: dict[str, str] | None = None) -> KernelRun:
-    """A fresh run under ``root`` and the kernelspec (in ``jupyter_dir``) that starts the
-    next kernel in it: the kernel's folder gets ``lesson_files`` (the released lesson's
-    files, never a submission's) and a copy of ``notebook``; ``extra_env`` joins the kernel's
-    environment (the verdict's cases and records folders)."""
+    """A fresh run under ``root`` (:func:`prepare_run`) and the kernelspec (in
+    ``jupyter_dir``) that starts the next kernel in it."""
+    run, settings = prepare_run(root, lesson_files, notebook, limits, threads=threads,
+                                library_dir=library_dir, execution=execution,
+                                extra_env=extra_env)
+    write_kernelspec(jupyter_dir, settings)
+    return run
+
+
+def prepare_run(root: Path, lesson_files: Path | None, notebook: Path | None, limits: Limits,
+                threads: int = 0, library_dir: str = "", cases_dir: str = "",
+                execution: str = "", extra_env: dict[str, str] | None = None,
+                wall_s: float | None = None) -> tuple[KernelRun, SandboxSettings]:
+    """A fresh run under ``root`` and the sandbox settings of what runs in it: the run's
+    folder gets ``lesson_files`` (the released lesson's files, never a submission's) and a
+    copy of ``notebook``; ``cases_dir`` is bound read-only; ``extra_env`` joins the
+    environment; ``wall_s`` replaces the notebook's wall-clock limit."""
     from autograde.course import safe_copy_tree
 
     require_isolation(limits)
@@ -135,13 +148,13 @@ def prepare_kernel(root: Path, lesson_files: Path | None, notebook: Path | None,
     if notebook is not None and Path(notebook).is_file():
         shutil.copyfile(notebook, run.workdir / Path(notebook).name, follow_symlinks=False)
     settings = SandboxSettings(
-        memory_mb=limits.memory_mb, wall_s=limits.notebook_timeout_s, file_mb=limits.file_mb,
+        memory_mb=limits.memory_mb, file_mb=limits.file_mb,
+        wall_s=limits.notebook_timeout_s if wall_s is None else wall_s,
         max_processes=limits.max_processes, scratch=str(run.sandbox), workdir=str(run.workdir),
         status_file=str(run.status_file), use_bwrap=limits.use_bwrap,
         env={**kernel_environment(run, threads, execution), **(extra_env or {})},
         library_dir=library_dir, cases_dir=cases_dir)
-    write_kernelspec(jupyter_dir, settings)
-    return run
+    return run, settings
 
 
 def require_isolation(limits: Limits) -> None:

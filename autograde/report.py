@@ -8,6 +8,10 @@ and report.md.
 * ``summary.png``: a histogram of the students' total scores and the pass rate per question.
 * ``report.md``: how kernels were isolated, then per student and lesson the score, the limits
   hit, problems with the submission, and the static-scan flags.
+
+Every text in the Markdown files that may quote a student (failure messages, file names,
+flags, problems) enters through :func:`autograde.markup.markdown_text`: as text, never as
+HTML or a link.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import json
 import re
 from collections import Counter
 from pathlib import Path
+
+from autograde.markup import markdown_text
 
 TOP_FAILURES = 3
 
@@ -62,7 +68,13 @@ def question_summary(table: dict) -> list[dict]:
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return markdown_text(text, one_line=True)
+
+
+def _md_line(text) -> str:
+    """The first line of ``text``, as Markdown text."""
+    lines = str(text).strip().splitlines()
+    return markdown_text(lines[0] if lines else "")
 
 
 def write_summary_md(path: Path, summary: list[dict], table: dict, isolation: str) -> None:
@@ -126,13 +138,13 @@ def write_report_md(path: Path, result, students: list[str], lessons: list[str])
              f"{result.skipped}.", ""]
     if result.failures:
         lines += ["## The grader could not grade", ""]
-        lines += [f"- {failure.splitlines()[0]}" for failure in result.failures] + [""]
+        lines += [f"- {_md_line(failure)}" for failure in result.failures] + [""]
     not_graded = getattr(result, "not_graded", [])
     if not_graded:
         lines += [f"## Files of the download that were not graded ({len(not_graded)})", ""]
-        lines += [f"- {why}" for why in not_graded] + [""]
+        lines += [f"- {_md_line(why)}" for why in not_graded] + [""]
     if result.notes:
-        lines += ["## Notes", ""] + [f"- {note}" for note in result.notes] + [""]
+        lines += ["## Notes", ""] + [f"- {_md_line(note)}" for note in result.notes] + [""]
     for heading, section in getattr(result, "sections", {}).items():
         lines += [f"## {heading}", ""] + section + [""]
     lines += ["## Submissions", ""]
@@ -143,19 +155,18 @@ def write_report_md(path: Path, result, students: list[str], lessons: list[str])
                 continue
             score = sum(e["score"] for e in answer.scores.values())
             maximum = sum(e["max_score"] for e in answer.scores.values())
-            notes = ([f"limit: {hit['message']}" for hit in answer.limits]
-                     + [f"problem: {p.splitlines()[0]}" for p in answer.problems]
-                     + [f"flag ({f['kind']}) in {f['grade_id']}, "
-                        + (f"code cell {f['cell']}, " if f.get("cell") else "")
-                        + f"line {f['line']}: "
-                        f"{f['message']}"
+            notes = ([f"limit: {_md_line(hit['message'])}" for hit in answer.limits]
+                     + [f"problem: {_md_line(p)}" for p in answer.problems]
+                     + [f"flag ({_md_line(f['kind'])}) in {_md_line(f['grade_id'])}, "
+                        + (f"code cell {_md_line(f['cell'])}, " if f.get("cell") else "")
+                        + f"line {_md_line(f['line'])}: {_md_line(f['message'])}"
                         + (" -> question scored 0" if policy == "zero"
                            and f["kind"] in POLICY_KINDS
                            and f"test_{f['grade_id']}" in answer.scores else "")
                         for f in answer.flags])
             late = getattr(result, "late", {}).get((student, lesson))
             after = (f" (raw; {late[0]:g} after a {late[1]:g}% late penalty)" if late else "")
-            lines.append(f"- **{student} / {lesson}**: {score:g} / {maximum:g}{after}")
+            lines.append(f"- **{_md_line(student)} / {lesson}**: {score:g} / {maximum:g}{after}")
             lines += [f"  - {note}" for note in notes]
     path.write_text("\n".join(lines) + "\n")
 

@@ -117,7 +117,7 @@ def kernel_mounts(settings: SandboxSettings) -> list[tuple[str, Path]]:
     return mounts
 
 
-def bwrap_command(settings: SandboxSettings, connection_file: str) -> list[str]:
+def bwrap_command(settings: SandboxSettings, connection_file: str | None) -> list[str]:
     """The bwrap prefix for one kernel (order matters: later mounts go on top of earlier)."""
     command = [bwrap_path(), "--unshare-user", "--unshare-pid", "--unshare-ipc",
                "--unshare-uts", "--unshare-cgroup-try", "--new-session", "--die-with-parent",
@@ -135,7 +135,8 @@ def bwrap_command(settings: SandboxSettings, connection_file: str) -> list[str]:
     for folder in (settings.scratch, settings.workdir):
         if folder:
             command += ["--bind", folder, folder]
-    command += ["--ro-bind", connection_file, connection_file]
+    if connection_file:
+        command += ["--ro-bind", connection_file, connection_file]
     if settings.workdir:
         command += ["--chdir", settings.workdir]
     for name, value in kernel_env(settings).items():
@@ -322,17 +323,22 @@ def _supervise(child: subprocess.Popen, settings: SandboxSettings) -> dict | Non
 
 
 def main(argv: list[str]) -> int:
-    """Start the kernel for ``argv[0]`` (a connection file) under the sandbox settings."""
-    if not argv:
-        print("usage: python -m autograde.sandbox CONNECTION_FILE", file=sys.stderr)
+    """Start the kernel for ``argv[0]`` (a connection file), or with ``--run COMMAND...`` any
+    command (the grader's run of the hidden cases), under the sandbox settings."""
+    if not argv or argv == ["--run"]:
+        print("usage: python -m autograde.sandbox CONNECTION_FILE | --run COMMAND...",
+              file=sys.stderr)
         return 2
     settings = SandboxSettings.from_env()
     # A grading worker that is killed takes its kernels with it (jupyter_client tells the
     # kernel its manager's pid in JPY_PARENT_PID).
     die_with_parent(int(os.environ.get("JPY_PARENT_PID") or 0) or None)
-    connection_file = str(Path(argv[0]).resolve())
-    kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", connection_file,
-              "--HistoryManager.hist_file=:memory:"]
+    if argv[0] == "--run":
+        connection_file, kernel = None, argv[2:] if argv[1:2] == ["--"] else argv[1:]
+    else:
+        connection_file = str(Path(argv[0]).resolve())
+        kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", connection_file,
+                  "--HistoryManager.hist_file=:memory:"]
     if settings.use_bwrap:
         if not bwrap_path():
             _write_status(settings, {"limit": "exit", "message": "bubblewrap (bwrap) is not "

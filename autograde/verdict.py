@@ -7,16 +7,27 @@ For lesson N of the course (:data:`nanolm_lib.curriculum.GRADED`) the worker:
    (:func:`autograde.kit.stage_library`), so the grading kernel cannot import the answer; the
    earlier lessons' references stay (a lesson builds on them). The lessons' fixtures sit next to
    it, where :func:`nanolm_lib.checks.fixture` looks first;
-2. before the kernel starts, draws every question's hidden cases from a seed of its own
-   (:func:`secrets.randbits`, kept in this process) and writes only the inputs into a cases
-   folder that the kernel may read (:meth:`Verdict.prepare`), and computes the reference's
-   outputs on them here;
-3. after nbgrader's autograde, reads the outputs the test cells recorded in the kernel's
-   scratch folder (:meth:`Verdict.judge`): a record that is missing, not a plain file, larger
-   than :data:`nanolm_lib.grading.RECORD_LIMIT_BYTES` or unreadable by a weights-only
-   ``torch.load`` scores 0 with the reason. A question earns its points when every case
-   matches the reference (all or nothing, as a test cell always did); its message names the
-   first case that differs.
+2. draws every question's hidden cases from a seed of its own (:func:`secrets.randbits`,
+   kept in this process), writes only the inputs into a cases folder, and computes the
+   reference's outputs on them here (:meth:`Verdict.prepare`). The notebook's kernel runs the
+   visible tests only (``record()`` does nothing there) and never sees this folder;
+3. after nbgrader's autograde, runs the hidden cases in a sandboxed process of its own
+   (:meth:`Verdict.run`, :mod:`nanolm_lib.hidden_cases`): the released lesson's set-up cells
+   and the code of the student's solution cells, read from the notebook file here, then each
+   question's cases. No cell the student added runs there, and nothing the notebook did can
+   reach that process;
+4. reads the outputs that run left (:meth:`Verdict.judge`). A record is hostile input: one
+   that is missing, not a plain file, larger than :data:`nanolm_lib.grading.RECORD_LIMIT_BYTES`
+   (also once uncompressed: a compressed entry is refused before anything is inflated),
+   unreadable by a weights-only ``torch.load`` or holding anything but plain data
+   (:func:`read_record`) scores 0 with the reason, as does a question whose judging raises.
+   A question earns its points when every case matches the reference (all or nothing, as a
+   test cell always did); its message names the first case that differs.
+
+What decides each property a question checks (inputs left unchanged, causality, gradients,
+training mode, linear memory) is said with the question in :mod:`nanolm_lib.questions`: each
+is an output of the grader's run compared with the reference's, or a limit that run sets.
+What a solution may not call is decided on its source (:mod:`autograde.scan`).
 
 The worker writes each verdict into its gradebook as the test cell's manual score, with the
 message as the comment of the question's solution cell (the feedback shows both). What the
@@ -27,20 +38,34 @@ lessons) keep nbgrader's own scores.
 from __future__ import annotations
 
 import io
+import json
 import os
 import secrets
 import shutil
+import subprocess
+import sys
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from autograde.course import SpecialFileError, read_plain_file
+from autograde.course import SpecialFileError, nbgrader_meta, read_notebook, read_plain_file
+from autograde.kernel import Limits, prepare_run, read_json_file
 from autograde.paths import LESSONS_DIR, REPO
+from autograde.sandbox import ENV_VAR as SANDBOX_ENV_VAR
 from nanolm_lib.curriculum import GRADED, LESSONS, lesson_number
-from nanolm_lib.grading import ENV_VAR, ERROR_KEY, QUESTIONS, RECORD_LIMIT_BYTES
+from nanolm_lib.grading import DEFERRED, ENV_VAR, ERROR_KEY, QUESTIONS, RECORD_LIMIT_BYTES
+from nanolm_lib.hidden_cases import CELL_ERRORS
 
 PACKAGE_DIR = REPO / "nanolm_lib"
+MESSAGE_CHARS = 600       # the longest message kept of one case
+RECORD_DEPTH = 32         # containers in a record nest at most this deep
+RECORD_VALUES = 1_000_000  # values (container items) in one record, all levels together
+PLAIN_DTYPES = frozenset({
+    torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
+    torch.float16, torch.bfloat16, torch.float32, torch.float64,
+    torch.complex64, torch.complex128})
 
 
 def graded_by_verdict(lesson: str) -> bool:
@@ -119,55 +144,230 @@ class Verdict:
             path.chmod(0o444)
         return verdict
 
-    @staticmethod
-    def environment_for(cases_dir: Path, records_dir: Path) -> dict[str, str]:
-        """What the kernel is told: where the cases are and where to record (known before
-        the cases are drawn, since the kernelspec is written first)."""
-        return {ENV_VAR: f"{cases_dir}{os.pathsep}{records_dir}"}
+    # the notebook's kernel: record() does nothing there
+    KERNEL_ENV = {ENV_VAR: DEFERRED}
+
+    def run(self, notebook: Path, released: Path, root: Path, limits: Limits,
+            library_dir: str, threads: int = 0) -> dict | None:
+        """Run the hidden cases on ``notebook``'s solution cells in a fresh sandbox under
+        ``root`` (``released``: the lesson's released notebook, whose set-up cells and
+        files it gets). Returns the launcher's status when a limit stopped the run, else None.
+        """
+        cells = hidden_program(read_notebook(notebook), read_notebook(released))
+        seconds = limits.cell_timeout_s
+        run, settings = prepare_run(
+            root, released.parent, None, limits, threads=threads, library_dir=library_dir,
+            cases_dir=str(self.cases_dir), execution="autograde",
+            wall_s=min(limits.notebook_timeout_s, seconds * (len(self.cases) + 2)))
+        self.records_dir = run.sandbox / "records"
+        program = run.control / "program.json"
+        program.write_text(json.dumps({
+            "lesson": self.lesson, "cells": cells, "cases_dir": str(self.cases_dir),
+            "records_dir": str(self.records_dir), "question_timeout_s": seconds}))
+        shutil.copyfile(program, self.cases_dir / "program.json")  # bound read-only
+        command = [sys.executable, "-m", "autograde.sandbox", "--run", "--", sys.executable,
+                   "-m", "nanolm_lib.hidden_cases", str(self.cases_dir / "program.json")]
+        env = dict(os.environ, JPY_PARENT_PID=str(os.getpid()),
+                   **{SANDBOX_ENV_VAR: settings.to_env()})
+        subprocess.run(command, env=env, cwd=REPO, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        return read_json_file(run.status_file, None)
 
     def judge(self) -> dict[str, QuestionVerdict]:
-        """test grade_id -> the verdict, from the records the kernel left."""
+        """test grade_id -> the verdict, from the records the grader's run left. A question whose
+        judging raises (strange data in its record, a check that fails on it) scores 0 with
+        the reason; the other questions are judged as usual."""
         import nanolm_lib.questions  # noqa: F401
 
         verdicts = {}
+        cell_errors = read_json_file(self.records_dir / self.lesson / CELL_ERRORS, {})
         for name, drawn in self.cases.items():
-            question = QUESTIONS[self.lesson][name]
-            outputs, problem = read_record(self.records_dir / self.lesson / f"{name}.pt",
-                                           len(drawn))
-            if problem:
-                verdicts[f"test_{name}"] = QuestionVerdict(f"test_{name}", False, problem)
-                continue
-            failures = []
-            for case, got, expected in zip(drawn, outputs, self.expected[name]):
-                message = question.judge(case, got, expected)
-                if message:
-                    failures.append(f"{case.get('what', name)}: {message}")
-            if failures:
-                text = (f"hidden tests (run by the grader): {len(failures)} of {len(drawn)} "
-                        f"cases differ from the reference; first: {failures[0]}")
-            else:
-                text = f"hidden tests (run by the grader): all {len(drawn)} cases match"
-            verdicts[f"test_{name}"] = QuestionVerdict(f"test_{name}", not failures, text)
+            try:
+                passed, text = self._judge_question(name, drawn, cell_errors)
+            except Exception as error:  # the record is the student's: anything may raise
+                passed, text = False, (f"the grader could not judge the record of {name}: "
+                                       f"{_describe(error)}; scored 0")
+            verdicts[f"test_{name}"] = QuestionVerdict(f"test_{name}", passed, text)
         return verdicts
+
+    def _judge_question(self, name: str, drawn: list, cell_errors) -> tuple[bool, str]:
+        """(passed, message) for question ``name`` from its record; ``cell_errors`` (from the
+        grader's run, written where the student's code could: only ever quoted) says why a
+        solution cell raised there."""
+        question = QUESTIONS[self.lesson][name]
+        outputs, problem = read_record(self.records_dir / self.lesson / f"{name}.pt", len(drawn))
+        if problem:
+            return False, problem
+        failures = []
+        for case, got, expected in zip(drawn, outputs, self.expected[name]):
+            message = question.judge(case, got, expected)
+            if message:
+                failures.append(f"{case.get('what', name)}: {str(message)[:MESSAGE_CHARS]}")
+        if failures:
+            text = (f"hidden tests (run by the grader): {len(failures)} of {len(drawn)} "
+                    f"cases differ from the reference; first: {failures[0]}")
+            if isinstance(cell_errors, dict) and isinstance(cell_errors.get(name), str):
+                text += (f" (your solution cell raised {cell_errors[name][:300]} when the "
+                         "grader ran it with the lesson's set-up cell only: a helper it uses "
+                         "must be defined in a solution cell)")
+            return False, text
+        return True, f"hidden tests (run by the grader): all {len(drawn)} cases match"
 
 
 def read_record(path: Path, expected_cases: int) -> tuple[list | None, str | None]:
     """The outputs saved in ``path`` (in the kernel's writable scratch: nothing about it is
-    trusted), or (None, why it scores 0)."""
-    missing = ("no record of the hidden tests: the test cell stopped before them (see its "
-               "error above), or did not run")
+    trusted), or (None, why it scores 0). The grader runs without a memory limit, so the
+    archive is checked before ``torch.load`` inflates anything (:func:`stored_archive`), and
+    what it loads must be plain data (:func:`plain_data_problem`)."""
+    missing = ("no record of the hidden tests: the grader's run of them stopped before this "
+               "question (a limit, or a crash in an earlier question)")
+    refused = "the record of the hidden tests is refused: "
     try:
         data = read_plain_file(path, RECORD_LIMIT_BYTES)
     except FileNotFoundError:
         return None, missing
     except SpecialFileError as error:
-        return None, f"the record of the hidden tests is refused: {error}"
+        return None, refused + str(error)
     try:
-        loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        archive = stored_archive(data, RECORD_LIMIT_BYTES)
+    except RecordRefused as error:
+        return None, refused + str(error)
+    try:
+        loaded = torch.load(archive, map_location="cpu", weights_only=True)
     except Exception as error:
         return None, (f"the record of the hidden tests is unreadable ({type(error).__name__}: "
                       f"{str(error)[:200]})")
-    outputs = loaded.get("outputs") if isinstance(loaded, dict) else None
-    if not isinstance(outputs, list) or len(outputs) != expected_cases:
+    outputs = loaded.get("outputs") if type(loaded) is dict else None
+    if type(outputs) is not list or len(outputs) != expected_cases:
         return None, "the record of the hidden tests does not hold one output per case"
+    problem = plain_data_problem(outputs)
+    if problem:
+        return None, (refused + problem + "; a record holds only dense CPU tensors of plain "
+                      "dtypes, numbers, strings, None, and lists, tuples and dicts of them")
     return outputs, None
+
+
+def hidden_program(submitted, released) -> list[dict]:
+    """The cells of the grader's run, in the released lesson's order: each locked cell that
+    is neither a solution nor a test (the set-up) as released, each solution cell as the
+    student wrote it (as released when the submission lacks it). Markdown cells and every
+    cell the student added are left out."""
+    theirs = {}
+    for cell in submitted.cells:
+        meta = nbgrader_meta(cell)
+        if cell.get("cell_type") == "code" and meta.get("solution") and meta.get("grade_id"):
+            theirs.setdefault(meta["grade_id"], cell.get("source", ""))
+    cells = []
+    for cell in released.cells:
+        meta = nbgrader_meta(cell)
+        grade_id = meta.get("grade_id")
+        if cell.get("cell_type") != "code" or not grade_id or meta.get("grade"):
+            continue
+        if meta.get("solution"):
+            cells.append({"kind": "solution", "grade_id": grade_id,
+                          "source": theirs.get(grade_id, cell.source)})
+        elif meta.get("locked"):
+            cells.append({"kind": "setup", "grade_id": grade_id, "source": cell.source})
+    return cells
+
+
+class RecordRefused(Exception):
+    """Why a record's archive is not read."""
+
+
+def stored_archive(data: bytes, limit: int) -> io.BytesIO:
+    """``data``, a ``torch.save`` zip, written again entry by entry once every entry is known
+    to be stored uncompressed (as ``torch.save`` writes them: a deflated entry could inflate
+    about 1000 times) with its real size equal to its declared one, and the sizes sum to at
+    most ``limit``. ``torch.load`` then reads exactly what was checked. Raises RecordRefused."""
+    try:
+        source = zipfile.ZipFile(io.BytesIO(data))
+        entries = source.infolist()
+    except Exception as error:  # zipfile raises more than BadZipFile on crafted archives
+        raise RecordRefused(f"it is not a torch.save file ({_describe(error)})") from None
+    names = [entry.filename for entry in entries]
+    packed = [entry.filename for entry in entries if entry.compress_type != zipfile.ZIP_STORED]
+    declared = sum(entry.file_size for entry in entries)
+    if packed:
+        raise RecordRefused(f"its entry {packed[0][:80]!r} is compressed (torch.save stores "
+                            "every entry uncompressed)")
+    if declared > limit:
+        raise RecordRefused(f"its entries declare {declared >> 20} MB uncompressed, over the "
+                            f"{limit >> 20} MB limit")
+    if len(set(names)) != len(names):
+        raise RecordRefused("it holds an entry twice")
+    copy = io.BytesIO()
+    with zipfile.ZipFile(copy, "w", zipfile.ZIP_STORED) as target:
+        for entry in entries:
+            try:
+                content = source.read(entry)  # checks the CRC
+            except Exception as error:
+                raise RecordRefused(f"its entry {entry.filename[:80]!r} is damaged "
+                                    f"({_describe(error)})") from None
+            if len(content) != entry.file_size or entry.compress_size != entry.file_size:
+                raise RecordRefused(f"its entry {entry.filename[:80]!r} declares "
+                                    f"{entry.file_size} bytes and holds {len(content)}")
+            target.writestr(entry.filename, content)
+    copy.seek(0)
+    return copy
+
+
+def plain_data_problem(value) -> str | None:
+    """What in ``value`` (loaded from a record) is not plain data, or None: plain data is
+    dense, strided CPU tensors of :data:`PLAIN_DTYPES` (exactly ``torch.Tensor``, no
+    subclass), bool/int/float/complex, str, None, and lists, tuples and dicts (str or int
+    keys) of them, at most :data:`RECORD_DEPTH` deep and :data:`RECORD_VALUES` values in all
+    (a record may share or nest one list in itself)."""
+    pending = [(value, "the output", 0)]
+    counted = 1
+    while pending:
+        item, where, depth = pending.pop()
+        kind = type(item)
+        if depth > RECORD_DEPTH:
+            return f"{where} is nested more than {RECORD_DEPTH} deep"
+        if kind is torch.Tensor:
+            problem = _tensor_problem(item)
+            if problem:
+                return f"{where} is {problem}"
+        elif kind in (list, tuple, dict):
+            counted += len(item)
+            if counted > RECORD_VALUES:
+                return f"it holds more than {RECORD_VALUES:,} values"
+            pairs = item.items() if kind is dict else enumerate(item)
+            for key, child in pairs:
+                if type(key) not in (str, int):
+                    return f"{where} has a key of type {type(key).__name__}"
+                pending.append((child, f"{where}[{_short_key(key)}]", depth + 1))
+        elif kind not in (bool, int, float, complex, str, type(None)):
+            return f"{where} is a {kind.__name__}"
+    return None
+
+
+def _tensor_problem(tensor: torch.Tensor) -> str | None:
+    if tensor.is_nested:
+        return "a nested tensor"
+    if tensor.device.type != "cpu":
+        return f"a tensor on the {tensor.device.type} device"
+    if tensor.layout != torch.strided:
+        return f"a {str(tensor.layout).removeprefix('torch.')} tensor"
+    if tensor.is_quantized or tensor.dtype not in PLAIN_DTYPES:
+        return f"a tensor of dtype {str(tensor.dtype).removeprefix('torch.')}"
+    if tensor.numel() * tensor.element_size() > tensor.untyped_storage().nbytes():
+        return "a tensor larger than its storage (expanded or overlapping)"
+    return None
+
+
+def _short_key(key) -> str:
+    if type(key) is int:
+        return str(key) if abs(key) < 10**12 else "<a large int>"
+    return repr(key[:40]) + ("..." if len(key) > 40 else "")
+
+
+def _describe(error: BaseException) -> str:
+    """An exception, one short line (its text may be anything the record made it say)."""
+    try:
+        text = str(error)
+    except Exception:
+        text = "(no message)"
+    lines = text.strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__

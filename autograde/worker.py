@@ -92,6 +92,7 @@ def autograde_overrides(limits: Limits) -> dict:
         SaveAutoGrades,
     )
 
+    from autograde.markup import FeedbackExporter
     from autograde.preprocessors import LimitedExecute
 
     return {
@@ -104,6 +105,9 @@ def autograde_overrides(limits: Limits) -> dict:
                            "max_notebook_output_bytes": limits.notebook_output_bytes,
                            "kernel_name": KERNEL_NAME,
                            "startup_timeout": 120},
+        # the feedback's Markdown (the student's cells, the grader's comments) is cleaned
+        # after it is rendered
+        "GenerateFeedback": {"exporter_class": FeedbackExporter},
     }
 
 
@@ -204,7 +208,7 @@ class Worker:
         limit_hits = read_json_file(run.limits_report, [])
         verdicts = {}
         if verdict is not None and (autograded / f"{lesson}.ipynb").is_file():
-            verdicts = verdict.judge()
+            verdicts = self._run_verdict(verdict, student, lesson, notebook, limit_hits)
             self._apply_verdicts(student, lesson, verdicts)
         policy_notes = self._apply_copy_policy(student, lesson, flags)
         scores = self._scores(student, lesson, autograded, submission, problems, limit_hits,
@@ -234,8 +238,11 @@ class Worker:
     def _apply_verdicts(self, student: str, lesson: str, verdicts: dict) -> None:
         """The grader's verdicts into the gradebook: each test cell's score (a manual score:
         nbgrader's own from the kernel no longer counts) and, as the comment of the question's
-        solution cell, the verdict's message, which the feedback shows."""
+        solution cell, the verdict's message, which the feedback shows (a comment is
+        Markdown, and the message quotes what the student's code raised or returned)."""
         from nbgrader.api import Gradebook, MissingEntry
+
+        from autograde.markup import markdown_text
 
         with Gradebook(self.db_url) as gb:
             for grade_id, verdict in verdicts.items():
@@ -250,30 +257,42 @@ class Worker:
                                               student)
                 except MissingEntry:
                     continue
-                comment.manual_comment = verdict.message
+                comment.manual_comment = markdown_text(verdict.message)
             gb.db.commit()
     def _prepare_kernel(self, student: str, lesson: str, notebook: Path):
         """The next kernel's folders (its own copy of the notebook and of the released
         lesson's files) and kernelspec; the grader's report paths in this worker's config.
-        For a course lesson also its hidden cases: returns (the run, the Verdict or None)."""
+        For a course lesson also its hidden cases, in the grader's folders, which the kernel
+        never sees: returns (the run, the Verdict or None)."""
         from autograde.verdict import Verdict
 
         root = self.root / "runs" / f"{student}--{lesson}"
         library = self.settings.library_dirs.get(lesson, "")
-        # the cases live in the grader's folders (bound read-only); the records in the
-        # kernel's own writable folder
-        cases_dir, records_dir = self.root / "cases" / f"{student}--{lesson}", root / "sandbox" / "records"
-        run = prepare_kernel(root, Path(self.settings.release_dir or "") / lesson, notebook,
-                             self.settings.limits, self.root / "jupyter",
+        run = prepare_kernel(root / "notebook", Path(self.settings.release_dir or "") / lesson,
+                             notebook, self.settings.limits, self.root / "jupyter",
                              threads=self.settings.kernel_threads, library_dir=library,
-                             cases_dir=str(cases_dir) if library else "",
-                             extra_env=Verdict.environment_for(cases_dir, records_dir)
-                             if library else None)
-        verdict = Verdict.prepare(lesson, cases_dir, records_dir) if library else None
+                             extra_env=Verdict.KERNEL_ENV if library else None)
+        verdict = (Verdict.prepare(lesson, self.root / "cases" / f"{student}--{lesson}",
+                                   root / "hidden") if library else None)
         self.config.LimitedExecute.limits_report = str(run.limits_report)
         self.config.LimitedExecute.status_file = str(run.status_file)
         self.config.LimitedExecute.kernelspec_dir = str(self.root / "jupyter" / "kernels")
         return run, verdict
+
+    def _run_verdict(self, verdict, student: str, lesson: str, notebook: Path,
+                     limit_hits: list[dict]) -> dict:
+        """The hidden cases run by the grader on the notebook's solution cells, then judged;
+        a limit that stopped that run joins the notebook's limit hits."""
+        released = Path(self.settings.release_dir or "") / lesson / f"{lesson}.ipynb"
+        if not released.is_file():
+            released = self.course / "source" / lesson / f"{lesson}.ipynb"
+        status = verdict.run(notebook, released, self.root / "runs" / f"{student}--{lesson}"
+                             / "hidden", self.settings.limits,
+                             self.settings.library_dirs[lesson], self.settings.kernel_threads)
+        if status:
+            limit_hits.append({**status, "message": "the grader's run of the hidden cases: "
+                               + str(status.get("message", ""))})
+        return verdict.judge()
 
     def _ensure_submission(self, student: str, lesson: str) -> dict:
         """The submission's rows in this worker's gradebook, created with zero scores when
@@ -316,6 +335,7 @@ class Worker:
         the note."""
         from nbgrader.api import Gradebook, MissingEntry
 
+        from autograde.markup import markdown_text
         from autograde.scan import POLICY_KINDS, policy_note
 
         notes: dict[str, list[str]] = {}
@@ -333,7 +353,7 @@ class Worker:
                         gb.find_grade(f"test_{grade_id}", lesson, lesson, student).manual_score = 0
                     comment = gb.find_comment(grade_id, lesson, lesson, student)
                     comment.manual_comment = "\n\n".join(  # after the verdict's message
-                        filter(None, [comment.manual_comment, note]))
+                        filter(None, [comment.manual_comment, markdown_text(note)]))
                 except MissingEntry:
                     continue  # not a graded cell of this lesson: the report still lists it
             gb.db.commit()
@@ -406,15 +426,15 @@ def _take_notebook(folder: Path | None, lesson: str, submitted: Path) -> str | N
 
 def _feedback_notebook(notebook: Path, show_hidden_tests: bool) -> None:
     """The feedback is made from the autograded notebook, once the scores are in the
-    gradebook: sanitise the student's markdown and outputs (nbconvert's bleach-based
-    SanitizeHTML: no script, event handler or javascript: URL), and take the hidden tests'
+    gradebook: sanitise the student's markdown and outputs (no script, event handler or
+    javascript: URL: :class:`autograde.markup.SanitizeFeedback`, and the rendered Markdown
+    once more by :class:`autograde.markup.FeedbackExporter`), and take the hidden tests'
     source (and the tracebacks that quote it) out unless they are to be shown."""
-    from nbconvert.preprocessors.sanitize import SanitizeHTML
-
+    from autograde.markup import SanitizeFeedback
     from autograde.preprocessors import HideHiddenTests
 
     nb = read_notebook(notebook)
-    SanitizeHTML().preprocess(nb, {})
+    SanitizeFeedback().preprocess(nb, {})
     if not show_hidden_tests:
         HideHiddenTests().preprocess(nb, {})
     nbformat.write(nb, str(notebook))

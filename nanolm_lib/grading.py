@@ -1,14 +1,12 @@
-"""Hidden tests that record, so that the grader, not the student's kernel, decides the points.
+"""Hidden tests whose outputs the grader, not the student's notebook, produces and judges.
 
 A test cell's hidden part is one line, ``record("03_attention", "causal_mask", globals())``.
 What it does depends on where it runs:
 
-* **In the grader's kernel** (the environment variable :data:`ENV_VAR` names a cases folder and
-  a records folder): it loads the question's inputs from the cases folder (written by the grader
-  from a seed the kernel never sees, read-only there), runs the student's code on each case, and
-  saves the outputs as plain tensors, numbers, strings, lists and dicts into the records folder.
-  It compares nothing and prints nothing: the grader process loads the records, computes the
-  reference's outputs on the same inputs and decides the points (``autograde/verdict.py``).
+* **In the notebook's kernel while it is graded** (the environment variable :data:`ENV_VAR` is
+  :data:`DEFERRED`): nothing. That kernel never sees the hidden cases or their records; the
+  grader runs them afterwards in a process of its own (:mod:`nanolm_lib.hidden_cases`), on the
+  student's solution cells alone, and judges the outputs (``autograde/verdict.py``).
 * **Anywhere else** (the repository's own runs of the solution notebooks, the test harness):
   it draws fresh cases, computes the reference's outputs in-process and raises
   :class:`~nanolm_lib.checks.CheckFailed` with the grader's message when they differ, so that a
@@ -16,9 +14,12 @@ What it does depends on where it runs:
 
 Each question (:class:`Question`, registered in :mod:`nanolm_lib.questions`) is three pieces:
 ``make_cases(gen)`` draws the inputs, ``apply(ns, case)`` runs the implementations in ``ns``
-(the notebook's globals in the kernel, the reference's names in the grader) and returns plain
-outputs, and :meth:`Question.judge` compares outputs with the reference's. A case that raised
-records its error message; the reference's own failure is a grader error, never the student's.
+(the solution cells' names in the grader's run, the reference's in the grader) and returns
+plain outputs, and :meth:`Question.judge` compares outputs with the reference's. A case that
+raised records its error message; the reference's own failure is a grader error, never the
+student's. A question with ``data_budget_mb`` has a case (``"limited": True``) that only an
+implementation within that much memory can answer: the grader's run sets the limit
+(``RLIMIT_DATA``, which the student's code cannot raise) before the solution cells run.
 """
 
 from __future__ import annotations
@@ -26,14 +27,14 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-ENV_VAR = "NANOLM_GRADING"   # "<cases folder><os.pathsep><records folder>", set by the grader
+ENV_VAR = "NANOLM_GRADING"   # set to DEFERRED in the notebook's kernel while it is graded
+DEFERRED = "deferred"        # the grader runs the hidden cases itself, apart from the notebook
 RECORD_LIMIT_BYTES = 64 << 20  # the grader refuses a larger record
 QUESTIONS: dict[str, dict[str, Question]] = {}
 ERROR_KEY = "__error__"
@@ -50,6 +51,7 @@ class Question:
     rtol: float = 1e-5
     atol: float = 1e-6
     check: Callable | None = None        # (case, got, expected) -> message or None
+    data_budget_mb: int = 0              # memory the grader's run allows the solution cells
     # The question's policy, decided on the student's source by the grader's scan
     # (autograde/scan.py), never measured in the student's process: dotted names (fnmatch
     # patterns) the solution may not use, and those it must call.
@@ -204,49 +206,35 @@ def generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed) % 2**63)
 
 
-# --------------------------------------------------------------------------- the kernel's side
-def grading_folders() -> tuple[Path, Path] | None:
-    """(cases, records) when the grader set :data:`ENV_VAR`, else None."""
-    raw = os.environ.get(ENV_VAR, "")
-    if os.pathsep not in raw:
-        return None
-    cases, records = raw.split(os.pathsep, 1)
-    return Path(cases), Path(records)
-
-
-def cases(lesson: str, name: str) -> list[dict]:
-    """The grader's inputs for question ``name`` of ``lesson`` (grading kernel only)."""
-    folders = grading_folders()
-    if folders is None:
-        raise RuntimeError(f"cases({lesson!r}, {name!r}): not running in the grader")
-    loaded = torch.load(folders[0] / lesson / f"{name}.pt", map_location="cpu", weights_only=True)
+# --------------------------------------------------------------------------- the grader's run
+def load_cases(cases_dir: Path, lesson: str, name: str) -> list[dict]:
+    """The grader's inputs for question ``name`` of ``lesson``, saved by the grader."""
+    loaded = torch.load(Path(cases_dir) / lesson / f"{name}.pt", map_location="cpu",
+                        weights_only=True)
     return loaded["cases"]
 
 
-def save_record(lesson: str, name: str, outputs: list) -> None:
+def save_record(records_dir: Path, lesson: str, name: str, outputs: list) -> None:
     """Save one question's outputs where the grader reads them."""
-    folders = grading_folders()
-    target = folders[1] / lesson
+    target = Path(records_dir) / lesson
     target.mkdir(parents=True, exist_ok=True)
     torch.save({"outputs": outputs}, target / f"{name}.pt")
 
 
 def record(lesson: str, name: str, namespace: dict) -> None:
-    """A hidden test: record the student's outputs for the grader, or (outside the grader)
-    compare them with the reference here (see the module docstring)."""
+    """A hidden test: nothing while the notebook is graded (the grader runs the cases apart),
+    else compared with the reference here (see the module docstring)."""
     __tracebackhide__ = True  # noqa: F841  (read by IPython and pytest)
-    import nanolm_lib.questions  # noqa: F401  (registers the questions)
-
-    spec = QUESTIONS[lesson][name]
-    if grading_folders() is not None:
-        # the notebook's own random state is left as it was
-        with torch.random.fork_rng(devices=[]):
-            save_record(lesson, name, [spec.run_case(namespace, c) for c in cases(lesson, name)])
+    if os.environ.get(ENV_VAR) == DEFERRED:
         return
+    import nanolm_lib.questions  # noqa: F401  (registers the questions)
     from nanolm_lib.checks import CheckFailed, fresh_generator
 
+    spec = QUESTIONS[lesson][name]
+
     gen, seed = fresh_generator()
-    drawn = spec.make_cases(gen)
+    # a memory-limited case needs the grader's limit; the visible test measures the same
+    drawn = [case for case in spec.make_cases(gen) if not case.get("limited")]
     reference = reference_namespace()
     for case in drawn:
         with torch.random.fork_rng(devices=[]):
@@ -261,7 +249,3 @@ def record(lesson: str, name: str, namespace: dict) -> None:
             raise CheckFailed(f"hidden test, {case.get('what', name)}: {message}\n"
                               f"(cases from seed {seed})")
 
-
-def describe_failure() -> str:
-    """The last exception, one line (for grader errors)."""
-    return traceback.format_exc().strip().splitlines()[-1]

@@ -193,22 +193,25 @@ def test_attacker_scores_zero(batch, student):
 
 
 @pytest.mark.slow
-def test_the_reference_is_not_in_the_grading_kernel(batch):
-    """Importing lesson 03's reference in its own grading kernel gives stubs that raise; the
-    scan, which reads every code cell, names the import in each question's note."""
+def test_the_reference_is_not_in_the_grading_library(batch):
+    """Importing lesson 03's reference from a solution cell, in the grader's run of the hidden
+    cases, gives stubs that raise; the importer's own added cell never runs there, and the scan,
+    which reads every code cell, names its import in each question's note."""
     _, scores, _ = batch
-    entries = scores["importer"][LESSON].values()
-    errors = " ".join(e["error"] for e in entries)
-    assert all(e["score"] == 0 for e in entries), scores["importer"][LESSON]
-    assert "NotReleasedError" in errors or "released after lesson 03" in errors or (
-        "imports the graded name" in errors), errors
+    importer = scores["importer"][LESSON].values()
+    assert all(e["score"] == 0 and ("hidden tests (run by the grader)" in e["error"]
+                                    or "imports the graded name" in e["error"])
+               for e in importer), scores["importer"][LESSON]
+    errors = " ".join(e["error"] for e in scores["hexexec"][LESSON].values())
+    assert "hidden tests (run by the grader)" in errors, errors
+    assert "NotReleasedError" in errors or "released after lesson 03" in errors, errors
 
 
 @pytest.mark.slow
 def test_feedback_shows_the_verdict(batch):
     result, _, _ = batch
     html = Path(result.answers[("transformer", LESSON)].feedback).read_text()
-    assert "no record of the hidden tests" in html
+    assert "hidden tests (run by the grader)" in html and "differ from the reference" in html
     honest = Path(result.answers[("honest", LESSON)].feedback).read_text()
     assert "cases match" in honest
 
@@ -224,7 +227,7 @@ def test_records_of_the_reference_pass_and_wrong_ones_fail(tmp_path):
     """The grader's judgement in-process: the reference's own outputs pass every question; a
     wrong causal_mask fails that question only, with a message naming the case."""
     import nanolm_lib.attention as attention
-    from nanolm_lib.grading import QUESTIONS, grading_folders, reference_namespace
+    from nanolm_lib.grading import QUESTIONS, reference_namespace
 
     verdict = _prepared(tmp_path)
     reference = reference_namespace()
@@ -237,7 +240,6 @@ def test_records_of_the_reference_pass_and_wrong_ones_fail(tmp_path):
     assert not verdicts["test_causal_mask"].passed
     assert "causal_mask(" in verdicts["test_causal_mask"].message
     assert all(v.passed for gid, v in verdicts.items() if gid != "test_causal_mask"), verdicts
-    assert grading_folders() is None  # nothing here set the kernel's variable
     assert attention.causal_mask(3).dtype == torch.bool
 
 

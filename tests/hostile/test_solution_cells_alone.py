@@ -1,0 +1,124 @@
+"""Points come from the grader's own run of the solution cells, not from the notebook's kernel.
+
+Two attacks that scored full marks while the kernel ran the hidden cases and wrote the records
+(issue rows of the grading round): a naive lesson-04 student who adds a plain cell that records
+for itself and forges the records (memory, "uses SDPA"), and a lesson-05 student who pastes
+the reference LayerNorm and MLP into ordinary cells and leaves the solution cells as released.
+One real batch under bubblewrap, beside an honest student (independent author B's answers).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared helpers
+
+from autograde_toy import independent_answers, write_submission  # noqa: E402
+
+import nanolm_lib.model  # noqa: E402
+from autograde.course import LESSONS_DIR  # noqa: E402
+from autograde.grade import grade_batch  # noqa: E402
+from autograde.worker import Limits  # noqa: E402
+
+pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.slow]
+FUSED = "04_fused_attention"
+GPT = "05_gpt"
+
+# Naive attention in both of lesson 04's answers: right values, a (T, T) tensor, no SDPA.
+NAIVE = {
+    "fused_attention": "def fused_attention(q, k, v):\n"
+                       "    T = q.size(-2)\n"
+                       "    s = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))\n"
+                       "    s = s.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), "
+                       "float('-inf'))\n"
+                       "    return torch.softmax(s, -1) @ v\n",
+    "flash_attention": "def flash_attention(q, k, v, block_size=64):\n"
+                       "    T = q.size(-2)\n"
+                       "    s = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))\n"
+                       "    s = s.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), "
+                       "float('-inf'))\n"
+                       "    return torch.softmax(s, -1) @ v, torch.logsumexp(s, -1)\n",
+}
+# A plain cell at the end: it records for itself, then forges every record it can find,
+# as the kernel-run hidden cases allowed (the measured properties rewritten to pass).
+FORGER = """
+import glob, os, torch
+import nanolm_lib.grading as grading
+os.environ.pop("NANOLM_GRADING", None)
+for name in ("fused_attention", "flash_attention"):
+    try:
+        grading.record("04_fused_attention", name, globals())
+    except Exception as error:
+        print("record:", type(error).__name__)
+forged = {"called scaled_dot_product_attention": True, "T=256": 1, "T=1024": 2}
+for path in glob.glob("/**/records/**/*.pt", recursive=True):
+    try:
+        torch.save({"outputs": [forged] * 8}, path)
+    except OSError:
+        pass
+"""
+
+
+def _ordinary_cell_after_setup(path: Path, source: str) -> None:
+    nb = nbformat.read(str(path), as_version=4)
+    setup = next(i for i, c in enumerate(nb.cells)
+                 if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "setup")
+    nb.cells.insert(setup + 1, nbformat.v4.new_code_cell(source))
+    nbformat.write(nb, str(path))
+
+
+def _appended_cell(path: Path, source: str) -> None:
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(source))
+    nbformat.write(nb, str(path))
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    root = tmp_path_factory.mktemp("alone")
+    submissions = root / "submissions"
+    write_submission(LESSONS_DIR, submissions, "honest", FUSED, independent_answers(FUSED))
+    folder = write_submission(LESSONS_DIR, submissions, "forger", FUSED, NAIVE)
+    _appended_cell(folder / f"{FUSED}.ipynb", FORGER)
+    # the reference classes pasted into an ordinary cell; the solution cells as released
+    pasted = "\n\n".join(inspect.getsource(getattr(nanolm_lib.model, name))
+                         for name in ("LayerNorm", "MLP"))
+    folder = write_submission(LESSONS_DIR, submissions, "paster", GPT)
+    _ordinary_cell_after_setup(folder / f"{GPT}.ipynb", pasted)
+    result = grade_batch(submissions, root / "out", workers=2, show_progress=False,
+                         limits=Limits(cell_timeout_s=120, notebook_timeout_s=600))
+    return result, json.loads((root / "out" / "scores.json").read_text())
+
+
+def _score(scores, student, lesson, name):
+    return scores[student][lesson][f"test_{name}"]
+
+
+def test_honest_student_keeps_full_marks(batch):
+    result, scores = batch
+    assert result.ok, result.failures
+    entries = scores["honest"][FUSED]
+    assert all(e["score"] == e["max_score"] for e in entries.values()), entries
+
+
+def test_records_forged_in_the_notebook_earn_nothing(batch):
+    _, scores = batch
+    for name in NAIVE:
+        entry = _score(scores, "forger", FUSED, name)
+        assert entry["score"] == 0, entry
+    flash = _score(scores, "forger", FUSED, "flash_attention")["error"]
+    assert "T = 8,192 within 128 MB" in flash and "can't allocate memory" in flash, flash
+
+
+def test_reference_pasted_into_ordinary_cells_earns_nothing(batch):
+    _, scores = batch
+    for name in ("LayerNorm", "MLP"):
+        entry = _score(scores, "paster", GPT, name)
+        assert entry["score"] == 0, entry
+        assert "hidden tests (run by the grader)" in entry["error"], entry
