@@ -99,16 +99,17 @@ def _extended_timestamp(mtime: float) -> bytes:
     return struct.pack("<HHBi", EXTENDED_TIMESTAMP, 5, 1, int(mtime))
 
 
-def stage_source(source: str, module: str, released: list[str]) -> str:
+def stage_source(source: str, module: str, released: list[str], keep=()) -> str:
     """``source`` of ``nanolm_lib.<module>`` with every graded definition of a lesson not in
-    ``released`` replaced by a stub: the same ``def``/``class`` line and docstring, a body that
-    raises ``NotReleasedError``, decorated with ``not_released`` so that the student's own
-    version runs instead when there is one. Everything else keeps its text, comments included.
+    ``released`` (but the names in ``keep``) replaced by a stub: the same ``def``/``class``
+    line and docstring, a body that raises ``NotReleasedError``, decorated with
+    ``not_released`` so that the student's own version runs instead when there is one.
+    Everything else keeps its text, comments included.
     """
     from nanolm_lib.curriculum import GRADED
 
     staged = {name: lesson for lesson, names in GRADED.items() if lesson not in released
-              for name, home in names.items() if home == module}
+              for name, home in names.items() if home == module and name not in keep}
     tree = ast.parse(source)
     lines = source.splitlines(keepends=True)
     replacements = []
@@ -147,19 +148,20 @@ def _stub(node, lesson: str, source: str) -> str:
     return f"@_staging.not_released({lesson!r})\n{head}\n" + "".join(body)
 
 
-def stage_library(library: Path, released: list[str]) -> list[str]:
-    """Stage every module of the package at ``library`` in place; returns the names staged."""
+def stage_library(library: Path, released: list[str], keep=()) -> list[str]:
+    """Stage every module of the package at ``library`` in place (the graded names in
+    ``keep`` keep their reference); returns the names staged."""
     from nanolm_lib.curriculum import GRADED
 
     staged = []
     for module in sorted({home for names in GRADED.values() for home in names.values()}):
         path = Path(library) / f"{module}.py"
         text = path.read_text(encoding="utf-8")
-        new = stage_source(text, module, released)
+        new = stage_source(text, module, released, keep)
         if new != text:
             path.write_text(new, encoding="utf-8")
             staged += [name for lesson, names in GRADED.items() if lesson not in released
-                       for name, home in names.items() if home == module]
+                       for name, home in names.items() if home == module and name not in keep]
     return staged
 
 
