@@ -78,11 +78,12 @@ def test_overrides_are_validated_and_keep_the_recipe_s_schedule():
     assert training_overrides(recipe) == recipe  # nothing asked, nothing changed
 
 
+@pytest.mark.slow  # prepares a corpus: generated stories and a BPE tokenizer
 def test_a_corpus_too_small_for_the_preset_trains_a_model_of_its_vocabulary(tmp_path,
                                                                              monkeypatch, capsys):
     """Without the hub and NANOLM_DATA the cpu preset trains on the generated stories, whose
     tokenizer cannot fill its 2,048-token vocabulary: the model takes the tokenizer's size and
-    says so in one line (make demo stopped there with a vocabulary mismatch)."""
+    says so in one line, instead of stopping on a vocabulary mismatch."""
     from nanolm_lib.runs import plan_preset_run
 
     monkeypatch.delenv("NANOLM_DATA", raising=False)
