@@ -1,6 +1,7 @@
 # Two commands, each doing its own set-up, idempotently:
 #   make test   create .venv, install the project with its dev extra, run the whole test suite
 #   make demo   the same set-up, then the main job: data, tokenizer, training, stories
+# and the inner loop while changing code: make check (ruff and the fast tests, about a minute).
 #
 # torch: on a machine without an NVIDIA GPU the pinned CPU build (torch==2.13.0+cpu) is
 # installed first, so the project's plain `torch>=2.3` is already satisfied and no CUDA build
@@ -38,7 +39,7 @@ else
 INSTALL := $(BIN)/python -m pip install --quiet
 endif
 
-.PHONY: setup test test-clean-room test-grader-and-notebooks test-rest demo lab lab-instructor lint clean bench gpu-check constraints
+.PHONY: setup test check test-clean-room test-grader-and-notebooks test-rest demo lab lab-instructor lint clean bench gpu-check constraints
 
 setup: $(STAMP)
 
@@ -68,8 +69,8 @@ NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 -p no:cachepro
 # The halves run side by side, each printing its report when it ends: most tests use one
 # core (the models are tiny; tests/conftest.py sets one torch thread), so on a 2-core machine
 # one pytest alone leaves a core idle. The first half is the grader's end-to-end batches and
-# then the notebooks, the second everything else (a new test file lands there); measured
-# here, the halves end about a minute apart.
+# then the notebooks, the second everything else (a new test file lands there): a split
+# that gives the two halves about the same running time.
 # The user's Jupyter, IPython, matplotlib and hub settings never reach a test: empty folders
 # in their place (tests/conftest.py does the same for the pytest runs).
 settings_in = JUPYTER_CONFIG_DIR=$(1)/jupyter-config JUPYTER_DATA_DIR=$(1)/jupyter-data \
@@ -91,6 +92,18 @@ test-grader-and-notebooks: setup
 test-rest: setup
 	$(RUN_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider tests \
 	  $(addprefix --ignore=,$(GRADER_BATCHES))
+
+# The inner loop: ruff, then the fast layer: the test files of the library's and the grader's
+# pieces, less their tests marked slow (no notebooks, nbgrader batches, student kits, releases,
+# services or timed benchmark runs). Under a minute on 2 cores; make test runs every test,
+# these included. A new test file joins the fast layer by its name here.
+CHECK_TESTS := $(addprefix tests/,test_attention.py test_autograde_units.py \
+  test_baseline_benchmark.py test_checks.py test_cli.py test_compiling.py test_constraints.py \
+  test_data.py test_evaluate.py test_fair_grading.py test_flash_and_kernels.py \
+  test_gpu_check.py test_import_graph.py test_model.py test_modern.py test_numerics.py \
+  test_policy.py test_presets.py test_project.py test_sampling.py test_tokenizer.py test_train.py)
+check: lint
+	$(RUN_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" $(CHECK_TESTS)
 else
 # A student kit has no tests/: `make test` self-checks every lesson in workspace/.
 test: setup

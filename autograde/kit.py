@@ -115,19 +115,19 @@ ANSWERING_HELPERS = {
 }
 
 
-def stage_source(source: str, module: str, released: list[str]) -> str:
+def stage_source(source: str, module: str, released: list[str], keep=()) -> str:
     """``source`` of ``nanolm_lib.<module>`` with every graded definition of a lesson not in
-    ``released``, and every helper that answers one (:data:`ANSWERING_HELPERS`), replaced by a
-    stub: the same ``def``/``class`` line and docstring, a body that raises
-    ``NotReleasedError``, decorated with ``not_released`` so that the student's own version runs
-    instead when there is one. Everything else keeps its text, comments included.
+    ``released`` (but the names in ``keep``), and every helper that answers one
+    (:data:`ANSWERING_HELPERS`; kept with the name it answers), replaced by a stub: the same
+    ``def``/``class`` line and docstring, a body that raises ``NotReleasedError``, decorated
+    with ``not_released`` so that the student's own version runs instead when there is one.
+    Everything else keeps its text, comments included.
     """
     from nanolm_lib.curriculum import GRADED
 
     staged = {name: lesson for lesson, names in GRADED.items() if lesson not in released
-              for name, home in names.items() if home == module}
-    staged.update({name: lesson for name, (lesson, _) in ANSWERING_HELPERS.get(module, {}).items()
-                   if lesson not in released})
+              for name, home in names.items() if home == module and name not in keep}
+    staged.update(_answering_helpers(module, released, keep))
     tree = ast.parse(source)
     lines = source.splitlines(keepends=True)
     replacements = []
@@ -166,9 +166,17 @@ def _stub(node, lesson: str, source: str) -> str:
     return f"@_staging.not_released({lesson!r})\n{head}\n" + "".join(body)
 
 
-def stage_library(library: Path, released: list[str]) -> list[str]:
-    """Stage every module of the package at ``library`` in place; returns the names staged
-    (graded names, and the helpers that answer them as ``module.helper``)."""
+def _answering_helpers(module: str, released: list[str], keep=()) -> dict[str, str]:
+    """The helpers of ``module`` to stage (:data:`ANSWERING_HELPERS`): helper -> lesson."""
+    return {helper: lesson for helper, (lesson, answers)
+            in ANSWERING_HELPERS.get(module, {}).items()
+            if lesson not in released and answers not in keep}
+
+
+def stage_library(library: Path, released: list[str], keep=()) -> list[str]:
+    """Stage every module of the package at ``library`` in place (the graded names in
+    ``keep`` keep their reference); returns the names staged (graded names, and the helpers
+    that answer them as ``module.helper``)."""
     from nanolm_lib.curriculum import GRADED
 
     staged = []
@@ -176,13 +184,13 @@ def stage_library(library: Path, released: list[str]) -> list[str]:
     for module in sorted(modules | set(ANSWERING_HELPERS)):
         path = Path(library) / f"{module}.py"
         text = path.read_text(encoding="utf-8")
-        new = stage_source(text, module, released)
+        new = stage_source(text, module, released, keep)
         if new != text:
             path.write_text(new, encoding="utf-8")
             staged += [name for lesson, names in GRADED.items() if lesson not in released
-                       for name, home in names.items() if home == module]
-            staged += [f"{module}.{helper}" for helper, (lesson, _)
-                       in ANSWERING_HELPERS.get(module, {}).items() if lesson not in released]
+                       for name, home in names.items() if home == module and name not in keep]
+            staged += [f"{module}.{helper}"
+                       for helper in _answering_helpers(module, released, keep)]
     return staged
 
 

@@ -78,10 +78,12 @@ def released_before(lesson: str) -> list[str]:
     return [other for other in LESSONS if lesson_number(other) < lesson_number(lesson)]
 
 
-def stage_library(folder: Path, lesson: str, lessons_dir: Path = LESSONS_DIR) -> Path:
+def stage_library(folder: Path, lesson: str, lessons_dir: Path = LESSONS_DIR,
+                  keep=()) -> Path:
     """A copy of ``nanolm_lib`` for grading ``lesson``, at ``folder/<lesson>/nanolm_lib``, with
-    the lessons' fixtures at ``folder/<lesson>/lessons/*/fixtures``. Returns ``folder/<lesson>``
-    (the folder to put first on the kernel's ``sys.path``)."""
+    the lessons' fixtures at ``folder/<lesson>/lessons/*/fixtures``; the graded names in
+    ``keep`` keep their reference (a question's helpers, for :meth:`Verdict.isolate`). Returns
+    ``folder/<lesson>`` (the folder to put first on the kernel's ``sys.path``)."""
     from autograde.kit import stage_library as stage_package
 
     root = Path(folder) / lesson
@@ -89,7 +91,7 @@ def stage_library(folder: Path, lesson: str, lessons_dir: Path = LESSONS_DIR) ->
         shutil.rmtree(root)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     shutil.copytree(PACKAGE_DIR, root / "nanolm_lib", ignore=ignore, symlinks=False)
-    stage_package(root / "nanolm_lib", released_before(lesson))
+    stage_package(root / "nanolm_lib", released_before(lesson), keep)
     for fixtures in sorted(Path(lessons_dir).glob("*/fixtures")):
         shutil.copytree(fixtures, root / "lessons" / fixtures.parent.name / "fixtures",
                         ignore=ignore)
@@ -115,6 +117,9 @@ class Verdict:
     records_dir: Path
     cases: dict[str, list] = field(default_factory=dict)
     expected: dict[str, list] = field(default_factory=dict)
+    # question -> the lesson's other graded names its cases run (grading.helpers)
+    helpers_of: dict[str, set] = field(default_factory=dict)
+    untouched: set = field(default_factory=set)   # solution cells left as released
 
     @classmethod
     def prepare(cls, lesson: str, cases_dir: Path, records_dir: Path,
@@ -134,7 +139,9 @@ class Verdict:
             for index, (name, question) in enumerate(sorted(QUESTIONS.get(lesson, {}).items())):
                 drawn = question.make_cases(torch.Generator().manual_seed(seed + index))
                 torch.save({"cases": drawn}, cases_dir / lesson / f"{name}.pt")
+                reference.helpers_used = set()
                 expected = [question.run_case(reference, case) for case in drawn]
+                verdict.helpers_of[name] = (reference.helpers_used & set(GRADED[lesson])) - {name}
                 failed = [e[ERROR_KEY] for e in expected if isinstance(e, dict) and ERROR_KEY in e]
                 if failed:
                     raise RuntimeError(f"the reference failed on a hidden case of {lesson} "
@@ -148,32 +155,63 @@ class Verdict:
     KERNEL_ENV = {ENV_VAR: DEFERRED}
 
     def run(self, notebook: Path, released: Path, root: Path, limits: Limits,
-            library_dir: str, threads: int = 0) -> dict | None:
+            library_dir: str, threads: int = 0, questions: list[str] | None = None) -> dict | None:
         """Run the hidden cases on ``notebook``'s solution cells in a fresh sandbox under
         ``root`` (``released``: the lesson's released notebook, whose set-up cells and
-        files it gets). Returns the launcher's status when a limit stopped the run, else None.
-        """
-        cells = hidden_program(read_notebook(notebook), read_notebook(released))
+        files it gets; ``questions``: only these). Returns the launcher's status when a limit
+        stopped the run, else None."""
+        released_nb = read_notebook(released)
+        cells = hidden_program(read_notebook(notebook), released_nb)
+        as_released = {nbgrader_meta(c).get("grade_id"): c.source for c in released_nb.cells}
+        self.untouched = {c["grade_id"] for c in cells
+                          if c["kind"] == "solution" and c["source"] == as_released.get(c["grade_id"])}
+        questions = sorted(questions or self.cases)
         seconds = limits.cell_timeout_s
         run, settings = prepare_run(
             root, released.parent, None, limits, threads=threads, library_dir=library_dir,
             cases_dir=str(self.cases_dir), execution="autograde",
-            wall_s=min(limits.notebook_timeout_s, seconds * (len(self.cases) + 2)))
+            wall_s=min(limits.notebook_timeout_s, seconds * (len(questions) + 2)))
         self.records_dir = run.sandbox / "records"
-        program = run.control / "program.json"
+        program = self.cases_dir / f"program-{Path(root).name}.json"  # bound read-only
         program.write_text(json.dumps({
-            "lesson": self.lesson, "cells": cells, "cases_dir": str(self.cases_dir),
-            "records_dir": str(self.records_dir), "question_timeout_s": seconds}))
-        shutil.copyfile(program, self.cases_dir / "program.json")  # bound read-only
+            "lesson": self.lesson, "cells": cells, "questions": questions,
+            "cases_dir": str(self.cases_dir), "records_dir": str(self.records_dir),
+            "question_timeout_s": seconds}))
         command = [sys.executable, "-m", "autograde.sandbox", "--run", "--", sys.executable,
-                   "-m", "nanolm_lib.hidden_cases", str(self.cases_dir / "program.json")]
+                   "-m", "nanolm_lib.hidden_cases", str(program)]
         env = dict(os.environ, JPY_PARENT_PID=str(os.getpid()),
                    **{SANDBOX_ENV_VAR: settings.to_env()})
         subprocess.run(command, env=env, cwd=REPO, stdin=subprocess.DEVNULL,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
         return read_json_file(run.status_file, None)
 
-    def judge(self) -> dict[str, QuestionVerdict]:
+    def isolate(self, verdicts: dict[str, QuestionVerdict], rerun) -> dict[str, QuestionVerdict]:
+        """One bug costs one question. A question that failed while a helper of its lesson
+        that its cases run (:attr:`helpers_of`) failed too is run again alone, in a fresh run
+        whose library holds the reference of those helpers (``rerun(name, helpers)`` runs
+        it); that run decides the question, and the message names the helpers. Nothing else is
+        judged from that run: the helpers' own questions keep their verdicts, so having their
+        reference there earns them nothing. A solution cell left as released is not rerun."""
+        failed = {name for name in self.cases if not verdicts[f"test_{name}"].passed}
+        isolated = dict(verdicts)
+        for name in sorted(failed - self.untouched):
+            broken = sorted(self.helpers_of.get(name, set()) & failed)
+            if not broken:
+                continue
+            rerun(name, broken)
+            again = self.judge([name])[f"test_{name}"]
+            helpers = ", ".join(broken)
+            if again.passed:
+                see = "that question" if len(broken) == 1 else "those questions"
+                note = (f"{again.message} with the reference's {helpers} in place of yours "
+                        f"(yours: see {see})")
+            else:
+                note = (f"{again.message} (even with the reference's {helpers} in place of "
+                        "yours)")
+            isolated[again.grade_id] = QuestionVerdict(again.grade_id, again.passed, note)
+        return isolated
+
+    def judge(self, names: list[str] | None = None) -> dict[str, QuestionVerdict]:
         """test grade_id -> the verdict, from the records the grader's run left. A question whose
         judging raises (strange data in its record, a check that fails on it) scores 0 with
         the reason; the other questions are judged as usual."""
@@ -182,6 +220,8 @@ class Verdict:
         verdicts = {}
         cell_errors = read_json_file(self.records_dir / self.lesson / CELL_ERRORS, {})
         for name, drawn in self.cases.items():
+            if names is not None and name not in names:
+                continue
             try:
                 passed, text = self._judge_question(name, drawn, cell_errors)
             except Exception as error:  # the record is the student's: anything may raise

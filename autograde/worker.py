@@ -286,13 +286,27 @@ class Worker:
         released = Path(self.settings.release_dir or "") / lesson / f"{lesson}.ipynb"
         if not released.is_file():
             released = self.course / "source" / lesson / f"{lesson}.ipynb"
-        status = verdict.run(notebook, released, self.root / "runs" / f"{student}--{lesson}"
-                             / "hidden", self.settings.limits,
-                             self.settings.library_dirs[lesson], self.settings.kernel_threads)
-        if status:
-            limit_hits.append({**status, "message": "the grader's run of the hidden cases: "
-                               + str(status.get("message", ""))})
-        return verdict.judge()
+        runs = self.root / "runs" / f"{student}--{lesson}"
+
+        def run(library: str, folder: str, questions: list[str] | None = None) -> None:
+            status = verdict.run(notebook, released, runs / folder, self.settings.limits,
+                                 library, self.settings.kernel_threads, questions)
+            if status:
+                limit_hits.append({**status, "message": "the grader's run of the hidden "
+                                   "cases: " + str(status.get("message", ""))})
+
+        run(self.settings.library_dirs[lesson], "hidden")
+        return verdict.isolate(verdict.judge(), lambda name, helpers: run(
+            self._library_with(lesson, helpers), f"hidden-{name}", [name]))
+
+    def _library_with(self, lesson: str, helpers: list[str]) -> str:
+        """The staged library of ``lesson`` with the reference of ``helpers`` (made once)."""
+        from autograde.verdict import stage_library
+
+        folder = self.root / "libraries" / "+".join(helpers)
+        if not (folder / lesson).is_dir():
+            stage_library(folder, lesson, keep=helpers)
+        return str(folder / lesson)
 
     def _ensure_submission(self, student: str, lesson: str) -> dict:
         """The submission's rows in this worker's gradebook, created with zero scores when

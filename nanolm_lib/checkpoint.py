@@ -285,9 +285,9 @@ class RunFolder:
     def refuse_overwrite(self, resume: bool, overwrite: bool) -> None:
         """A folder that holds a run is resumed or replaced only when asked to."""
         if self.has_checkpoint() and not (resume or overwrite):
-            raise FileExistsError(f"{self.path} already holds a run (model.ckpt); resume it "
-                                  "(resume=True, --resume) or start over (overwrite=True, "
-                                  "--fresh)")
+            raise FileExistsError(f"{self.path} already holds a run ({CHECKPOINT_NAME}); "
+                                  "resume it (resume=True, --resume) or start over "
+                                  "(overwrite=True, --fresh)")
 
     def start(self, history: list[dict], *, model_config, train_config, data_info: dict,
               tokenizer) -> None:

@@ -33,10 +33,10 @@ from nanolm_lib.errors import UsageError
 
 def cmd_prepare(args) -> int:
     from nanolm_lib.data import prepare_corpus
-    from nanolm_lib.presets import get_preset
+    from nanolm_lib.presets import default_preset, get_preset
     from nanolm_lib.tables import corpus_summary
 
-    vocab_size = get_preset(args.preset).model.vocab_size
+    vocab_size = get_preset(args.preset or default_preset()).model.vocab_size
     corpus = prepare_corpus(args.data, vocab_size, limit=args.limit, force=args.force)
     print(corpus_summary(corpus))
     return 0
@@ -47,14 +47,13 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from nanolm_lib.presets import default_preset
+    from nanolm_lib.checkpoint import CHECKPOINT_NAME
     from nanolm_lib.runs import plan_preset_run
     from nanolm_lib.tables import results_table
     from nanolm_lib.train import setup_distributed
 
     dist_info = setup_distributed(args.device)
-    out_dir = Path(args.out) if args.out else utils.runs_dir() / (args.preset or default_preset())
-    run = plan_preset_run(args.preset, out_dir, data=args.data, limit=args.limit,
+    run = plan_preset_run(args.preset, args.out or None, data=args.data, limit=args.limit,
                           resume=args.resume, device=args.device, compile=args.compile,
                           batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
                           steps=args.steps, epochs=args.epochs)
@@ -65,13 +64,13 @@ def cmd_train(args) -> int:
         print(f"preset {run.preset}: {run.parameters / 1e6:.2f} M parameters, "
               f"{config.max_steps:,} steps x {config.batch_size} x "
               f"{run.model_config.context_length} tokens{shared}; lr {config.lr:g} -> "
-              f"{config.min_lr:g}; run folder {out_dir}")
+              f"{config.min_lr:g}; run folder {run.out_dir}")
     history = run.train(resume=args.resume, overwrite=args.fresh)
     if dist_info.is_main:
         print()
         print(results_table(history, reference=run.preset == "seed-3090"))
-        print(f"\ncheckpoint: {out_dir / 'model.ckpt'}\nstories:    nanolm sample "
-              f"--checkpoint {out_dir}")
+        print(f"\ncheckpoint: {run.out_dir / CHECKPOINT_NAME}\nstories:    nanolm sample "
+              f"--checkpoint {run.out_dir}")
     return 0
 
 
@@ -367,10 +366,6 @@ def main(argv: list[str] | None = None) -> int:
     from nanolm_lib.errors import run_reporting_user_errors
 
     args = build_parser().parse_args(argv)
-    if getattr(args, "preset", None) is None and args.command == "prepare":
-        from nanolm_lib.presets import default_preset
-
-        args.preset = default_preset()
     return run_reporting_user_errors(f"nanolm {args.command}", lambda: args.func(args),
                                      f"nanolm {args.command}: interrupted")
 

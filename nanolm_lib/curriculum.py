@@ -105,14 +105,6 @@ def graded_names(lesson: str) -> list[str]:
     return list(GRADED[lesson])
 
 
-def lesson_of(module: str, name: str) -> str | None:
-    """The lesson that grades ``nanolm_lib.<module>.<name>``, or None when it is not graded."""
-    for lesson, names in GRADED.items():
-        if names.get(name) == module:
-            return lesson
-    return None
-
-
 def released_lessons(released: str) -> list[str]:
     """The lessons whose references are released at stage ``released`` ("all" or "NN")."""
     if released == "all":

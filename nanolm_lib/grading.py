@@ -171,6 +171,7 @@ def helpers(namespace, module: str, *names: str):
     not (the grading kernel, which holds no reference of the lesson it grades). A reference
     namespace (the grader's) is used as it is."""
     if isinstance(namespace, ReferenceNamespace):
+        namespace.helpers_used.update(names)
         yield
         return
     from nanolm_lib.checks import use_released
@@ -180,7 +181,12 @@ def helpers(namespace, module: str, *names: str):
 
 
 class ReferenceNamespace(dict):
-    """The reference's graded names (and the overrides that make it run as the tests expect)."""
+    """The reference's graded names (and the overrides that make it run as the tests expect);
+    ``helpers_used`` collects the names :func:`helpers` was asked for."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.helpers_used: set[str] = set()
 
 
 def reference_namespace(fresh: bool = False) -> ReferenceNamespace:

@@ -110,7 +110,8 @@ def main(argv: list[str]) -> int:
     errors.update(run_cells(shell, [c for c in program["cells"] if c["kind"] == "solution"]))
     (records / lesson).mkdir(parents=True, exist_ok=True)
     (records / lesson / CELL_ERRORS).write_text(json.dumps(errors))
-    for name, spec in sorted(questions.items()):
+    for name in program.get("questions") or sorted(questions):
+        spec = questions[name]
         cases = load_cases(program["cases_dir"], lesson, name)
         outputs = run_question(shell.user_ns, spec, cases, int(program["question_timeout_s"]))
         save_record(records, lesson, name, outputs)

@@ -4,7 +4,7 @@
     Block: x = x + attn(ln1(x));  x = x + mlp(ln2(x))
 
 Sizes follow the reference run of the course (a 22 M parameter model trained on TinyStories
-on an RTX 3090); smaller presets serve CPUs and tests.
+on an RTX 3090); smaller presets (:mod:`nanolm_lib.presets`) serve CPUs and tests.
 """
 
 from __future__ import annotations
@@ -60,23 +60,6 @@ class GPTConfig:
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
-
-
-def __getattr__(name: str):
-    """``PRESETS``: the model half of each classic-GPT recipe of :mod:`nanolm_lib.presets`,
-    by name (what lesson 05 tabulates and builds from; lesson 08's ModernConfig recipes are
-    left out)."""
-    if name == "PRESETS":
-        import dataclasses
-
-        from nanolm_lib.presets import PRESETS
-
-        # Built as this module's GPTConfig: a fresh reference copy (nanolm_lib.checks) has
-        # its own class, which its GPT checks configs against.
-        return {preset_name: GPTConfig(**dataclasses.asdict(preset.model))
-                for preset_name, preset in PRESETS.items()
-                if type(preset.model).__name__ == "GPTConfig"}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class LayerNorm(nn.Module):

@@ -65,10 +65,9 @@ PRESETS: dict[str, Preset] = {preset.name: preset for preset in (
     # 256 holds a whole typical story (~230 tokens), so a story is written with the KV cache
     # and without sliding the window.
     # Training: 4,880 steps x 8 x 256 = 10 M tokens, about 8.6 epochs of the sample. The budget
-    # is kept in steps, so a run is the same on any machine. On two idle cores `make demo`
-    # trained these 4,880 steps at about 9.6 steps/s (9.0 min in all on that day's machine,
-    # where 4 layers' 3,072 steps had run at 6.3 steps/s and d_model 128's 1,920 at 4.1; the
-    # 1,920 had taken five minutes on the machine that first measured 12,800 tokens/s).
+    # is kept in steps, so a run is the same on any machine; the step counts above scale with
+    # each size's speed measured on two idle cores (this preset 9.6 steps/s, about 9 minutes of
+    # `make demo`; 4 layers of d_model 80, 6.3 steps/s; d_model 128, 4.1 steps/s).
     # Hub: about what five minutes of CPU training can read; tokenizing all 2.1 M stories
     # would take longer than the training itself.
     Preset(
@@ -127,6 +126,14 @@ def default_preset() -> str:
 def model_config(name: str) -> GPTConfig | ModernConfig:
     """A fresh copy of the model settings of preset ``name``."""
     return dataclasses.replace(get_preset(name).model)
+
+
+def gpt_configs() -> dict[str, GPTConfig]:
+    """Fresh copies of the model settings of each recipe whose model is lesson 05's GPT, by
+    name: the table lesson 05 prints and builds from (lesson 08's ModernConfig recipes are
+    left out: lesson 05's ``count_parameters`` does not describe them)."""
+    return {name: model_config(name) for name, preset in PRESETS.items()
+            if not isinstance(preset.model, ModernConfig)}
 
 
 def train_preset(name: str, **overrides) -> TrainConfig:

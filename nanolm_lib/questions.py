@@ -10,7 +10,8 @@ Who decides each property a question checks, and how:
 * the answer itself, causality (an output recomputed with a later input changed), gradients
   reaching every input or parameter, inputs left unchanged (the inputs as they are after the
   call), training mode restored: outputs of the grader's run, each compared with the
-  reference's on the same inputs (:func:`~nanolm_lib.grading.compare`);
+  reference's on the same inputs (:func:`~nanolm_lib.grading.compare`); a fresh GPT's loss
+  is an output too, checked against ln(vocabulary size) instead;
 * flash_attention's linear memory: the grader's run sets a data limit (``data_budget_mb``)
   under which only an implementation without a (T, T) tensor answers the ``limited`` case;
 * what a solution may or may not call (the fused kernel, the library's own answer): its

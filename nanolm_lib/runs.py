@@ -16,9 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from nanolm_lib.checkpoint import CHECKPOINT_NAME
 from nanolm_lib.utils import runs_dir
-
-CHECKPOINT = "model.ckpt"  # nanolm_lib.checkpoint.CHECKPOINT_NAME
 
 
 @dataclass(frozen=True)
@@ -33,11 +32,11 @@ def candidates(root: Path | None = None) -> list[Candidate]:
 
     root = runs_dir() if root is None else Path(root)
     own = [root / f"lesson06-{preset}" for preset in PRESETS]  # lesson 06's run folders
-    own = sorted((f for f in own if (f / CHECKPOINT).is_file()),
-                 key=lambda f: (f / CHECKPOINT).stat().st_mtime, reverse=True)
+    own = sorted((f for f in own if (f / CHECKPOINT_NAME).is_file()),
+                 key=lambda f: (f / CHECKPOINT_NAME).stat().st_mtime, reverse=True)
     found = [Candidate(f, "your own lesson-06 run" + (" (the newest)" if len(own) > 1 else ""))
              for f in own]
-    if (root / "demo" / CHECKPOINT).is_file():
+    if (root / "demo" / CHECKPOINT_NAME).is_file():
         found.append(Candidate(root / "demo", "make demo's run (no lesson-06 run of yours"
                                               + (" could be loaded)" if own else " yet)")))
     return found
@@ -143,36 +142,39 @@ class PresetRun:
                      overwrite=overwrite, data_info=self.data_info())
 
 
-def plan_preset_run(preset: str | None, out_dir: Path, *, data=None, limit: int | None = None,
-                    resume: bool = False, **overrides) -> PresetRun:
+def plan_preset_run(preset: str | None, out_dir: Path | None = None, *, data=None,
+                    limit: int | None = None, resume: bool = False, **overrides) -> PresetRun:
     """The settings and the prepared corpus of a run of ``preset`` in ``out_dir``.
 
+    ``preset`` None is the one for this machine (:func:`nanolm_lib.presets.default_preset`);
+    ``out_dir`` None is the folder named after it in :func:`nanolm_lib.utils.runs_dir`.
     Resuming a run (``resume`` and a checkpoint in ``out_dir``) without naming a preset keeps
-    the run's own settings, preset and data; otherwise the preset's (None: the one for this
-    machine, :func:`nanolm_lib.presets.default_preset`). ``overrides`` are
-    :func:`training_overrides`' keywords. The corpus is prepared once per job: under
-    ``torchrun`` rank 0 prepares it while the others wait, then read it from the cache.
+    the run's own settings, preset and data. ``overrides`` are :func:`training_overrides`'
+    keywords. The corpus is prepared once per job: under ``torchrun`` rank 0 prepares it
+    while the others wait, then read it from the cache.
     """
     from nanolm_lib.checkpoint import checkpoint_family, load_checkpoint
     from nanolm_lib.modern import config_from_dict
     from nanolm_lib.presets import default_preset, model_config, train_preset
     from nanolm_lib.train import TrainConfig
 
-    ckpt = Path(out_dir) / CHECKPOINT
+    named = preset or default_preset()
+    out_dir = runs_dir() / named if out_dir is None else Path(out_dir)
+    ckpt = out_dir / CHECKPOINT_NAME
     if resume and preset is None and ckpt.exists():
         state = load_checkpoint(ckpt)
         saved = state["extra"].get("data", {})
-        preset = saved.get("preset") or default_preset()
+        preset = saved.get("preset") or named
         data = data if data is not None else saved.get("source")
         model = config_from_dict(checkpoint_family(state, path=ckpt), state["model_config"])
         config = TrainConfig(**state["train_config"])
     else:
-        preset = preset or default_preset()
+        preset = named
         model, config = model_config(preset), train_preset(preset)
     config = training_overrides(config, out_dir=str(out_dir), **overrides)
     corpus = _prepared_once(data, model.vocab_size, limit, config.device)
     model = _vocabulary_for(corpus, model, preset)
-    return PresetRun(preset, Path(out_dir), model, config, corpus, data)
+    return PresetRun(preset, out_dir, model, config, corpus, data)
 
 
 def _vocabulary_for(corpus, model, preset: str):

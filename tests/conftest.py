@@ -32,8 +32,8 @@ atexit.register(shutil.rmtree, _SETTINGS, ignore_errors=True)
 
 REPO = Path(__file__).resolve().parent.parent
 
-# The suite's models are tiny: on a 2-core machine two torch threads mostly wait on each other
-# (measured here: single-threaded tests ran many times faster while the machine was busy).
+# The suite's models are tiny: at their sizes two torch threads mostly wait on each other, and
+# on a busy 2-core machine one thread runs these tests many times faster than two.
 import torch  # noqa: E402
 
 torch.set_num_threads(1)

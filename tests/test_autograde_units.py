@@ -58,6 +58,7 @@ def test_scan_leaves_honest_code_alone():
     assert scan_cells(cells, {"Block", "GPT"}) == []
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SOLUTIONS_DIR.is_dir(), reason="no solutions/ yet")
 def test_scan_finds_nothing_in_the_solutions_but_themselves():
     """The solutions break no rule; their only flags say they are the solutions (a student who
@@ -119,6 +120,7 @@ def test_submit_zip_round_trips_through_collect(tmp_path):
 
 
 # --------------------------------------------------------------------------- student kit
+@pytest.mark.slow
 @pytest.mark.skipif(not (REPO / "lessons").is_dir(), reason="no lessons/ yet")
 def test_student_kit_has_no_solutions_or_hidden_tests(tmp_path):
     kit = student_kit(tmp_path / "kit")

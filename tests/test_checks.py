@@ -116,7 +116,8 @@ def test_reference_dependencies_are_fresh_too(monkeypatch):
 
     monkeypatch.setattr(nanolm_lib.attention, "MultiHeadAttention", Broken)
     model = reference("model")
-    gpt = model.GPT(model.PRESETS["smoke"])
+    gpt = model.GPT(model.GPTConfig(vocab_size=32, context_length=8, d_model=16, n_layers=1,
+                                    n_heads=2, d_ff=32))
     assert type(gpt.blocks[0].attn).__name__ == "MultiHeadAttention"
     assert type(gpt.blocks[0].attn) is not Broken
 

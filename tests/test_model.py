@@ -14,7 +14,6 @@ from model_helpers import rel_err, seeded_model, single_thread  # noqa: F401 (au
 from nanolm_lib.model import (
     GPT,
     MLP,
-    PRESETS,
     Block,
     FastLayerNorm,
     GPTConfig,
@@ -22,7 +21,9 @@ from nanolm_lib.model import (
     count_parameters,
     flops_per_token,
 )
+from nanolm_lib.presets import gpt_configs
 
+PRESETS = gpt_configs()  # lesson 05's table of the recipes' GPT sizes
 TINY = GPTConfig(vocab_size=37, context_length=12, d_model=24, n_layers=2, n_heads=3, d_ff=40)
 
 

@@ -251,6 +251,7 @@ def _in_staged_library(tmp_path: Path, lesson: str, script: str) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_staged_optimize_runs_the_students_train_step_and_train_still_trains(tmp_path):
     out = _in_staged_library(tmp_path, "06_training", """
         import numpy as np, torch
@@ -296,6 +297,7 @@ def test_staged_optimize_runs_the_students_train_step_and_train_still_trains(tmp
     assert "optimize answers nothing" in out, out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lesson, call, works", [
     ("01_tokenizer", "from nanolm_lib.tokenizer import _encode_piece; _encode_piece(b'ab', {})",
      "from nanolm_lib.tokenizer import FastTokenizer; "

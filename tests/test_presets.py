@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from nanolm_lib import model, presets, utils
+from nanolm_lib import presets, utils
 from nanolm_lib.errors import UsageError
 from nanolm_lib.model import GPTConfig
 from nanolm_lib.modern import ModernConfig
@@ -20,10 +20,18 @@ def test_each_preset_holds_a_model_and_its_training_and_serves_one_run_size():
     for name, preset in presets.PRESETS.items():
         assert preset.name == name
         assert isinstance(preset.model, GPTConfig) and isinstance(preset.train, TrainConfig)
-    # lesson 05 tabulates the classic models' half under its old name
-    assert model.PRESETS == {name: p.model for name, p in presets.PRESETS.items()
-                             if not isinstance(p.model, ModernConfig)}
-    assert "cpu" in model.PRESETS and "cpu-modern" not in model.PRESETS
+
+
+def test_lesson_05_tabulates_the_gpt_recipes_and_no_modern_one():
+    """Lesson 05's table: the recipes whose model is its GPT (its count_parameters does not
+    describe lesson 08's ModernGPT), as fresh GPTConfig copies of the recipes' settings."""
+    configs = presets.gpt_configs()
+    assert list(configs) == ["seed-3090", "cpu", "smoke"]
+    for name, config in configs.items():
+        assert type(config) is GPTConfig, name
+        assert config == presets.PRESETS[name].model and config is not presets.PRESETS[name].model
+    assert configs["seed-3090"] == GPTConfig()  # the reference run: GPTConfig's defaults
+    assert isinstance(presets.PRESETS["cpu-modern"].model, ModernConfig)
 
 
 @pytest.mark.parametrize("size, expected", [("smoke", "smoke"), ("cpu", "cpu"),
@@ -70,11 +78,12 @@ def test_overrides_are_validated_and_keep_the_recipe_s_schedule():
     assert training_overrides(recipe) == recipe  # nothing asked, nothing changed
 
 
+@pytest.mark.slow  # prepares a corpus: generated stories and a BPE tokenizer
 def test_a_corpus_too_small_for_the_preset_trains_a_model_of_its_vocabulary(tmp_path,
                                                                              monkeypatch, capsys):
     """Without the hub and NANOLM_DATA the cpu preset trains on the generated stories, whose
     tokenizer cannot fill its 2,048-token vocabulary: the model takes the tokenizer's size and
-    says so in one line (make demo stopped there with a vocabulary mismatch)."""
+    says so in one line, instead of stopping on a vocabulary mismatch."""
     from nanolm_lib.runs import plan_preset_run
 
     monkeypatch.delenv("NANOLM_DATA", raising=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import tomllib
 
+import pytest
 import yaml
 from conftest import REPO
 
@@ -44,11 +45,31 @@ def test_make_setup_installs_the_pinned_cpu_torch_first_without_a_gpu(tmp_path):
     assert "+cu" not in pinned and "cuda" not in commands[torch_at]
 
 
-# Lesson 07 cells whose generator and playground lines are being reworked elsewhere; each
-# entry is a text that only that cell holds. Remove an entry once its cell fits.
-LONG_LINES_PENDING = ("frequencies = torch.bincount", "def generate(model, idx",
-                      "tokens = generate(model, start", "library_generate(model, prompt_ids",
-                      "def playground():")
+@pytest.mark.slow  # collects the fast layer in a pytest of its own
+def test_make_check_runs_ruff_then_the_fast_tests_only():
+    """``make check``'s commands (``make -n``: printed, not run): ruff, then pytest on test
+    files that exist, less the tests marked slow (a slow test of those files is not selected)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(["make", "-n", "check"], cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    commands = done.stdout.splitlines()
+    ruff_at = next(i for i, c in enumerate(commands) if "ruff check" in c)
+    pytest_at = next(i for i, c in enumerate(commands) if "-m pytest" in c)
+    assert ruff_at < pytest_at and '-m "not slow"' in commands[pytest_at]
+    files = re.findall(r"tests/\S+\.py", commands[pytest_at])
+    assert files and [f for f in files if not (REPO / f).is_file()] == []
+    collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                                "-p", "no:cacheprovider", "-m", "not slow", *files], cwd=REPO,
+                               capture_output=True, text=True, timeout=120)
+    assert collected.returncode == 0, collected.stdout[-2000:]
+    selected = [line for line in collected.stdout.splitlines() if "::" in line]
+    assert len(selected) > 100
+    slow_one = ("tests/test_presets.py::"
+                "test_a_corpus_too_small_for_the_preset_trains_a_model_of_its_vocabulary")
+    assert slow_one not in selected and "tests/test_presets.py" in files
 
 
 def test_notebook_code_that_students_read_fits_in_100_columns():
@@ -59,8 +80,6 @@ def test_notebook_code_that_students_read_fits_in_100_columns():
     for path in sorted((REPO / "solutions").glob("*/*.ipynb")):
         for index, cell in enumerate(nbformat.read(str(path), as_version=4).cells):
             if cell.cell_type != "code" or cell.metadata.get("nbgrader", {}).get("grade"):
-                continue
-            if any(text in cell.source for text in LONG_LINES_PENDING):
                 continue
             long += [f"{path.parent.name} cell {index}: {len(line)} columns: {line.strip()[:60]}"
                      for line in cell.source.splitlines() if len(line) > 100]

@@ -23,6 +23,7 @@ WHERE: dict[str, list[str]] = {
     "make demo": ["test_cli.py::test_make_demo_runs_with_neither_the_hub_nor_a_local_copy",
                   "test_cli.py::test_demo_trains_then_reuses_the_finished_run"],
     "make test": ["CI: .ci/run runs it on every change"],
+    "make check": ["test_project.py::test_make_check_runs_ruff_then_the_fast_tests_only"],
     "make test-grader-and-notebooks": ["CI: make test runs it"],
     "make test-clean-room": ["by hand before changing the set-up: it is make test itself, run "
                              "from a fresh clone (make test in a test would run the suite twice)"],

@@ -163,6 +163,9 @@ def batch(tmp_path_factory):
     # is a copy, which the copy policy zeroes (tests/test_fair_grading.py)
     write_submission(LESSONS_DIR, submissions, "honest", LESSON, independent_answers(LESSON))
     write_submission(LESSONS_DIR, submissions, "blank", LESSON)
+    # one bug, in a helper that MultiHeadAttention uses
+    write_submission(LESSONS_DIR, submissions, "onebug", LESSON,
+                     {**independent_answers(LESSON), "split_heads": WRONG["split_heads"]})
     for student, (sources, prelude) in ATTACKS.items():
         _attack(submissions, student, sources, prelude)
     result = grade_batch(submissions, root / "out", workers=2, show_progress=False,
@@ -181,6 +184,20 @@ def test_batch_finishes_honest_full_blank_zero(batch):
     assert result.ok, result.failures
     assert _total(scores, "honest") == FULL, scores["honest"]
     assert _total(scores, "blank") == 0, scores["blank"]
+
+
+@pytest.mark.slow
+def test_a_bug_in_a_helper_costs_its_own_question_only(batch):
+    """MultiHeadAttention runs the student's split_heads; with the wrong one it is run again
+    with the reference's, and scores on that run; split_heads itself scores 0."""
+    result, scores, _ = batch
+    entries = scores["onebug"][LESSON]
+    assert entries["test_split_heads"]["score"] == 0, entries
+    assert all(e["score"] == e["max_score"] for gid, e in entries.items()
+               if gid != "test_split_heads"), entries
+    html = Path(result.answers[("onebug", LESSON)].feedback).read_text()
+    assert "with the reference&#x27;s split_heads in place of yours" in html or \
+        "with the reference's split_heads in place of yours" in html
 
 
 @pytest.mark.slow

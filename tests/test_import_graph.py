@@ -1,0 +1,95 @@
+"""No import cycle among nanolm_lib's modules, read from the source with ``ast``.
+
+Every import statement counts, those inside functions too: a cycle closed by a function-level
+import still ties the modules together (which module's code runs first then depends on who
+calls what), and the package's own imports must not need that.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from conftest import REPO
+
+PACKAGE = "nanolm_lib"
+
+# The one cycle left, grading.py <-> questions.py (each imports the other inside functions):
+# the lead is moving these modules apart in this session's work and removes this exception.
+KNOWN_CYCLES = [{"nanolm_lib.grading", "nanolm_lib.questions"}]
+
+
+def _modules(root) -> dict:
+    """Dotted module name -> source file, for every module of the package under ``root``."""
+    found = {}
+    for path in sorted((root / PACKAGE).rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def _imported(module: str, tree: ast.Module, modules) -> set[str]:
+    """The package's modules that ``module`` imports anywhere in its source."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the package that holds this module, or above
+                here = module if modules[module].name == "__init__.py" else module.rpartition(".")[0]
+                package = ".".join(here.split(".")[: len(here.split(".")) - node.level + 1])
+                base = f"{package}.{base}" if base else package
+            # `from pkg import name` imports the module pkg.name where there is one
+            names |= {f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                      for alias in node.names}
+    return {name for name in names if name in modules and name != module}
+
+
+def import_graph(root=REPO) -> dict[str, set[str]]:
+    modules = _modules(root)
+    return {module: _imported(module, ast.parse(path.read_text()), modules)
+            for module, path in modules.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = set()
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.add(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(component)
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_graph_sees_imports_at_the_top_and_inside_functions():
+    graph = import_graph()
+    assert "nanolm_lib.utils" in graph["nanolm_lib.presets"]  # from nanolm_lib import utils
+    assert "nanolm_lib.model" in graph["nanolm_lib.presets"]  # at the top
+    assert "nanolm_lib.checkpoint" in graph["nanolm_lib"]  # inside load_model
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]
+
+
+def test_nanolm_lib_has_no_import_cycle():
+    found = [cycle for cycle in cycles(import_graph()) if cycle not in KNOWN_CYCLES]
+    assert not found, "import cycles: " + "; ".join(" <-> ".join(sorted(c)) for c in found)
