@@ -178,7 +178,7 @@ def socket_folder(connection_file: str | None) -> str | None:
     info = json.loads(Path(connection_file).read_text())
     if info.get("transport") != "ipc" or not info.get("ip"):
         return None
-    return str(Path(info["ip"]).resolve().parent)
+    return os.path.dirname(os.path.abspath(info["ip"]))
 
 
 def writable_folders(settings: SandboxSettings, connection_file: str | None = None) -> list[str]:
@@ -581,6 +581,21 @@ def end_status(outcome: Outcome) -> dict | None:
             "(os._exit or sys.exit at top level, or a crash)"}
 
 
+def _refusal(connection_file: str) -> str | None:
+    """Why a kernel cannot be started in bubblewrap, or None."""
+    if not bwrap_path():
+        return "bubblewrap (bwrap) is not installed"
+    folder = socket_folder(connection_file)
+    if folder is None:
+        return ("the kernel manager asked for TCP, but the sandbox has no network: start "
+                "kernels with transport ipc (autograde.preprocessors.SandboxKernelManager)")
+    # bound writable into the sandbox: a fresh folder of this kernel's own, never /tmp itself
+    if os.path.islink(folder) or not os.path.isdir(folder) or os.listdir(folder):
+        return (f"the folder of the kernel's sockets, {folder}, is not a fresh empty folder of "
+                "its own")
+    return None
+
+
 def main(argv: list[str]) -> int:
     """Start the kernel for ``argv[0]`` (a connection file) under the sandbox settings."""
     if not argv:
@@ -594,15 +609,10 @@ def main(argv: list[str]) -> int:
     kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", connection_file,
               "--HistoryManager.hist_file=:memory:"]
     if settings.use_bwrap:
-        refusal = None
-        if not bwrap_path():
-            refusal = "bubblewrap (bwrap) is not installed: the kernel was not started"
-        elif socket_folder(connection_file) is None:
-            refusal = ("the kernel manager asked for TCP, but the sandbox has no network: "
-                       "start kernels with transport ipc (autograde.preprocessors."
-                       "SandboxKernelManager); the kernel was not started")
+        refusal = _refusal(connection_file)
         if refusal:
-            _write_status(settings, {"limit": "exit", "message": refusal})
+            _write_status(settings, {"limit": "exit", "message": refusal + ": the kernel was "
+                                     "not started"})
             return 1
         command = bwrap_command(settings, connection_file) + kernel
     else:
