@@ -57,7 +57,7 @@ SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64")
 MEMORY_FOLDERS = ("/tmp", "/dev/shm")   # the sandbox's tmpfs: in memory, capped at tmp_mb
 POLL_S = 0.2
 MAX_FILES = 100_000   # entries in the writable folders: past it, the disk limit fires
-CGROUP_PARENT = "nanolm-autograde"
+CGROUP_PREFIX = "nanolm-autograde-"   # + the launcher's pid
 
 
 @dataclass
@@ -371,43 +371,39 @@ class Watchdog:
 
 
 class SandboxCgroups:
-    """The sandbox's own cgroups, where the grader may make them (root, or a delegated cgroup
-    v2 tree): ``cpu`` gives every sandbox the same weight, so one with 60 busy processes gets
-    no more CPU than a neighbour with one (and ``cpus`` > 0 caps it at that many cores);
-    ``pids`` stops thread creation one past ``max_threads``, where the watchdog sees it. The
-    cgroups are named by the launcher's pid and removed when it ends."""
+    """The sandbox's own cgroups, where the grader may make them (root): ``cpu`` gives every
+    sandbox the weight of one session of the machine, so one with 60 busy processes gets no
+    more CPU than a neighbour with one (and ``cpus`` > 0 caps it at that many cores); ``pids``
+    refuses a task one past ``max_threads``, where the watchdog sees it. Each is a child of the
+    controller's root, a sibling of the machine's sessions (Linux's autogroups, which a sandbox
+    could multiply with ``setsid``): under a common parent, all sandboxes together would weigh
+    as much as one session. Named by the launcher's pid, removed when it ends."""
 
     def __init__(self, folders: list[Path]):
         self.folders = folders
 
     @staticmethod
-    def parents() -> list[tuple[str, Path]]:
-        """(controller, parent folder) for each controller, v2 (one tree) or v1 (one each)."""
+    def roots() -> list[tuple[str, Path]]:
+        """(controller, root folder): cgroup v2's one tree, or v1's cpu and pids."""
         root = Path("/sys/fs/cgroup")
         if (root / "cgroup.controllers").exists():
-            return [("v2", root / CGROUP_PARENT)]
-        return [(name, root / name / CGROUP_PARENT) for name in ("cpu", "pids")
+            return [("v2", root)]
+        return [(name, root / name) for name in ("cpu", "pids")
                 if (root / name / "cgroup.procs").exists()]
 
     @classmethod
     def available(cls) -> bool:
-        for _, parent in cls.parents():
-            base = parent if parent.is_dir() else parent.parent
-            if os.access(base, os.W_OK):
-                return True
-        return False
+        return any(os.access(root, os.W_OK) for _, root in cls.roots())
 
     @classmethod
     def create(cls, settings: SandboxSettings) -> SandboxCgroups:
         folders = []
-        for kind, parent in cls.parents():
+        for kind, root in cls.roots():
             try:
-                parent.mkdir(exist_ok=True)
-                if kind == "v2":  # controllers must be enabled from the root down
-                    for level in (parent.parent, parent):
-                        (level / "cgroup.subtree_control").write_text("+cpu +pids")
-                cls._remove_stale(parent)
-                own = parent / f"sandbox-{os.getpid()}"
+                if kind == "v2":  # its children get the controllers only when asked
+                    (root / "cgroup.subtree_control").write_text("+cpu +pids")
+                cls._remove_stale(root)
+                own = root / f"{CGROUP_PREFIX}{os.getpid()}"
                 own.mkdir(exist_ok=True)
                 cls._configure(kind, own, settings)
                 folders.append(own)
@@ -430,10 +426,10 @@ class SandboxCgroups:
             (folder / "cpu.cfs_quota_us").write_text(str(quota or -1))
 
     @staticmethod
-    def _remove_stale(parent: Path) -> None:
+    def _remove_stale(root: Path) -> None:
         """Cgroups of launchers that were killed (SIGKILL leaves them behind, empty)."""
-        for folder in parent.glob("sandbox-*"):
-            pid = folder.name.removeprefix("sandbox-")
+        for folder in root.glob(f"{CGROUP_PREFIX}*"):
+            pid = folder.name.removeprefix(CGROUP_PREFIX)
             if pid.isdigit() and not Path(f"/proc/{pid}").exists():
                 try:
                     folder.rmdir()

@@ -120,7 +120,7 @@ print(outcome.returncode, outcome.status)
 """
 
 
-@pytest.mark.skipif(not SandboxCgroups.available() or SandboxCgroups.parents()[0][0] == "v2",
+@pytest.mark.skipif(not SandboxCgroups.available() or SandboxCgroups.roots()[0][0] == "v2",
                     reason="no writable cgroup v1 cpu and pids controllers here")
 def test_each_sandbox_gets_its_own_cpu_and_task_cgroups(tmp_path):
     """Its processes run in cgroups of their own (an equal CPU weight, ``cpus`` as a quota,
@@ -132,6 +132,6 @@ def test_each_sandbox_gets_its_own_cpu_and_task_cgroups(tmp_path):
         timeout=60)
     assert done.stdout.split()[0] == "0", done.stdout + done.stderr
     name, quota, tasks = report.read_text().split()
-    assert name.startswith("sandbox-") and quota == "50000" and tasks == "100"
-    for controller, parent in SandboxCgroups.parents():
-        assert not (parent / name).exists(), f"the sandbox's {controller} cgroup outlived it"
+    assert name.startswith("nanolm-autograde-") and quota == "50000" and tasks == "100"
+    for controller, root in SandboxCgroups.roots():
+        assert not (root / name).exists(), f"the sandbox's {controller} cgroup outlived it"
