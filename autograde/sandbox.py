@@ -21,7 +21,8 @@ IPython kernel as its child:
   ``memory_mb``, ``max_processes``, ``max_threads``, ``tmp_mb`` or ``disk_mb`` (a per-process
   rlimit would let three 1.5 GB processes pass a 4 GB limit);
 * in cgroups of its own where the grader may make them (:class:`SandboxCgroups`): an equal CPU
-  share per sandbox (and at most ``cpus`` cores when set), and a hard cap on its tasks;
+  share per sandbox (and at most ``cpus`` cores when set), Linux's own count of its memory
+  (shared memory and memfd included), and a hard cap on its tasks;
 * with per-process rlimits as a second line: data (private writable memory; not the address
   space, which a CUDA build of torch fills with gigabytes of mapped libraries at import),
   file size, no core dumps;
@@ -103,8 +104,9 @@ UNSAFE_BANNER = ("UNSAFE: NO ISOLATION (--unsafe-no-isolation): each kernel ran 
 def isolation_level(use_bwrap: bool = True) -> str:
     """One line for reports: how a kernel was isolated."""
     if use_bwrap and bwrap_path():
-        cpu = ("an equal CPU share per sandbox (cgroup)" if SandboxCgroups.available() else
-               "CPU bounded by the wall clock only (no writable cgroup)")
+        cpu = ("cgroups: an equal CPU share, Linux's memory count and a task cap per sandbox"
+               if SandboxCgroups.available() else "no writable cgroup: CPU bounded by the "
+               "wall clock only")
         return ("bubblewrap: user namespace without capabilities, own PID namespace, session "
                 "and network (no network: Unix sockets to the grader), cleared environment, "
                 "only the Python environment, the library, the lessons and the kernel's own "
@@ -314,8 +316,9 @@ def folders_mb(folders: list[str]) -> tuple[float, int]:
 class Watchdog:
     """Memory, processes, threads, /tmp and disk of a process tree, measured from outside it."""
 
-    def __init__(self, root_pid: int, settings: SandboxSettings, folders: list[str] = ()):
-        self.root_pid, self.settings = root_pid, settings
+    def __init__(self, root_pid: int, settings: SandboxSettings, folders: list[str] = (),
+                 cgroups: SandboxCgroups | None = None):
+        self.root_pid, self.settings, self.cgroups = root_pid, settings, cgroups
         self.folders = list(folders)
         self.page = os.sysconf("SC_PAGE_SIZE")
         self.next_disk_check = 0.0
@@ -332,27 +335,37 @@ class Watchdog:
 
     def check(self) -> dict | None:
         """A status when a limit is passed (and the tree killed), else None."""
-        s, tree = self.settings, process_tree(self.root_pid)
-        status = None
-        threads = sum(tree.values())
-        if len(tree) > s.max_processes:  # bwrap's own two processes are counted too
-            status = {"limit": "processes", "message": f"more than {s.max_processes} "
-                      "processes in the sandbox; the kernel was stopped"}
-        elif threads > s.max_threads:
-            status = {"limit": "threads", "message": f"more than {s.max_threads} threads in "
-                      f"the sandbox ({threads}); the kernel was stopped"}
-        elif (resident := self.resident_mb(tree)) > s.memory_mb:
-            status = {"limit": "memory", "message": f"memory limit of {s.memory_mb} MB for "
-                      f"the whole sandbox hit ({resident:.0f} MB resident); the kernel was "
-                      "stopped"}
-        elif s.use_bwrap and (in_memory := memory_folders_mb(tree) or 0) >= s.tmp_mb:
-            status = {"limit": "tmp", "message": f"/tmp and /dev/shm limit of {s.tmp_mb} MB "
-                      f"reached ({in_memory:.0f} MB); the kernel was stopped"}
-        else:
-            status = self._check_disk()
+        tree = process_tree(self.root_pid)
+        status = self.memory_killed() or self._passed(tree) or self._check_disk()
         if status is not None:
             kill_all(tree)
         return status
+
+    def _passed(self, tree: dict[int, int]) -> dict | None:
+        """The first of the process, thread, memory and /tmp limits the tree passed."""
+        s, threads = self.settings, sum(tree.values())
+        if len(tree) > s.max_processes:  # bwrap's own two processes are counted too
+            return {"limit": "processes", "message": f"more than {s.max_processes} "
+                    "processes in the sandbox; the kernel was stopped"}
+        if threads > s.max_threads:
+            return {"limit": "threads", "message": f"more than {s.max_threads} threads in "
+                    f"the sandbox ({threads}); the kernel was stopped"}
+        if (resident := self.resident_mb(tree)) > s.memory_mb:
+            return {"limit": "memory", "message": f"memory limit of {s.memory_mb} MB for the "
+                    f"whole sandbox hit ({resident:.0f} MB resident); the kernel was stopped"}
+        if s.use_bwrap and (in_memory := memory_folders_mb(tree) or 0) >= s.tmp_mb:
+            return {"limit": "tmp", "message": f"/tmp and /dev/shm limit of {s.tmp_mb} MB "
+                    f"reached ({in_memory:.0f} MB); the kernel was stopped"}
+        return None
+
+    def memory_killed(self) -> dict | None:
+        """A status when Linux killed a process at the memory cgroup's limit, else None."""
+        if self.cgroups is None or not self.cgroups.oom_kills():
+            return None
+        s = self.settings
+        return {"limit": "memory", "message": f"memory limit of {s.memory_mb} MB for the whole "
+                f"sandbox hit (Linux's count, with shared memory, memfd and /tmp: over "
+                f"{s.memory_mb + 2 * s.tmp_mb} MB); the kernel was stopped"}
 
     def _check_disk(self) -> dict | None:
         """The writable folders' size, measured at most every tenth of the time it takes (a
@@ -371,25 +384,36 @@ class Watchdog:
 
 
 class SandboxCgroups:
-    """The sandbox's own cgroups, where the grader may make them (root): ``cpu`` gives every
-    sandbox the weight of one session of the machine, so one with 60 busy processes gets no
-    more CPU than a neighbour with one (and ``cpus`` > 0 caps it at that many cores); ``pids``
-    refuses a task one past ``max_threads``, where the watchdog sees it. Each is a child of the
-    controller's root, a sibling of the machine's sessions (Linux's autogroups, which a sandbox
-    could multiply with ``setsid``): under a common parent, all sandboxes together would weigh
-    as much as one session. Named by the launcher's pid, removed when it ends."""
+    """The sandbox's own cgroups, where the grader may make them (root), each a child of the
+    grader's own cgroup of that controller (not of a common parent, under which all sandboxes
+    together would weigh as much as one), named by the launcher's pid, removed when it ends:
 
-    def __init__(self, folders: list[Path]):
-        self.folders = folders
+    * ``cpu``: every sandbox has the same weight, so one with 60 busy processes gets no more
+      CPU than a neighbour with one, however many sessions it starts (``cpus`` > 0 also caps
+      it at that many cores);
+    * ``memory``: everything the sandbox holds in memory, counted by Linux, up to
+      ``memory_mb`` plus its two tmpfs: also shared memory and memfd files, which no process's
+      resident size shows; past it Linux kills, and :meth:`oom_kills` says so;
+    * ``pids``: a task one past ``max_threads`` is refused, where the watchdog sees it.
+    """
 
-    @staticmethod
-    def roots() -> list[tuple[str, Path]]:
-        """(controller, root folder): cgroup v2's one tree, or v1's cpu and pids."""
-        root = Path("/sys/fs/cgroup")
-        if (root / "cgroup.controllers").exists():
-            return [("v2", root)]
-        return [(name, root / name) for name in ("cpu", "pids")
-                if (root / name / "cgroup.procs").exists()]
+    CONTROLLERS = ("cpu", "memory", "pids")
+
+    def __init__(self, folders: dict[str, Path]):
+        self.folders = folders   # controller ("v2" for cgroup v2's one tree) -> folder
+
+    @classmethod
+    def roots(cls) -> list[tuple[str, Path]]:
+        """(controller, the launcher's own cgroup folder): v2's one tree, or v1's each."""
+        base, own = Path("/sys/fs/cgroup"), {}
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, names, path = line.split(":", 2)
+            for name in names.split(","):
+                own[name] = path.lstrip("/")
+        if (base / "cgroup.controllers").exists():
+            return [("v2", base / own.get("", ""))]
+        return [(name, base / name / own.get(name, "")) for name in cls.CONTROLLERS
+                if (base / name / "cgroup.procs").exists()]
 
     @classmethod
     def available(cls) -> bool:
@@ -397,33 +421,34 @@ class SandboxCgroups:
 
     @classmethod
     def create(cls, settings: SandboxSettings) -> SandboxCgroups:
-        folders = []
+        folders = {}
         for kind, root in cls.roots():
             try:
                 if kind == "v2":  # its children get the controllers only when asked
-                    (root / "cgroup.subtree_control").write_text("+cpu +pids")
+                    (root / "cgroup.subtree_control").write_text("+cpu +memory +pids")
                 cls._remove_stale(root)
                 own = root / f"{CGROUP_PREFIX}{os.getpid()}"
                 own.mkdir(exist_ok=True)
                 cls._configure(kind, own, settings)
-                folders.append(own)
+                folders[kind] = own
             except OSError:
                 continue   # not ours to make: the wall clock and the watchdog still bound it
         return cls(folders)
 
     @staticmethod
     def _configure(kind: str, folder: Path, settings: SandboxSettings) -> None:
-        tasks = str(settings.max_threads + 1)
+        values = {"tasks": str(settings.max_threads + 1),
+                  "memory": str((settings.memory_mb + 2 * settings.tmp_mb) << 20)}
         period = 100_000
         quota = int(settings.cpus * period) if settings.cpus > 0 else 0
-        if kind == "v2":
-            (folder / "pids.max").write_text(tasks)
-            (folder / "cpu.max").write_text(f"{quota or 'max'} {period}")
-        elif kind == "pids":
-            (folder / "pids.max").write_text(tasks)
-        else:
-            (folder / "cpu.cfs_period_us").write_text(str(period))
-            (folder / "cpu.cfs_quota_us").write_text(str(quota or -1))
+        files = {"v2": {"pids.max": values["tasks"], "memory.max": values["memory"],
+                        "cpu.max": f"{quota or 'max'} {period}"},
+                 "pids": {"pids.max": values["tasks"]},
+                 "memory": {"memory.limit_in_bytes": values["memory"]},
+                 "cpu": {"cpu.cfs_period_us": str(period),
+                         "cpu.cfs_quota_us": str(quota or -1)}}[kind]
+        for name, value in files.items():
+            (folder / name).write_text(value)
 
     @staticmethod
     def _remove_stale(root: Path) -> None:
@@ -436,9 +461,21 @@ class SandboxCgroups:
                 except OSError:
                     pass
 
+    def oom_kills(self) -> int:
+        """Processes Linux killed at the memory cgroup's limit."""
+        folder = self.folders.get("memory") or self.folders.get("v2")
+        name = "memory.oom_control" if "memory" in self.folders else "memory.events"
+        try:
+            for line in (folder / name).read_text().splitlines():
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+        except (OSError, TypeError, ValueError):
+            pass
+        return 0
+
     def join(self) -> None:
         """Move the calling process into the cgroups (its children follow)."""
-        for folder in self.folders:
+        for folder in self.folders.values():
             try:
                 (folder / "cgroup.procs").write_text("0")
             except OSError:
@@ -446,7 +483,7 @@ class SandboxCgroups:
 
     def remove(self) -> None:
         """Once every process of the sandbox is gone (a killed one takes a moment)."""
-        for folder in self.folders:
+        for folder in self.folders.values():
             for _ in range(50):
                 try:
                     folder.rmdir()
@@ -508,7 +545,7 @@ def _supervise(child: subprocess.Popen, watchdog: Watchdog, wall_s: float) -> di
     while True:
         try:
             child.wait(timeout=POLL_S)
-            return None
+            return watchdog.memory_killed()   # Linux may have killed it at the cgroup's limit
         except subprocess.TimeoutExpired:
             pass
         status = watchdog.check()
@@ -552,7 +589,7 @@ def run_sandboxed(command: list[str], settings: SandboxSettings, folders: list[s
     signal.signal(signal.SIGINT, (lambda *_: _interrupt(child.pid)) if settings.use_bwrap
                   else signal.SIG_IGN)
     # rooted at the launcher, a subreaper: a daemon that detaches is still counted
-    watchdog = Watchdog(os.getpid(), settings, folders)
+    watchdog = Watchdog(os.getpid(), settings, folders, cgroups)
     try:
         status = _supervise(child, watchdog, settings.wall_s)
     finally:

@@ -20,10 +20,9 @@ from hostile.hostile_class import GOOD_ADD, LIMITS, REPO, needs_bwrap, read_scor
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
 # the defaults stop the issue's sizes (tmp 512 MB, disk 1024 MB, 256 threads); these stop the
-# same attacks at a tenth of the bytes. Threads: each reserves an 8 MB stack, which counts in
-# the per-process data rlimit (memory_mb), so under LIMITS' 1500 MB a process gets about 180
-# threads; the thread limit must be below that for the sandbox-wide count to be what stops it
-RESOURCE_LIMITS = dataclasses.replace(LIMITS, tmp_mb=48, disk_mb=64, max_threads=100)
+# same attacks at a tenth of the bytes
+RESOURCE_LIMITS = dataclasses.replace(LIMITS, memory_mb=400, tmp_mb=48, disk_mb=64,
+                                      max_threads=100)
 # Write `count` files of `mb` MB into `folder`, then wait to be stopped (a determined student
 # swallows the error of a full disk and keeps what it wrote).
 FILLER = """\
@@ -38,13 +37,27 @@ for index in range({count}):
         print('write failed:', error)
 time.sleep(600)
 """
+# small stacks: each thread's stack counts in the per-process data rlimit (memory_mb)
 THREADS = """\
 import threading, time
+threading.stack_size(1 << 18)
 try:
     for _ in range(400):
         threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
 except RuntimeError as error:
     print('thread refused:', error)
+time.sleep(600)
+"""
+# memory no process's resident size shows: memfd files written, never mapped (each below the
+# file-size limit)
+MEMFD = """\
+import os, time
+chunk = b'0' * (1 << 20)
+files = []
+for index in range(800):
+    if index % 200 == 0:
+        files.append(os.memfd_create('hoard'))
+    os.write(files[-1], chunk)
 time.sleep(600)
 """
 READ_ONLY = """\
@@ -66,6 +79,8 @@ def batch(toy_class):
     c.add("homefiller", {"add": FILLER.format(count=12, mb=16,
                                               folder="os.environ['HOME']")})
     c.add("threader", {"add": THREADS})
+    if SandboxCgroups.available():
+        c.add("memfd", {"add": MEMFD})
     c.add("rootwriter", {"add": READ_ONLY + GOOD_ADD})
     result = grade_batch(c.subs, out, workers=2, limits=RESOURCE_LIMITS,
                          solutions_dir=c.solutions, show_progress=False)
@@ -95,6 +110,13 @@ def test_attacker_is_stopped_by_the_limit_it_hit(batch, student, limit):
 
 
 @needs_bwrap
+@pytest.mark.skipif(not SandboxCgroups.available(), reason="no writable memory cgroup here")
+def test_memory_no_process_shows_is_stopped_by_the_memory_cgroup(batch):
+    assert _limits_hit(batch, "memfd") == ["memory"], batch[0].answers[("memfd", "01_toy")]
+    assert total(batch[1], "memfd") == 0
+
+
+@needs_bwrap
 def test_root_and_dev_are_read_only(batch):
     html = (batch[2] / "feedback" / "rootwriter" / "01_toy.html").read_text()
     assert "/planted refused: Read-only file system" in html
@@ -111,9 +133,11 @@ report = Path(sys.argv[1])
 probe = ("from pathlib import Path; import sys\\n"
          "paths = dict(line.split(':')[1:] for line in open('/proc/self/cgroup').read().split())\\n"
          "root = Path('/sys/fs/cgroup')\\n"
-         "found = {{name: (root / name / paths[name].lstrip('/')) for name in ('cpu', 'pids')}}\\n"
+         "found = {{name: (root / name / paths[name].lstrip('/'))\\n"
+         "         for name in ('cpu', 'pids', 'memory')}}\\n"
          "print(found['cpu'].name, (found['cpu'] / 'cpu.cfs_quota_us').read_text().strip(),\\n"
-         "      (found['pids'] / 'pids.max').read_text().strip())\\n")
+         "      (found['pids'] / 'pids.max').read_text().strip(),\\n"
+         "      (found['memory'] / 'memory.limit_in_bytes').read_text().strip())\\n")
 with open(report, 'w') as log:
     outcome = run_sandboxed([sys.executable, '-c', probe], settings, [], log)
 print(outcome.returncode, outcome.status)
@@ -131,7 +155,8 @@ def test_each_sandbox_gets_its_own_cpu_and_task_cgroups(tmp_path):
         settings=settings)), str(report)], cwd=REPO, capture_output=True, text=True,
         timeout=60)
     assert done.stdout.split()[0] == "0", done.stdout + done.stderr
-    name, quota, tasks = report.read_text().split()
+    name, quota, tasks, memory = report.read_text().split()
     assert name.startswith("nanolm-autograde-") and quota == "50000" and tasks == "100"
+    assert memory == str((4096 + 2 * 512) << 20)
     for controller, root in SandboxCgroups.roots():
         assert not (root / name).exists(), f"the sandbox's {controller} cgroup outlived it"
