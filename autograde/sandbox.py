@@ -151,7 +151,7 @@ def bwrap_command(settings: SandboxSettings, connection_file: str | None = None)
     if os.getuid() == 0:
         command += ["--cap-drop", "ALL"]   # root keeps every capability otherwise
     command += ["--proc", "/proc", "--dev", "/dev"]
-    for folder in MEMORY_FOLDERS:   # capped where bwrap can (0.7+); the watchdog measures both
+    for folder in MEMORY_FOLDERS:   # capped where bwrap has --size; the watchdog measures both
         size = ["--size", str(settings.tmp_mb << 20)] if _bwrap_supports("--size") else []
         command += size + ["--tmpfs", folder]
     command += ["--remount-ro", "/dev"]   # else /dev is a tmpfs of half the machine's memory
@@ -380,6 +380,7 @@ class Watchdog:
             return {"limit": "disk", "message": f"disk limit of {self.settings.disk_mb} MB for "
                     f"the writable folders (HOME, scratch, the kernel's folder) passed ({what}); "
                     "the kernel was stopped"}
+        return None
         return None
 
 
