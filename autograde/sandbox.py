@@ -407,7 +407,11 @@ class SandboxCgroups:
     def roots(cls) -> list[tuple[str, Path]]:
         """(controller, the launcher's own cgroup folder): v2's one tree, or v1's each."""
         base, own = Path("/sys/fs/cgroup"), {}
-        for line in Path("/proc/self/cgroup").read_text().splitlines():
+        try:
+            lines = Path("/proc/self/cgroup").read_text().splitlines()
+        except OSError:   # not Linux
+            return []
+        for line in lines:
             _, names, path = line.split(":", 2)
             for name in names.split(","):
                 own[name] = path.lstrip("/")
@@ -574,7 +578,8 @@ def run_sandboxed(command: list[str], settings: SandboxSettings, folders: list[s
                   log=None) -> Outcome:
     """Run ``command`` (already behind its bwrap prefix when isolated) as this launcher's
     child under every limit of ``settings``; ``folders`` are the writable folders the disk
-    limit counts. SIGTERM to the launcher stops it; SIGINT is passed on to the sandbox."""
+    limit counts. For a launcher process of its own: it becomes a subreaper, and takes SIGTERM
+    (stop the sandbox) and SIGINT (passed on to the sandbox) for itself."""
     _become_subreaper()  # orphans (daemons) stay in the watched tree
     cgroups = SandboxCgroups.create(settings)
     stop = _StopRequest()

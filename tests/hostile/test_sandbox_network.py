@@ -32,13 +32,13 @@ except OSError as error:
 found["tcp"] = [line.split() for name in ("/proc/net/tcp", "/proc/net/tcp6")
                 for line in open(name).read().splitlines()[1:]]
 found["network namespace"] = os.readlink("/proc/self/ns/net")
-for path in {neighbour!r}:
+for name, path in [*zip({neighbour!r}, {neighbour!r}), ("abstract", {abstract!r})]:
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         client.connect(path)
-        found[path] = "connected"
+        found[name] = "connected"
     except OSError as error:
-        found[path] = type(error).__name__
+        found[name] = type(error).__name__
 unix = open("/proc/net/unix").read()
 found["neighbour listed"] = [path for path in {neighbour!r} if path in unix]
 print(json.dumps(found))
@@ -73,21 +73,29 @@ def test_a_kernel_reaches_neither_the_host_nor_its_neighbour(tmp_path):
     listener = _host_listener()
     port = listener.getsockname()[1]
     socket.create_connection(("127.0.0.1", port), timeout=10).close()  # the host itself can
+    # an abstract Unix socket (as D-Bus and others use): it belongs to the network namespace
+    abstract_name = f"\0autograde-test-{os.getpid()}"
+    abstract = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    abstract.bind(abstract_name)
+    abstract.listen()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.connect(abstract_name)   # from the host, it answers
     neighbour, neighbour_dir = _executor(tmp_path / "neighbour")
     neighbour.resources = {"metadata": {"path": str(neighbour_dir)}}
     prober, prober_dir = _executor(tmp_path / "prober")
     with neighbour.setup_kernel():   # a live kernel, side by side with the prober's
         km = neighbour.km
         assert km.transport == "ipc"
-        sockets = [f"{km.ip}-{port}" for port in km.ports]
+        sockets = [f"{km.ip}-{number}" for number in km.ports]
         for path in sockets:   # its sockets are there: from the host, one connects
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
                 client.connect(path)
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-            PROBE.format(port=port, neighbour=sockets))])
+            PROBE.format(port=port, neighbour=sockets, abstract=abstract_name))])
         nb, _ = prober.preprocess(nb, {"metadata": {"path": str(prober_dir)}})
         host_sockets = _tcp_sockets()
     listener.close()
+    abstract.close()
     outputs = nb.cells[0].outputs
     assert outputs and outputs[0].get("name") == "stdout", outputs
     found = json.loads(outputs[0]["text"])
@@ -101,6 +109,7 @@ def test_a_kernel_reaches_neither_the_host_nor_its_neighbour(tmp_path):
     for path in sockets:
         assert found[path] == "FileNotFoundError", (path, found[path])
     assert found["neighbour listed"] == []
+    assert found["abstract"] == "ConnectionRefusedError", found
     assert not Path(km.ip).parent.exists(), "the kernel's socket folder outlived it"
 
 
