@@ -1,6 +1,7 @@
 """Whole-sandbox resources, in one folder batch under bubblewrap: /tmp and /dev/shm (memory),
-the writable folders on disk, threads, and the CPU cgroup. Each attack is stopped and the
-limits report names the limit that fired; the honest student keeps full marks.
+the writable folders on disk, threads, memory no process's resident size shows (memfd), a
+read-only / and /dev; and the sandbox's cgroups. Each attack is stopped and the limits report
+names the limit that fired; the honest student keeps full marks and hits no limit.
 
 The attacks are those of the issue (18 x 250 MB in /tmp, 12 x 250 MB in HOME, 400 threads)
 scaled to this batch's lower limits, so the test writes tens of MB, not gigabytes."""
