@@ -42,6 +42,10 @@ class Limits:
     notebook_output_bytes: int = 10_000_000  # output of the whole notebook
     file_mb: int = 256                 # largest file the kernel may write
     max_processes: int = 64            # processes in the sandbox at once
+    max_threads: int = 256             # threads of all the sandbox's processes together
+    tmp_mb: int = 512                  # /tmp and /dev/shm together (tmpfs: memory)
+    disk_mb: int = 1024                # HOME, scratch and the kernel's folder together
+    cpus: float = 0.0                  # most cores per sandbox (0: an equal share only)
     use_bwrap: bool = True             # False only with --unsafe-no-isolation
 
     def __post_init__(self):
@@ -51,7 +55,8 @@ class Limits:
         self.memory_mb, self.output_bytes = int(self.memory_mb), int(self.output_bytes)
         self.notebook_output_bytes = int(self.notebook_output_bytes)
         self.file_mb, self.use_bwrap = int(self.file_mb), bool(self.use_bwrap)
-        self.max_processes = int(self.max_processes)
+        self.max_processes, self.max_threads = int(self.max_processes), int(self.max_threads)
+        self.tmp_mb, self.disk_mb, self.cpus = int(self.tmp_mb), int(self.disk_mb), float(self.cpus)
 
 
 @dataclass
@@ -150,7 +155,9 @@ def prepare_run(root: Path, lesson_files: Path | None, notebook: Path | None, li
     settings = SandboxSettings(
         memory_mb=limits.memory_mb, file_mb=limits.file_mb,
         wall_s=limits.notebook_timeout_s if wall_s is None else wall_s,
-        max_processes=limits.max_processes, scratch=str(run.sandbox), workdir=str(run.workdir),
+        max_processes=limits.max_processes, max_threads=limits.max_threads,
+        tmp_mb=limits.tmp_mb, disk_mb=limits.disk_mb, cpus=limits.cpus,
+        scratch=str(run.sandbox), workdir=str(run.workdir),
         status_file=str(run.status_file), use_bwrap=limits.use_bwrap,
         env={**kernel_environment(run, threads, execution), **(extra_env or {})},
         library_dir=library_dir, cases_dir=cases_dir)

@@ -18,23 +18,30 @@ nothing). :class:`LimitedExecute` instead
   of the notebook is graded as not run, instead of waiting for the notebook's wall clock;
 * stops the kernel as soon as the notebook has run (``shutdown_wait_s``): its state is of no
   further use, and waiting for a graceful exit cost seconds per notebook;
-* records every limit hit (cell timeout, output, memory, wall clock, dead kernel) in the JSON
-  file ``limits_report``, for the grade report. It and the launcher's ``status_file`` live in a
-  folder the kernel cannot see or write (:mod:`autograde.kernel`).
+* records every limit hit (cell timeout, output, memory, wall clock, dead kernel, and the
+  sandbox's own: processes, threads, /tmp, disk) in the JSON file ``limits_report``, for the
+  grade report. It and the launcher's ``status_file`` live in a folder the kernel cannot see
+  or write (:mod:`autograde.kernel`);
+* talks to the kernel over Unix sockets (:class:`SandboxKernelManager`): the sandbox has no
+  network.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
+from jupyter_client import AsyncKernelManager
+from jupyter_client.manager import KernelManager
 from nbclient.exceptions import DeadKernelError
 from nbclient.util import ensure_async
 from nbconvert.preprocessors import Preprocessor
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
-from traitlets import Float, Integer, Unicode
+from traitlets import Float, Integer, Unicode, default
 
 from autograde.course import nbgrader_meta
 
@@ -60,6 +67,37 @@ def _error_output(ename: str, evalue: str) -> NotebookNode:
                         traceback=[f"{ename}: {evalue}"])
 
 
+def _short_temp_dir() -> str:
+    """A folder for Unix sockets: their paths hold at most 107 bytes, so not a deep one."""
+    folder = tempfile.gettempdir()
+    return folder if len(folder) <= 40 else "/tmp"
+
+
+class SandboxKernelManager(AsyncKernelManager):
+    """A kernel manager that reaches its kernel over Unix sockets (jupyter_client's ``ipc``
+    transport), since the sandbox has no network: they live in a fresh folder of their own
+    (``ip`` is their path prefix) that the sandbox launcher binds, and only that kernel's
+    sandbox, into which no other kernel's folder is bound, can reach them. The folder goes
+    when the kernel's resources are cleaned up."""
+
+    @default("transport")
+    def _transport_default(self) -> str:
+        return "ipc"
+
+    def _ip_default(self) -> str:
+        if self.transport != "ipc":
+            return super()._ip_default()
+        return str(Path(tempfile.mkdtemp(prefix="autograde-ipc-", dir=_short_temp_dir()),
+                        "kernel"))
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await KernelManager._async_cleanup_resources(self, restart=restart)
+        if self.transport == "ipc" and not restart:
+            shutil.rmtree(Path(self.ip).parent, ignore_errors=True)
+
+    cleanup_resources = _async_cleanup_resources
+
+
 class LimitedExecute(Execute):
     """Execute with an output cap per cell and a graceful end when the kernel dies."""
 
@@ -80,6 +118,11 @@ class LimitedExecute(Execute):
         1.0, help="Seconds jupyter_client gives a graded kernel to end: half after the shutdown "
                   "request, then SIGTERM (the sandbox launcher stops the sandbox and exits), "
                   "the other half before SIGKILL.").tag(config=True)
+
+    def __init__(self, *args, **kwargs):
+        # before nbgrader's Execute, which sets its own (TCP) kernel manager
+        kwargs.setdefault("kernel_manager_class", SandboxKernelManager)
+        super().__init__(*args, **kwargs)
 
     def create_kernel_manager(self):
         km = super().create_kernel_manager()
@@ -212,7 +255,8 @@ class LimitedExecute(Execute):
     def _mark_not_run(nb, first_index: int, hit: dict) -> None:
         ename = {"wall-clock": "WallClockLimit", "killed": "KernelKilled",
                  "cell-timeout": "CellTimeoutError", "memory": "MemoryLimit",
-                 "processes": "ProcessLimit"}.get(
+                 "processes": "ProcessLimit", "threads": "ThreadLimit", "tmp": "TmpLimit",
+                 "disk": "DiskLimit"}.get(
             hit.get("limit"), "KernelDied")
         for index, cell in enumerate(nb.cells):
             if index >= first_index and cell.cell_type == "code":
