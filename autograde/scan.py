@@ -19,7 +19,7 @@ reference instead of their own code, and who answered with a finished version of
 * ``similar``: the same for a definition the statement dictates: reported for a person to read,
   never scored;
 * ``policy``: a question's code uses a name its policy forbids, or never calls one it requires
-  (``forbids=`` / ``requires=`` of :class:`nanolm_lib.grading.Question`, declared in
+  (``forbids=`` / ``requires=`` of :class:`nanolm_lib.question_base.Question`, declared in
   :mod:`nanolm_lib.questions`), or looks a name up that is computed at run time, so that its
   policy cannot be read;
 * ``dynamic``: such a computed lookup anywhere else (``getattr(x, name)``, ``eval``/``exec``,
@@ -587,7 +587,7 @@ def _calls(node: ast.AST, resolver: _Resolver, pattern: str) -> bool:
 
 def _policy_flags(question, statements: list[_Statement], resolver: _Resolver,
                   graded: set[str]) -> list[Flag]:
-    """The ``policy`` flags of one question (:class:`nanolm_lib.grading.Question`)."""
+    """The ``policy`` flags of one question (:class:`nanolm_lib.question_base.Question`)."""
     name, forbids, requires = question.name, question.forbids, question.requires
     scope = _scope(name, statements, graded, through_graded=True)
     flags = []
@@ -621,7 +621,7 @@ def _questions(lesson: str | None, graded: set[str]) -> list:
     """The registered questions of ``lesson`` (found from ``graded`` when not given)."""
     import nanolm_lib.questions  # noqa: F401  (registers the questions)
     from nanolm_lib.curriculum import GRADED
-    from nanolm_lib.grading import QUESTIONS
+    from nanolm_lib.question_base import QUESTIONS
 
     if lesson is None:
         lesson = next((name for name, names in GRADED.items()

@@ -55,8 +55,9 @@ from autograde.kernel import Limits, prepare_run, read_json_file
 from autograde.paths import LESSONS_DIR, REPO
 from autograde.sandbox import ENV_VAR as SANDBOX_ENV_VAR
 from nanolm_lib.curriculum import GRADED, LESSONS, lesson_number
-from nanolm_lib.grading import DEFERRED, ENV_VAR, ERROR_KEY, QUESTIONS, RECORD_LIMIT_BYTES
+from nanolm_lib.grading import DEFERRED, ENV_VAR, RECORD_LIMIT_BYTES  # registers the questions
 from nanolm_lib.hidden_cases import CELL_ERRORS
+from nanolm_lib.question_base import ERROR_KEY, QUESTIONS, reference_namespace
 
 PACKAGE_DIR = REPO / "nanolm_lib"
 MESSAGE_CHARS = 600       # the longest message kept of one case
@@ -117,7 +118,7 @@ class Verdict:
     records_dir: Path
     cases: dict[str, list] = field(default_factory=dict)
     expected: dict[str, list] = field(default_factory=dict)
-    # question -> the lesson's other graded names its cases run (grading.helpers)
+    # question -> the lesson's other graded names its cases run (question_base.helpers)
     helpers_of: dict[str, set] = field(default_factory=dict)
     untouched: set = field(default_factory=set)   # solution cells left as released
 
@@ -125,9 +126,6 @@ class Verdict:
     def prepare(cls, lesson: str, cases_dir: Path, records_dir: Path,
                 seed: int | None = None) -> Verdict:
         """Draw, write and solve the hidden cases of every question of ``lesson``."""
-        import nanolm_lib.questions  # noqa: F401  (registers the questions)
-        from nanolm_lib.grading import reference_namespace
-
         for folder in (cases_dir, records_dir):
             if folder.exists():
                 shutil.rmtree(folder)
@@ -215,8 +213,6 @@ class Verdict:
         """test grade_id -> the verdict, from the records the grader's run left. A question whose
         judging raises (strange data in its record, a check that fails on it) scores 0 with
         the reason; the other questions are judged as usual."""
-        import nanolm_lib.questions  # noqa: F401
-
         verdicts = {}
         cell_errors = read_json_file(self.records_dir / self.lesson / CELL_ERRORS, {})
         for name, drawn in self.cases.items():

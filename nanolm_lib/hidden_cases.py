@@ -27,8 +27,8 @@ from pathlib import Path
 
 import torch
 
-import nanolm_lib.questions  # noqa: F401  (registers the questions)
-from nanolm_lib.grading import ERROR_KEY, QUESTIONS, load_cases, save_record
+from nanolm_lib.grading import load_cases, save_record
+from nanolm_lib.question_base import ERROR_KEY, QUESTIONS
 
 CELL_ERRORS = "_cells.json"
 

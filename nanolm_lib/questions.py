@@ -1,4 +1,4 @@
-"""Every graded question's hidden cases (see :mod:`nanolm_lib.grading`).
+"""Every graded question's hidden cases (what a question is: :mod:`nanolm_lib.question_base`).
 
 ``make_cases(gen)`` runs in the grader (it may use the reference: it only draws inputs) and
 returns plain data; ``apply(ns, case)`` runs in the grader's run of the student's solution
@@ -10,7 +10,7 @@ Who decides each property a question checks, and how:
 * the answer itself, causality (an output recomputed with a later input changed), gradients
   reaching every input or parameter, inputs left unchanged (the inputs as they are after the
   call), training mode restored: outputs of the grader's run, each compared with the
-  reference's on the same inputs (:func:`~nanolm_lib.grading.compare`); a fresh GPT's loss
+  reference's on the same inputs (:func:`~nanolm_lib.question_base.compare`); a fresh GPT's loss
   is an output too, checked against ln(vocabulary size) instead;
 * flash_attention's linear memory: the grader's run sets a data limit (``data_budget_mb``)
   under which only an implementation without a (T, T) tensor answers the ``limited`` case;
@@ -29,7 +29,7 @@ import math
 import numpy as np
 import torch
 
-from nanolm_lib.grading import ReferenceNamespace, compare, helpers, question
+from nanolm_lib.question_base import ReferenceNamespace, compare, helpers, question
 
 STORY = ("Once upon a time, there was a little dog named Max. Max liked to run in the park. "
          "One day, Max saw a big red ball. He ran to the ball and played with it all day.")

@@ -244,7 +244,7 @@ def test_records_of_the_reference_pass_and_wrong_ones_fail(tmp_path):
     """The grader's judgement in-process: the reference's own outputs pass every question; a
     wrong causal_mask fails that question only, with a message naming the case."""
     import nanolm_lib.attention as attention
-    from nanolm_lib.grading import QUESTIONS, reference_namespace
+    from nanolm_lib.question_base import QUESTIONS, reference_namespace
 
     verdict = _prepared(tmp_path)
     reference = reference_namespace()
