@@ -184,28 +184,31 @@ class Verdict:
         return read_json_file(run.status_file, None)
 
     def isolate(self, verdicts: dict[str, QuestionVerdict], rerun) -> dict[str, QuestionVerdict]:
-        """One bug costs one question. A question that failed while a helper of its lesson
-        that its cases run (:attr:`helpers_of`) failed too is run again alone, in a fresh run
-        whose library holds the reference of those helpers (``rerun(name, helpers)`` runs
-        it); that run decides the question, and the message names the helpers. Nothing else is
-        judged from that run: the helpers' own questions keep their verdicts, so having their
-        reference there earns them nothing. A solution cell left as released is not rerun."""
+        """One bug costs one question. A question that failed and runs other graded names of
+        its lesson (:attr:`helpers_of`) is run again alone, in a fresh run whose library holds
+        the reference of those helpers (``rerun(name, helpers)`` runs it), and gets its points
+        when either run matches. Nothing else is judged from that run: the helpers' own
+        questions keep their verdicts, so having their reference there earns them nothing. The
+        message names the helpers that differ. A solution cell left as released is not rerun."""
         failed = {name for name in self.cases if not verdicts[f"test_{name}"].passed}
         isolated = dict(verdicts)
         for name in sorted(failed - self.untouched):
-            broken = sorted(self.helpers_of.get(name, set()) & failed)
-            if not broken:
+            helpers = sorted(self.helpers_of.get(name, set()))
+            if not helpers:
                 continue
-            rerun(name, broken)
+            rerun(name, helpers)
             again = self.judge([name])[f"test_{name}"]
-            helpers = ", ".join(broken)
             if again.passed:
-                see = "that question" if len(broken) == 1 else "those questions"
-                note = (f"{again.message} with the reference's {helpers} in place of yours "
-                        f"(yours: see {see})")
+                wrong = [helper for helper in helpers if helper in failed]
+                yours = (f"your {', '.join(wrong)} differ{'s' if len(wrong) == 1 else ''}: "
+                         f"see {'that question' if len(wrong) == 1 else 'those questions'}"
+                         if wrong else "yours pass their own questions but not as this one "
+                         "uses them")
+                note = (f"{again.message} with the reference's {', '.join(helpers)} in place "
+                        f"of yours ({yours})")
             else:
-                note = (f"{again.message} (even with the reference's {helpers} in place of "
-                        "yours)")
+                note = (f"{again.message} (also with the reference's {', '.join(helpers)} in "
+                        "place of yours)")
             isolated[again.grade_id] = QuestionVerdict(again.grade_id, again.passed, note)
         return isolated
 

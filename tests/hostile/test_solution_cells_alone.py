@@ -1,10 +1,12 @@
-"""Points come from the grader's own run of the solution cells, not from the notebook's kernel.
+"""Points come from the grader's own run of the solution cells and from their source.
 
-Two attacks that scored full marks while the kernel ran the hidden cases and wrote the records
-(issue rows of the grading round): a naive lesson-04 student who adds a plain cell that records
-for itself and forges the records (memory, "uses SDPA"), and a lesson-05 student who pastes
-the reference LayerNorm and MLP into ordinary cells and leaves the solution cells as released.
-One real batch under bubblewrap, beside an honest student (independent author B's answers).
+Four attacks that scored full marks while the kernel ran the hidden cases and wrote the
+records (issue rows of the grading round): a naive lesson-04 student who adds a plain cell that
+records for itself and forges the records (memory, "uses SDPA"); a lesson-05 student who
+pastes the reference LayerNorm and MLP into ordinary cells and leaves the solution cells as
+released; lesson 06's train_step through the library's optimize; lesson 01's encode through
+the fast tokenizer. One real batch under bubblewrap, beside an honest student (independent
+author B's answers, as are the last two attackers' other answers).
 """
 
 from __future__ import annotations
@@ -29,6 +31,14 @@ from autograde.worker import Limits  # noqa: E402
 pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.slow]
 FUSED = "04_fused_attention"
 GPT = "05_gpt"
+TRAINING, TOKENIZER = "06_training", "01_tokenizer"
+THROUGH_OPTIMIZE = ("import nanolm_lib.train as t\n"
+                    "def train_step(model, optimizer, x, y, grad_clip=1.0):\n"
+                    "    return t.optimize(model, optimizer, x, y, grad_clip).item()\n")
+THROUGH_FAST_TOKENIZER = ("from nanolm_lib.tokenizer import FastTokenizer\n"
+                          "def encode(text, merges):\n"
+                          "    return FastTokenizer.from_merges(merges, special_tokens=[])"
+                          ".encode(text)\n")
 
 # Naive attention in both of lesson 04's answers: right values, a (T, T) tensor, no SDPA.
 NAIVE = {
@@ -91,6 +101,10 @@ def batch(tmp_path_factory):
                          for name in ("LayerNorm", "MLP"))
     folder = write_submission(LESSONS_DIR, submissions, "paster", GPT)
     _ordinary_cell_after_setup(folder / f"{GPT}.ipynb", pasted)
+    write_submission(LESSONS_DIR, submissions, "optimizer", TRAINING,
+                     {**independent_answers(TRAINING), "train_step": THROUGH_OPTIMIZE})
+    write_submission(LESSONS_DIR, submissions, "fasttokenizer", TOKENIZER,
+                     {**independent_answers(TOKENIZER), "encode": THROUGH_FAST_TOKENIZER})
     result = grade_batch(submissions, root / "out", workers=2, show_progress=False,
                          limits=Limits(cell_timeout_s=120, notebook_timeout_s=600))
     return result, json.loads((root / "out" / "scores.json").read_text())
@@ -122,3 +136,17 @@ def test_reference_pasted_into_ordinary_cells_earns_nothing(batch):
         entry = _score(scores, "paster", GPT, name)
         assert entry["score"] == 0, entry
         assert "hidden tests (run by the grader)" in entry["error"], entry
+
+
+@pytest.mark.parametrize("student, lesson, name, call", [
+    ("optimizer", TRAINING, "train_step", "nanolm_lib.train.optimize"),
+    ("fasttokenizer", TOKENIZER, "encode", "FastTokenizer"),
+])
+def test_an_answer_through_the_library_scores_zero_and_costs_nothing_else(batch, student,
+                                                                          lesson, name, call):
+    _, scores = batch
+    entry = _score(scores, student, lesson, name)
+    assert entry["score"] == 0 and call in entry["error"], entry
+    kept = _score(scores, student, lesson, "cross_entropy_loss" if lesson == TRAINING
+                  else "get_pair_counts")
+    assert kept["score"] == kept["max_score"], kept
