@@ -284,3 +284,23 @@ def test_a_colluding_pair_ranks_first_in_the_class_table(tmp_path):
     assert len((tmp_path / "similarity.csv").read_text().splitlines()) == len(pairs) + 1
     table = "\n".join(report_lines(pairs))
     assert "| 03_attention | MultiHeadAttention | ann, cat |" in table, table
+
+
+def test_copies_of_both_references_are_found_and_no_independent_answer_is_scored():
+    """The catalogue behind the closing figures (tests/integrity/copy_catalogue.py): every
+    verbatim or disguised (docstrings gone, names changed) copy of lessons 03, 06 and 07 from
+    either reference is scored 0 or reported, but perplexity's one dictated line; no
+    independent answer is scored."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "copy_catalogue", INDEPENDENT.parent / "copy_catalogue.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    table = module.catalogue()
+    for origin in ("nanolm_lib", "solutions"):
+        for edit in ("verbatim", "stripped and renamed"):
+            row = table[(origin, edit)]
+            assert row["missed"] == 1 and row["scored 0"] >= 4, (origin, edit, row)
+    for author in ("author_a", "author_b"):
+        assert table[("independent", author)]["scored 0"] == 0, table[("independent", author)]
