@@ -101,6 +101,17 @@ def write_submission(lessons_dir: Path, submissions: Path, student: str, lesson:
     return folder
 
 
+def add_cell(path: Path, source: str, before=None) -> None:
+    """A code cell of ``source`` added to the notebook at ``path``: before the first cell whose
+    nbgrader metadata ``before(meta)`` accepts, or at the end."""
+    nb = nbformat.read(str(path), as_version=4)
+    at = next((i for i, c in enumerate(nb.cells)
+               if before is not None and before(c.get("metadata", {}).get("nbgrader", {}))),
+              len(nb.cells))
+    nb.cells.insert(at, new_code_cell(source))
+    nbformat.write(nb, str(path))
+
+
 # --------------------------------------------------------------------------- independent answers
 INDEPENDENT = Path(__file__).parent / "integrity" / "independent"
 

@@ -16,12 +16,11 @@ import json
 import sys
 from pathlib import Path
 
-import nbformat
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared helpers
 
-from autograde_toy import independent_answers, write_submission  # noqa: E402
+from autograde_toy import add_cell, independent_answers, write_submission  # noqa: E402
 
 import nanolm_lib.model  # noqa: E402
 from autograde.course import LESSONS_DIR  # noqa: E402
@@ -75,32 +74,19 @@ for path in glob.glob("/**/records/**/*.pt", recursive=True):
 """
 
 
-def _ordinary_cell_after_setup(path: Path, source: str) -> None:
-    nb = nbformat.read(str(path), as_version=4)
-    setup = next(i for i, c in enumerate(nb.cells)
-                 if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == "setup")
-    nb.cells.insert(setup + 1, nbformat.v4.new_code_cell(source))
-    nbformat.write(nb, str(path))
-
-
-def _appended_cell(path: Path, source: str) -> None:
-    nb = nbformat.read(str(path), as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(source))
-    nbformat.write(nb, str(path))
-
-
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     root = tmp_path_factory.mktemp("alone")
     submissions = root / "submissions"
     write_submission(LESSONS_DIR, submissions, "honest", FUSED, independent_answers(FUSED))
     folder = write_submission(LESSONS_DIR, submissions, "forger", FUSED, NAIVE)
-    _appended_cell(folder / f"{FUSED}.ipynb", FORGER)
+    add_cell(folder / f"{FUSED}.ipynb", FORGER)
     # the reference classes pasted into an ordinary cell; the solution cells as released
     pasted = "\n\n".join(inspect.getsource(getattr(nanolm_lib.model, name))
                          for name in ("LayerNorm", "MLP"))
     folder = write_submission(LESSONS_DIR, submissions, "paster", GPT)
-    _ordinary_cell_after_setup(folder / f"{GPT}.ipynb", pasted)
+    # after the set-up cell, before the first solution cell
+    add_cell(folder / f"{GPT}.ipynb", pasted, before=lambda meta: meta.get("solution"))
     write_submission(LESSONS_DIR, submissions, "optimizer", TRAINING,
                      {**independent_answers(TRAINING), "train_step": THROUGH_OPTIMIZE})
     write_submission(LESSONS_DIR, submissions, "fasttokenizer", TOKENIZER,

@@ -13,13 +13,12 @@ import json
 import sys
 from pathlib import Path
 
-import nbformat
 import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared helpers
 
-from autograde_toy import independent_answers, write_submission  # noqa: E402
+from autograde_toy import add_cell, independent_answers, write_submission  # noqa: E402
 
 from autograde.course import LESSONS_DIR  # noqa: E402
 from autograde.grade import grade_batch  # noqa: E402
@@ -147,12 +146,7 @@ def _attack(submissions: Path, student: str, sources: dict, prelude: str) -> Non
     folder = write_submission(LESSONS_DIR, submissions, student, LESSON, sources)
     if not prelude:
         return
-    path = folder / f"{LESSON}.ipynb"
-    nb = nbformat.read(str(path), as_version=4)
-    first = next(i for i, c in enumerate(nb.cells)
-                 if c.get("metadata", {}).get("nbgrader", {}).get("solution"))
-    nb.cells.insert(first, nbformat.v4.new_code_cell(prelude))
-    nbformat.write(nb, str(path))
+    add_cell(folder / f"{LESSON}.ipynb", prelude, before=lambda meta: meta.get("solution"))
 
 
 @pytest.fixture(scope="module")
