@@ -412,10 +412,10 @@ def _grade_pending(todo, work: Path, template: Path, lessons: list[str], solutio
                    show_hidden_tests: bool, main_db: str, result: BatchResult,
                    show_progress: bool) -> None:
     """Grade ``todo`` with up to ``workers`` worker processes, merging into ``main_db``."""
-    from autograde.verdict import graded_by_verdict, stage_library
+    from autograde.verdict import graded_by_verdict, stage_grading_library
 
     # one staged library per course lesson: its kernel imports no reference of that lesson
-    libraries = {lesson: str(stage_library(work / "library", lesson))
+    libraries = {lesson: str(stage_grading_library(work / "library", lesson))
                  for lesson in lessons if graded_by_verdict(lesson)}
     settings = [WorkerSettings(root=str(work / f"worker-{k}"), lessons=lessons,
                                solutions_dir=str(solutions_dir),

@@ -200,6 +200,17 @@ def read_json_file(path: Path, default, limit: int = 1 << 20):
         return default
 
 
+def cell_failure(cell, limits: Limits) -> str | None:
+    """Why a test cell failed, as the report and the self-check state it: its first error
+    output, or what it wrote to stderr (nbgrader scores either 0); None when it has neither."""
+    for output in cell.get("outputs", []):
+        if output.output_type == "error":
+            return error_message(output.ename, output.evalue, limits)
+        if output.output_type == "stream" and output.name == "stderr":
+            return "the test cell wrote to stderr: " + output.text.strip()
+    return None
+
+
 def error_message(ename: str, evalue: str, limits: Limits) -> str:
     """A test cell's failure as the report and the self-check state it."""
     from autograde.preprocessors import is_memory_error

@@ -117,6 +117,17 @@ def policy_note(flag: dict, policy: str = "zero") -> str:
     return f"flagged for the instructor, points unchanged: {what} ({where}: {flag['message']})"
 
 
+def policy_notes(flags: list[dict], policy: str = "zero") -> dict[str, list[str]]:
+    """The course's copy policy: question (its solution cell's grade_id) -> the notes of the
+    flags that count against it (:data:`POLICY_KINDS`). Grading and the self-check both read
+    it, so a student sees before grading what grading will do."""
+    notes: dict[str, list[str]] = {}
+    for flag in flags:
+        if flag["kind"] in POLICY_KINDS:
+            notes.setdefault(flag["grade_id"], []).append(policy_note(flag, policy))
+    return notes
+
+
 def _is_module(dotted: str) -> bool:
     """True when ``nanolm_lib.x`` names a module of the package (not a function in it)."""
     from autograde.course import REPO

@@ -23,7 +23,7 @@ from autograde.course import (
     nbgrader_meta,
     read_notebook,
 )
-from autograde.kernel import KERNEL_NAME, Limits, error_message, prepare_kernel, read_json_file
+from autograde.kernel import KERNEL_NAME, Limits, cell_failure, prepare_kernel, read_json_file
 
 
 @dataclass
@@ -119,14 +119,7 @@ def check_notebook(notebook: Path, lessons_dir: Path = LESSONS_DIR,
         score, max_score = determine_grade(cell)
         message = None
         if score < max_score:
-            message = "failed"
-            for output in cell.outputs:
-                if output.output_type == "error":
-                    message = error_message(output.ename, output.evalue, limits)
-                    break
-                if output.output_type == "stream" and output.name == "stderr":
-                    message = "the test cell wrote to stderr: " + output.text.strip()
-                    break
+            message = cell_failure(cell, limits) or "failed"
         results.append(QuestionResult(meta["grade_id"], float(score), float(max_score), message))
     _apply_copy_policy(read_notebook(notebook), lesson_nb, results)
     order = [c["grade_id"] for c in grade_cells(lesson_nb) if c["kind"] == "test"]
@@ -139,18 +132,16 @@ def _apply_copy_policy(nb, lesson_nb, results: list[QuestionResult]) -> None:
     score 0 here, as they will when graded under the default policy (``grade --copied zero``);
     the message says why."""
     from autograde.copycheck import load_fingerprints
-    from autograde.scan import POLICY_KINDS, policy_note, scan_notebook
+    from autograde.scan import policy_notes, scan_notebook
 
     graded = {c["grade_id"] for c in grade_cells(lesson_nb) if c["kind"] == "solution"}
-    notes: dict[str, list[str]] = {}
-    for flag in scan_notebook(nb, graded, load_fingerprints(), released=lesson_nb):
-        if flag.kind in POLICY_KINDS:
-            notes.setdefault(f"test_{flag.grade_id}", []).append(policy_note(flag.to_dict()))
+    flags = scan_notebook(nb, graded, load_fingerprints(), released=lesson_nb)
+    notes = policy_notes([flag.to_dict() for flag in flags])
     for result in results:
-        if result.grade_id in notes:
+        texts = notes.get(result.grade_id.removeprefix("test_"))
+        if texts:
             result.score = 0.0
-            result.message = "\n".join(notes[result.grade_id] + (
-                [result.message] if result.message else []))
+            result.message = "\n".join(texts + ([result.message] if result.message else []))
 
 
 def format_results(lesson: str, notebook: Path, results: list[QuestionResult],

@@ -2,7 +2,7 @@
 
 For lesson N of the course (:data:`nanolm_lib.curriculum.GRADED`) the worker:
 
-1. stages a copy of ``nanolm_lib`` once per batch (:func:`stage_library`): the reference
+1. stages a copy of ``nanolm_lib`` once per batch (:func:`stage_grading_library`): the reference
    bodies of lesson N's and every later lesson's graded names are stubs
    (:func:`autograde.kit.stage_library`), so the grading kernel cannot import the answer; the
    earlier lessons' references stay (a lesson builds on them). The lessons' fixtures sit next to
@@ -79,7 +79,7 @@ def released_before(lesson: str) -> list[str]:
     return [other for other in LESSONS if lesson_number(other) < lesson_number(lesson)]
 
 
-def stage_library(folder: Path, lesson: str, lessons_dir: Path = LESSONS_DIR,
+def stage_grading_library(folder: Path, lesson: str, lessons_dir: Path = LESSONS_DIR,
                   keep=()) -> Path:
     """A copy of ``nanolm_lib`` for grading ``lesson``, at ``folder/<lesson>/nanolm_lib``, with
     the lessons' fixtures at ``folder/<lesson>/lessons/*/fixtures``; the graded names in

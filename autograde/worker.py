@@ -45,7 +45,7 @@ from autograde.course import (
     run_nbgrader,
     walk_plain,
 )
-from autograde.kernel import KERNEL_NAME, Limits, error_message, prepare_kernel, read_json_file
+from autograde.kernel import KERNEL_NAME, Limits, cell_failure, prepare_kernel, read_json_file
 
 ANSWER_PREFIX = "@@autograde-answer@@ "
 ERROR_CHARS = 1500   # longest failure message kept per question
@@ -301,11 +301,11 @@ class Worker:
 
     def _library_with(self, lesson: str, helpers: list[str]) -> str:
         """The staged library of ``lesson`` with the reference of ``helpers`` (made once)."""
-        from autograde.verdict import stage_library
+        from autograde.verdict import stage_grading_library
 
         folder = self.root / "libraries" / "+".join(helpers)
         if not (folder / lesson).is_dir():
-            stage_library(folder, lesson, keep=helpers)
+            stage_grading_library(folder, lesson, keep=helpers)
         return str(folder / lesson)
 
     def _ensure_submission(self, student: str, lesson: str) -> dict:
@@ -344,19 +344,16 @@ class Worker:
 
     def _apply_copy_policy(self, student: str, lesson: str, flags: list[dict]) -> dict[str, str]:
         """The course's copy policy on the gradebook: for each question whose code uses or
-        copies the reference, or breaks the question's policy (scan's POLICY_KINDS), a comment on that cell saying so (it shows in the
-        feedback) and, under ``zero``, a score of 0 for its test cell. Returns test grade_id ->
+        copies the reference, or breaks the question's policy (:func:`autograde.scan.policy_notes`),
+        a comment on that cell saying so (it shows in the feedback) and, under ``zero``, a score
+        of 0 for its test cell. Returns test grade_id ->
         the note."""
         from nbgrader.api import Gradebook, MissingEntry
 
         from autograde.markup import markdown_text
-        from autograde.scan import POLICY_KINDS, policy_note
+        from autograde.scan import policy_notes
 
-        notes: dict[str, list[str]] = {}
-        for flag in flags:
-            if flag["kind"] in POLICY_KINDS:
-                notes.setdefault(flag["grade_id"], []).append(
-                    policy_note(flag, self.settings.copied))
+        notes = policy_notes(flags, self.settings.copied)
         if not notes:
             return {}
         with Gradebook(self.db_url) as gb:
@@ -500,15 +497,9 @@ def _cell_errors(path: Path, limits: Limits) -> dict[str, str]:
         meta = nbgrader_meta(cell)
         if not meta.get("grade") or cell.cell_type != "code":
             continue
-        for output in cell.get("outputs", []):
-            if output.output_type == "error":
-                message = error_message(output.ename, output.evalue, limits)
-            elif output.output_type == "stream" and output.name == "stderr":
-                message = "the test cell wrote to stderr: " + output.text.strip()
-            else:
-                continue
+        message = cell_failure(cell, limits)
+        if message:
             errors[meta["grade_id"]] = message[:ERROR_CHARS]
-            break
     return errors
 
 

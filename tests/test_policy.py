@@ -240,9 +240,9 @@ def test_released_lessons_and_honest_work_raise_no_policy_flag():
 # --------------------------------------------------------------------------- staged library
 def _in_staged_library(tmp_path: Path, lesson: str, script: str) -> str:
     """Run ``script`` with the library staged for grading ``lesson`` first on the path."""
-    from autograde.verdict import stage_library
+    from autograde.verdict import stage_grading_library
 
-    root = stage_library(tmp_path / "library", lesson)
+    root = stage_grading_library(tmp_path / "library", lesson)
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=tmp_path,
                             capture_output=True, text=True,
                             env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin",

@@ -297,9 +297,9 @@ class _Sub(torch.Tensor):
 
 
 def test_staged_grading_library_lacks_the_lesson_and_keeps_earlier_ones(tmp_path):
-    from autograde.verdict import stage_library
+    from autograde.verdict import stage_grading_library
 
-    root = stage_library(tmp_path / "library", LESSON)
+    root = stage_grading_library(tmp_path / "library", LESSON)
     attention = (root / "nanolm_lib" / "attention.py").read_text()
     tokenizer = (root / "nanolm_lib" / "tokenizer.py").read_text()
     assert ".tril(diagonal=S - T)" not in attention  # lesson 03's causal_mask body
