@@ -121,6 +121,7 @@ class Verdict:
     # question -> the lesson's other graded names its cases run (question_base.helpers)
     helpers_of: dict[str, set] = field(default_factory=dict)
     untouched: set = field(default_factory=set)   # solution cells left as released
+    cells: list = field(default_factory=list)     # the grader's run's program (first run)
 
     @classmethod
     def prepare(cls, lesson: str, cases_dir: Path, records_dir: Path,
@@ -157,12 +158,14 @@ class Verdict:
         """Run the hidden cases on ``notebook``'s solution cells in a fresh sandbox under
         ``root`` (``released``: the lesson's released notebook, whose set-up cells and
         files it gets; ``questions``: only these). Returns the launcher's status when a limit
-        stopped the run, else None."""
-        released_nb = read_notebook(released)
-        cells = hidden_program(read_notebook(notebook), released_nb)
-        as_released = {nbgrader_meta(c).get("grade_id"): c.source for c in released_nb.cells}
-        self.untouched = {c["grade_id"] for c in cells
-                          if c["kind"] == "solution" and c["source"] == as_released.get(c["grade_id"])}
+        stopped the run, else None. The notebooks are read once: a rerun (:meth:`isolate`)
+        runs the same cells."""
+        if not self.cells:
+            released_nb = read_notebook(released)
+            self.cells = hidden_program(read_notebook(notebook), released_nb)
+            as_released = {nbgrader_meta(c).get("grade_id"): c.source for c in released_nb.cells}
+            self.untouched = {c["grade_id"] for c in self.cells if c["kind"] == "solution"
+                              and c["source"] == as_released.get(c["grade_id"])}
         questions = sorted(questions or self.cases)
         seconds = limits.cell_timeout_s
         run, settings = prepare_run(
@@ -172,7 +175,7 @@ class Verdict:
         self.records_dir = run.sandbox / "records"
         program = self.cases_dir / f"program-{Path(root).name}.json"  # bound read-only
         program.write_text(json.dumps({
-            "lesson": self.lesson, "cells": cells, "questions": questions,
+            "lesson": self.lesson, "cells": self.cells, "questions": questions,
             "cases_dir": str(self.cases_dir), "records_dir": str(self.records_dir),
             "question_timeout_s": seconds}))
         command = [sys.executable, "-m", "autograde.sandbox", "--run", "--", sys.executable,

@@ -283,9 +283,11 @@ class Worker:
                      limit_hits: list[dict]) -> dict:
         """The hidden cases run by the grader on the notebook's solution cells, then judged;
         a limit that stopped that run joins the notebook's limit hits."""
+        # never the source notebook: a solution cell the student deleted is run as released
         released = Path(self.settings.release_dir or "") / lesson / f"{lesson}.ipynb"
         if not released.is_file():
-            released = self.course / "source" / lesson / f"{lesson}.ipynb"
+            raise GraderError(f"{lesson}: no released notebook at {released} for the grader's "
+                              "run of the hidden cases")
         runs = self.root / "runs" / f"{student}--{lesson}"
 
         def run(library: str, folder: str, questions: list[str] | None = None) -> None:

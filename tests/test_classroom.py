@@ -10,6 +10,7 @@ three students: the solution, the untouched lesson and a half-done one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -91,12 +92,7 @@ def test_shards_split_every_pair_once_and_refuse_a_bad_spec():
 
 def test_two_shards_write_one_postgresql_gradebook_at_once(batch, tmp_path):
     submissions, students, reference = batch
-    try:
-        server = postgres_server()
-        db_url = server.__enter__()
-    except Unavailable as why:
-        pytest.skip(f"PostgreSQL cannot start here: {why}")
-    try:
+    with _running(postgres_server, "PostgreSQL") as db_url:
         out = tmp_path / "sharded"
         shards = [_autograde("grade", submissions, "--out", out, "--db", db_url,
                              "--shard", f"{k}/2") for k in (1, 2)]
@@ -117,8 +113,21 @@ def test_two_shards_write_one_postgresql_gradebook_at_once(batch, tmp_path):
             assert (out / output).read_text() == (reference / output).read_text(), output
         for student in students:
             assert (out / "feedback" / student / f"{LESSON}.html").is_file()
+
+
+@contextlib.contextmanager
+def _running(service, what: str):
+    """The service started for the test (skipped, saying why, where it cannot start), stopped
+    after it."""
+    try:
+        context = service()
+        value = context.__enter__()
+    except Unavailable as why:
+        pytest.skip(f"{what} cannot start here: {why}")
+    try:
+        yield value
     finally:
-        server.__exit__(None, None, None)
+        context.__exit__(None, None, None)
 
 
 def _slurm(env: dict, *command: str) -> str:
@@ -138,12 +147,7 @@ def test_slurm_array_grades_in_shards_and_reruns_a_shard_that_died(batch, tmp_pa
     """Task 1 of the array is cancelled as soon as it runs (a node lost, a time limit): the
     merge resubmits shard 1 alone, and the final merge has every grade of the SQLite run."""
     submissions, students, reference = batch
-    try:
-        cluster = slurm_cluster()
-        env = cluster.__enter__()
-    except Unavailable as why:
-        pytest.skip(f"Slurm cannot start here: {why}")
-    try:
+    with _running(slurm_cluster, "Slurm") as env:
         out = tmp_path / "slurm"
         submitted = subprocess.run(
             [sys.executable, "-m", "autograde", "grade", submissions, "--out", out, "--slurm",
@@ -174,8 +178,6 @@ def test_slurm_array_grades_in_shards_and_reruns_a_shard_that_died(batch, tmp_pa
             _scores(f"sqlite:///{reference / 'gradebook.db'}")
         for output in ("grades.csv", "scores.json"):
             assert (out / output).read_text() == (reference / output).read_text(), output
-    finally:
-        cluster.__exit__(None, None, None)
 
 
 def _counts(log: str, prefix: str) -> tuple[int, int]:

@@ -142,22 +142,25 @@ def test_make_bench_runs_every_benchmark(tmp_path):
                                                           "generate"}
 
 
-@pytest.mark.slow
-def test_autograde_bench_grades_a_class_and_writes_its_table(tmp_path):
+def _bench(folder, *options: str) -> subprocess.CompletedProcess:
+    """``autograde bench`` on one student's lesson 00, run in ``folder``; it must succeed."""
     done = subprocess.run([sys.executable, "-m", "autograde", "bench", "--students", "1",
-                           "--workers", "1", "--lessons", "00_setup"], cwd=tmp_path,
+                           *options, "--lessons", "00_setup"], cwd=folder,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+@pytest.mark.slow
+def test_autograde_bench_grades_a_class_and_writes_its_table(tmp_path):
+    done = _bench(tmp_path, "--workers", "1")
     assert "s_per_notebook" in done.stdout and (tmp_path / "bench-results" /
                                                  "autograde.json").is_file()
 
 
 @pytest.mark.slow
 def test_autograde_bench_shards_grades_in_shards_and_merges(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "autograde", "bench", "--students", "1",
-                           "--shards", "1", "--lessons", "00_setup"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = _bench(tmp_path, "--shards", "1")
     assert "overhead_per_shard_s" in done.stdout
     results = json.loads((tmp_path / "bench-results" / "autograde-shards.json").read_text())
     assert [row["shards"] for row in results["rows"]] == [1]
