@@ -14,8 +14,9 @@ releases it. The student's own version is, in this order:
 So library code that is not graded (the training loop, ``load_model``, ``tell_story``) keeps
 working in a staged kit, on the student's pieces. Ungraded helpers that answer a graded
 question (``autograde.kit.ANSWERING_HELPERS``) are staged with it; ``optimize``, which the
-training loop calls, then runs the student's own ``train_step`` (:data:`STAND_INS`). Where every reference is released (the
-repository, a ``--released all`` kit, the grader) nothing here is used.
+training loop calls, then runs the student's own ``train_step`` (:data:`STAND_INS`). Where
+every reference is released (the repository, a ``--released all`` kit, the grader) nothing
+here is used.
 """
 
 from __future__ import annotations
