@@ -18,6 +18,8 @@ def _release(args) -> int:
         if stale:
             print(f"lessons/ is stale: {', '.join(stale)} differ from what "
                   "`python -m autograde release` generates from solutions/", file=sys.stderr)
+            for lesson, found in stale.items():
+                print(f"  {lesson}: {'; '.join(found)}", file=sys.stderr)
             return 1
         print("lessons/ is up to date with solutions/")
         return 0

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from autograde import fixtures
 from autograde.course import (
+    IGNORED,
     LESSONS_DIR,
     SOLUTIONS_DIR,
     GraderError,
@@ -29,6 +30,7 @@ from autograde.course import (
     notebook_bytes,
     read_notebook,
     run_nbgrader,
+    walk_plain,
 )
 
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
@@ -79,28 +81,36 @@ def _assert_student_version(folder: Path) -> None:
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
-    """Every file of a lesson folder but its fixtures (those are compared by value)."""
+    """Every file of a lesson folder but its fixtures (those are compared by value) and what
+    a Jupyter session leaves behind (``.ipynb_checkpoints``, caches: :data:`IGNORED`)."""
     if not folder.is_dir():
         return {}
-    return {str(p.relative_to(folder)): p.read_bytes()
-            for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.relative_to(folder).parts[0] != "fixtures"}
+    return {str(relative): (folder / relative).read_bytes()
+            for relative, _info in walk_plain(folder, IGNORED + ("fixtures",))}
+
+
+def _differences(fresh: Path, committed: Path, lesson: str) -> list[str]:
+    """What differs between a fresh release of ``lesson`` and the committed one, file by file."""
+    new, old = _tree(fresh), _tree(committed)
+    found = [f"{name} (missing)" if name not in old else f"{name} (extra)" if name not in new
+             else f"{name} (differs)"
+             for name in sorted(new.keys() | old.keys()) if new.get(name) != old.get(name)]
+    return found + [f"fixtures/{name}" for name in fixtures.stale(lesson, committed / "fixtures")]
 
 
 def stale_lessons(lessons_dir: Path = LESSONS_DIR,
-                  solutions_dir: Path = SOLUTIONS_DIR) -> list[str]:
-    """Lessons whose committed student version differs from a fresh release (or is missing,
-    or has no solution any more)."""
+                  solutions_dir: Path = SOLUTIONS_DIR) -> dict[str, list[str]]:
+    """Lessons whose committed student version differs from a fresh release, each with what
+    differs (a file, a fixture, or a lesson that has no solution any more)."""
     lessons_dir = Path(lessons_dir)
     with tempfile.TemporaryDirectory(prefix="autograde-check-") as tmp:
         fresh = Path(tmp)
         generated = generate(fresh, solutions_dir, with_fixtures=False)
-        stale = [lesson for lesson in generated
-                 if _tree(fresh / lesson) != _tree(lessons_dir / lesson)
-                 or fixtures.stale(lesson, lessons_dir / lesson / "fixtures")]
+        stale = {lesson: found for lesson in generated
+                 if (found := _differences(fresh / lesson, lessons_dir / lesson, lesson))}
     if lessons_dir.is_dir():
-        stale += sorted(p.name for p in lessons_dir.iterdir()
-                        if p.is_dir() and p.name not in generated and not p.name.startswith("."))
+        stale |= {p.name: ["no solution"] for p in sorted(lessons_dir.iterdir())
+                  if p.is_dir() and p.name not in generated and not p.name.startswith(".")}
     return stale
 
 

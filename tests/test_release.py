@@ -58,9 +58,17 @@ def test_check_names_the_stale_lessons(toy, tmp_path, capsys):
     path = stale / "02_toy" / "02_toy.ipynb"
     path.write_text(path.read_text().replace("causal_mask(4)", "causal_mask(5)"))
     (stale / "99_orphan").mkdir()
+    # what a Jupyter session leaves in a lesson folder is not the lesson
+    checkpoints = stale / "01_toy" / ".ipynb_checkpoints"
+    checkpoints.mkdir()
+    (checkpoints / "01_toy-checkpoint.ipynb").write_text("{}")
+    (stale / "01_toy" / "notes.txt").write_text("mine")
     args[-1] = str(stale)
     assert main(args) == 1
-    assert "02_toy, 99_orphan" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "01_toy, 02_toy, 99_orphan" in err
+    assert "01_toy: notes.txt (extra)" in err and "checkpoint" not in err
+    assert "02_toy: 02_toy.ipynb (differs)" in err and "99_orphan: no solution" in err
 
 
 @pytest.mark.skipif(not SOLUTIONS_DIR.is_dir(), reason="no solutions/ in this checkout yet")
