@@ -272,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a preset; metrics, plot and checkpoint "
                                               "go to the run folder")
-    train.add_argument("--preset", help="seed-3090, cpu or smoke (default: for this machine)")
+    train.add_argument("--preset", help="a preset of nanolm_lib/presets.py: seed-3090, "
+                       "seed-3090-modern, cpu, cpu-modern or smoke (default: for this machine)")
     train.add_argument("--data", help=data_help)
     train.add_argument("--limit", type=int, help="at most this many stories per split")
     length = train.add_mutually_exclusive_group()

@@ -12,7 +12,8 @@ section that failed). One function per section, in this order:
     sync_audit   host syncs in one training step and one generated token
                  (torch.cuda.set_sync_debug_mode("warn"), warnings counted)
     step_speed   eager and compiled tokens/s of the seed-3090 step (CUDA-event timing),
-                 cold compile time, graph breaks, recompiles
+                 cold compile time, graph breaks, recompiles; the same for its modern
+                 twin, seed-3090-modern (lesson 08's blocks), and its speed against it
     profile      one eager step split into matmuls, attention, layer norm, loss,
                  optimizer and the rest (torch.profiler, device time)
     ceiling      bf16 matmul ceiling and copy bandwidth in the same run; MFU; go/no-go
@@ -61,6 +62,7 @@ class Plan:
     """Sizes of one gpu-check: the real ones on a GPU, tiny ones for ``--dry-run``."""
 
     preset: str = "seed-3090"
+    modern_preset: str = "seed-3090-modern"  # timed beside it (step_speed)
     batch_size: int = 64
     timed_steps: int = 20
     sdpa_shape: tuple = (8, 8, 128, 96)  # (B, H, T, D): the reference model's heads
@@ -73,8 +75,8 @@ class Plan:
 
     @classmethod
     def dry_run(cls) -> Plan:
-        return cls(preset="smoke", batch_size=4, timed_steps=2, sdpa_shape=(2, 2, 16, 8),
-                   ceiling_n=256, copy_bytes=1 << 24, train_steps=12, compile_backend="eager",
+        return cls(preset="smoke", modern_preset="cpu-modern", batch_size=4, timed_steps=2,
+                   sdpa_shape=(2, 2, 16, 8), ceiling_n=256, copy_bytes=1 << 24, train_steps=12, compile_backend="eager",
                    train_compile=False, stream_tokens=20_000)
 
 
@@ -153,16 +155,18 @@ def token_stream(n: int, vocab_size: int, seed: int = 0) -> np.ndarray:
     return tokens.astype(np.uint16)
 
 
-def training_setup(ctx: Context, seed: int = 0):
-    """(model, optimizer, batches, precision) of the plan's preset, as train() builds them."""
-    from nanolm_lib.model import GPT
+def training_setup(ctx: Context, seed: int = 0, preset: str | None = None):
+    """(model, optimizer, batches, precision) of ``preset`` (by default the plan's), as
+    train() builds them."""
+    from nanolm_lib.modern import build_model
     from nanolm_lib.presets import model_config, train_preset
     from nanolm_lib.train import BatchStream, Distributed, enable_tf32, make_optimizer
 
     enable_tf32(torch.device(ctx.device))
-    config = train_preset(ctx.plan.preset, batch_size=ctx.plan.batch_size)
+    preset = preset or ctx.plan.preset
+    config = train_preset(preset, batch_size=ctx.plan.batch_size)
     torch.manual_seed(seed)
-    model = GPT(model_config(ctx.plan.preset)).to(ctx.device).train()
+    model = build_model(model_config(preset)).to(ctx.device).train()
     optimizer = make_optimizer(model, config, ctx.device)
     data = torch.from_numpy(token_stream(ctx.plan.stream_tokens, model.config.vocab_size)
                             .astype(np.int32)).to(ctx.device)  # train() keeps it on the GPU
@@ -347,17 +351,15 @@ def compile_counters() -> dict:
             "graph_breaks": sum(breaks.values()), "break_reasons": list(breaks)[:5]}
 
 
-def check_step_speed(ctx: Context) -> dict:
+def step_speed(ctx: Context, preset: str) -> dict:
+    """Eager and compiled tokens/s of one training step of ``preset``, compile counters."""
     import torch._dynamo
 
     from nanolm_lib.presets import model_config
 
-    model, optimizer, batches, precision = training_setup(ctx)
-    tokens = ctx.plan.batch_size * model_config(ctx.plan.preset).context_length
+    model, optimizer, batches, precision = training_setup(ctx, preset=preset)
+    tokens = ctx.plan.batch_size * model_config(preset).context_length
     steps = ctx.plan.timed_steps
-    result = {"preset": ctx.plan.preset, "batch_size": ctx.plan.batch_size,
-              "precision": precision, "timed_steps": steps,
-              "compile_backend": ctx.plan.compile_backend}
     for _ in range(3):  # warm-up: allocator, cuBLAS handles, kernel choice
         one_step(model, optimizer, batches, precision)
     eager = time_per_call(lambda: one_step(model, optimizer, batches, precision), ctx.device,
@@ -373,17 +375,33 @@ def check_step_speed(ctx: Context) -> dict:
     fast = time_per_call(lambda: one_step(compiled, optimizer, batches, precision), ctx.device,
                          steps)
     counters = compile_counters()
-    result.update(
+    return dict(
+        preset=preset, batch_size=ctx.plan.batch_size, precision=precision, timed_steps=steps,
+        compile_backend=ctx.plan.compile_backend,
         eager_step_s=eager, eager_tokens_per_s=tokens / eager,
         compiled_step_s=fast, compiled_tokens_per_s=tokens / fast, speedup=eager / fast,
         cold_compile_s=cold - fast, graphs=after_first["graphs"],
         graph_breaks=counters["graph_breaks"], break_reasons=counters["break_reasons"],
         recompiles=counters["graphs"] - after_first["graphs"],
         recompiles_while_timed=counters["graphs"] - warm_graphs)
-    summary = (f"eager {tokens / eager:,.0f} tok/s, compiled {tokens / fast:,.0f} tok/s "
-               f"(x{eager / fast:.2f}); compile {cold - fast:.1f} s, "
-               f"{result['graph_breaks']} graph breaks, {result['recompiles']} recompiles")
-    ok = result["recompiles_while_timed"] == 0
+
+
+def check_step_speed(ctx: Context) -> dict:
+    """The recipe's step, then its modern twin's (lesson 08's blocks, the same parameter
+    count) in the same run: the modern recipe's expected speed on this GPU."""
+    result = step_speed(ctx, ctx.plan.preset)
+    modern = step_speed(ctx, ctx.plan.modern_preset)
+    best = max(result["eager_tokens_per_s"], result["compiled_tokens_per_s"])
+    modern["speed_ratio"] = max(modern["eager_tokens_per_s"],
+                                modern["compiled_tokens_per_s"]) / best
+    result["modern"] = modern
+    summary = (f"eager {result['eager_tokens_per_s']:,.0f} tok/s, compiled "
+               f"{result['compiled_tokens_per_s']:,.0f} tok/s (x{result['speedup']:.2f}); "
+               f"compile {result['cold_compile_s']:.1f} s, {result['graph_breaks']} graph "
+               f"breaks, {result['recompiles']} recompiles; {modern['preset']}: "
+               f"compiled {modern['compiled_tokens_per_s']:,.0f} tok/s "
+               f"(x{modern['speed_ratio']:.2f} of the best above)")
+    ok = result["recompiles_while_timed"] == 0 and modern["recompiles_while_timed"] == 0
     return {"status": "ok" if ok else "failed", "summary": summary, **result}
 
 
@@ -501,7 +519,7 @@ def _inside(event, scope: str) -> bool:
 def check_ceiling(ctx: Context) -> dict:
     from nanolm_lib.benchmarks import matmul_ceiling
     from nanolm_lib.benchmarks.train import ceiling_dtype
-    from nanolm_lib.model import flops_per_token
+    from nanolm_lib.modern import training_flops_per_token
     from nanolm_lib.presets import model_config
 
     precision = ctx.precision()
@@ -519,7 +537,7 @@ def check_ceiling(ctx: Context) -> dict:
     if not best:
         return {"status": "ok", "summary": f"{ceiling / 1e12:.1f} TFLOP/s {dtype}, "
                 f"{bandwidth / 1e9:.0f} GB/s copy; no step speed to compare", **result}
-    per_token = flops_per_token(model_config(ctx.plan.preset))
+    per_token = training_flops_per_token(model_config(ctx.plan.preset))
     go = best >= TARGET_TOKENS_PER_S and not ctx.dry_run
     result.update(best_tokens_per_s=best, mfu=best * per_token / ceiling,
                   reference_run_minutes=REFERENCE_TOKENS / best / 60,

@@ -250,16 +250,18 @@ def count_parameters(config: GPTConfig, non_embedding: bool = False) -> int:
     return total
 
 
-def flops_per_token(config: GPTConfig) -> int:
+def flops_per_token(config: GPTConfig, non_embedding_params: int | None = None) -> int:
     """Training FLOPs per token (forward + backward), the estimate of Chowdhery et al. (2022,
     PaLM, appendix B) also used by nanoGPT: ``6 N + 12 n_layers d_model context_length``.
 
     N counts the parameters that take part in matrix products: the non-embedding parameters
     plus the output head (V x C, tied or not); the token and position lookups cost no FLOPs.
     The second term is the attention scores and weighted sum over the full (T, T) square
-    (causal masking is not subtracted, as in the papers).
+    (causal masking is not subtracted, as in the papers). ``non_embedding_params``: the
+    count for another family of block (lesson 08's ModernGPT), by default this GPT's.
     """
-    n_matmul = count_parameters(config, non_embedding=True)
+    n_matmul = (count_parameters(config, non_embedding=True) if non_embedding_params is None
+                else non_embedding_params)
     if config.tie_weights:
         n_matmul += config.vocab_size * config.d_model  # the head still costs a matmul
     return 6 * n_matmul + 12 * config.n_layers * config.d_model * config.context_length

@@ -346,13 +346,21 @@ def build_model(config) -> nn.Module:
     return ModernGPT(config) if family_of(config) == "modern" else GPT(config)
 
 
-def parameter_count(config) -> int:
+def parameter_count(config, non_embedding: bool = False) -> int:
     """Parameters of the model ``config`` describes, either family."""
     from nanolm_lib.model import count_parameters
 
     if family_of(config) == "modern":
-        return count_modern_parameters(config)
-    return count_parameters(config)
+        return count_modern_parameters(config, non_embedding)
+    return count_parameters(config, non_embedding)
+
+
+def training_flops_per_token(config) -> int:
+    """Training FLOPs per token of the model ``config`` describes, either family
+    (:func:`nanolm_lib.model.flops_per_token`'s estimate with that family's parameters)."""
+    from nanolm_lib.model import flops_per_token
+
+    return flops_per_token(config, parameter_count(config, non_embedding=True))
 
 
 def config_from_dict(family: str, values: dict):

@@ -57,6 +57,9 @@ def test_dry_run_writes_the_folder_the_table_and_the_json(tmp_path):
     speed = sections["step_speed"]
     assert speed["graph_breaks"] == 0 and speed["recompiles_while_timed"] == 0
     assert speed["compiled_tokens_per_s"] > 0 and speed["eager_tokens_per_s"] > 0
+    modern = speed["modern"]  # the modern twin's step, timed in the same run
+    assert modern["preset"] == "cpu-modern" and modern["recompiles_while_timed"] == 0
+    assert modern["compiled_tokens_per_s"] > 0 and modern["speed_ratio"] > 0
     assert sections["ceiling"]["ceiling_dtype"] == "float32"  # a CPU step runs in fp32
     assert sections["ceiling"]["verdict"] == "no-go"  # a dry run proves no speed
     assert sections["short_train"]["largest_loss_difference"] == 0.0  # exact on the CPU

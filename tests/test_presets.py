@@ -34,6 +34,25 @@ def test_lesson_05_tabulates_the_gpt_recipes_and_no_modern_one():
     assert isinstance(presets.PRESETS["cpu-modern"].model, ModernConfig)
 
 
+def test_the_reference_recipe_has_a_modern_twin_of_its_size():
+    """seed-3090-modern: lesson 08's blocks at the reference run's parameter count (within 1%)
+    and FLOPs per token (within 2%), heads the fused CUDA kernels take (a size a multiple of
+    8), K/V shared by groups, and the same training run."""
+    from nanolm_lib.modern import build_model, parameter_count, training_flops_per_token
+
+    classic, modern = presets.model_config("seed-3090"), presets.model_config("seed-3090-modern")
+    assert isinstance(modern, ModernConfig) and modern.position == "rope"
+    assert modern.head_dim % 8 == 0 and 1 < modern.n_heads // modern.n_kv_heads
+    assert (modern.vocab_size, modern.context_length, modern.n_layers) == (
+        classic.vocab_size, classic.context_length, classic.n_layers)
+    built = sum(p.numel() for p in build_model(modern).parameters())
+    assert built == parameter_count(modern)
+    assert parameter_count(modern) == pytest.approx(parameter_count(classic), rel=0.01)
+    assert training_flops_per_token(modern) == pytest.approx(training_flops_per_token(classic),
+                                                             rel=0.02)
+    assert presets.train_preset("seed-3090-modern") == presets.train_preset("seed-3090")
+
+
 @pytest.mark.parametrize("size, expected", [("smoke", "smoke"), ("cpu", "cpu"),
                                             ("full", "seed-3090")])
 def test_default_preset_follows_the_run_size(monkeypatch, size, expected):
@@ -93,3 +112,11 @@ def test_a_corpus_too_small_for_the_preset_trains_a_model_of_its_vocabulary(tmp_
     assert run.model_config.vocab_size == found
     said = [line for line in capsys.readouterr().out.splitlines() if "vocabulary" in line]
     assert len(said) == 1 and f"{found:,}-token vocabulary instead of 2,048" in said[0]
+
+
+def test_nanolm_train_help_names_every_preset():
+    from nanolm_lib.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if a.dest == "command")
+    help_text = commands.choices["train"].format_help()
+    assert all(name in help_text for name in presets.PRESETS), help_text

@@ -55,7 +55,7 @@ def measure(preset: str, batch_size: int | None = None, steps: int = 3, device: 
             compile: bool = False, ceiling_n: int = 2048, precision: str | None = None) -> dict:
     """Time ``steps`` training steps of the model preset ``preset`` (after one warm-up step),
     in the preset's precision unless ``precision`` is given."""
-    from nanolm_lib.model import GPT, flops_per_token
+    from nanolm_lib.modern import build_model, training_flops_per_token
     from nanolm_lib.presets import model_config as preset_model
     from nanolm_lib.presets import train_preset
     from nanolm_lib.train import (
@@ -73,7 +73,7 @@ def measure(preset: str, batch_size: int | None = None, steps: int = 3, device: 
     model_config = preset_model(preset)
     config = train_preset(preset, **({"batch_size": batch_size} if batch_size else {}))
     torch.manual_seed(0)
-    model = GPT(model_config).to(device)
+    model = build_model(model_config).to(device)
     optimizer = make_optimizer(model, config, device)
     precision = resolve_precision(precision or config.precision, device)
     dtype = ceiling_dtype(precision)
@@ -89,7 +89,7 @@ def measure(preset: str, batch_size: int | None = None, steps: int = 3, device: 
         train_step(model, optimizer, x, y, config.grad_clip, scaler=scaler, precision=precision)
 
     step()  # warm-up: allocations, kernel choice, compilation
-    per_token = flops_per_token(model_config)
+    per_token = training_flops_per_token(model_config)
     tokens = config.batch_size * model_config.context_length
     walls, cpus, mfu_wall, mfu_cpu, ceilings = [], [], [], [], []
     before = _ceiling(device, ceiling_n, dtype)
