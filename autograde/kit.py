@@ -47,8 +47,9 @@ KIT_FILES = ("README.md", "LICENSE", "Makefile", "pyproject.toml", "environment.
 KIT_FOLDERS = ("jupyter/student",)  # `make lab`'s Jupyter configuration (Validate only)
 # The student half of autograde: the self-check and submit, and what they import.
 KIT_AUTOGRADE = ("__init__.py", "__main__.py", "answer.py", "copycheck.py", "course.py",
-                 "kernel.py", "kit.py", "nbgrader_config.py", "paths.py", "preprocessors.py",
-                 "sandbox.py", "scan.py", "selfcheck.py", "similarity.py", "worker.py")
+                 "kernel.py", "kit.py", "nbgrader_config.py", "paths.py", "practice.py",
+                 "preprocessors.py", "sandbox.py", "scan.py", "selfcheck.py", "similarity.py",
+                 "verdict.py", "worker.py")
 
 
 def _left_out(name: str) -> bool:
@@ -238,5 +239,11 @@ def student_kit(out: Path, repo: Path = REPO, lessons_dir: Path = LESSONS_DIR,
 
     write_fingerprints(out / "autograde" / "reference_fingerprints.json",
                        Path(repo) / "nanolm_lib", Path(repo) / "solutions", Path(repo) / "lessons")
+    # the self-check's practice cases, solved here: the kit has no reference for what is not due
+    from autograde.practice import write_practice
+    from nanolm_lib.curriculum import GRADED
+
+    for lesson in GRADED:
+        write_practice(lesson, out / "autograde" / "practice")
     (out / "RELEASED").write_text(f"{released}\n")
     return out

@@ -1,10 +1,13 @@
 """``python -m autograde check NOTEBOOK``: a student's self-check, question by question.
 
 The notebook runs the way the grader runs it (smoke size, the same sandboxed kernel and
-limits), but against the lesson's *visible* tests only, and a question whose solution uses or
-copies the reference is shown at 0 with the reason, as grading scores it by default: every test cell is replaced by the
-released version from ``lessons/`` (so an edited or deleted test cell is put back), and no
-hidden test is involved. Each question's points come from nbgrader's own scoring rule
+limits) with the lesson's visible tests: every test cell is replaced by the released version
+from ``lessons/`` (so an edited or deleted test cell is put back). Then, for a course lesson,
+the grader's own verdict decides each question's points, as in grading: its sandboxed run of
+the solution cells, its question code and comparison, on practice cases
+(:mod:`autograde.practice`; grading draws cases of its own). A question whose solution uses or
+copies the reference is shown at 0 with the reason, as grading scores it by default. Lessons
+outside the course (the tests' toy lessons) keep nbgrader's scoring rule on the visible tests
 (``nbgrader.utils.determine_grade``: an error, or anything on stderr, scores 0).
 """
 
@@ -24,6 +27,12 @@ from autograde.course import (
     read_notebook,
 )
 from autograde.kernel import KERNEL_NAME, Limits, cell_failure, prepare_kernel, read_json_file
+from autograde.verdict import (
+    HIDDEN_PREFIX,
+    Verdict,
+    graded_by_verdict,
+    stage_grading_library,
+)
 
 
 @dataclass
@@ -34,6 +43,8 @@ class QuestionResult:
     score: float
     max_score: float
     message: str | None   # the failure, None when passed
+    grader: str | None = None  # the grader's verdict on the practice cases (course lessons)
+    visible_passed: bool = True
 
     @property
     def passed(self) -> bool:
@@ -111,6 +122,8 @@ def check_notebook(notebook: Path, lessons_dir: Path = LESSONS_DIR,
         for index, cell in enumerate(nb.cells):
             ignore.preprocess_cell(cell, {}, index)
         hits = read_json_file(run.limits_report, [])
+        verdicts = (_grader_verdicts(notebook, lesson_file, Path(tmp) / "practice", limits,
+                                     Path(lessons_dir)) if graded_by_verdict(lesson) else None)
     results = []
     for cell in nb.cells:
         meta = nbgrader_meta(cell)
@@ -120,11 +133,57 @@ def check_notebook(notebook: Path, lessons_dir: Path = LESSONS_DIR,
         message = None
         if score < max_score:
             message = cell_failure(cell, limits) or "failed"
-        results.append(QuestionResult(meta["grade_id"], float(score), float(max_score), message))
+        result = QuestionResult(meta["grade_id"], float(score), float(max_score), message,
+                                visible_passed=score >= max_score)
+        if verdicts is not None and result.grade_id in verdicts:  # the grader decides
+            verdict = verdicts[result.grade_id]
+            result.score = result.max_score if verdict.passed else 0.0
+            result.grader = verdict.message.removeprefix(HIDDEN_PREFIX)
+        results.append(result)
     _apply_copy_policy(read_notebook(notebook), lesson_nb, results)
     order = [c["grade_id"] for c in grade_cells(lesson_nb) if c["kind"] == "test"]
     results.sort(key=lambda r: order.index(r.grade_id) if r.grade_id in order else len(order))
     return lesson, results, hits
+
+
+def _grader_verdicts(notebook: Path, released: Path, root: Path, limits: Limits,
+                     lessons_dir: Path) -> dict:
+    """test grade_id -> the grader's verdict on practice cases (:mod:`autograde.practice`):
+    its own run of the solution cells, its question code and its comparison. With the
+    reference at hand (the repository) the run gets grading's staged library and a failed
+    question is rerun with the reference's helpers, as in grading; a kit has neither, so
+    there the message says that grading reruns it."""
+    from autograde.practice import practice_cases, stored_practice
+
+    lesson = notebook.stem
+    verdict = Verdict.from_drawn(lesson, root / "cases", root / "records",
+                                 practice_cases(lesson))
+    if stored_practice(lesson):  # a kit: its own library is staged
+        verdict.run(notebook, released, root / "run", limits, library_dir="")
+        return _note_reruns(verdict, verdict.judge())
+
+    def run(folder: str, keep=(), questions=None):
+        library = stage_grading_library(root / "libraries" / folder, lesson, lessons_dir, keep)
+        verdict.run(notebook, released, root / folder, limits, str(library),
+                    questions=questions)
+
+    run("hidden")
+    return verdict.isolate(verdict.judge(), lambda name, helpers: run(
+        f"hidden-{name}", helpers, [name]))
+
+
+def _note_reruns(verdict: Verdict, verdicts: dict) -> dict:
+    """Where a question fails with a helper of the lesson that fails too, say that grading
+    runs it again with the reference's helper (one bug costs one question)."""
+    failed = {name for name in verdict.cases if not verdicts[f"test_{name}"].passed}
+    for name in sorted(failed):
+        helpers = sorted(verdict.helpers_of.get(name, set()) & failed)
+        if helpers:
+            verdicts[f"test_{name}"].message += (
+                f" (your {', '.join(helpers)} fail{'s' if len(helpers) == 1 else ''} too: "
+                "grading runs this question again with the reference's in place of yours, "
+                "and it scores if that run matches)")
+    return verdicts
 
 
 def _apply_copy_policy(nb, lesson_nb, results: list[QuestionResult]) -> None:
@@ -147,16 +206,24 @@ def _apply_copy_policy(nb, lesson_nb, results: list[QuestionResult]) -> None:
 def format_results(lesson: str, notebook: Path, results: list[QuestionResult],
                    hits: list[dict]) -> str:
     """The self-check's printout."""
-    lines = [f"{lesson}: {notebook} (visible tests only; hidden tests run when it is graded)"]
+    by_grader = any(r.grader is not None for r in results)
+    lines = [f"{lesson}: {notebook} " + (
+        "(the visible tests, then the grader's own check on practice cases: grading draws "
+        "cases of its own)" if by_grader else
+        "(visible tests only; hidden tests run when it is graded)")]
     width = max([len(r.grade_id) for r in results] + [8])
     for r in results:
         status = "passed" if r.passed else "FAILED"
         lines.append(f"  {r.grade_id:<{width}}  {r.score:g} / {r.max_score:g}  {status}")
+        if r.grader:
+            lines.append(f"      visible tests {'passed' if r.visible_passed else 'FAILED'}; "
+                         f"the grader's check: {r.grader[:600]}")
         if r.message:
             lines += [f"      {line}" for line in r.message.splitlines()[:8]]
     for hit in hits:
         lines.append(f"  limit hit: {hit['message']}")
     total = sum(r.score for r in results)
     maximum = sum(r.max_score for r in results)
-    lines.append(f"total {total:g} / {maximum:g} on the visible tests")
+    lines.append(f"total {total:g} / {maximum:g} " + (
+        "as grading would score these cases" if by_grader else "on the visible tests"))
     return "\n".join(lines)

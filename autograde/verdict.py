@@ -99,6 +99,9 @@ def stage_grading_library(folder: Path, lesson: str, lessons_dir: Path = LESSONS
     return root
 
 
+HIDDEN_PREFIX = "hidden tests (run by the grader): "  # how a verdict's message begins
+
+
 @dataclass
 class QuestionVerdict:
     """The grader's decision on one test cell."""
@@ -127,25 +130,23 @@ class Verdict:
     def prepare(cls, lesson: str, cases_dir: Path, records_dir: Path,
                 seed: int | None = None) -> Verdict:
         """Draw, write and solve the hidden cases of every question of ``lesson``."""
+        seed = secrets.randbits(63) if seed is None else seed
+        return cls.from_drawn(lesson, cases_dir, records_dir, draw_cases(lesson, seed))
+
+    @classmethod
+    def from_drawn(cls, lesson: str, cases_dir: Path, records_dir: Path,
+                   drawn: dict[str, dict]) -> Verdict:
+        """A verdict on cases already drawn and solved (:func:`draw_cases`): their inputs are
+        written into ``cases_dir`` for the run, the expected outputs kept here."""
         for folder in (cases_dir, records_dir):
             if folder.exists():
                 shutil.rmtree(folder)
             (folder / lesson).mkdir(parents=True)
         verdict = cls(lesson, Path(cases_dir), Path(records_dir))
-        seed = secrets.randbits(63) if seed is None else seed
-        reference = reference_namespace()
-        with torch.random.fork_rng(devices=[]):
-            for index, (name, question) in enumerate(sorted(QUESTIONS.get(lesson, {}).items())):
-                drawn = question.make_cases(torch.Generator().manual_seed(seed + index))
-                torch.save({"cases": drawn}, cases_dir / lesson / f"{name}.pt")
-                reference.helpers_used = set()
-                expected = [question.run_case(reference, case) for case in drawn]
-                verdict.helpers_of[name] = (reference.helpers_used & set(GRADED[lesson])) - {name}
-                failed = [e[ERROR_KEY] for e in expected if isinstance(e, dict) and ERROR_KEY in e]
-                if failed:
-                    raise RuntimeError(f"the reference failed on a hidden case of {lesson} "
-                                       f"{name}: {failed[0]}")
-                verdict.cases[name], verdict.expected[name] = drawn, expected
+        for name, solved in drawn.items():
+            torch.save({"cases": solved["cases"]}, cases_dir / lesson / f"{name}.pt")
+            verdict.cases[name], verdict.expected[name] = solved["cases"], solved["expected"]
+            verdict.helpers_of[name] = set(solved["helpers"])
         for path in cases_dir.rglob("*.pt"):  # bwrap binds them read-only; this is for the rest
             path.chmod(0o444)
         return verdict
@@ -246,14 +247,34 @@ class Verdict:
             if message:
                 failures.append(f"{case.get('what', name)}: {str(message)[:MESSAGE_CHARS]}")
         if failures:
-            text = (f"hidden tests (run by the grader): {len(failures)} of {len(drawn)} "
+            text = (f"{HIDDEN_PREFIX}{len(failures)} of {len(drawn)} "
                     f"cases differ from the reference; first: {failures[0]}")
             if isinstance(cell_errors, dict) and isinstance(cell_errors.get(name), str):
                 text += (f" (your solution cell raised {cell_errors[name][:300]} when the "
                          "grader ran it with the lesson's set-up cell only: a helper it uses "
                          "must be defined in a solution cell)")
             return False, text
-        return True, f"hidden tests (run by the grader): all {len(drawn)} cases match"
+        return True, f"{HIDDEN_PREFIX}all {len(drawn)} cases match"
+
+
+def draw_cases(lesson: str, seed: int) -> dict[str, dict]:
+    """Every question of ``lesson``: cases drawn from ``seed`` (question i from ``seed + i``),
+    the reference's outputs on them, and the lesson's other graded names they run
+    (``{name: {"cases", "expected", "helpers"}}``)."""
+    reference = reference_namespace()
+    drawn = {}
+    with torch.random.fork_rng(devices=[]):
+        for index, (name, question) in enumerate(sorted(QUESTIONS.get(lesson, {}).items())):
+            cases = question.make_cases(torch.Generator().manual_seed(seed + index))
+            reference.helpers_used = set()
+            expected = [question.run_case(reference, case) for case in cases]
+            failed = [e[ERROR_KEY] for e in expected if isinstance(e, dict) and ERROR_KEY in e]
+            if failed:
+                raise RuntimeError(f"the reference failed on a hidden case of {lesson} "
+                                   f"{name}: {failed[0]}")
+            helpers = (reference.helpers_used & set(GRADED[lesson])) - {name}
+            drawn[name] = {"cases": cases, "expected": expected, "helpers": sorted(helpers)}
+    return drawn
 
 
 def read_record(path: Path, expected_cases: int) -> tuple[list | None, str | None]:

@@ -13,6 +13,10 @@ question that runs the buggy helper names it.
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +27,7 @@ from autograde.course import LESSONS_DIR
 from autograde.grade import grade_batch
 from autograde.worker import Limits
 
+REPO = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.slow]
 
 ONE_BUG = {  # student -> (lesson, the question holding the bug, its source, a question running it)
@@ -63,3 +68,27 @@ def test_points_lost_are_the_buggy_question_s_only(batch, student):
     assert not lost, lost
     html = Path(result.answers[(student, lesson)].feedback).read_text()
     assert f"your {name} differs" in html, user
+
+
+@pytest.mark.parametrize("student", ["merge_syntax", "topk_plus1"])
+def test_the_self_check_gives_the_grading_s_verdict_before_grading(batch, student, tmp_path):
+    """`autograde check` on the same notebook: the grader's own run, staged library, rerun
+    and question code on practice cases (not the grader's), so each question's points are
+    the batch's, the buggy question's entry says what differs, and a question rescued by the
+    rerun says it was judged with the reference's in place of the student's."""
+    _, scores = batch
+    lesson, name, source, user = ONE_BUG[student]
+    folder = write_submission(LESSONS_DIR, tmp_path, student, lesson,
+                              {**independent_answers(lesson), name: source})
+    done = subprocess.run([sys.executable, "-m", "autograde", "check",
+                           str(folder / f"{lesson}.ipynb")], cwd=REPO, text=True,
+                          capture_output=True, env={**os.environ, "NANOLM_PROGRESS": "0"})
+    out = done.stdout
+    assert done.returncode == 1 and "as grading would score these cases" in out, out + done.stderr
+    entries = dict(re.findall(r"^  (test_\w+) (.*?)(?=^  test_|^total)", out, re.M | re.S))
+    assert set(entries) == set(scores[student][lesson]), out
+    for grade_id, entry in scores[student][lesson].items():
+        assert float(entries[grade_id].split("/")[0]) == entry["score"], (grade_id, out)
+    assert "cases differ from the reference" in entries[f"test_{name}"], out
+    reruns = [" ".join(entry.split()) for entry in entries.values() if "in place of" in entry]
+    assert reruns and all(f"your {name} differs" in entry for entry in reruns), out

@@ -156,8 +156,14 @@ def test_lesson_03_visible_tests_in_the_kit(kit, finished, tmp_path):
                             env=_kit_env(kit, tmp_path))
     lines = [line for line in result.stdout.splitlines() if line.startswith("  test_")]
     assert len(lines) == len(GRADED["03_attention"]), result.stdout + result.stderr
+    # the grader's own verdict on the kit's practice cases (solved when the kit was built)
+    practice = {p.stem for p in (kit / "autograde" / "practice" / "03_attention").glob("*.pt")}
+    assert practice == set(GRADED["03_attention"])
+    verdicts = [line for line in result.stdout.splitlines() if "the grader's check:" in line]
+    assert len(verdicts) == len(lines), result.stdout
     if finished:
         assert result.returncode == 0 and all("passed" in line for line in lines), result.stdout
+        assert all("cases match" in line for line in verdicts), result.stdout
     else:
         assert result.returncode == 1 and all("FAILED" in line for line in lines), result.stdout
         assert "NotReleasedError" not in result.stdout  # failures are the student's stubs
