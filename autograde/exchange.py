@@ -128,9 +128,9 @@ def collect(course_id: str, exchange: Path, out: Path,
     from nbgrader.exchange.default import ExchangeCollect
     from nbgrader.utils import parse_utc
 
+    submitted = submitted_lessons(course_id, exchange)
     course_root = Path(out).resolve() / COLLECTED
     config = _config(course_root, course_id, exchange)
-    submitted = submitted_lessons(course_id, exchange)
     warnings = []
     for lesson in lessons or submitted:
         if lesson not in submitted:
