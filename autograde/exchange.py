@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 
 from autograde.course import LESSON_NAME, GraderError, course_config, create_gradebook
 from autograde.paths import LESSONS_DIR
 
-DEFAULT_COURSE = "nanolm"  # autograde/nbgrader_config.py's course id
-COLLECTED = "collected"    # OUT/collected: nbgrader's course directory of the collected work
+COLLECTED = "collected"  # OUT/collected: nbgrader's course directory of the collected work
+COURSE_ID = re.compile(r"^[A-Za-z0-9_.\-]+$")  # nbgrader splits the exchange's names on '+'
 
 
 def exchange_root(given: Path | None) -> Path:
@@ -50,6 +51,8 @@ def exchange_root(given: Path | None) -> Path:
 
 def lesson_name(number: str, lessons_dir: Path = LESSONS_DIR) -> str:
     """``01`` or ``01_tokenizer`` -> ``01_tokenizer``, a lesson of ``lessons_dir``."""
+    if not Path(lessons_dir).is_dir():
+        raise GraderError(f"{lessons_dir}: no lessons (run `python -m autograde release`)")
     names = sorted(p.name for p in Path(lessons_dir).iterdir()
                    if p.is_dir() and LESSON_NAME.match(p.name))
     found = [name for name in names if number in (name, name[:2])]
@@ -61,7 +64,7 @@ def lesson_name(number: str, lessons_dir: Path = LESSONS_DIR) -> str:
 
 def _config(course_root: Path, course_id: str, exchange: Path):
     """nbgrader's settings for a course directory at ``course_root`` and the exchange."""
-    if not course_id or any(c in course_id for c in "+*/ "):
+    if not COURSE_ID.match(course_id or ""):
         raise GraderError(f"course id {course_id!r}: use letters, digits, '_', '.' or '-'")
     course_root.mkdir(parents=True, exist_ok=True)
     config = course_config(course_root, overrides={

@@ -133,6 +133,8 @@ def test_bad_input_is_named(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("NANOLM_EXCHANGE", raising=False)
     assert main(["exchange-release", "42", "--exchange", str(tmp_path)]) == 2
     assert "lesson '42': no such lesson" in capsys.readouterr().err
+    assert main(["exchange-release", "01", "--course", "a+b", "--exchange", str(tmp_path)]) == 2
+    assert "course id 'a+b'" in capsys.readouterr().err
     assert main(["exchange-release", "01"]) == 2
     assert "--exchange DIR" in capsys.readouterr().err
     empty = tmp_path / "empty-exchange"
