@@ -189,8 +189,10 @@ class Student:
         self.page.keyboard.press("Control+a")
         self.page.keyboard.insert_text(ANSWERS[self.name])
         self.page.keyboard.press("Escape")
+        dirty = self.page.locator(".lm-TabBar-tab.jp-mod-current.jp-mod-dirty")
+        dirty.wait_for()  # the typing reached the notebook's model
         self.page.keyboard.press("Control+s")
-        self.page.locator(".lm-TabBar-tab.jp-mod-current.jp-mod-dirty").wait_for(state="detached")
+        dirty.wait_for(state="detached")  # and the server saved it
         self.assignments()
         self.button(self.row(panel, "fetched"), "submit").click()
         self.row(panel, "submitted").wait_for()
@@ -254,8 +256,10 @@ def test_two_students_submit_through_the_exchange_and_each_reads_only_their_own_
     for student in students:
         student.wait_lab()
         student.fetch_answer_submit()
-    inbound = sorted(p.name.split("+")[0] for p in (exchange / COURSE / "inbound").iterdir())
-    assert inbound == ["ada", "ben"], inbound  # keyed by hub user, though all run as root
+    inbound = {p.name.split("+")[0]: p for p in (exchange / COURSE / "inbound").iterdir()}
+    assert sorted(inbound) == ["ada", "ben"], inbound  # keyed by hub user, all run as root
+    for name, submission in inbound.items():  # what each handed in is their own answer
+        assert f"{name}'s own answer" in (submission / f"{LESSON}.ipynb").read_text(), name
 
     out = tmp_path / "graded"
     grade = [sys.executable, "-m", "autograde", "grade", "--from-exchange", COURSE,
