@@ -135,8 +135,8 @@ class Hub:
 class Student:
     """One student's browser session (a context of its own: its own cookies)."""
 
-    def __init__(self, browser, name: str, hub: Hub):
-        self.name, self.hub = name, hub
+    def __init__(self, browser, name: str, hub: Hub, home: Path):
+        self.name, self.hub, self.home = name, hub, home
         self.context = browser.new_context(viewport={"width": 1400, "height": 900})
         self.page = self.context.new_page()
         self.page.set_default_timeout(BOUND_MS)
@@ -182,6 +182,9 @@ class Student:
         fetched = self.row(panel, "fetched")
         fetched.locator("a.assignment-notebooks-link").click()  # shows the lesson's notebooks
         fetched.locator(f".assignment-notebooks a:text-is('{LESSON}')").click()
+        # what a training run in the student's kernel leaves beside the notebook
+        (self.home / LESSON / "runs").mkdir()
+        (self.home / LESSON / "runs" / "model.ckpt").write_bytes(b"\0" * 1024)
         notebook = self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
         stub = notebook.locator(".jp-Cell").filter(has_text="def get_pair_counts(ids)").filter(
             has_text="YOUR CODE HERE")
@@ -240,7 +243,9 @@ def course(tmp_path):
         with playwright_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium)
             try:
-                yield hub, exchange, env, [Student(browser, name, hub) for name in ANSWERS]
+                homes = tmp_path / "homes"
+                yield hub, exchange, env, [Student(browser, name, hub, homes / name)
+                                           for name in ANSWERS]
             finally:
                 browser.close()
     finally:
@@ -260,6 +265,7 @@ def test_two_students_submit_through_the_exchange_and_each_reads_only_their_own_
     assert sorted(inbound) == ["ada", "ben"], inbound  # keyed by hub user, all run as root
     for name, submission in inbound.items():  # what each handed in is their own answer
         assert f"{name}'s own answer" in (submission / f"{LESSON}.ipynb").read_text(), name
+        assert not (submission / "runs").exists()  # left out as `autograde submit` does
 
     out = tmp_path / "graded"
     grade = [sys.executable, "-m", "autograde", "grade", "--from-exchange", COURSE,
