@@ -160,9 +160,12 @@ class Student:
         self.page.locator(".lm-MenuBar-itemLabel:text-is('Nbgrader')").wait_for()
 
     def assignments(self):
-        """The Assignments panel (Nbgrader > Assignment List)."""
+        """The Assignments panel (Nbgrader > Assignment List); keeps what the menu offered."""
         self.page.locator(".lm-MenuBar-itemLabel:text-is('Nbgrader')").click()
-        self.page.locator(".lm-Menu-item[data-command='nbgrader:open-assignment-list']").click()
+        item = self.page.locator(".lm-Menu-item[data-command='nbgrader:open-assignment-list']")
+        item.wait_for()
+        self.menu = self.page.locator(".lm-Menu .lm-Menu-item:visible").all_inner_texts()
+        item.click()
         return self.page.locator("#nbgrader-assignment-list")
 
     def row(self, panel, listing: str):
@@ -186,6 +189,7 @@ class Student:
         (self.home / LESSON / "runs").mkdir()
         (self.home / LESSON / "runs" / "model.ckpt").write_bytes(b"\0" * 1024)
         notebook = self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+        notebook.locator(".validate-button").wait_for()  # the grader's Validate is there
         stub = notebook.locator(".jp-Cell").filter(has_text="def get_pair_counts(ids)").filter(
             has_text="YOUR CODE HERE")
         stub.locator(".cm-content").click()
@@ -261,11 +265,13 @@ def test_two_students_submit_through_the_exchange_and_each_reads_only_their_own_
     for student in students:
         student.wait_lab()
         student.fetch_answer_submit()
+        # the students' tools only: no Formgrader, Create Assignment or course list
+        assert [item.strip() for item in student.menu] == ["Assignment List"], student.menu
     inbound = {p.name.split("+")[0]: p for p in (exchange / COURSE / "inbound").iterdir()}
     assert sorted(inbound) == ["ada", "ben"], inbound  # keyed by hub user, all run as root
     for name, submission in inbound.items():  # what each handed in is their own answer
         assert f"{name}'s own answer" in (submission / f"{LESSON}.ipynb").read_text(), name
-        assert not (submission / "runs").exists()  # left out as `autograde submit` does
+        assert not (submission / "runs").exists(), f"{name}'s runs/ reached the exchange"
 
     out = tmp_path / "graded"
     grade = [sys.executable, "-m", "autograde", "grade", "--from-exchange", COURSE,
