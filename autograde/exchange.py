@@ -162,7 +162,8 @@ def return_feedback(answers: dict, course_id: str, exchange: Path, out: Path) ->
     published, lessons = [], set()
     for (student, lesson), answer in sorted(answers.items()):
         submission = course_root / "submitted" / student / lesson
-        if not answer.feedback or not (submission / "submission_secret.txt").is_file():
+        if not (answer.feedback and Path(answer.feedback).is_file()
+                and (submission / "submission_secret.txt").is_file()):
             continue  # no feedback made, or not a submission of the exchange
         target = course_root / "feedback" / student / lesson
         if target.exists():
