@@ -6,12 +6,17 @@ the test's own, as a site adds its login; two students log in through headless C
 fetch the lesson from the Assignments panel, answer one question (one right, one wrong), save
 and submit from the panel; the instructor runs ``autograde grade --from-exchange`` as a user
 runs it; each student fetches feedback from the panel and reads their own, not the other's.
+On the way: the students' Nbgrader menu offers the Assignment List only, their notebook has
+the grader's Validate, the exchange keys each submission by hub user and holds that student's
+answer, and a training run left beside the notebook does not travel.
 
 The site file: JupyterHub's SharedPasswordAuthenticator (one password, two allowed users) and
 SimpleLocalProcessSpawner (a home per student under the test's folder). This machine runs the
 tests as root, so the students' servers run as root with ``--ServerApp.allow_root``: the homes
 keep their files apart, nothing else does (a real hub runs each student as their own user:
-deploy/jupyterhub/README.md). Needs ``configurable-http-proxy`` (npm) and Chromium; skips
+deploy/jupyterhub/README.md). The student id in the exchange is the hub user all the same: the
+spawner sets USER, which nbgrader reads, and the course's settings set nbgrader's student id
+from JUPYTERHUB_USER. Needs ``configurable-http-proxy`` (npm) and Chromium; skips
 without them. Every wait is on what the page shows or an HTTP answer. Screenshots, the hub's
 log and the grader's output go to ``test-artifacts/jupyterhub/``.
 """
