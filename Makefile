@@ -164,7 +164,7 @@ lab-instructor: setup
 
 # The notebooks too: ruff reads .ipynb (each code cell, IPython magics understood).
 lint: setup
-	$(BIN)/ruff check nanolm_lib autograde tests solutions lessons
+	$(BIN)/ruff check nanolm_lib autograde tests solutions lessons deploy
 
 # BENCH_ARGS passes options on, e.g. make bench BENCH_ARGS=--quick (the smallest sizes)
 bench: setup

@@ -1,9 +1,12 @@
-"""Command line: ``python -m autograde {release,grade,check,submit,student-kit,bench}``."""
+"""Command line: ``python -m autograde {release,exchange-release,grade,check,submit,student-kit,
+bench}``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from autograde.course import LESSONS_DIR, SOLUTIONS_DIR, GraderError
@@ -42,12 +45,13 @@ def _grade(args) -> int:
     if course_path:
         print(f"course file: {course_path}")
     shard = Shard.parse(args.shard) if args.shard else None
+    submissions, exchange = _submissions_to_grade(args)
     if args.slurm:
         from autograde.slurm import submit_batch
 
         return submit_batch(args, limits)
     try:
-        result = grade_batch(args.submissions, args.out, workers=args.workers, db_url=args.db,
+        result = grade_batch(submissions, args.out, workers=args.workers, db_url=args.db,
                              limits=limits, lessons=args.lessons or None,
                              solutions_dir=args.solutions, copied=args.copied,
                              show_hidden_tests=args.show_hidden_tests, course=course,
@@ -68,6 +72,12 @@ def _grade(args) -> int:
         print(f"graded {result.graded} notebooks ({result.skipped} unchanged since the last "
               f"run) into {result.out}: grades.csv, scores.json, summary.md, report.md, "
               "feedback/, lms/, similarity.csv")
+    if exchange:
+        from autograde.exchange import return_feedback
+
+        returned = return_feedback(result.answers, args.from_exchange, exchange, args.out)
+        print(f"feedback returned through the exchange {exchange} for {len(returned)} "
+              f"submissions: {', '.join(returned) or 'none'}")
     if args.merge and result.unfinished_shards and args.resubmit_unfinished:
         from autograde.slurm import resubmit_unfinished
 
@@ -83,6 +93,41 @@ def _grade(args) -> int:
         print(f"NOT GRADED: {len(result.not_graded)} file(s) of the download were not graded; "
               "report.md lists each with its reason", file=sys.stderr)
     return 0 if result.ok else 1
+
+
+def _submissions_to_grade(args) -> tuple[Path, Path | None]:
+    """SUBMISSIONS, or with --from-exchange the folder the exchange's latest submissions are
+    collected into; and the exchange (None without --from-exchange)."""
+    if not args.from_exchange:
+        if args.submissions is None:
+            raise GraderError("give SUBMISSIONS (a folder or an LMS download), or "
+                              "--from-exchange COURSE")
+        return args.submissions, None
+    if args.submissions is not None or args.shard or args.merge or args.slurm or args.lms:
+        raise GraderError("--from-exchange grades the exchange's submissions here, in one "
+                          "batch: no SUBMISSIONS, --lms, --shard, --merge or --slurm with it")
+    from autograde.exchange import collect, exchange_root
+
+    exchange = exchange_root(args.exchange)
+    submissions, warnings = collect(args.from_exchange, exchange, args.out, args.lessons)
+    print(f"collected the latest submission of each student from {exchange} "
+          f"(course {args.from_exchange}) into {submissions}")
+    for warning in warnings:
+        print(f"note: nbgrader: {warning}")
+    return submissions, exchange
+
+
+def _exchange_release(args) -> int:
+    _require("exchange")
+    from autograde.exchange import exchange_root, release
+
+    exchange = exchange_root(args.exchange)
+    with tempfile.TemporaryDirectory(prefix="autograde-exchange-") as scratch:
+        released = release(args.lesson, args.course, exchange, Path(scratch),
+                           lessons_dir=args.lessons, force=args.force)
+    print(f"released {released.name} into {released}: students of course {args.course} "
+          "fetch it from the Assignments panel")
+    return 0
 
 
 def _check(args) -> int:
@@ -151,13 +196,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_release)
 
     p = commands.add_parser(
+        "exchange-release", help="publish lesson NN in nbgrader's exchange (JupyterHub)",
+        description="Put lesson NN, as the student kit ships it, into nbgrader's exchange "
+                    "(COURSE/outbound/NN_slug) with nbgrader's release_assignment: students "
+                    "on the course's JupyterHub fetch it from the Assignments panel.")
+    p.add_argument("lesson", help="NN or NN_slug, e.g. 01")
+    p.add_argument("--course", default=os.environ.get("NANOLM_COURSE", "nanolm"),
+                   help="nbgrader course id (default: $NANOLM_COURSE, else nanolm)")
+    p.add_argument("--exchange", type=Path, default=None,
+                   help="the exchange folder (default: $NANOLM_EXCHANGE)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a release of this lesson already in the exchange")
+    p.add_argument("--lessons", type=Path, default=LESSONS_DIR, help=argparse.SUPPRESS)
+    p.set_defaults(func=_exchange_release)
+
+    p = commands.add_parser(
         "grade", help="grade a folder of submissions",
         description="Grade SUBMISSIONS (<student>/<NN_slug>/<NN_slug>.ipynb folders, or an "
                     "LMS download of zips: --lms) into OUT: grades.csv, scores.json, "
                     "feedback/, summary.md, summary.png, report.md, and lms/ (the LMS's "
                     "import CSVs with the late policy applied, feedback archives). "
-                    "Re-running skips submissions graded before and unchanged.")
-    p.add_argument("submissions", type=Path)
+                    "Re-running skips submissions graded before and unchanged. "
+                    "--from-exchange COURSE grades the latest submissions in nbgrader's "
+                    "exchange instead and returns the feedback through it.")
+    p.add_argument("submissions", type=Path, nargs="?")
+    p.add_argument("--from-exchange", metavar="COURSE",
+                   help="collect the latest submission of each student of COURSE from "
+                        "nbgrader's exchange (into OUT/collected), grade them, and return each "
+                        "one's feedback through the exchange (Fetch Feedback)")
+    p.add_argument("--exchange", type=Path, default=None,
+                   help="--from-exchange: the exchange folder (default: $NANOLM_EXCHANGE)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--workers", type=int, default=1, help="parallel workers (default 1)")
     p.add_argument("--db", default=None,

@@ -40,6 +40,8 @@ SUBMIT_STUDENT_ID = re.compile(r"^[A-Za-z0-9.\-]+$")
 MAX_FILE_BYTES = 20 << 20
 # a submission also leaves out large binaries (a lesson's fixtures are the kit's own)
 LEFT_OUT = (*IGNORED, "*.pt", "*.bin", ".cache", "*.npy", "*.arrow")
+# what a kit ships of a lesson: all but run outputs and caches (its fixtures, *.pt, stay)
+KIT_SKIP = tuple(p for p in LEFT_OUT if p != "*.pt")
 
 # constraints.txt: the kit's `make setup` installs the versions the course was tested with
 KIT_FILES = ("README.md", "LICENSE", "Makefile", "pyproject.toml", "environment.yml",
@@ -215,20 +217,18 @@ def student_kit(out: Path, repo: Path = REPO, lessons_dir: Path = LESSONS_DIR,
                           "earlier kit")
     if not Path(lessons_dir).is_dir():
         raise GraderError(f"{lessons_dir}: no lessons (run `python -m autograde release`)")
-    # run outputs and caches stay out; the lessons' fixtures (*.pt) are part of the lessons
-    skip = tuple(p for p in LEFT_OUT if p != "*.pt")
     out.mkdir(parents=True, exist_ok=True)
     for folder in ("lessons", "nanolm_lib", "autograde", *KIT_FOLDERS):
         if (out / folder).exists():
             shutil.rmtree(out / folder)
-    safe_copy_tree(lessons_dir, out / "lessons", skip=skip)
+    safe_copy_tree(lessons_dir, out / "lessons", skip=KIT_SKIP)
     safe_copy_tree(Path(repo) / "nanolm_lib", out / "nanolm_lib", skip=LEFT_OUT)
     stage_library(out / "nanolm_lib", released_list)
     for name in KIT_FILES:
         if (Path(repo) / name).is_file():
             shutil.copyfile(Path(repo) / name, out / name)
     for name in KIT_FOLDERS:
-        safe_copy_tree(Path(repo) / name, out / name, skip=skip)
+        safe_copy_tree(Path(repo) / name, out / name, skip=KIT_SKIP)
     # the kit's README is the students' own: set-up, make lab, check, submit
     shutil.copyfile(Path(__file__).with_name("STUDENT_README.md"), out / "README.md")
     (out / "autograde").mkdir()

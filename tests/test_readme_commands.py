@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PROGRAMS = r"(?:\S+=\S+ )*(make|nanolm|\.venv/bin/nanolm|\.venv/bin/python -m autograde|python -m autograde|torchrun|conda|pip)\b"
+PROGRAMS = r"(?:\S+=\S+ )*(make|nanolm|\.venv/bin/nanolm|\.venv/bin/python -m autograde|python -m autograde|torchrun|conda|pip|\.venv/bin/jupyterhub|jupyterhub)\b"
 
 # README command -> the tests that run it ("file::test"), or why none can
 WHERE: dict[str, list[str]] = {
@@ -66,6 +66,9 @@ WHERE: dict[str, list[str]] = {
     "autograde grade --out --db --merge": ["test_classroom.py::test_two_shards_write_one_postgresql_gradebook_at_once"],
     "autograde grade --out --db --slurm --shards": ["test_classroom.py::test_slurm_array_grades_in_shards_and_reruns_a_shard_that_died",
                                                     "test_classroom.py::test_two_shards_write_one_postgresql_gradebook_at_once"],
+    "jupyterhub -f": ["browser/test_jupyterhub_course.py::test_two_students_submit_through_the_exchange_and_each_reads_only_their_own_feedback"],
+    "autograde exchange-release --course --exchange": ["browser/test_jupyterhub_course.py::test_two_students_submit_through_the_exchange_and_each_reads_only_their_own_feedback"],
+    "autograde grade --from-exchange --exchange --out": ["browser/test_jupyterhub_course.py::test_two_students_submit_through_the_exchange_and_each_reads_only_their_own_feedback"],
     "autograde bench --shards --students": ["test_readme_commands.py::test_autograde_bench_shards_grades_in_shards_and_merges"],
     "autograde student-kit --released": ["test_staged_kit.py::test_kit_holds_no_body_of_a_later_graded_function"],
     "autograde bench": ["test_readme_commands.py::test_autograde_bench_grades_a_class_and_writes_its_table"],
