@@ -283,106 +283,125 @@ def check_shape(actual, expected_shape, what: str, *, seed: int | None = None,
 
 def check_close(actual, expected, what: str, *, rtol: float = 1e-5, atol: float = 1e-6,
                 seed: int | None = None, hint: str | None = None) -> None:
-    """Fail unless two tensors have the same shape and a small relative error.
-
-    The relative error is ``||actual - expected|| / ||expected||`` over the whole tensor; it
-    must be at most ``rtol`` (or the absolute norm at most ``atol`` when ``expected`` is ~0).
-    Boolean and integer tensors must be equal. A failure names the first mismatching index
-    and the largest error.
-    """
+    """Fail unless two tensors have the same shape and a small relative error
+    (:func:`difference`'s rule for floats); boolean and integer tensors must be equal."""
     __tracebackhide__ = True  # noqa: F841  (read by IPython and pytest)
     if not isinstance(expected, torch.Tensor):
         raise TypeError("check_close compares tensors; use check_equal for other values")
     check_shape(actual, expected.shape, what, seed=seed, hint=hint)
-    if expected.dtype == torch.bool or not expected.is_floating_point():
-        if actual.dtype.is_floating_point != expected.dtype.is_floating_point or (
-            (actual.dtype == torch.bool) != (expected.dtype == torch.bool)
-        ):
-            _fail(what, f"dtype {actual.dtype}, expected {expected.dtype}", seed, hint)
-        check_equal(actual, expected, what, seed=seed, hint=hint)
-        return
-    actual_f = actual.detach().to(torch.float64).cpu()
-    expected_f = expected.detach().to(torch.float64).cpu()
-    if not torch.isfinite(actual_f).all() and torch.isfinite(expected_f).all():
-        position = int((~torch.isfinite(actual_f)).flatten().nonzero()[0])
-        index = _index(position, expected.shape)
-        _fail(what, f"non-finite value {actual_f.flatten()[position].item()} at index {index}",
-              seed, hint)
-    # -inf == -inf counts as equal (masked logits); compare the finite parts by norm.
-    both_inf = torch.isinf(actual_f) & torch.isinf(expected_f) & (actual_f == expected_f)
-    difference = torch.where(both_inf, 0.0, actual_f - expected_f).abs()
-    reference_norm = torch.where(torch.isinf(expected_f), 0.0, expected_f).norm().item()
-    error_norm = difference.norm().item()
-    if math.isnan(error_norm) or error_norm > max(rtol * reference_norm, atol):
-        flat = difference.flatten()
-        tolerance = atol + rtol * torch.where(torch.isinf(expected_f), 0.0, expected_f).abs()
-        bad = (flat > tolerance.flatten()) | flat.isnan()
-        first = int(bad.nonzero()[0]) if bad.any() else int(flat.argmax())
-        worst = int(torch.nan_to_num(flat, nan=math.inf).argmax())
-        relative = error_norm / reference_norm if reference_norm else math.inf
-        _fail(
-            what,
-            f"values differ (relative error {relative:.3g} > {rtol:g}). "
-            f"First mismatch at index {_index(first, expected.shape)}: got "
-            f"{actual_f.flatten()[first].item():.6g}, expected "
-            f"{expected_f.flatten()[first].item():.6g}. Largest error "
-            f"{flat[worst].item():.3g} at index {_index(worst, expected.shape)}.",
-            seed, hint,
-        )
+    message = difference(actual, expected, rtol, atol)
+    if message:
+        _fail(what, message, seed, hint)
 
 
 def check_equal(actual, expected, what: str, *, seed: int | None = None,
                 hint: str | None = None) -> None:
-    """Fail unless ``actual == expected`` exactly (tensors, arrays, lists, dicts, scalars).
-
-    A failure names the first differing position (or key) and the lengths when they differ.
-    """
+    """Fail unless ``actual == expected`` exactly (tensors, arrays, lists, dicts, scalars);
+    the failure names the first differing position or key (:func:`difference`)."""
     __tracebackhide__ = True  # noqa: F841  (read by IPython and pytest)
+    message = difference(actual, expected)
+    if message:
+        _fail(what, message, seed, hint)
+
+
+def difference(actual, expected, rtol: float = 0.0, atol: float = 0.0) -> str | None:
+    """What differs between ``actual`` and ``expected``, None when nothing does: the one
+    comparison behind the visible tests (:func:`check_equal`, :func:`check_close`) and the
+    grader's hidden cases (:meth:`nanolm_lib.question_base.Question.judge`).
+
+    Dicts and lists are walked, and the message names the first key or position that
+    differs. Floats, as tensors or numbers, are equal within ``rtol`` (relative error over the
+    whole tensor, ``||actual - expected|| / ||expected||``) or ``atol`` (its absolute norm,
+    when ``expected`` is ~0); with both 0, and for everything else, equality is exact. A
+    tensor's kind (bool, integer, float) must match; its width may differ.
+    """
     if isinstance(expected, torch.Tensor) or type(expected).__module__ == "numpy":
-        expected_t = torch.as_tensor(expected)
-        try:
-            actual_t = torch.as_tensor(actual)
-        except (TypeError, ValueError, RuntimeError):
-            _fail(what, f"returned a {type(actual).__name__}, expected a tensor", seed, hint)
-        if tuple(actual_t.shape) != tuple(expected_t.shape):
-            _fail(what, f"shape {tuple(actual_t.shape)}, expected {tuple(expected_t.shape)}",
-                  seed, hint)
-        differ = (actual_t != expected_t).flatten()
-        if differ.any():
-            first = int(differ.nonzero()[0])
-            _fail(
-                what,
-                f"{int(differ.sum())} of {differ.numel()} entries differ; first at index "
-                f"{_index(first, expected_t.shape)}: got {actual_t.flatten()[first].item()!r}, "
-                f"expected {expected_t.flatten()[first].item()!r}",
-                seed, hint,
-            )
-        return
+        return _tensor_difference(actual, expected, rtol, atol)
     if isinstance(expected, Mapping):
         if not isinstance(actual, Mapping):
-            _fail(what, f"returned a {type(actual).__name__}, expected a mapping", seed, hint)
+            return f"returned a {type(actual).__name__}, expected a mapping"
         missing = [key for key in expected if key not in actual]
         extra = [key for key in actual if key not in expected]
         if missing or extra:
-            _fail(what, f"keys differ: missing {missing[:5]}, unexpected {extra[:5]}", seed, hint)
-        for key in expected:
-            if actual[key] != expected[key]:
-                _fail(what, f"at key {key!r}: got {actual[key]!r}, expected {expected[key]!r}",
-                      seed, hint)
-        return
+            return f"keys differ: missing {missing[:5]}, unexpected {extra[:5]}"
+        found = ((key, difference(actual[key], expected[key], rtol, atol)) for key in expected)
+        return next((f"at key {key!r}: {text}" for key, text in found if text), None)
     if isinstance(expected, (list, tuple)):
-        if not isinstance(actual, (list, tuple)):
-            _fail(what, f"returned a {type(actual).__name__}, expected a list", seed, hint)
-        for position, (got, want) in enumerate(zip(actual, expected)):
-            if got != want:
-                _fail(what, f"first difference at position {position}: got {got!r}, "
-                      f"expected {want!r} (lengths {len(actual)} and {len(expected)})", seed, hint)
-        if len(actual) != len(expected):
-            _fail(what, f"length {len(actual)}, expected {len(expected)} (equal up to "
-                  f"position {min(len(actual), len(expected))})", seed, hint)
-        return
-    if actual != expected:
-        _fail(what, f"got {actual!r}, expected {expected!r}", seed, hint)
+        return _sequence_difference(actual, expected, rtol, atol)
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                  for v in (actual, expected))
+    if numbers and (rtol or atol) and math.isclose(actual, expected, rel_tol=rtol, abs_tol=atol):
+        return None
+    if actual != expected or not (numbers or type(actual) is type(expected)):
+        return f"got {_short(actual)}, expected {_short(expected)}"
+    return None
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _sequence_difference(actual, expected, rtol: float, atol: float) -> str | None:
+    if not isinstance(actual, (list, tuple)):
+        return f"returned a {type(actual).__name__}, expected a list"
+    for position, (got, want) in enumerate(zip(actual, expected)):
+        text = difference(got, want, rtol, atol)
+        if text:
+            return (f"first difference at position {position}: {text} (lengths {len(actual)} "
+                    f"and {len(expected)})")
+    if len(actual) != len(expected):
+        return (f"length {len(actual)}, expected {len(expected)} (equal up to position "
+                f"{min(len(actual), len(expected))})")
+    return None
+
+
+def _tensor_difference(actual, expected, rtol: float, atol: float) -> str | None:
+    expected_t = torch.as_tensor(expected)
+    try:
+        actual_t = torch.as_tensor(actual)
+    except (TypeError, ValueError, RuntimeError):
+        return f"returned a {type(actual).__name__}, expected a tensor"
+    if tuple(actual_t.shape) != tuple(expected_t.shape):
+        return f"shape {tuple(actual_t.shape)}, expected {tuple(expected_t.shape)}"
+    kind = (actual_t.dtype == torch.bool, actual_t.is_floating_point())
+    if kind != (expected_t.dtype == torch.bool, expected_t.is_floating_point()):
+        return f"dtype {actual_t.dtype}, expected {expected_t.dtype}"
+    if expected_t.is_floating_point() and (rtol or atol):
+        return _close_difference(actual_t, expected_t, rtol, atol)
+    differ = (actual_t != expected_t).flatten()
+    if not differ.any():
+        return None
+    first = int(differ.nonzero()[0])
+    return (f"{int(differ.sum())} of {differ.numel()} entries differ; first at index "
+            f"{_index(first, expected_t.shape)}: got {actual_t.flatten()[first].item()!r}, "
+            f"expected {expected_t.flatten()[first].item()!r}")
+
+
+def _close_difference(actual, expected, rtol: float, atol: float) -> str | None:
+    actual_f = actual.detach().to(torch.float64).cpu()
+    expected_f = expected.detach().to(torch.float64).cpu()
+    if not torch.isfinite(actual_f).all() and torch.isfinite(expected_f).all():
+        position = int((~torch.isfinite(actual_f)).flatten().nonzero()[0])
+        return (f"non-finite value {actual_f.flatten()[position].item()} at index "
+                f"{_index(position, expected.shape)}")
+    # -inf == -inf counts as equal (masked logits); compare the finite parts by norm.
+    both_inf = torch.isinf(actual_f) & torch.isinf(expected_f) & (actual_f == expected_f)
+    gap = torch.where(both_inf, 0.0, actual_f - expected_f).abs()
+    finite_expected = torch.where(torch.isinf(expected_f), 0.0, expected_f)
+    reference_norm = finite_expected.norm().item()
+    error_norm = gap.norm().item()
+    if not (math.isnan(error_norm) or error_norm > max(rtol * reference_norm, atol)):
+        return None
+    flat = gap.flatten()
+    bad = (flat > (atol + rtol * finite_expected.abs()).flatten()) | flat.isnan()
+    first = int(bad.nonzero()[0]) if bad.any() else int(flat.argmax())
+    worst = int(torch.nan_to_num(flat, nan=math.inf).argmax())
+    relative = error_norm / reference_norm if reference_norm else math.inf
+    return (f"values differ (relative error {relative:.3g} > {rtol:g}). First mismatch at "
+            f"index {_index(first, expected.shape)}: got {actual_f.flatten()[first].item():.6g}, "
+            f"expected {expected_f.flatten()[first].item():.6g}. Largest error "
+            f"{flat[worst].item():.3g} at index {_index(worst, expected.shape)}.")
 
 
 def check(condition: bool, what: str, message: str, *, seed: int | None = None,

@@ -4,7 +4,8 @@ Each question (:class:`Question`, registered by :func:`question` in
 :mod:`nanolm_lib.questions`) is three pieces: ``make_cases(gen)`` draws the inputs,
 ``apply(ns, case)`` runs the implementations in ``ns`` (the solution cells' names in the
 grader's run, the reference's in the grader) and returns plain outputs (:func:`plain`), and
-:meth:`Question.judge` compares outputs with the reference's (:func:`compare`). A case that
+:meth:`Question.judge` compares outputs with the reference's
+(:func:`nanolm_lib.checks.difference`, the visible tests' comparison too). A case that
 raised records its error message; the reference's own failure is a grader error, never the
 student's. A question with ``data_budget_mb`` has a case (``"limited": True``) that only an
 implementation within that much memory can answer: the grader's run sets the limit
@@ -16,13 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from nanolm_lib.checks import CheckFailed, check_close, reference, use_released
+from nanolm_lib.checks import difference, reference, use_released
 from nanolm_lib.curriculum import GRADED
 
 QUESTIONS: dict[str, dict[str, Question]] = {}
@@ -72,7 +72,7 @@ class Question:
             return f"raised {got[ERROR_KEY]}"
         if self.check is not None:
             return self.check(case, got, expected)
-        return compare(got, expected, self.rtol, self.atol)
+        return difference(got, expected, self.rtol, self.atol)
 
 
 def question(lesson: str, name: str, **options) -> Question:
@@ -101,54 +101,6 @@ def plain(value):
         return {key if isinstance(key, (str, int)) else repr(key): plain(item)
                 for key, item in value.items()}
     return f"<a {type(value).__name__}>"
-
-
-def compare(got, expected, rtol: float = 1e-5, atol: float = 1e-6, where: str = "") -> str | None:
-    """None when ``got`` equals ``expected`` (floats within ``rtol``/``atol``), else a message
-    naming where they first differ."""
-    at = f" at {where}" if where else ""
-    if isinstance(expected, torch.Tensor):
-        if not isinstance(got, torch.Tensor):
-            return f"got {_short(got)}{at}, expected a tensor of shape {tuple(expected.shape)}"
-        if not expected.is_floating_point() and got.dtype != expected.dtype:
-            return f"dtype {got.dtype}{at}, expected {expected.dtype}"
-        try:
-            check_close(got, expected, where or "the output", rtol=rtol, atol=atol)
-        except CheckFailed as failure:
-            return str(failure)
-        return None
-    if isinstance(expected, dict):
-        if not isinstance(got, dict):
-            return f"got {_short(got)}{at}, expected a dict"
-        if sorted(map(str, got)) != sorted(map(str, expected)):
-            return f"keys {sorted(got, key=str)[:8]}{at}, expected {sorted(expected, key=str)[:8]}"
-        for key in expected:
-            message = compare(got[key], expected[key], rtol, atol, f"{where}[{key!r}]")
-            if message:
-                return message
-        return None
-    if isinstance(expected, list):
-        if not isinstance(got, list):
-            return f"got {_short(got)}{at}, expected a list"
-        if len(got) != len(expected):
-            return f"length {len(got)}{at}, expected {len(expected)}"
-        for index, (a, b) in enumerate(zip(got, expected)):
-            message = compare(a, b, rtol, atol, f"{where}[{index}]")
-            if message:
-                return message
-        return None
-    if isinstance(expected, float) and isinstance(got, (int, float)) and not isinstance(got, bool):
-        if math.isclose(got, expected, rel_tol=rtol, abs_tol=atol) or got == expected:
-            return None
-        return f"got {got!r}{at}, expected {expected!r}"
-    if type(got) is not type(expected) or got != expected:
-        return f"got {_short(got)}{at}, expected {_short(expected)}"
-    return None
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 120 else text[:117] + "..."
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ Who decides each property a question checks, and how:
 * the answer itself, causality (an output recomputed with a later input changed), gradients
   reaching every input or parameter, inputs left unchanged (the inputs as they are after the
   call), training mode restored: outputs of the grader's run, each compared with the
-  reference's on the same inputs (:func:`~nanolm_lib.question_base.compare`); a fresh GPT's loss
+  reference's on the same inputs (:func:`~nanolm_lib.checks.difference`); a fresh GPT's loss
   is an output too, checked against ln(vocabulary size) instead;
 * flash_attention's linear memory: the grader's run sets a data limit (``data_budget_mb``)
   under which only an implementation without a (T, T) tensor answers the ``limited`` case;
@@ -29,7 +29,8 @@ import math
 import numpy as np
 import torch
 
-from nanolm_lib.question_base import ReferenceNamespace, compare, helpers, question
+from nanolm_lib.checks import difference
+from nanolm_lib.question_base import ReferenceNamespace, helpers, question
 
 STORY = ("Once upon a time, there was a little dog named Max. Max liked to run in the park. "
          "One day, Max saw a big red ball. He ran to the ball and played with it all day.")
@@ -567,7 +568,7 @@ def _(ns, case):
 @q.checks
 def _(case, got, expected):
     if case.get("kind") != "fresh":
-        return compare(got, expected, 1e-4, 1e-5)
+        return difference(got, expected, 1e-4, 1e-5)
     loss = got.get("loss") if isinstance(got, dict) else None
     if isinstance(loss, float) and abs(loss - math.log(500)) < 0.5:
         return None
