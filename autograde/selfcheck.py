@@ -33,6 +33,7 @@ from autograde.verdict import (
     graded_by_verdict,
     stage_grading_library,
 )
+from nanolm_lib.question_base import QUESTIONS
 
 
 @dataclass
@@ -123,7 +124,8 @@ def check_notebook(notebook: Path, lessons_dir: Path = LESSONS_DIR,
             ignore.preprocess_cell(cell, {}, index)
         hits = read_json_file(run.limits_report, [])
         verdicts = (_grader_verdicts(notebook, lesson_file, Path(tmp) / "practice", limits,
-                                     Path(lessons_dir)) if graded_by_verdict(lesson) else None)
+                                     Path(lessons_dir)) if graded_by_verdict(lesson)
+                    and QUESTIONS.get(lesson) else None)
     results = []
     for cell in nb.cells:
         meta = nbgrader_meta(cell)
