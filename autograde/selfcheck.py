@@ -13,6 +13,7 @@ outside the course (the tests' toy lessons) keep nbgrader's scoring rule on the 
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from autograde.course import (
 from autograde.kernel import KERNEL_NAME, Limits, cell_failure, prepare_kernel, read_json_file
 from autograde.verdict import (
     HIDDEN_PREFIX,
+    PACKAGE_DIR,
     Verdict,
     graded_by_verdict,
     stage_grading_library,
@@ -160,8 +162,11 @@ def _grader_verdicts(notebook: Path, released: Path, root: Path, limits: Limits,
     lesson = notebook.stem
     verdict = Verdict.from_drawn(lesson, root / "cases", root / "records",
                                  practice_cases(lesson))
-    if stored_practice(lesson):  # a kit: its own library is staged
-        verdict.run(notebook, released, root / "run", limits, library_dir="")
+    if stored_practice(lesson):  # a kit: its own library is staged; the run gets a copy
+        library = root / "library"
+        shutil.copytree(PACKAGE_DIR, library / "nanolm_lib",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        verdict.run(notebook, released, root / "run", limits, library_dir=str(library))
         return _note_reruns(verdict, verdict.judge())
 
     def run(folder: str, keep=(), questions=None):
