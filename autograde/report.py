@@ -41,7 +41,8 @@ def failure_key(message: str) -> str:
     """A failure message reduced to what repeats across students: its first line, numbers
     masked (seeds, values, indices)."""
     first = message.strip().splitlines()[0] if message.strip() else "(no message)"
-    return re.sub(r"-?\d+(\.\d+)?(e-?\d+)?", "#", first)[:200]
+    # a number standing alone; digits inside a name (02_data.ipynb, test_k2) are the name
+    return re.sub(r"(?<![\w.])-?\d+(\.\d+)?(e-?\d+)?(?![\w])", "#", first)[:200]
 
 
 def question_summary(table: dict) -> list[dict]:
