@@ -99,7 +99,8 @@ def _review(args) -> int:
     _require("review")
     from autograde.review import serve
 
-    serve(args.out, port=args.port, db_url=args.db, open_browser=not args.no_browser)
+    serve(args.out, port=args.port, db_url=args.db, by=args.by,
+          open_browser=not args.no_browser)
     return 0
 
 
@@ -254,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     p.add_argument("--db", default=None, help="the gradebook's URL (default: the one grade "
                                               "used)")
+    p.add_argument("--by", default=None, help="who sets the scores (default: your user "
+                                              "name)")
     p.add_argument("--no-browser", action="store_true", help="print the address only")
     p.set_defaults(func=_review)
 

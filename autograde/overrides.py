@@ -100,8 +100,10 @@ def override(out: Path, student: str, lesson: str, question: str, points: float 
             grade_id = _question(grades, question, student, lesson)
             grade = grades[grade_id]
             maximum = float(grade.max_score)
-            waiting = grade.needs_manual_grade and grade.manual_score is None
-            old = None if waiting else float(grade.score or 0.0)
+            answer = load_answer(out, student, lesson)
+            autograded = answer.scores if answer else {}
+            manual = autograded.get(grade_id, {}).get("manual", grade_id not in autograded)
+            old = None if manual and grade.manual_score is None else float(grade.score or 0.0)
         overrides = load_overrides(out)
         standing = overrides.setdefault(f"{student}/{lesson}", {})
         if remove:
@@ -113,9 +115,6 @@ def override(out: Path, student: str, lesson: str, question: str, points: float 
             if points is None or not 0 <= points <= maximum:
                 raise GraderError(f"POINTS {points}: {student}/{lesson} {grade_id} takes 0 to "
                                   f"{maximum:g} points")
-            answer = load_answer(out, student, lesson)
-            autograded = answer.scores if answer else {}
-            manual = autograded.get(grade_id, {}).get("manual", grade_id not in autograded)
             kind, new = ("hand grade" if manual else "override"), float(points)
             standing[grade_id] = {"points": new, "why": why, "by": by, "when": _now()}
         if not standing:
@@ -123,7 +122,7 @@ def override(out: Path, student: str, lesson: str, question: str, points: float 
         _write_json(out / OVERRIDES, overrides)
         apply_overrides(out, db_url, student, lesson)
         if remove:
-            new = _score_now(db_url, student, lesson, grade_id)
+            new = _score_now(db_url, student, lesson, grade_id, manual)
         _append_history(out, [{"when": _now(), "by": by, "student": student, "lesson": lesson,
                                "question": grade_id, "kind": kind, "old": old, "new": new,
                                "why": why}])
@@ -138,12 +137,14 @@ def _points(value) -> str:
     return "needs grading" if value is None else f"{value:g}"
 
 
-def _score_now(db_url: str, student: str, lesson: str, grade_id: str) -> float | None:
+def _score_now(db_url: str, student: str, lesson: str, grade_id: str,
+               manual: bool) -> float | None:
+    """The question's score in the gradebook; None for a hand-graded one without a grade."""
     from nbgrader.api import Gradebook
 
     with Gradebook(db_url) as gb:
         grade = gb.find_grade(grade_id, lesson, lesson, student)
-        if grade.needs_manual_grade and grade.manual_score is None:
+        if manual and grade.manual_score is None:
             return None
         return float(grade.score or 0.0)
 
