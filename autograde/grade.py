@@ -394,7 +394,8 @@ def _write_outputs(result: BatchResult, main_db: str, course: CourseFile,
 
     results.save_records(result.out, collected.records)
     _write_similarity(result, found, students, lessons)
-    run = results.Run(db_url=main_db, isolation=result.isolation, copied=result.copied,
+    own = main_db == results.default_gradebook(result.out)  # follows DIR if it moves
+    run = results.Run(db_url="" if own else main_db, isolation=result.isolation, copied=result.copied,
                       graded=result.graded, skipped=result.skipped, failures=result.failures,
                       notes=result.notes, not_graded=result.not_graded,
                       similarity=result.sections.pop("Similarity", []),

@@ -84,7 +84,7 @@ def override(out: Path, student: str, lesson: str, question: str, points: float 
 
     out = Path(out).resolve()
     run = Run.load(out)
-    db_url = db_url or run.db_url
+    db_url = db_url or run.gradebook(out)
     if not (why or "").strip():
         raise GraderError("--why is required: say why the score changes (the history and "
                           "report.md keep it)")
@@ -127,6 +127,9 @@ def override(out: Path, student: str, lesson: str, question: str, points: float 
                                "question": grade_id, "kind": kind, "old": old, "new": new,
                                "why": why}])
         regenerate_feedback(out, db_url, student, lesson)
+        if lesson not in run.lessons:  # lms/ then holds the changed lesson's grades too
+            run.lessons = sorted([*run.lessons, lesson])
+            run.save(out)
         write_outputs(out, run)
     return (f"{student}/{lesson} {grade_id}: {_points(old)} -> {_points(new)} / {maximum:g} "
             f"({kind} by {by}); grades.csv, scores.json, report.md, summary.md, lms/ and "

@@ -57,7 +57,7 @@ class Run:
     outputs need to be written again without it (the gradebook's URL, the course file, the LMS,
     the lessons it exported)."""
 
-    db_url: str = ""
+    db_url: str = ""                 # "": DIR/gradebook.db, wherever DIR is now (gradebook())
     isolation: str = ""
     copied: str = "zero"
     graded: int = 0
@@ -69,6 +69,9 @@ class Run:
     course: str | None = None        # the course file's path
     lms: str = "native"
     lessons: list[str] = field(default_factory=list)      # graded in the run: the LMS exports
+
+    def gradebook(self, out: Path) -> str:
+        return self.db_url or default_gradebook(out)
 
     def save(self, out: Path) -> None:
         _write_json(state_dir(out) / "run.json", asdict(self))
@@ -83,6 +86,10 @@ class Run:
                               "`python -m autograde grade ... --out DIR` first") from None
         return cls(**{key: value for key, value in data.items()
                       if key in cls.__dataclass_fields__})
+
+
+def default_gradebook(out: Path) -> str:
+    return f"sqlite:///{Path(out).resolve() / 'gradebook.db'}"
 
 
 def save_records(out: Path, records: dict[tuple[str, str], Record]) -> None:
@@ -183,7 +190,8 @@ def write_outputs(out: Path, run: Run | None = None, course: CourseFile | None =
 
     out = Path(out)
     run = run or Run.load(out)
-    view = class_view(out, run.db_url)
+    db_url = run.gradebook(out)
+    view = class_view(out, db_url)
     if course is None:
         course = load_course_file(Path(run.course)) if run.course else CourseFile()
     records = load_records(out)
@@ -191,10 +199,10 @@ def write_outputs(out: Path, run: Run | None = None, course: CourseFile | None =
                                         view.lessons)
     failures = list(run.failures)
     try:
-        record_late_work(run.db_url, course, all_grades)
-        export_csv(run.db_url, out / "grades.csv", view)
+        record_late_work(db_url, course, all_grades)
+        export_csv(db_url, out / "grades.csv", view)
     except Exception as error:  # a gradebook held by another process: report, keep the rest
-        failures.append(f"grades.csv: the gradebook {run.db_url} could not be read "
+        failures.append(f"grades.csv: the gradebook {db_url} could not be read "
                         f"({str(error).splitlines()[0][:300]})")
     exported = [lesson for lesson in run.lessons if lesson in view.lessons]
     grades = {key: grade for key, grade in all_grades.items() if key[1] in exported}

@@ -59,7 +59,7 @@ class Review:
 
     def __init__(self, out: Path, db_url: str | None = None, by: str | None = None):
         self.out = Path(out).resolve()
-        self.db_url = db_url or Run.load(self.out).db_url
+        self.db_url = db_url or Run.load(self.out).gradebook(self.out)
         self.by = by or getpass.getuser()
         self.token = secrets.token_urlsafe(24)
 
