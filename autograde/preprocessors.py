@@ -66,10 +66,14 @@ def cell_name(nb, index: int) -> str:
     """How the reports and the feedback name the notebook's cell at ``index``: its number among
     the code cells, from 1 (as the static scan counts them), and what it is."""
     number = sum(1 for cell in nb.cells[:index + 1] if cell.cell_type == "code")
-    meta = nbgrader_meta(nb.cells[index]) if 0 <= index < len(nb.cells) else {}
+    if not 0 <= index < len(nb.cells):
+        return f"code cell {number}"
+    meta = nbgrader_meta(nb.cells[index])
     grade_id = meta.get("grade_id")
-    if not isinstance(grade_id, str):
-        return f"code cell {number} (a cell of your own)"
+    if not isinstance(grade_id, str):  # a lesson's example or a cell the student added
+        first = next((line.strip() for line in nb.cells[index].source.splitlines()
+                      if line.strip()), "")
+        return f"code cell {number} ({first[:60]!r})" if first else f"code cell {number}"
     kind = ("solution cell" if meta.get("solution") else "test cell" if meta.get("grade")
             else "set-up cell")
     return f"code cell {number} ({kind} {grade_id})"

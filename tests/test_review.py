@@ -10,6 +10,7 @@ that a limit names the cell and the feedback names each question on a real lesso
 from __future__ import annotations
 
 import csv
+import html
 import json
 import re
 import shutil
@@ -18,13 +19,16 @@ from pathlib import Path
 import pytest
 from autograde_toy import (
     TOY_LESSONS,
+    add_cell,
     independent_answers,
     locked_cell,
     solution_cell,
-    test_cell as grade_cell,
     write_submission,
     write_toy_solutions,
     written_answer,
+)
+from autograde_toy import (
+    test_cell as grade_cell,
 )
 
 from autograde.__main__ import main
@@ -234,19 +238,21 @@ def test_a_wrong_override_names_the_input_and_changes_nothing(batch, args, says,
 
 
 def test_a_real_lesson_names_the_timed_out_cell_and_each_question(tmp_path, capsys):
-    """Lesson 01 as a student hands it in: an honest answer whose train_bpe never ends."""
-    answers = independent_answers("01_tokenizer")
-    answers["train_bpe"] = "def train_bpe(text, vocab_size):\n    while True:\n        pass\n"
-    write_submission(REPO / "lessons", tmp_path / "subs", "kim", "01_tokenizer", answers)
+    """Lesson 01 as a student hands it in: honest answers, and a cell of their own at the end
+    that never ends."""
+    folder = write_submission(REPO / "lessons", tmp_path / "subs", "kim", "01_tokenizer",
+                              independent_answers("01_tokenizer"))
+    add_cell(folder / "01_tokenizer.ipynb", "while True:  # wait for the plot\n    pass")
     out = tmp_path / "out"
     result = grade_batch(tmp_path / "subs", out, limits=Limits(cell_timeout_s=20,
                                                                notebook_timeout_s=300),
                          show_progress=False)
     assert result.ok, result.failures
-    report = (out / "report.md").read_text()
-    assert "(solution cell train_bpe) ran longer than the per-cell limit of 20 s" in report
+    named = re.compile(r"code cell \d+ \('while True:  # wait for the plot'\) ran longer than "
+                       r"the per-cell limit of 20 s")
+    assert named.search((out / "report.md").read_text())
     feedback = (out / "feedback" / "kim" / "01_tokenizer.html").read_text()
-    assert "No reply from kernel" not in feedback
+    assert named.search(html.unescape(feedback)) and "No reply from kernel" not in feedback
     contents = feedback[feedback.index('<div id="toc">'):feedback.index("</ol>")]
     for question in ("get_pair_counts", "merge_pair", "train_bpe", "encode", "decode"):
         assert f"<code>{question}</code>: test</a>" in contents, question
