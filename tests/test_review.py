@@ -139,7 +139,8 @@ def test_overrides_reach_every_output_and_stand_through_regrades(batch, tmp_path
     assert re.search(r"bob / 01_toy / explain: \(needs grading\) -> 2 \(hand grade by ", report)
     with open(out / "lms" / "scores_by_student.csv") as handle:
         wide = {r["lms_id"]: r for r in csv.DictReader(handle)}
-    assert wide["bob"]["01_toy"] == "4.5"
+    assert wide["bob"]["01_toy"] == "4.5" and wide["bob"]["01_toy needs grading"] == ""
+    assert wide["ann"]["01_toy needs grading"] == "explain"  # not graded by hand yet
     feedback = (out / "feedback" / "bob" / "01_toy.html").read_text()
     assert "(Score: 4.5 / 5.0)" in feedback and "right idea, off by one" in feedback
     assert_outputs_agree(out)
