@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from autograde.course import GraderError
+from autograde.course import GraderError, ensure_tools_on_path
 from autograde.markup import markdown_text
 from autograde.results import Run, _write_json, load_answer, write_outputs
 
@@ -85,6 +85,7 @@ def override(out: Path, student: str, lesson: str, question: str, points: float 
     out = Path(out).resolve()
     run = Run.load(out)
     db_url = db_url or run.gradebook(out)
+    ensure_tools_on_path()  # nbgrader's gradebook runs the venv's alembic
     if not (why or "").strip():
         raise GraderError("--why is required: say why the score changes (the history and "
                           "report.md keep it)")

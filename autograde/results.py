@@ -22,7 +22,7 @@ from pathlib import Path
 from autograde import lms_export
 from autograde.answer import Answer
 from autograde.collect import Record
-from autograde.course import GraderError
+from autograde.course import GraderError, ensure_tools_on_path
 from autograde.course_file import CourseFile, load_course_file
 from nanolm_lib.utils import atomic_write
 
@@ -135,30 +135,67 @@ class ClassView:
                 if entry.get("needs_grading")]
 
 
+@dataclass(frozen=True)
+class GradeRow:
+    """One question of one submission as the gradebook holds it."""
+
+    score: float          # nbgrader's: the manual score, else the automatic one, else 0
+    max_score: float
+    manual_score: float | None
+
+
 def class_view(out: Path, db_url: str) -> ClassView:
     """Each submission in the gradebook with its state's answer, every question's score
     replaced by the gradebook's (verdict, override or hand grade) and marked with the override
     standing on it; a hand-graded question without a grade ``needs_grading``."""
-    from nbgrader.api import Gradebook
-
     from autograde.overrides import load_history, load_overrides
 
     overrides = load_overrides(out)
     answers = {}
-    with Gradebook(db_url) as gb:
-        for assignment in gb.assignments:
-            for submission in assignment.submissions:
-                student, lesson = submission.student.id, assignment.name
-                answer = load_answer(out, student, lesson) or Answer(
-                    student, lesson, problems=["the grader's record of this submission is "
-                                               "missing from .state/: grade it again"])
-                grades = {grade.name: grade for notebook in submission.notebooks
-                          for grade in notebook.grades}
-                answer.scores = _scores(answer.scores, grades,
-                                        overrides.get(f"{student}/{lesson}", {}))
-                answers[(student, lesson)] = answer
+    for (student, lesson), grades in gradebook_grades(db_url).items():
+        answer = load_answer(out, student, lesson) or Answer(
+            student, lesson, problems=["the grader's record of this submission is missing "
+                                       "from .state/: grade it again"])
+        answer.scores = _scores(answer.scores, grades,
+                                overrides.get(f"{student}/{lesson}", {}))
+        answers[(student, lesson)] = answer
     return ClassView(answers, sorted({student for student, _ in answers}),
                      sorted({lesson for _, lesson in answers}), load_history(out))
+
+
+def gradebook_grades(db_url: str) -> dict[tuple[str, str], dict[str, GradeRow]]:
+    """``{(student, lesson): {grade_id: GradeRow}}`` for every submission in the gradebook,
+    in two queries (a class of a thousand would otherwise cost a query per grade)."""
+    from nbgrader.api import (
+        Assignment,
+        Grade,
+        Gradebook,
+        GradeCell,
+        Student,
+        SubmittedAssignment,
+        SubmittedNotebook,
+    )
+
+    ensure_tools_on_path()  # nbgrader's gradebook runs the venv's alembic
+    with Gradebook(db_url) as gb:
+        submissions = (gb.db.query(Student.id, Assignment.name)
+                       .join(SubmittedAssignment, SubmittedAssignment.student_id == Student.id)
+                       .join(Assignment, SubmittedAssignment.assignment_id == Assignment.id))
+        found: dict = {(student, lesson): {} for student, lesson in submissions}
+        rows = (gb.db.query(Student.id, Assignment.name, GradeCell.name, Grade.auto_score,
+                            Grade.manual_score, GradeCell.max_score)
+                .select_from(Grade)
+                .join(GradeCell, Grade.cell_id == GradeCell.id)
+                .join(SubmittedNotebook, Grade.notebook_id == SubmittedNotebook.id)
+                .join(SubmittedAssignment,
+                      SubmittedNotebook.assignment_id == SubmittedAssignment.id)
+                .join(Student, SubmittedAssignment.student_id == Student.id)
+                .join(Assignment, SubmittedAssignment.assignment_id == Assignment.id))
+        for student, lesson, grade_id, auto, manual, maximum in rows:
+            score = manual if manual is not None else auto if auto is not None else 0.0
+            found.setdefault((student, lesson), {})[grade_id] = GradeRow(
+                float(score), float(maximum or 0.0), manual)
+    return found
 
 
 def _scores(autograded: dict, grades: dict, overrides: dict) -> dict:

@@ -57,11 +57,15 @@ def graded(tmp_path):
 
 @pytest.fixture
 def review(graded):
-    """The review server as the instructor starts it; yields its address."""
+    """The review server as the instructor starts it (``.venv/bin/python -m autograde``, the
+    venv not activated: its bin folder is not on PATH); yields its address."""
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
+                           if p != venv_bin)
     process = subprocess.Popen(
         [sys.executable, "-m", "autograde", "review", "--out", str(graded), "--no-browser",
          "--by", "ta-lee"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True)
+        text=True, env={**os.environ, "PATH": path})
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(line) for line in process.stdout],
                      daemon=True).start()
