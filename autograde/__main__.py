@@ -1,5 +1,5 @@
-"""Command line: ``python -m autograde {release,exchange-release,grade,check,submit,student-kit,
-bench}``."""
+"""Command line: ``python -m autograde {release,exchange-release,grade,override,review,check,
+submit,student-kit,bench}``."""
 
 from __future__ import annotations
 
@@ -127,6 +127,26 @@ def _exchange_release(args) -> int:
                            lessons_dir=args.lessons, force=args.force)
     print(f"released {released.name} into {released}: students of course {args.course} "
           "fetch it from the Assignments panel")
+    return 0
+
+
+def _override(args) -> int:
+    _require("overrides")
+    from autograde.overrides import override
+
+    if args.remove == (args.points is not None):
+        raise GraderError("give POINTS, or --remove to take the override back")
+    print(override(args.out, args.student, args.lesson, args.question, args.points, args.why,
+                   by=args.by, db_url=args.db, remove=args.remove))
+    return 0
+
+
+def _review(args) -> int:
+    _require("review")
+    from autograde.review import serve
+
+    serve(args.out, port=args.port, db_url=args.db, by=args.by,
+          open_browser=not args.no_browser)
     return 0
 
 
@@ -270,6 +290,44 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the feedback shows the hidden tests' source (default: results only)")
     p.add_argument("--solutions", type=Path, default=SOLUTIONS_DIR, help=argparse.SUPPRESS)
     p.set_defaults(func=_grade)
+
+    p = commands.add_parser(
+        "override", help="set one question's score by hand (an override, or a hand grade)",
+        description="Set the score of QUESTION (its name, e.g. merge_pair or test_merge_pair) "
+                    "of STUDENT's LESSON in the batch graded into --out, with the reason; "
+                    "grades.csv, scores.json, report.md, summary.md, lms/ and the feedback are "
+                    "written again. The override stands through later regrades until "
+                    "--remove; history.jsonl and report.md keep every change.")
+    p.add_argument("student")
+    p.add_argument("lesson")
+    p.add_argument("question")
+    p.add_argument("points", type=float, nargs="?", default=None)
+    p.add_argument("--why", required=True, help="the reason (the history and report.md keep "
+                                                "it; the feedback shows it)")
+    p.add_argument("--by", default=None, help="who (default: your user name)")
+    p.add_argument("--remove", action="store_true",
+                   help="take the override back: the grader's score again")
+    p.add_argument("--out", type=Path, default=Path("grades"),
+                   help="the folder grade wrote (default grades)")
+    p.add_argument("--db", default=None, help="the gradebook's URL (default: the one grade "
+                                              "used)")
+    p.set_defaults(func=_override)
+
+    p = commands.add_parser(
+        "review", help="review the graded batch in a browser, and override scores there",
+        description="Serve the batch graded into --out on 127.0.0.1: every submission with "
+                    "its score, the questions waiting for a hand grade, each submission's "
+                    "questions (score, the grader's message, overrides) beside its feedback, "
+                    "and a form per question that does what `override` does.")
+    p.add_argument("--out", type=Path, default=Path("grades"),
+                   help="the folder grade wrote (default grades)")
+    p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    p.add_argument("--db", default=None, help="the gradebook's URL (default: the one grade "
+                                              "used)")
+    p.add_argument("--by", default=None, help="who sets the scores (default: your user "
+                                              "name)")
+    p.add_argument("--no-browser", action="store_true", help="print the address only")
+    p.set_defaults(func=_review)
 
     p = commands.add_parser("check", help="self-check a lesson notebook (visible tests)")
     p.add_argument("notebook", type=Path, help="e.g. workspace/03_attention/03_attention.ipynb")

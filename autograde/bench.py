@@ -121,7 +121,7 @@ def run_shards(students: int = 4, lessons: list[str] | None = None,
             cpu = _children_cpu_s() - cpu_before
             # each worker's seconds per notebook, from the answers the shards kept
             worked = [json.loads(path.read_text())["answer"]["seconds"]
-                      for path in (out / ".state").rglob("*.json")]
+                      for path in (out / ".state").glob("*/*.json")]  # one per submission
             overhead = max(shard_wall) - sum(worked) / count
             rows.append({"shards": count, "notebooks": notebooks, "wall_s": wall,
                          "shards_wall_s": graded_s, "merge_s": wall - graded_s,

@@ -264,7 +264,8 @@ def nbgrader_meta(cell) -> dict:
 def grade_cells(nb: nbformat.NotebookNode) -> list[dict]:
     """The nbgrader cells of a notebook: ``{"grade_id", "kind", "points", "source", "index"}``.
 
-    ``kind`` is ``"solution"``, ``"test"`` (graded code cell) or ``"other"``.
+    ``kind`` is ``"solution"``, ``"test"`` (graded code cell), ``"manual"`` (an answer graded
+    by hand: a graded solution cell, Markdown or code) or ``"other"``.
     """
     cells = []
     for index, cell in enumerate(nb.cells):
@@ -273,6 +274,8 @@ def grade_cells(nb: nbformat.NotebookNode) -> list[dict]:
             continue  # from here on the metadata is a dict: nbgrader's own helpers read it
         if nbgrader_utils.is_solution(cell) and not nbgrader_utils.is_grade(cell):
             kind = "solution"
+        elif nbgrader_utils.is_solution(cell):
+            kind = "manual"
         elif nbgrader_utils.is_grade(cell) and cell.cell_type == "code":
             kind = "test"
         else:

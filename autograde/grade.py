@@ -12,9 +12,12 @@
 4. Grade the rest with N worker processes (:mod:`autograde.worker`), each with its own course
    directory and gradebook; merge each answer into the main gradebook as it arrives (one
    writer), with a progress bar over submissions.
-5. Write ``grades.csv`` (nbgrader's CSV export), ``scores.json``, ``feedback/``,
-   ``summary.md`` / ``summary.png`` and ``report.md`` (:mod:`autograde.report`), and the LMS
-   exports with the late policy applied (``lms/``, :mod:`autograde.lms_export`).
+5. Write ``grades.csv`` (nbgrader's CSV export), ``scores.json``, ``summary.md`` /
+   ``summary.png`` and ``report.md`` (:mod:`autograde.report`), and the LMS exports with the
+   late policy applied (``lms/``, :mod:`autograde.lms_export`), for every submission in the
+   gradebook, from the gradebook and ``DIR/.state/`` (:mod:`autograde.results`): a run of some
+   lessons or some students keeps the others, and overrides (:mod:`autograde.overrides`)
+   stand through a regrade.
 
 The batch exits 0 whenever every submission was graded, even to zero; a submission that the
 grader itself could not handle, and every file of the download that was not graded, is named
@@ -41,11 +44,10 @@ import subprocess
 import sys
 import threading
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from autograde import lms_export
 from autograde.answer import Answer
 from autograde.collect import Collected, Submission, gather
 from autograde.course import (
@@ -60,6 +62,7 @@ from autograde.course import (
 )
 from autograde.course_file import CourseFile, now_utc
 from autograde.kernel import Limits, require_isolation
+from autograde.results import load_answer
 from autograde.sandbox import die_with_parent
 from autograde.worker import ANSWER_PREFIX, WorkerSettings
 from nanolm_lib.utils import atomic_write
@@ -232,32 +235,6 @@ def merge_submission(db_url: str, student: str, lesson: str, submission: dict) -
         gb.db.commit()
 
 
-def record_late_work(db_url: str, course: CourseFile, grades: dict) -> None:
-    """Due dates, extensions and late penalties into the gradebook, where nbgrader's own
-    grades.csv reads them (``duedate``, ``late_submission_penalty``, ``score``)."""
-    from nbgrader.api import Gradebook, MissingEntry
-
-    def naive_utc(when):  # how nbgrader stores times
-        return when.astimezone(UTC).replace(tzinfo=None) if when else None
-
-    with Gradebook(db_url) as gb:
-        for (student, lesson), grade in grades.items():
-            dates = course.lessons.get(lesson)
-            try:
-                submission = gb.find_submission(lesson, student)
-            except MissingEntry:
-                continue
-            submission.assignment.duedate = naive_utc(dates.due) if dates else None
-            own_due = course.due(student, lesson)
-            submission.extension = (own_due - dates.due if dates and dates.due and own_due
-                                    and own_due != dates.due else None)
-            for number, notebook in enumerate(submission.notebooks):
-                notebook.late_submission_penalty = (
-                    round(grade.raw - grade.final, 4)
-                    if number == 0 and grade.penalty_percent else 0.0)
-        gb.db.commit()
-
-
 MERGE_ATTEMPTS = 3
 
 
@@ -292,34 +269,6 @@ def _submitted_pairs(db_url: str) -> set[tuple[str, str]]:
         return {(student, lesson) for student, lesson in rows}
 
 
-class _SortedGradebook:
-    """nbgrader's gradebook with students and assignments in a fixed order, so that the CSV
-    export is the same whatever order the submissions were merged in."""
-
-    def __init__(self, gradebook):
-        self._gradebook = gradebook
-
-    def __getattr__(self, name):
-        return getattr(self._gradebook, name)
-
-    @property
-    def students(self):
-        return sorted(self._gradebook.students, key=lambda s: s.id)
-
-    @property
-    def assignments(self):
-        return sorted(self._gradebook.assignments, key=lambda a: a.name)
-
-
-def export_csv(db_url: str, path: Path) -> None:
-    """nbgrader's CSV export of the main gradebook."""
-    from nbgrader.api import Gradebook
-    from nbgrader.plugins import CsvExportPlugin
-
-    with Gradebook(db_url) as gb:
-        CsvExportPlugin(to=str(path)).export(_SortedGradebook(gb))
-
-
 # --------------------------------------------------------------------------- the batch
 def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | None = None,
                 limits: Limits | None = None, lessons: list[str] | None = None,
@@ -343,7 +292,6 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
         raise GraderError("--shard grades a share and --merge writes the outputs: use one")
     if merge is not None and merge < 1:
         raise GraderError(f"--merge {merge}: the number of shards is at least 1")
-    from autograde import report
     from autograde.sandbox import isolation_level
 
     ensure_tools_on_path()
@@ -387,17 +335,7 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
                        copied, show_hidden_tests, main_db, result, show_progress)
 
     if shard is None:  # one report per batch: the merge writes it for the shards
-        grades = lms_export.late_grades(course, result.answers, collected.records, students,
-                                        lessons)
-        try:
-            record_late_work(main_db, course, grades)
-            export_csv(main_db, out / "grades.csv")
-        except Exception as error:  # a gradebook held by another process: report, keep the rest
-            result.failures.append(f"grades.csv: the gradebook {main_db} could not be read "
-                                   f"({str(error).splitlines()[0][:300]})")
-        _write_lms_exports(result, course, collected.lms, collected, grades, students, lessons)
-        _write_similarity(result, found, students, lessons)
-        report.write_outputs(result, students, lessons, limits)
+        _write_outputs(result, main_db, course, collected, found, students, lessons)
     if result.ok:
         shutil.rmtree(work, ignore_errors=True)
         try:
@@ -422,6 +360,7 @@ def _grade_pending(todo, work: Path, template: Path, lessons: list[str], solutio
                                template_db=str(template / "gradebook.db"),
                                release_dir=str(template / "release"),
                                feedback_dir=str(out / "feedback"),
+                               autograded_dir=str(out / "autograded"),
                                limits=limits, copied=copied,
                                show_hidden_tests=show_hidden_tests,
                                library_dirs=libraries,
@@ -446,20 +385,26 @@ def _name_unfinished(todo, students: list[str], lessons: list[str], shards: int,
     result.unfinished_shards = sorted(unfinished)
 
 
-def _write_lms_exports(result: BatchResult, course: CourseFile, lms: str,
-                       collected: Collected, grades: dict, students: list[str],
-                       lessons: list[str]) -> None:
-    """``lms/`` and the report's sections on submission times, late work and the exports."""
-    result.late = {key: (grade.final, grade.penalty_percent)
-                   for key, grade in grades.items() if grade.penalty_percent}
-    result.sections["Submission times and late work"] = lms_export.late_lines(grades) or [
-        "(no submission time or due date known)"]
-    try:
-        result.sections["LMS exports"] = lms_export.write_exports(
-            result.out / "lms", course, lms, grades, students, lessons, collected.records,
-            result.out / "feedback")
-    except OSError as error:
-        result.failures.append(f"lms/: the exports could not be written ({error})")
+def _write_outputs(result: BatchResult, main_db: str, course: CourseFile,
+                   collected: Collected, found: dict, students: list[str],
+                   lessons: list[str]) -> None:
+    """Every output, for every submission in the gradebook (:mod:`autograde.results`): this
+    run's are added to those of earlier runs, none is dropped."""
+    from autograde import results
+
+    results.save_records(result.out, collected.records)
+    _write_similarity(result, found, students, lessons)
+    own = main_db == results.default_gradebook(result.out)  # follows DIR if it moves
+    run = results.Run(db_url="" if own else main_db, isolation=result.isolation, copied=result.copied,
+                      graded=result.graded, skipped=result.skipped, failures=result.failures,
+                      notes=result.notes, not_graded=result.not_graded,
+                      similarity=result.sections.pop("Similarity", []),
+                      course=str(course.path) if course.path else None, lms=collected.lms,
+                      lessons=lessons)
+    run.save(result.out)
+    written = results.write_outputs(result.out, run, course)
+    result.answers, result.failures = written.answers, written.failures
+    result.sections, result.late = written.sections, written.late
 
 
 def _write_similarity(result: BatchResult, found: dict, students: list[str],
@@ -634,7 +579,9 @@ def _run_workers(todo: list[tuple[Submission, str]], settings: list[WorkerSettin
                                        f"{main_db} could not be written ({error}); run the "
                                        "same command again to merge it")
             else:
+                before = load_answer(state_dir.parent, *key)
                 _write_state(state_dir / key[0] / f"{key[1]}.json", digest, answer)
+                _keep_overrides(state_dir.parent, main_db, before, answer)
                 result.answers[key] = answer
                 result.graded += 1
             bar.update(1)
@@ -643,6 +590,17 @@ def _run_workers(todo: list[tuple[Submission, str]], settings: list[WorkerSettin
         stopping.set()
         for worker in pool:
             worker.stop()
+
+
+def _keep_overrides(out: Path, main_db: str, before: Answer | None, answer: Answer) -> None:
+    """After a regrade: the instructor's overrides on top of the grader's new rows, and every
+    autograded score it changed in the history (:mod:`autograde.overrides`)."""
+    from autograde.overrides import apply_overrides, load_overrides, log_regrade
+
+    if load_overrides(out).get(f"{answer.student}/{answer.lesson}"):
+        apply_overrides(out, main_db, answer.student, answer.lesson)
+    if before is not None and not before.grader_error:
+        log_regrade(out, before, answer)
 
 
 def _write_state(path: Path, digest: str, answer: Answer) -> None:

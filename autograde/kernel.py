@@ -217,6 +217,6 @@ def error_message(ename: str, evalue: str, limits: Limits) -> str:
 
     if is_memory_error(ename, evalue):
         return f"memory limit of {limits.memory_mb} MB hit ({ename}: {evalue})".strip()
-    if ename == "CellTimeoutError":
-        return f"cell timeout: a cell ran longer than {limits.cell_timeout_s} s"
+    if ename == "CellTimeoutError":  # LimitedExecute names the cell in evalue
+        return f"cell timeout: {evalue or f'a cell ran longer than {limits.cell_timeout_s} s'}"
     return f"{ename}: {evalue}" if evalue else ename

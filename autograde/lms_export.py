@@ -47,6 +47,7 @@ class LessonGrade:
     due: datetime | None
     penalty_percent: float
     note: str = ""
+    needs_grading: tuple[str, ...] = ()   # hand-graded answers without a grade (not in raw)
 
     @property
     def final(self) -> float:
@@ -81,7 +82,7 @@ def late_grades(course: CourseFile, answers: dict, records: dict[tuple[str, str]
                     if due else "the LMS marked the file late")
             grades[(student, lesson)] = LessonGrade(
                 raw, maximum, submitted, record.time_source if record else "", due, penalty,
-                note)
+                note, tuple(gid for gid, e in answer.scores.items() if e.get("needs_grading")))
     return grades
 
 
@@ -125,6 +126,11 @@ def write_exports(out: Path, course: CourseFile, lms: str, grades: dict, student
     if absent:
         lines.append(f"On the roster without any file (no row in the import files, empty "
                      f"cells in scores_by_student.csv): {', '.join(absent)}.")
+    waiting = sorted(f"{key} / {lesson}" for (key, lesson), grade in grades.items()
+                     if grade.needs_grading and lesson in lessons)
+    if waiting:
+        lines.append(f"Answers still to grade by hand (the import files hold the rest of the "
+                     f"score; scores_by_student.csv names them): {', '.join(waiting)}.")
     if unmapped:
         lines.append(f"moodle_grades.csv: no email or ID number for {', '.join(unmapped)}; "
                      "Moodle cannot match these rows (add them to the roster in course.toml).")
@@ -144,7 +150,7 @@ def _write_wide(path, course, grades, everyone, lessons, names) -> None:
     header = ["lms_id", "name", "email", "section"]
     for lesson in lessons:
         header += [lesson, f"{lesson} raw", f"{lesson} max", f"{lesson} late penalty %",
-                   f"{lesson} submitted", f"{lesson} time from"]
+                   f"{lesson} submitted", f"{lesson} time from", f"{lesson} needs grading"]
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
@@ -156,7 +162,8 @@ def _write_wide(path, course, grades, everyone, lessons, names) -> None:
                 grade = grades.get((key, lesson))
                 row += ([_score(grade.final), _score(grade.raw), _score(grade.max_score),
                          _score(grade.penalty_percent), _when(grade.submitted),
-                         grade.time_source] if grade else [""] * 6)
+                         grade.time_source, " ".join(grade.needs_grading)]
+                        if grade else [""] * 7)
             writer.writerow(row)
 
 

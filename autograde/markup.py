@@ -21,12 +21,14 @@ them, and those texts are Markdown: nbgrader renders a comment in the feedback w
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from bleach import clean
 from bleach.css_sanitizer import CSSSanitizer
 from jinja2 import pass_context
 from nbconvert.exporters import HTMLExporter
 from nbconvert.preprocessors.sanitize import SanitizeHTML
+from traitlets import default
 
 # underscores stay: inside a word (a name, a file name) CommonMark reads them as text, and at
 # worst they make emphasis, never markup that runs
@@ -56,6 +58,16 @@ def markdown_text(text, one_line: bool = False) -> str:
     return " ".join(text.splitlines()) if one_line else text
 
 
+def feedback_templates() -> list[str]:
+    """Where the feedback's templates are: nbgrader's, extended here to name each question
+    (``templates/nanolm_feedback``)."""
+    import nbgrader
+
+    return [str(Path(__file__).resolve().parent / "templates"),
+            str(Path(nbgrader.__file__).resolve().parent / "server_extensions" / "formgrader"
+                / "templates")]
+
+
 def clean_rendered_html(html: str) -> str:
     """HTML rendered from Markdown, with only :data:`RENDERED_TAGS` and
     :data:`RENDERED_ATTRIBUTES` kept (anything else is shown as text) and only links to
@@ -71,6 +83,12 @@ class FeedbackExporter(HTMLExporter):
     @pass_context
     def markdown2html(self, context, source):
         return clean_rendered_html(super().markdown2html(context, source))
+
+    @default("template_paths")
+    def _template_paths(self, prune=True, root_dirs=None):
+        # the template folders themselves as well, so that our template extends nbgrader's
+        # by its name ('feedback/index.html.j2'), not by a copy
+        return super()._template_paths(prune, root_dirs) + list(self.extra_template_basedirs)
 
 
 class SanitizeFeedback(SanitizeHTML):

@@ -62,6 +62,23 @@ def is_memory_error(ename: str, evalue: str) -> bool:
         "DefaultCPUAllocator" in evalue)
 
 
+def cell_name(nb, index: int) -> str:
+    """How the reports and the feedback name the notebook's cell at ``index``: its number among
+    the code cells, from 1 (as the static scan counts them), and what it is."""
+    number = sum(1 for cell in nb.cells[:index + 1] if cell.cell_type == "code")
+    if not 0 <= index < len(nb.cells):
+        return f"code cell {number}"
+    meta = nbgrader_meta(nb.cells[index])
+    grade_id = meta.get("grade_id")
+    if not isinstance(grade_id, str):  # a lesson's example or a cell the student added
+        first = next((line.strip() for line in nb.cells[index].source.splitlines()
+                      if line.strip()), "")
+        return f"code cell {number} ({first[:60]!r})" if first else f"code cell {number}"
+    kind = ("solution cell" if meta.get("solution") else "test cell" if meta.get("grade")
+            else "set-up cell")
+    return f"code cell {number} ({kind} {grade_id})"
+
+
 def _error_output(ename: str, evalue: str) -> NotebookNode:
     return NotebookNode(output_type="error", ename=ename, evalue=evalue,
                         traceback=[f"{ename}: {evalue}"])
@@ -165,16 +182,20 @@ class LimitedExecute(Execute):
     def on_cell_executed(self, **kwargs):
         super().on_cell_executed(**kwargs)
         reply = kwargs["execute_reply"]["content"]
+        index = kwargs["cell_index"]
         if reply.get("status") == "error" and reply.get("ename") == "CellTimeoutError":
-            self._limit_hits.append({
-                "limit": "cell-timeout", "cell": kwargs["cell_index"],
-                "message": f"a cell ran longer than the per-cell limit of {self.timeout} s "
-                           "and was interrupted"})
+            message = (f"{cell_name(self.nb, index)} ran longer than the per-cell limit of "
+                       f"{self.timeout} s and was interrupted")
+            self._limit_hits.append({"limit": "cell-timeout", "cell": index,
+                                     "message": message})
+            for output in kwargs["cell"].outputs:  # nbgrader's "No reply from kernel"
+                if output.get("output_type") == "error" and output.ename == "CellTimeoutError":
+                    output.evalue, output.traceback = message, [f"CellTimeoutError: {message}"]
         if reply.get("status") == "error" and is_memory_error(reply.get("ename", ""),
                                                                reply.get("evalue", "")):
             self._limit_hits.append({
-                "limit": "memory", "cell": kwargs["cell_index"],
-                "message": "a cell hit the memory limit "
+                "limit": "memory", "cell": index,
+                "message": f"{cell_name(self.nb, index)} hit the memory limit "
                            f"({reply.get('ename')}: {reply.get('evalue', '')[:200]})".strip()})
         if self._cell_over_limit:
             kwargs["cell"].outputs.append(_error_output("OutputLimitExceeded",
@@ -195,8 +216,8 @@ class LimitedExecute(Execute):
                     self._limit_hits.append({
                         "limit": "output", "cell": cell_index,
                         "message": f"the notebook printed more than "
-                                   f"{self.max_notebook_output_bytes} bytes in all; later "
-                                   "output was dropped"})
+                                   f"{self.max_notebook_output_bytes} bytes in all; output "
+                                   f"from {cell_name(self.nb, cell_index)} on was dropped"})
                 return None
             if self._cell_output_bytes > self.max_output_bytes:
                 if not self._cell_over_limit:
@@ -204,8 +225,8 @@ class LimitedExecute(Execute):
                                              f"{self.max_output_bytes} bytes; it was interrupted")
                     self._limit_hits.append({
                         "limit": "output", "cell": cell_index,
-                        "message": f"a cell printed more than {self.max_output_bytes} bytes "
-                                   "and was interrupted"})
+                        "message": f"{cell_name(self.nb, cell_index)} printed more than "
+                                   f"{self.max_output_bytes} bytes and was interrupted"})
                     asyncio.ensure_future(ensure_async(self.km.interrupt_kernel()))
                 return None
         return super().output(outs, msg, display_id, cell_index)
@@ -218,7 +239,8 @@ class LimitedExecute(Execute):
             await asyncio.wait_for(self._idle_after_interrupt(), self.interrupt_grace_s)
         except TimeoutError:
             self._stuck = {"limit": "cell-timeout", "cell": self._current_index,
-                           "message": f"a cell ran longer than the per-cell limit of "
+                           "message": f"{cell_name(self.nb, self._current_index)} ran longer "
+                                      "than the per-cell limit of "
                                       f"{self.timeout} s and did not stop within "
                                       f"{self.interrupt_grace_s:g} s of the interrupt; the "
                                       "kernel was stopped"}
@@ -245,11 +267,14 @@ class LimitedExecute(Execute):
         if self._stuck:
             return self._stuck
         status = read_json_file(Path(self.status_file), None) if self.status_file else None
+        where = cell_name(self.nb, self._current_index)
         if isinstance(status, dict) and isinstance(status.get("message"), str):
             status["cell"] = self._current_index
+            status["message"] = f"{status['message']} (in {where})"
             return status
         return {"limit": "dead-kernel", "cell": self._current_index,
-                "message": "the kernel died (os._exit, a crash, or killed from outside)"}
+                "message": f"the kernel died in {where} (os._exit, a crash, or killed from "
+                           "outside)"}
 
     @staticmethod
     def _mark_not_run(nb, first_index: int, hit: dict) -> None:
@@ -261,7 +286,7 @@ class LimitedExecute(Execute):
         for index, cell in enumerate(nb.cells):
             if index >= first_index and cell.cell_type == "code":
                 reason = hit["message"] if index == first_index else (
-                    f"not run: {hit['message']} in an earlier cell")
+                    f"not run: the notebook stopped earlier: {hit['message']}")
                 cell.outputs.append(_error_output(ename, reason))
 
     def _write_report(self) -> None:

@@ -1,13 +1,20 @@
 """What a batch writes besides nbgrader's grades.csv: scores.json, summary.md, summary.png
 and report.md.
 
-* ``scores.json``: ``{student: {lesson: {grade_id: {"score", "max_score", "error"}}}}``, where
-  ``error`` is the failing test's message or the limit the submission hit (None when passed).
+All of them are made from one source (:mod:`autograde.results`): every submission in the
+gradebook, with the scores the gradebook holds (an instructor's override included).
+
+* ``scores.json``: ``{student: {lesson: {grade_id: {"score", "max_score", "error", "limits",
+  "autograded", "manual", "needs_grading"[, "override"]}}}}``: ``error`` is the failing test's
+  message or the limit the submission hit (None when passed), ``limits`` every limit that
+  notebook hit, ``autograded`` the grader's own score, ``override`` the instructor's (points,
+  why, by, when); a hand-graded question ``needs_grading`` until it is graded.
 * ``summary.md``: per question, the mean score, the pass rate and the most common failure
   messages (numbers masked, so that the same failure with different values counts once).
 * ``summary.png``: a histogram of the students' total scores and the pass rate per question.
-* ``report.md``: how kernels were isolated, then per student and lesson the score, the limits
-  hit, problems with the submission, and the static-scan flags.
+* ``report.md``: how kernels were isolated, the questions waiting for a hand grade, then per
+  student and lesson the score, overrides, the limits hit (naming the cell), problems with
+  the submission, and the static-scan flags; last every override and changed regrade.
 
 Every text in the Markdown files that may quote a student (failure messages, file names,
 flags, problems) enters through :func:`autograde.markup.markdown_text`: as text, never as
@@ -19,6 +26,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograde.markup import markdown_text
@@ -26,14 +34,36 @@ from autograde.markup import markdown_text
 TOP_FAILURES = 3
 
 
+@dataclass
+class ReportInput:
+    """What the outputs are made of (:func:`autograde.results.write_outputs`): every graded
+    submission's answer, with the gradebook's scores, and what the last run said."""
+
+    out: Path
+    answers: dict
+    isolation: str = ""
+    copied: str = "zero"
+    graded: int = 0
+    skipped: int = 0
+    failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    not_graded: list[str] = field(default_factory=list)
+    sections: dict[str, list[str]] = field(default_factory=dict)
+    late: dict = field(default_factory=dict)       # (student, lesson) -> (final, penalty %)
+    history: list[dict] = field(default_factory=list)
+
+
 def scores_table(answers: dict, students: list[str], lessons: list[str]) -> dict:
-    """``scores.json``'s content from the batch's answers."""
+    """``scores.json``'s content: each question's entry, with the limits its notebook hit."""
     table: dict = {}
     for student in students:
         for lesson in lessons:
             answer = answers.get((student, lesson))
             if answer is not None:
-                table.setdefault(student, {})[lesson] = answer.scores
+                limits = [hit.get("message", "") for hit in answer.limits]
+                table.setdefault(student, {})[lesson] = {
+                    grade_id: {**entry, "limits": limits}
+                    for grade_id, entry in answer.scores.items()}
     return table
 
 
@@ -41,7 +71,8 @@ def failure_key(message: str) -> str:
     """A failure message reduced to what repeats across students: its first line, numbers
     masked (seeds, values, indices)."""
     first = message.strip().splitlines()[0] if message.strip() else "(no message)"
-    return re.sub(r"-?\d+(\.\d+)?(e-?\d+)?", "#", first)[:200]
+    # a number standing alone; digits inside a name (02_data.ipynb, test_k2) are the name
+    return re.sub(r"(?<![\w.])-?\d+(\.\d+)?(e-?\d+)?(?![\w])", "#", first)[:200]
 
 
 def question_summary(table: dict) -> list[dict]:
@@ -52,7 +83,10 @@ def question_summary(table: dict) -> list[dict]:
             for grade_id, entry in questions.items():
                 row = rows.setdefault((lesson, grade_id), {
                     "lesson": lesson, "grade_id": grade_id, "max_score": entry["max_score"],
-                    "scores": [], "failures": Counter()})
+                    "scores": [], "failures": Counter(), "waiting": 0})
+                if entry.get("needs_grading"):  # no score yet: not a 0
+                    row["waiting"] += 1
+                    continue
                 row["scores"].append(entry["score"])
                 if entry["score"] < entry["max_score"]:
                     row["failures"][failure_key(entry.get("error") or "")] += 1
@@ -61,8 +95,10 @@ def question_summary(table: dict) -> list[dict]:
         scores = row["scores"]
         summary.append({
             "lesson": row["lesson"], "grade_id": row["grade_id"], "n": len(scores),
-            "max_score": row["max_score"], "mean": sum(scores) / len(scores),
-            "pass_rate": sum(s >= row["max_score"] for s in scores) / len(scores),
+            "max_score": row["max_score"], "needs_grading": row["waiting"],
+            "mean": sum(scores) / len(scores) if scores else 0.0,
+            "pass_rate": sum(s >= row["max_score"] for s in scores) / len(scores)
+            if scores else 0.0,
             "top_failures": row["failures"].most_common(TOP_FAILURES)})
     return summary
 
@@ -83,6 +119,9 @@ def write_summary_md(path: Path, summary: list[dict], table: dict, isolation: st
              "|---|---|---|---|---|---|"]
     for row in summary:
         failures = "; ".join(f"{count}x {_md_cell(key)}" for key, count in row["top_failures"])
+        if row.get("needs_grading"):
+            failures = "; ".join(filter(None, [f"{row['needs_grading']} need grading "
+                                               "(not counted)", failures]))
         lines.append(f"| {row['lesson']} | {row['grade_id']} | {row['max_score']:g} | "
                      f"{row['mean']:.2f} | {100 * row['pass_rate']:.0f}% | {failures or '-'} |")
     path.write_text("\n".join(lines) + "\n")
@@ -145,8 +184,20 @@ def write_report_md(path: Path, result, students: list[str], lessons: list[str])
         lines += [f"- {_md_line(why)}" for why in not_graded] + [""]
     if result.notes:
         lines += ["## Notes", ""] + [f"- {_md_line(note)}" for note in result.notes] + [""]
+    waiting = [(student, lesson, gid) for (student, lesson), answer in
+               sorted(result.answers.items())
+               for gid, e in answer.scores.items() if e.get("needs_grading")]
+    if waiting:
+        lines += [f"## Needs grading by hand ({len(waiting)})", "",
+                  "Not counted in any score until graded: `python -m autograde override "
+                  "STUDENT LESSON QUESTION POINTS --why TEXT` (or `python -m autograde review`).",
+                  ""]
+        lines += [f"- {_md_line(s)} / {lesson} / {gid}" for s, lesson, gid in waiting] + [""]
     for heading, section in getattr(result, "sections", {}).items():
         lines += [f"## {heading}", ""] + section + [""]
+    history = getattr(result, "history", [])
+    lines += ["## Overrides and regrades", ""] + (
+        [history_line(event) for event in history] or ["(none)"]) + [""]
     lines += ["## Submissions", ""]
     for student in students:
         for lesson in lessons:
@@ -155,7 +206,20 @@ def write_report_md(path: Path, result, students: list[str], lessons: list[str])
                 continue
             score = sum(e["score"] for e in answer.scores.values())
             maximum = sum(e["max_score"] for e in answer.scores.values())
-            notes = ([f"limit: {_md_line(hit['message'])}" for hit in answer.limits]
+            waiting = [gid for gid, e in answer.scores.items() if e.get("needs_grading")]
+            notes = ([f"needs grading: {', '.join(waiting)} (graded by hand: python -m "
+                      f"autograde override {_md_line(student)} {lesson} QUESTION POINTS "
+                      "--why ...)"] if waiting else [])
+            notes += [f"override: {gid} {_points(e['autograded'])} -> "
+                      f"{e['override']['points']:g} / {e['max_score']:g} by "
+                      f"{_md_line(e['override']['by'])}, {e['override']['when']}: "
+                      f"{_md_line(e['override']['why'])}"
+                      if not e.get("manual") else
+                      f"graded by hand: {gid} {e['override']['points']:g} / "
+                      f"{e['max_score']:g} by {_md_line(e['override']['by'])}, "
+                      f"{e['override']['when']}: {_md_line(e['override']['why'])}"
+                      for gid, e in answer.scores.items() if e.get("override")]
+            notes += ([f"limit: {_md_line(hit['message'])}" for hit in answer.limits]
                      + [f"problem: {_md_line(p)}" for p in answer.problems]
                      + [f"flag ({_md_line(f['kind'])}) in {_md_line(f['grade_id'])}, "
                         + (f"code cell {_md_line(f['cell'])}, " if f.get("cell") else "")
@@ -166,12 +230,27 @@ def write_report_md(path: Path, result, students: list[str], lessons: list[str])
                         for f in answer.flags])
             late = getattr(result, "late", {}).get((student, lesson))
             after = (f" (raw; {late[0]:g} after a {late[1]:g}% late penalty)" if late else "")
-            lines.append(f"- **{_md_line(student)} / {lesson}**: {score:g} / {maximum:g}{after}")
+            pending = (f", {sum(answer.scores[g]['max_score'] for g in waiting):g} points "
+                       "need grading" if waiting else "")
+            lines.append(f"- **{_md_line(student)} / {lesson}**: {score:g} / {maximum:g}"
+                         f"{after}{pending}")
             lines += [f"  - {note}" for note in notes]
     path.write_text("\n".join(lines) + "\n")
 
 
-def write_outputs(result, students: list[str], lessons: list[str], limits) -> None:
+def _points(value) -> str:
+    return "(needs grading)" if value is None else f"{value:g}"
+
+
+def history_line(event: dict) -> str:
+    """One event of ``history.jsonl`` (:mod:`autograde.overrides`) as a line of report.md."""
+    return (f"- {event['when']} {_md_line(event['student'])} / {event['lesson']} / "
+            f"{_md_line(event['question'])}: {_points(event['old'])} -> "
+            f"{_points(event['new'])} ({event['kind']} by {_md_line(event['by'])}: "
+            f"{_md_line(event['why'])})")
+
+
+def write_outputs(result, students: list[str], lessons: list[str]) -> None:
     """Write scores.json, summary.md, summary.png and report.md into ``result.out``."""
     out = Path(result.out)
     table = scores_table(result.answers, students, lessons)

@@ -70,6 +70,7 @@ class WorkerSettings:
     # lesson -> the staged library its kernel imports (autograde.verdict); a lesson without
     # one (not a course lesson) is graded by nbgrader's own scores
     library_dirs: dict[str, str] = field(default_factory=dict)
+    autograded_dir: str = ""   # where the graded notebooks the feedback is made from are kept
 
     @classmethod
     def load(cls, path: Path) -> WorkerSettings:
@@ -92,7 +93,6 @@ def autograde_overrides(limits: Limits) -> dict:
         SaveAutoGrades,
     )
 
-    from autograde.markup import FeedbackExporter
     from autograde.preprocessors import LimitedExecute
 
     return {
@@ -105,10 +105,19 @@ def autograde_overrides(limits: Limits) -> dict:
                            "max_notebook_output_bytes": limits.notebook_output_bytes,
                            "kernel_name": KERNEL_NAME,
                            "startup_timeout": 120},
-        # the feedback's Markdown (the student's cells, the grader's comments) is cleaned
-        # after it is rendered
-        "GenerateFeedback": {"exporter_class": FeedbackExporter},
+        **feedback_overrides(),
     }
+
+
+def feedback_overrides() -> dict:
+    """nbgrader config for the feedback: the student's and the grader's Markdown cleaned after
+    it is rendered (:class:`autograde.markup.FeedbackExporter`), and the feedback template
+    that names each question (``autograde/templates/``)."""
+    from autograde.markup import FeedbackExporter, feedback_templates
+
+    return {"GenerateFeedback": {"exporter_class": FeedbackExporter},
+            "HTMLExporter": {"template_name": "nanolm_feedback",
+                             "extra_template_basedirs": feedback_templates()}}
 
 
 class Worker:
@@ -133,6 +142,9 @@ class Worker:
         self.db_url = self.config.CourseDirectory.db_url
         self.graded_names = {lesson: self._graded_names(lesson) for lesson in settings.lessons}
         self.grade_ids = {lesson: self._grade_ids(lesson) for lesson in settings.lessons}
+        self.manual_ids = {lesson: {c["grade_id"] for c in grade_cells(
+            self._source_notebook(lesson)) if c["kind"] == "manual"}
+            for lesson in settings.lessons}
         self.released = {lesson: self._released_notebook(lesson) for lesson in settings.lessons}
         self.released_metadata = {lesson: self._released_metadata(lesson)
                                   for lesson in settings.lessons}
@@ -155,8 +167,9 @@ class Worker:
                 for cell in nb.cells if nbgrader_meta(cell).get("grade_id")}
 
     def _grade_ids(self, lesson: str) -> list[str]:
+        """The lesson's questions: its test cells and its hand-graded answers, in order."""
         return [c["grade_id"] for c in grade_cells(self._source_notebook(lesson))
-                if c["kind"] == "test"]
+                if c["kind"] in ("test", "manual")]
 
     # ------------------------------------------------------------------------------ grading
     def grade(self, student: str, lesson: str, folder: str | None) -> Answer:
@@ -213,6 +226,7 @@ class Worker:
         policy_notes = self._apply_copy_policy(student, lesson, flags)
         scores = self._scores(student, lesson, autograded, submission, problems, limit_hits,
                               policy_notes, verdicts)
+        self._note_needs_grading(student, lesson, scores)
         submission = self._ensure_submission(student, lesson)  # with the verdicts' scores
 
         feedback_file = None
@@ -220,6 +234,11 @@ class Worker:
             try:
                 _feedback_notebook(autograded / f"{lesson}.ipynb",
                                    self.settings.show_hidden_tests)
+                kept = self.settings.autograded_dir
+                if kept:  # what an override's feedback is made from (autograde.overrides)
+                    target = Path(kept) / student / lesson / f"{lesson}.ipynb"
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(autograded / f"{lesson}.ipynb", target)
                 run_nbgrader(GenerateFeedback, self.config, assignment_id=lesson,
                              student_id=student)
                 html = feedback / f"{lesson}.html"
@@ -259,6 +278,25 @@ class Worker:
                     continue
                 comment.manual_comment = markdown_text(verdict.message)
             gb.db.commit()
+    def _note_needs_grading(self, student: str, lesson: str, scores: dict) -> None:
+        """A hand-graded answer's comment, until it is graded, says that its 0 is no grade
+        (the feedback shows it; :func:`autograde.overrides.apply_overrides` replaces it)."""
+        from nbgrader.api import Gradebook, MissingEntry
+
+        from autograde.overrides import NEEDS_GRADING
+
+        waiting = [gid for gid, entry in scores.items() if entry.get("needs_grading")]
+        if not waiting:
+            return
+        with Gradebook(self.db_url) as gb:
+            for grade_id in waiting:
+                try:
+                    gb.find_comment(grade_id, lesson, lesson, student).manual_comment = \
+                        NEEDS_GRADING
+                except MissingEntry:
+                    continue
+            gb.db.commit()
+
     def _prepare_kernel(self, student: str, lesson: str, notebook: Path):
         """The next kernel's folders (its own copy of the notebook and of the released
         lesson's files) and kernelspec; the grader's report paths in this worker's config.
@@ -388,6 +426,13 @@ class Worker:
                         continue
                     score = float(grade.score or 0.0)
                     error = None
+                    if grade.name in self.manual_ids[lesson]:
+                        # an answer graded by hand (autograde.overrides), never by the grader
+                        scores[grade.name] = {
+                            "score": score, "max_score": float(grade.max_score),
+                            "error": None, "manual": True,
+                            "needs_grading": grade.manual_score is None}
+                        continue
                     if grade.name in (policy_notes or {}) and self.settings.copied == "zero":
                         error = policy_notes[grade.name]
                     elif score < grade.max_score:

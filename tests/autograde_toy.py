@@ -65,6 +65,12 @@ TOY_LESSONS = {
 }
 
 
+def written_answer(grade_id: str, question: str, answer: str, points: int = 2):
+    """A Markdown answer graded by hand (nbgrader's "manually graded answer")."""
+    return new_markdown_cell(f"{question}\n\n### BEGIN SOLUTION\n{answer}\n### END SOLUTION",
+                             metadata=_meta(grade_id, solution=True, grade=True, points=points))
+
+
 def write_toy_solutions(root: Path, lessons: dict | None = None) -> Path:
     """Write the toy lessons as nbgrader source notebooks under ``root/<lesson>/``."""
     lessons = TOY_LESSONS if lessons is None else lessons

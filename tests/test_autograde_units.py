@@ -325,3 +325,14 @@ def test_the_launcher_takes_sigterm_as_a_requested_stop(tmp_path):
         launcher.wait()
     assert not Path(f"/proc/{kernel}").exists(), "the kernel outlived its launcher"
     assert not status.exists(), status.read_text()
+
+
+def test_summary_failure_keys_mask_numbers_not_names():
+    """summary.md counts a failure once whatever its numbers, and keeps the names in it."""
+    from autograde.report import failure_key
+
+    assert failure_key("missing notebook: the submission has no 02_data.ipynb") == \
+        "missing notebook: the submission has no 02_data.ipynb"
+    assert failure_key("expected 3.5, got -1e-05 at index 12\nmore") == \
+        "expected #, got # at index #"
+    assert failure_key("test_k2 of 01_tokenizer: add(1, 2)") == "test_k2 of 01_tokenizer: add(#, #)"

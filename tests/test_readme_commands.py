@@ -72,6 +72,8 @@ WHERE: dict[str, list[str]] = {
     "autograde bench --shards --students": ["test_readme_commands.py::test_autograde_bench_shards_grades_in_shards_and_merges"],
     "autograde student-kit --released": ["test_staged_kit.py::test_kit_holds_no_body_of_a_later_graded_function"],
     "autograde bench": ["test_readme_commands.py::test_autograde_bench_grades_a_class_and_writes_its_table"],
+    "autograde review --out": ["browser/test_review_browser.py::test_review_one_submission_and_override_in_the_browser"],
+    "autograde override --why --out": ["test_review.py::test_overrides_reach_every_output_and_stand_through_regrades"],
     "conda env": ["test_project.py::test_environment_yml_matches_pyproject (no conda here: "
                   "the file is read and held against pyproject.toml)"],
     "pip install": ["test_project.py::test_make_setup_installs_the_pinned_cpu_torch_first_without_a_gpu"],
