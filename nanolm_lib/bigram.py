@@ -55,17 +55,19 @@ class Bigram(nn.Module):
 
 
 def train_bigram(tokens, vocab_size: int, steps: int, *, context_length: int = 256,
-                 batch_size: int = 32, lr: float = 0.1, seed: int = 0,
+                 batch_size: int = 32, lr: float = 0.1, seed: int = 0, get_batch=None,
                  show_progress: bool = True) -> tuple[Bigram, list[dict]]:
-    """Train a :class:`Bigram` on random windows of ``tokens`` (lesson 02's ``get_batch``,
-    seeded) with AdamW for ``steps`` steps. Returns the model (in eval mode) and one record
-    per step (``step``, ``loss``, ``tokens``, ``seconds``). Ctrl-C stops after the step in
-    progress and returns what was trained so far."""
+    """Train a :class:`Bigram` on random windows of ``tokens`` with AdamW for ``steps``
+    steps, drawn by ``get_batch(tokens, batch_size, context_length, generator)`` (lesson
+    02's; None: the library's) with a seeded generator. Returns the model (in eval mode) and
+    one record per step (``step``, ``loss``, ``tokens``, ``seconds``). Ctrl-C stops after the
+    step in progress and returns what was trained so far."""
     import time
 
-    from nanolm_lib.data import get_batch
+    from nanolm_lib import data
     from nanolm_lib.utils import progress
 
+    get_batch = get_batch or data.get_batch
     if len(tokens) <= context_length:
         raise ValueError(f"train_bigram: {len(tokens):,} tokens hold no window of "
                          f"context_length + 1 = {context_length + 1}")
@@ -75,7 +77,8 @@ def train_bigram(tokens, vocab_size: int, steps: int, *, context_length: int = 2
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     batches = torch.Generator().manual_seed(seed)
     history, start = [], time.perf_counter()
-    bar = progress(range(1, steps + 1), desc="bigram", disable=not show_progress)
+    bar = progress(range(1, steps + 1), desc="bigram", **({} if show_progress else
+                                                          {"disable": True}))
     try:
         for step in bar:
             x, y = get_batch(tokens, batch_size, context_length, batches)

@@ -41,19 +41,15 @@ def bytes_per_token_curve(texts, merges, encode, points: int = 12) -> dict:
     return {"merges": counts, "bytes_per_token": per_token, "bytes": n_bytes}
 
 
-def plot_bytes_per_token(curve: dict, reference: dict | None = None):
-    """Lesson 01's figure: bytes per token against the number of merges (vocabulary size 256
-    + merges on the top axis). ``reference`` ({"label", "vocab_size", "bytes_per_token"}):
-    one more point, such as the course's 10,000-token tokenizer on the same text."""
+def plot_bytes_per_token(curve: dict):
+    """Lesson 01's figure: bytes per token against the number of merges."""
     figure, axes = _figure(7.5, 3.6)
     axes.plot(curve["merges"], curve["bytes_per_token"], "o-", label="your merges")
-    if reference is not None:
-        axes.plot(reference["vocab_size"] - 256, reference["bytes_per_token"], "s",
-                  color="black", label=reference["label"])
     axes.axhline(1.0, color="gray", linestyle=":", label="raw bytes: one byte per token")
     axes.set_xlabel("merges learned (vocabulary = 256 + merges)")
     axes.set_ylabel("bytes of text per token")
-    axes.set_title("BPE's compression: each merge can only shorten the text")
+    axes.set_title(f"BPE's compression on {curve['bytes']:,} bytes of held-out text: "
+                   "no merge makes it longer", fontsize=10)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     return figure
