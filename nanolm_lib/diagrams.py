@@ -116,12 +116,13 @@ def plot_flash_trace(trace: dict):
             if 0 < trace["rescale"][i] < 1:
                 bottom.text((start + end - 1) / 2, trace["l"][i], f"old l x {trace['rescale'][i]:.2f}",
                             ha="center", va="bottom", fontsize=8)
+    bottom.set_ylim(0, 1.3 * max(trace["l"]))  # room for the labels above the bars
     top.plot(positions[seen], scores[seen], "k.", label="score q . k_j / sqrt(D)")
     top.set_ylabel("score")
     top.legend(fontsize=8, loc="lower left")
     bottom.set_ylabel("l = sum exp(s_j - m)")
     bottom.set_xlabel("key position j")
-    bottom.legend(fontsize=8, loc="upper left")
+    bottom.legend(fontsize=8, loc="upper right")
     query = int(seen.sum()) - 1
     figure.suptitle(f"One query (position {query}) over the key tiles: lse = m + log l = "
                     f"{trace['lse']:.3f}")
