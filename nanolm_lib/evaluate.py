@@ -4,7 +4,8 @@ The file's stories are read as for training (stories separated by ``<|endoftext|
 paragraphs joined by single newlines, whether the file separates them by one newline or a
 blank line), encoded with the run's own tokenizer and packed story, EOT, story, EOT, ...
 The stream is cut into non-overlapping windows of the model's context length, so every token
-is predicted once (:func:`nanolm_lib.train.evaluate`). Bits per byte divide the loss in bits
+is predicted at most once (:func:`nanolm_lib.train.evaluate`; the first token and the tail
+after the last full window are not). Bits per byte divide the loss in bits
 per token by the UTF-8 bytes of story text per token, so models with different tokenizers
 compare on the same text.
 """
