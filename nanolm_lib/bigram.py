@@ -9,6 +9,12 @@ targets=None) -> (logits, loss)`` and a ``config`` with ``vocab_size`` and
 
     BigramConfig, Bigram     the model (it starts at all-zero logits: loss ln V exactly)
     train_bigram             AdamW on random windows, with a progress bar; Ctrl-C stops early
+    write_story              what ``tell_story`` writes with it, for the same generator
+    bigram_bits_per_byte     what ``nanolm eval`` measures, for stories in memory
+
+The last two are written out for the bigram, where a prediction is one row of the table,
+because lesson 02 uses them and a kit released at lesson 02 does not ship lesson 06's
+``evaluate`` or lesson 07's ``generate`` yet; the tests hold them equal to those.
 
 ``nanolm_lib.checkpoint.save_model`` writes it as a run folder that ``nanolm eval RUN --data
 FILE`` reads, as it reads a GPT's.
@@ -19,6 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -96,9 +103,50 @@ def train_bigram(tokens, vocab_size: int, steps: int, *, context_length: int = 2
     return model.eval(), history
 
 
+@torch.no_grad()
+def write_story(model: Bigram, tokenizer, max_new_tokens: int = 120,
+                generator: torch.Generator | None = None) -> str:
+    """A story: after an end-of-text token, each token drawn from the softmax of the row of
+    the token before, up to the next end-of-text or ``max_new_tokens`` draws."""
+    from nanolm_lib.sampling import draw
+
+    ids = [tokenizer.eot_id]
+    for _ in range(max_new_tokens):
+        probs = torch.softmax(model.table.weight[ids[-1]].float(), dim=-1)  # (V,)
+        next_id = int(draw(probs[None], generator))
+        if next_id == tokenizer.eot_id:
+            break
+        ids.append(next_id)
+    return tokenizer.decode(ids[1:])
+
+
+@torch.no_grad()
+def bigram_bits_per_byte(model: Bigram, tokenizer, stories) -> dict:
+    """Loss, perplexity and bits per byte of ``model`` on ``stories`` as ``nanolm eval``
+    measures them: packed story, EOT, ..., cut into windows of the context length, so the
+    tokens predicted are ``tokens[1 : n * T + 1]`` for n full windows; each from the token
+    before it, the only one a bigram reads."""
+    from nanolm_lib.data import pack_stories
+
+    stories = list(stories)
+    tokens = torch.from_numpy(pack_stories(tokenizer, stories).astype(np.int64))
+    T = model.config.context_length
+    predicted = (len(tokens) - 1) // T * T
+    if predicted < 1:
+        raise ValueError(f"bigram_bits_per_byte: {len(tokens):,} tokens hold no window of "
+                         f"context_length + 1 = {T + 1}")
+    log_probs = torch.log_softmax(model.table.weight.float(), dim=-1)  # (V, V)
+    loss = -log_probs[tokens[:predicted], tokens[1:predicted + 1]].mean().item()
+    bytes_per_token = sum(len(story.encode("utf-8")) for story in stories) / len(tokens)
+    return {"loss": loss, "perplexity": math.exp(loss),
+            "bpb": loss / math.log(2) / bytes_per_token, "bytes_per_token": bytes_per_token,
+            "predicted_tokens": predicted}
+
+
 def start_loss(vocab_size: int) -> float:
     """The loss of uniform predictions, where a fresh :class:`Bigram` starts: ln V."""
     return math.log(vocab_size)
 
 
-__all__ = ["BigramConfig", "Bigram", "train_bigram", "start_loss"]
+__all__ = ["BigramConfig", "Bigram", "train_bigram", "write_story", "bigram_bits_per_byte",
+           "start_loss"]

@@ -8,7 +8,14 @@ import math
 import pytest
 import torch
 
-from nanolm_lib.bigram import Bigram, BigramConfig, start_loss, train_bigram
+from nanolm_lib.bigram import (
+    Bigram,
+    BigramConfig,
+    bigram_bits_per_byte,
+    start_loss,
+    train_bigram,
+    write_story,
+)
 from nanolm_lib.checkpoint import load_model, save_model
 from nanolm_lib.data import make_stories, pack_stories
 from nanolm_lib.evaluate import evaluate_file, evaluate_stories
@@ -49,6 +56,12 @@ def test_training_lowers_the_loss_and_the_model_writes(trained):
     story = tell_story(model, tokenizer, "Once", max_new_tokens=20,
                        generator=torch.Generator().manual_seed(0))
     assert story.startswith("Once") and len(story) > len("Once")
+    for seed in range(3):  # write_story draws what tell_story (lesson 07's generate) draws
+        told = tell_story(model, tokenizer, max_new_tokens=40,
+                          generator=torch.Generator().manual_seed(seed))
+        written = write_story(model, tokenizer, max_new_tokens=40,
+                              generator=torch.Generator().manual_seed(seed))
+        assert written == told and written
 
 
 def test_bits_per_byte_in_memory_equal_nanolm_evals_from_the_run_folder(trained, tmp_path):
@@ -58,6 +71,9 @@ def test_bits_per_byte_in_memory_equal_nanolm_evals_from_the_run_folder(trained,
                                                                / measured["tokens"])
     assert measured["bpb"] < 0.8 * uniform
     assert measured["context_length"] == 32
+    closed_form = bigram_bits_per_byte(model, tokenizer, held_out)  # without lesson 06's code
+    assert closed_form["bpb"] == pytest.approx(measured["bpb"], rel=1e-5)
+    assert closed_form["predicted_tokens"] == measured["predicted_tokens"]
     save_model(tmp_path / "bigram", model, tokenizer)
     loaded, _ = load_model(tmp_path / "bigram")
     assert isinstance(loaded, Bigram)
