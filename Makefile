@@ -99,8 +99,8 @@ test-rest: setup
 # services or timed benchmark runs). Under a minute on 2 cores; make test runs every test,
 # these included. A new test file joins the fast layer by its name here.
 CHECK_TESTS := $(addprefix tests/,test_attention.py test_autograde_units.py \
-  test_baseline_benchmark.py test_checks.py test_cli.py test_compiling.py test_constraints.py \
-  test_data.py test_evaluate.py test_fair_grading.py test_flash_and_kernels.py \
+  test_baseline_benchmark.py test_bigram.py test_checks.py test_cli.py test_compiling.py test_constraints.py \
+  test_data.py test_diagrams.py test_evaluate.py test_fair_grading.py test_flash_and_kernels.py \
   test_gpu_check.py test_import_graph.py test_model.py test_modern.py test_numerics.py \
   test_policy.py test_presets.py test_project.py test_sampling.py test_tokenizer.py test_train.py)
 check: lint

@@ -4,6 +4,7 @@ A run folder (``TrainConfig.out_dir``) holds ``model.ckpt`` (the latest good che
 ``tokenizer.json``, ``config.json``, ``metrics.jsonl`` and ``plot.png``.
 
     save_checkpoint, load_checkpoint      plain data only, written atomically
+    save_model                            a run folder of a trained model alone
     CheckpointWriter                      the same, written by a background thread
     load_model                            (model, tokenizer) from a checkpoint or run folder
     read_metrics                          the records of metrics.jsonl
@@ -68,6 +69,15 @@ def save_checkpoint(path, *, model, optimizer=None, scaler=None, step: int = 0,
                              extra=extra)
     atomic_write(path, lambda temp: torch.save(state, temp))
     return path
+
+
+def save_model(out_dir, model, tokenizer, *, step: int = 0, tokens: int = 0) -> Path:
+    """A run folder holding just a trained model: ``model.ckpt`` (the weights, the model's
+    config and the tokenizer), enough for :func:`load_model` and ``nanolm eval``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(out_dir / CHECKPOINT_NAME, model=model, step=step, tokens=tokens,
+                           tokenizer=tokenizer)
 
 
 def checkpoint_state(*, model, optimizer=None, scaler=None, step: int = 0, tokens: int = 0,
@@ -199,7 +209,8 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     return state
 
 
-FAMILY_NAMES = {"gpt": "a classic GPT (lesson 05)", "modern": "a ModernGPT (lesson 08)"}
+FAMILY_NAMES = {"gpt": "a classic GPT (lesson 05)", "modern": "a ModernGPT (lesson 08)",
+                "bigram": "a bigram model (lesson 02)"}
 
 
 def checkpoint_family(state: dict, expected: str | None = None, path=None) -> str:

@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench)
 
     evaluation = commands.add_parser("eval", help="a run's loss and bits per byte on a text "
-                                                  "file (every token predicted once)")
+                                                  "file (every token predicted at most once)")
     evaluation.add_argument("run", help="run folder or checkpoint file")
     evaluation.add_argument("--data", required=True, help="a .txt/.json/.jsonl/.parquet file "
                             "of stories (e.g. TinyStories' validation stories)")

@@ -4,7 +4,8 @@ The file's stories are read as for training (stories separated by ``<|endoftext|
 paragraphs joined by single newlines, whether the file separates them by one newline or a
 blank line), encoded with the run's own tokenizer and packed story, EOT, story, EOT, ...
 The stream is cut into non-overlapping windows of the model's context length, so every token
-is predicted once (:func:`nanolm_lib.train.evaluate`). Bits per byte divide the loss in bits
+is predicted at most once (:func:`nanolm_lib.train.evaluate`; the first token and the tail
+after the last full window are not). Bits per byte divide the loss in bits
 per token by the UTF-8 bytes of story text per token, so models with different tokenizers
 compare on the same text.
 """
@@ -18,40 +19,50 @@ import numpy as np
 from nanolm_lib.errors import UsageError
 
 
-def file_tokens(path, tokenizer) -> tuple[np.ndarray, dict]:
-    """The packed tokens of the stories in ``path`` and what they hold (stories, bytes,
-    tokens); raises a clear error for a missing, unreadable or empty file."""
-    from nanolm_lib.data import _read_file, pack_stories
+def story_tokens(stories, tokenizer, where="stories") -> tuple[np.ndarray, dict]:
+    """``stories`` packed (story, EOT, story, ...) and what they hold (stories, bytes,
+    tokens); ``where`` names them in the error for an empty list."""
+    from nanolm_lib.data import pack_stories
 
-    path = Path(path)
-    stories = list(_read_file(path))  # FileNotFoundError / ValueError name the file
+    stories = list(stories)
     if not stories:
-        raise UsageError(f"{path}: holds no story text to evaluate on")
+        raise UsageError(f"{where}: holds no story text to evaluate on")
     tokens = pack_stories(tokenizer, stories)
     n_bytes = sum(len(story.encode("utf-8")) for story in stories)
     return tokens, {"stories": len(stories), "bytes": n_bytes, "tokens": len(tokens)}
+
+
+def evaluate_stories(model, tokenizer, stories, *, batch_size: int = 32,
+                     where="stories") -> dict:
+    """Loss, perplexity and bits per byte of ``model`` (with its ``tokenizer``) on
+    ``stories``, windows of the model's own context length: the measurement of ``nanolm
+    eval``, for a model in memory (lesson 02's bigram, lesson 06's GPT)."""
+    from nanolm_lib.train import evaluate
+
+    tokens, counts = story_tokens(stories, tokenizer, where)
+    context_length = model.config.context_length
+    if len(tokens) <= context_length:
+        raise UsageError(f"{where}: {len(tokens):,} tokens hold no window of the model's "
+                         f"context length + 1 = {context_length + 1}")
+    result = evaluate(model, tokens, context_length, batch_size,
+                      bytes_per_token=counts["bytes"] / counts["tokens"])
+    return {**counts, "context_length": context_length,
+            **{key: result[key] for key in ("loss", "perplexity", "bpb", "windows")},
+            "predicted_tokens": result["tokens"]}
 
 
 def evaluate_file(run, data, *, device: str | None = None, batch_size: int = 32) -> dict:
     """Loss, perplexity and bits per byte of the model in ``run`` (a run folder or checkpoint)
     on the text file ``data``; also the file's counts and what was evaluated where."""
     from nanolm_lib.checkpoint import load_model
-    from nanolm_lib.train import evaluate
+    from nanolm_lib.data import _read_file
     from nanolm_lib.utils import pick_device
 
     device = pick_device(device)
     model, tokenizer = load_model(run, device=device)
-    tokens, counts = file_tokens(data, tokenizer)
-    context_length = model.config.context_length
-    if len(tokens) <= context_length:
-        raise UsageError(f"{data}: {len(tokens):,} tokens hold no window of the model's "
-                         f"context length + 1 = {context_length + 1}")
-    result = evaluate(model, tokens, context_length, batch_size,
-                      bytes_per_token=counts["bytes"] / counts["tokens"])
-    return {"run": str(run), "data": str(data), **counts, "context_length": context_length,
-            "device": device, **{key: result[key] for key in
-                                 ("loss", "perplexity", "bpb", "windows")},
-            "predicted_tokens": result["tokens"]}
+    result = evaluate_stories(model, tokenizer, _read_file(Path(data)), batch_size=batch_size,
+                              where=data)
+    return {"run": str(run), "data": str(data), "device": device, **result}
 
 
 def describe(result: dict) -> str:
@@ -63,4 +74,4 @@ def describe(result: dict) -> str:
             f"{result['perplexity']:.2f}, {result['bpb']:.4f} bits per byte")
 
 
-__all__ = ["file_tokens", "evaluate_file", "describe"]
+__all__ = ["story_tokens", "evaluate_stories", "evaluate_file", "describe"]

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nanolm_lib.attention import KVCache, fused_attention, merge_heads, split_heads
+from nanolm_lib.bigram import Bigram, BigramConfig
 from nanolm_lib.model import GPT, MLP, FastLayerNorm, GPTConfig, _check_token_range
 
 NORMS = ("rmsnorm", "layernorm")
@@ -333,17 +334,20 @@ def count_modern_parameters(config: ModernConfig, non_embedding: bool = False) -
 # the two families, by name: what checkpoints record
 
 
-FAMILIES = {"gpt": (GPTConfig, GPT), "modern": (ModernConfig, ModernGPT)}
+FAMILIES = {"gpt": (GPTConfig, GPT), "modern": (ModernConfig, ModernGPT),
+            "bigram": (BigramConfig, Bigram)}
 
 
 def family_of(config) -> str:
-    """``"modern"`` for a :class:`ModernConfig`, ``"gpt"`` for any other GPTConfig."""
-    return "modern" if type(config).__name__ == "ModernConfig" else "gpt"
+    """``"modern"`` for a :class:`ModernConfig`, ``"bigram"`` for lesson 02's
+    :class:`BigramConfig`, ``"gpt"`` for any other GPTConfig."""
+    name = type(config).__name__
+    return {"ModernConfig": "modern", "BigramConfig": "bigram"}.get(name, "gpt")
 
 
 def build_model(config) -> nn.Module:
-    """The model a config describes: a ModernGPT for a ModernConfig, else a GPT."""
-    return ModernGPT(config) if family_of(config) == "modern" else GPT(config)
+    """The model a config describes: a ModernGPT, a Bigram or a GPT, by its family."""
+    return FAMILIES[family_of(config)][1](config)
 
 
 def parameter_count(config, non_embedding: bool = False) -> int:

@@ -27,13 +27,17 @@ from nanolm_lib.train import TrainConfig
 @dataclass(frozen=True)
 class Preset:
     """One recipe: the model, how to train it, which run size it serves (``utils.SIZES``),
-    and how many stories per split the demo streams from the hub for it (None: all)."""
+    how many stories per split the demo streams from the hub for it (None: all), and the
+    steps of lesson 02's bigram model at this size (``nanolm_lib.bigram.train_bigram``)."""
 
     name: str
     model: GPTConfig
     train: TrainConfig
     size: str
     hub_story_limit: int | None = None
+    # about a minute on a 2-core CPU at the cpu size's 2,048 x 2,048 table (~7 steps/s, lr
+    # 0.1; its validation loss levels off after ~200); the 10,000-token table is ~5x slower
+    bigram_steps: int = 400
 
 
 # The reference run's training: 2 epochs x 28,000 steps x 64 x 128 tokens = 458,752,000
@@ -47,7 +51,7 @@ REFERENCE_TRAINING = TrainConfig(
 PRESETS: dict[str, Preset] = {preset.name: preset for preset in (
     # The reference run: 21,955,584 parameters with the head tied to the token embedding.
     Preset(
-        "seed-3090", size="full",
+        "seed-3090", size="full", bigram_steps=150,
         model=GPTConfig(),
         train=REFERENCE_TRAINING,
     ),
@@ -112,7 +116,7 @@ PRESETS: dict[str, Preset] = {preset.name: preset for preset in (
     ),
     # Seconds: for tests, CI and nbgrader runs.
     Preset(
-        "smoke", size="smoke", hub_story_limit=2_000,
+        "smoke", size="smoke", hub_story_limit=2_000, bigram_steps=30,
         model=GPTConfig(vocab_size=512, context_length=64, d_model=64, n_layers=2, n_heads=4,
                         d_ff=256),
         train=TrainConfig(

@@ -142,7 +142,9 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, temperature: float =
     idx = idx.to(next(model.parameters()).device)  # (B, T) on the model's device
     ids_checked = False  # the prompt's ids once; sampled ids are in range by construction
     finished = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
-    cache = model.new_kv_cache(idx.size(0)) if use_cache else None
+    # a model without a cache (lesson 02's bigram) recomputes the window at every step
+    cache = model.new_kv_cache(idx.size(0)) if use_cache and hasattr(model, "new_kv_cache") \
+        else None
     bar_options = {} if show_progress else {"disable": True}
     was_training = model.training
     model.eval()

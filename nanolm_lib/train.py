@@ -315,8 +315,8 @@ def evaluate(model, tokens, context_length: int, batch_size: int = 32,
     """Mean loss of ``model`` on ``tokens`` cut into fixed, non-overlapping windows.
 
     Window i reads ``tokens[i*T : i*T + T]`` and predicts ``tokens[i*T + 1 : i*T + T + 1]``
-    (T = ``context_length``), so every token is predicted exactly once and the figure is the
-    same each time it is computed. ``max_batches`` keeps only the first batches.
+    (T = ``context_length``), so every token is predicted at most once (token 0 and the tail
+    after the last full window never are) and the figure is the same each time it is computed. ``max_batches`` keeps only the first batches.
     Returns ``loss``, ``perplexity``, ``windows``, ``tokens``, and ``bpb`` (bits per byte:
     loss / ln 2 / bytes_per_token) when ``bytes_per_token`` is given.
     """

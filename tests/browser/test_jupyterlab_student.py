@@ -150,6 +150,35 @@ def _shot(locator, name: str) -> None:
     locator.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
+def _type_answers(lab, cells, notebook: str, before: int | None = None) -> dict[int, str]:
+    """Type the solution of every answer cell (above cell ``before``, when given) into the
+    open notebook, as a student would; returns {cell index: source}."""
+    solution = nbformat.read(str(SOLUTIONS / notebook), as_version=4)
+    answers = {index: cell.source for index, cell in enumerate(solution.cells)
+               if cell.metadata.get("nbgrader", {}).get("solution")
+               and (before is None or index < before)}
+    for index, source in answers.items():
+        lab.set_source(cells.nth(index), source)
+    return answers
+
+
+# Each lesson's diagram (nanolm_lib.diagrams), by a line of the cell that draws it.
+DIAGRAMS = {"01_tokenizer": "display(plot_bytes_per_token(curve))",
+            "04_fused_attention": "display(plot_flash_trace(trace))",
+            "05_gpt": "display(plot_residual_stream(",
+            "07_sampling": "display(plot_kv_cache(profile))"}
+
+
+def _shot_diagram(cells, lesson: str) -> None:
+    """The diagram cell's figure, drawn: a screenshot in the artifacts (diagram-LESSON.png)."""
+    cell = cells.filter(has_text=DIAGRAMS[lesson])
+    image = cell.locator(".jp-OutputArea-output img")
+    image.wait_for(timeout=CELL_BOUND_MS)
+    assert image.evaluate("e => e.naturalWidth > 0"), f"{lesson}: the figure did not load"
+    assert cell.locator(".jp-OutputArea-output[data-mime-type*='error']").count() == 0
+    _shot(cell.locator(".jp-OutputArea"), f"diagram-{lesson}")
+
+
 def _code_cell_count(notebook: Path) -> int:
     return sum(cell.cell_type == "code" for cell in nbformat.read(str(notebook), as_version=4).cells)
 
@@ -195,11 +224,7 @@ def test_lesson01_a_failing_visible_test_shows_its_message_on_top(lab):
 def test_lesson07_answers_run_all_playground_and_validate(lab):
     notebook = "07_sampling/07_sampling.ipynb"
     cells = lab.open(notebook)
-    solution = nbformat.read(str(SOLUTIONS / notebook), as_version=4)
-    answers = {index: cell.source for index, cell in enumerate(solution.cells)
-               if cell.metadata.get("nbgrader", {}).get("solution")}
-    for index, source in answers.items():
-        lab.set_source(cells.nth(index), source)
+    answers = _type_answers(lab, cells, notebook)
     lab.save()
     saved = json.loads((lab.workspace / notebook).read_text())["cells"]
     for index, source in answers.items():
@@ -211,6 +236,7 @@ def test_lesson07_answers_run_all_playground_and_validate(lab):
     lab.menu("Run", "runmenu:run-all")
     lab.wait_all_ran(_code_cell_count(LESSONS / notebook))
     assert lab.page.locator(f"{VISIBLE} .jp-OutputArea-output[data-mime-type*='stderr']").count() == 0
+    _shot_diagram(cells, "07_sampling")
 
     playground = lab.page.locator(f"{VISIBLE} .widget-vbox").filter(has_text="Tell a story")
     story = playground.locator(".widget-output .jp-OutputArea-output")
@@ -239,4 +265,20 @@ def test_lesson07_answers_run_all_playground_and_validate(lab):
     _shot(dialog.locator(".jp-Dialog-content"), "validate-dialog")
     assert "Success! Your notebook passes all the tests." in dialog.text_content()
     dialog.locator("button.jp-mod-accept").click()
+    lab.assert_no_page_errors()
+
+
+@pytest.mark.parametrize("lesson", ["01_tokenizer", "04_fused_attention", "05_gpt"])
+def test_a_lessons_diagram_draws_with_the_answers_typed_in(lab, lesson):
+    """The cells up to the diagram only (Run All Above, then the diagram's cell): the lesson's
+    later sections, its timings among them, are not this test's business."""
+    notebook = f"{lesson}/{lesson}.ipynb"
+    cells = lab.open(notebook)
+    source = nbformat.read(str(LESSONS / notebook), as_version=4).cells
+    index = next(i for i, cell in enumerate(source) if DIAGRAMS[lesson] in cell.source)
+    _type_answers(lab, cells, notebook, before=index)
+    cells.nth(index).locator(".jp-InputPrompt").click()  # select it, in command mode
+    lab.menu("Run", "notebook:run-all-above")
+    lab.menu("Run", "notebook:run-cell")
+    _shot_diagram(cells, lesson)
     lab.assert_no_page_errors()
