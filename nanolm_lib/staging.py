@@ -46,6 +46,9 @@ class NotReleasedError(RuntimeError):
         number = lesson[:2]
         first = (f"the reference of lesson {number}'s {name} is released after lesson "
                  f"{number} is due")
+        if Path.cwd().name == lesson:  # the running lesson's own exercise
+            return cls(f"{first}: it is this lesson's to write; run the cell that defines "
+                       f"{name} first")
         if lesson in _ASKED_FOR:  # the set-up cell loads this lesson's work: it had no name
             return cls(f"{first}; use your own from lesson {number} (define {name} in this "
                        f"notebook, or in ../{lesson}/{lesson}.ipynb, and run the set-up cell "
