@@ -222,7 +222,7 @@ def _student_kit(args) -> int:
               if week != "all" else
               f"note: --released {args.released} is the old spelling of --week all",
               file=sys.stderr)
-    out = student_kit(args.out, week=week or "all")
+    out = student_kit(args.out, lessons_dir=args.lessons, week=week or "all")
     stage = ("every reference released" if week in (None, "all") else
              f"week {week}: references of the lessons before {week} only; lessons up to "
              f"{week} for the students")
@@ -395,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "ones raise NotReleasedError); all (default): every reference")
     p.add_argument("--released", default=None, help="the old spelling: --released NN is "
                                                     "--week NN+1 (it ships lesson NN's answers)")
+    p.add_argument("--lessons", type=Path, default=LESSONS_DIR, help=argparse.SUPPRESS)
     p.set_defaults(func=_student_kit)
 
     p = commands.add_parser("bench", help="seconds per notebook, speed-up of 2 workers")

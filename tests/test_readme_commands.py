@@ -71,7 +71,7 @@ WHERE: dict[str, list[str]] = {
     "autograde grade --from-exchange --exchange --out": ["browser/test_jupyterhub_course.py::test_two_students_submit_through_the_exchange_and_each_reads_only_their_own_feedback"],
     "autograde bench --shards --students": ["test_readme_commands.py::test_autograde_bench_shards_grades_in_shards_and_merges"],
     "autograde student-kit --week": ["test_staged_kit.py::test_kit_holds_no_body_of_a_later_graded_function",
-                                     "test_staged_kit.py::test_the_week_never_ships_its_own_lesson_and_the_old_flag_says_so"],
+                                     "test_staged_kit.py::test_the_week_never_ships_its_own_lesson"],
     "autograde update-lesson": ["test_staged_kit.py::test_make_lab_copies_the_week_and_announces_corrections_and_rebuilds"],
     "autograde bench": ["test_readme_commands.py::test_autograde_bench_grades_a_class_and_writes_its_table"],
     "conda env": ["test_project.py::test_environment_yml_matches_pyproject (no conda here: "

@@ -233,9 +233,9 @@ def _kit_command(kit: Path, *args: str, cwd: Path | None = None, stdin: str | No
                           env=_kit_env(kit, kit / "scratch"))
 
 
-def test_the_week_never_ships_its_own_lesson_and_the_old_flag_says_so(kit, tmp_path):
-    """--week 03: lesson 03's references are stubs, 02's are there; --released 02 builds the
-    same kit, saying it is the old spelling of --week 03 and why."""
+def test_the_week_never_ships_its_own_lesson(kit):
+    """--week 03: lesson 03's references are stubs, 02's are there. (The old spelling,
+    --released 02, is the rebuild of test_make_lab_copies_the_week_...)"""
     from nanolm_lib.curriculum import week_lessons, week_of_released, week_references
 
     assert week_references("03") == ["00_setup", "01_tokenizer", "02_data"]
@@ -246,17 +246,10 @@ def test_the_week_never_ships_its_own_lesson_and_the_old_flag_says_so(kit, tmp_p
     assert "NotReleasedError.for_name('02_data'" not in (kit / "nanolm_lib" / "data.py").read_text()
     assert json.loads((kit / "STAGE.json").read_text())["week"] == "03"
     result = subprocess.run([sys.executable, "-m", "autograde", "student-kit",
-                             str(tmp_path / "old"), "--released", "02"], cwd=REPO,
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert "--released 02 ships lesson 02's own answers too" in result.stderr
-    assert "--week 03" in result.stderr
-    assert json.loads((tmp_path / "old" / "STAGE.json").read_text())["week"] == "03"
-    assert (tmp_path / "old" / "nanolm_lib" / "attention.py").read_text() == attention
-    result = subprocess.run([sys.executable, "-m", "autograde", "student-kit",
-                             str(tmp_path / "bad"), "--week", "3"], cwd=REPO,
+                             str(kit.parent / "bad"), "--week", "3"], cwd=REPO,
                             capture_output=True, text=True)
     assert result.returncode == 2 and "--week '3'" in result.stderr
+    assert not (kit.parent / "bad").exists()
 
 
 def test_get_batch_ships_under_no_other_name_and_training_uses_the_students(tmp_path):
@@ -331,7 +324,14 @@ def test_make_lab_copies_the_week_and_announces_corrections_and_rebuilds(kit, tm
     lesson = nbformat.read(str(corrected / "03_attention" / "03_attention.ipynb"), as_version=4)
     lesson.cells[0].source += "\n\nA corrected sentence."
     nbformat.write(lesson, str(corrected / "03_attention" / "03_attention.ipynb"))
-    student_kit(copy, lessons_dir=corrected, week="04")
+    # the instructor's rebuild, in the old spelling: --released 03 is the kit of week 04
+    rebuild = subprocess.run([sys.executable, "-m", "autograde", "student-kit", str(copy),
+                              "--released", "03", "--lessons", str(corrected)], cwd=REPO,
+                             capture_output=True, text=True)
+    assert rebuild.returncode == 0, rebuild.stderr
+    assert "--released 03 ships lesson 03's own answers too" in rebuild.stderr
+    assert "the old spelling of --week 04" in rebuild.stderr
+    assert json.loads((copy / "STAGE.json").read_text())["week"] == "04"
     _, stderr = kernel.communicate("go\n", timeout=60)
     assert stderr.count("this kit was rebuilt after this kernel started") == 1, stderr
     assert "restart the kernel" in stderr
