@@ -156,8 +156,10 @@ def cell_errors(nb) -> list[str]:
         if cell.cell_type != "code" or nbgrader_meta(cell).get("grade"):
             continue
         for output in cell.get("outputs", []):
-            if output.get("output_type") == "error":
-                value = str(output.get("evalue", "")).splitlines()
+            value = str(output.get("evalue", "")).splitlines()
+            # the cells after a limit's (the limit hit is reported on its own)
+            if output.get("output_type") == "error" and not (value and value[0].startswith(
+                    "not run: ")):
                 errors.append(f"cell {index + 1}: {output.get('ename')}: "
                               f"{value[0] if value else ''}"[:600])
     return errors
