@@ -106,14 +106,13 @@ CHECK_TESTS := $(addprefix tests/,test_attention.py test_autograde_units.py \
 check: lint
 	$(RUN_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" $(CHECK_TESTS)
 else
-# A student kit has no tests/: `make test` self-checks every lesson in workspace/.
+# A student kit has no tests/: `make test` self-checks the lessons of the kit's week in
+# workspace/ (STAGE.json; it names the later ones it skips).
 test: setup
 	@test -d workspace || { echo "no workspace/ yet: run make lab first"; exit 1; }
 	@# your own code on your own machine: without bubblewrap, the check runs unisolated
-	@status=0; isolation=$$(command -v bwrap >/dev/null || echo --unsafe-no-isolation); \
-	for notebook in workspace/[0-9][0-9]_*/[0-9][0-9]_*.ipynb; do \
-	  $(RUN_ENV) $(BIN)/python -m autograde check $$isolation "$$notebook" || status=1; \
-	done; exit $$status
+	@isolation=$$(command -v bwrap >/dev/null || echo --unsafe-no-isolation); \
+	$(RUN_ENV) $(BIN)/python -m autograde check $$isolation workspace
 endif
 
 # The README's test command as a new user's machine runs it: a fresh clone of HEAD (commit
@@ -139,7 +138,10 @@ test-clean-room:
 demo: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m nanolm_lib.demo
 
-# A student's working copy: lessons/ copied into $(WORKSPACE) once; never overwrites their work.
+# A student's working copy: lessons/ (in a staged kit, those of its week) copied into
+# $(WORKSPACE); never overwrites their work, but says which lessons the kit corrected since
+# (`autograde update-lesson NN_slug` takes a correction, keeping the answers) and when to
+# restart kernels after the kit was rebuilt.
 # jupyter/student comes first on JUPYTER_CONFIG_PATH: nbgrader's Validate button, not the
 # instructor's tools. `python -m jupyterlab` runs the venv's own server, whose kernels are the
 # venv's Python, whatever `jupyter-lab` comes first on PATH. LAB_ARGS passes more options (the
@@ -150,8 +152,7 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 LAB_ENV = PATH="$(abspath $(BIN)):$$PATH"
 lab_config = JUPYTER_CONFIG_PATH="$(abspath $(1))"
 lab: setup
-	mkdir -p "$(WORKSPACE)"
-	cp -R -n lessons/. "$(WORKSPACE)/"
+	$(BIN)/python -m autograde workspace "$(WORKSPACE)"
 	$(LAB_ENV) $(call lab_config,jupyter/student) \
 	  $(BIN)/python -m jupyterlab --ServerApp.root_dir="$(WORKSPACE)" $(ALLOW_ROOT) $(LAB_ARGS)
 

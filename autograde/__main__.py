@@ -1,5 +1,5 @@
 """Command line: ``python -m autograde {release,exchange-release,grade,override,review,check,
-submit,student-kit,bench}``."""
+submit,workspace,update-lesson,student-kit,bench}``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 from autograde.course import LESSONS_DIR, SOLUTIONS_DIR, GraderError
@@ -152,29 +153,105 @@ def _review(args) -> int:
 
 def _check(args) -> int:
     from autograde.kernel import Limits
+    from autograde.kit import read_stage, stage_lessons, workspace_lessons
     from autograde.selfcheck import check_notebook, format_results
 
     limits = Limits(cell_timeout_s=args.cell_timeout, notebook_timeout_s=args.notebook_timeout,
                     memory_mb=args.memory_mb, use_bwrap=not args.unsafe_no_isolation)
-    lesson, results, hits = check_notebook(args.notebook, args.lessons, limits)
-    print(format_results(lesson, args.notebook, results, hits))
-    return 0 if all(r.passed for r in results) else 1
+    notebooks = [args.notebook]
+    if args.notebook.is_dir():  # a workspace: the lessons of the kit's week
+        stage = read_stage()
+        checked, later = stage_lessons(workspace_lessons(args.notebook), stage)
+        if later:
+            print(f"not checked: {', '.join(later)} (not released yet at this kit's week "
+                  f"{stage['week']})")
+        if not checked:
+            raise GraderError(f"{args.notebook}: no lesson notebooks NN_slug/NN_slug.ipynb of "
+                              "this kit's week to check (run `make lab` first)")
+        notebooks = [args.notebook / lesson / f"{lesson}.ipynb" for lesson in checked]
+    else:
+        stage = read_stage()
+        _, later = stage_lessons([args.notebook.stem], stage)
+        if later:
+            print(f"note: {later[0]} is not released yet at this kit's week {stage['week']}: "
+                  "checked as you opened it early (make test and submit leave it out)")
+    status = 0
+    for notebook in notebooks:
+        lesson, results, hits, errors = check_notebook(notebook, args.lessons, limits)
+        print(format_results(lesson, notebook, results, hits, errors))
+        status |= 0 if all(r.passed for r in results) and not errors else 1
+    if len(notebooks) > 1:
+        print(f"checked {len(notebooks)} lessons: "
+              f"{'all passed' if status == 0 else 'some FAILED (above)'}")
+    return status
 
 
 def _submit(args) -> int:
-    from autograde.kit import submit
+    from autograde.kit import read_stage, stage_lessons, submit, workspace_lessons
 
-    archive = submit(args.workspace, args.student, args.out)
-    print(f"wrote {archive}: upload this file (the LMS name pattern is <student>_<anything>.zip)")
+    included, left_out = None, []
+    if not args.all and args.workspace.is_dir():
+        stage = read_stage()
+        included, left_out = stage_lessons(workspace_lessons(args.workspace), stage)
+        if left_out and not included:
+            raise GraderError(f"workspace {args.workspace}: none of its lessons is of this "
+                              f"kit's week {stage['week']}; --all submits them anyway")
+    archive = submit(args.workspace, args.student, args.out, lessons=included)
+    with zipfile.ZipFile(archive) as zf:
+        lessons = sorted({name.split("/")[0] for name in zf.namelist()})
+    print(f"wrote {archive} with {', '.join(lessons)}: upload this file (the LMS name "
+          "pattern is <student>_<anything>.zip)")
+    if left_out:
+        print(f"left out: {', '.join(left_out)} (not released yet at this kit's week; --all "
+              "submits every lesson)")
+    return 0
+
+
+def _workspace(args) -> int:
+    from autograde.kit import read_stage
+    from autograde.workspace import prepare_workspace
+
+    for line in prepare_workspace(args.lessons, args.workspace, read_stage()):
+        print(line)
+    return 0
+
+
+def _update_lesson(args) -> int:
+    from autograde.workspace import update_lesson
+
+    lesson = args.lesson.rstrip("/").split("/")[-1]
+    backup, kept, own_cells = update_lesson(args.lessons, args.workspace, lesson)
+    print(f"{lesson}: the kit's corrected lesson is now {args.workspace / lesson}, with your "
+          f"{len(kept)} solution cell(s) kept ({', '.join(kept) or 'none'}); your notebook as "
+          f"it was is saved as {backup}"
+          + (f" (it holds {own_cells} cell(s) of your own that the lesson has not: copy "
+             "back what you need)" if own_cells else ""))
+    print("restart the lesson's kernel (Kernel > Restart Kernel) and run it again")
     return 0
 
 
 def _student_kit(args) -> int:
     from autograde.kit import student_kit
+    from nanolm_lib.curriculum import week_of_released
 
-    out = student_kit(args.out, released=args.released)
-    stage = ("every reference released" if args.released == "all"
-             else f"references of lessons up to {args.released} only")
+    week = args.week
+    if args.released is not None:
+        if week is not None:
+            raise GraderError("give --week NN (or the old --released NN), not both")
+        try:
+            week = week_of_released(args.released)
+        except ValueError as error:
+            raise GraderError(str(error)) from error
+        print(f"note: --released {args.released} ships lesson {args.released}'s own answers "
+              f"too; it is kept as the old spelling of --week {week}, the week students write "
+              f"lesson {week} (the references of the lessons before it ship)"
+              if week != "all" else
+              f"note: --released {args.released} is the old spelling of --week all",
+              file=sys.stderr)
+    out = student_kit(args.out, lessons_dir=args.lessons, week=week or "all")
+    stage = ("every reference released" if week in (None, "all") else
+             f"week {week}: references of the lessons before {week} only; lessons up to "
+             f"{week} for the students")
     print(f"student kit written to {out}: lessons/, nanolm_lib/ ({stage}), autograde (check, "
           "submit), set-up files; no solutions/")
     return 0
@@ -329,8 +406,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-browser", action="store_true", help="print the address only")
     p.set_defaults(func=_review)
 
-    p = commands.add_parser("check", help="self-check a lesson notebook (visible tests)")
-    p.add_argument("notebook", type=Path, help="e.g. workspace/03_attention/03_attention.ipynb")
+    p = commands.add_parser(
+        "check", help="self-check a lesson notebook, or a workspace's lessons",
+        description="Run a lesson notebook the way grading runs it, with its visible tests and "
+                    "the grader's verdict on practice cases. Given a folder (workspace/), "
+                    "every lesson of the kit's week in it, naming those it skips.")
+    p.add_argument("notebook", type=Path,
+                   help="e.g. workspace/03_attention/03_attention.ipynb, or workspace")
     p.add_argument("--cell-timeout", type=int, default=120, help="seconds per cell (120)")
     p.add_argument("--notebook-timeout", type=float, default=900,
                    help="wall-clock seconds for the notebook (900)")
@@ -341,16 +423,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("submit", help="zip workspace/ for upload")
     p.add_argument("--workspace", type=Path, default=Path("workspace"))
-    p.add_argument("--student", default=None,
-                   help="your student id (default: $NANOLM_STUDENT, else your user name)")
+    p.add_argument("--student", default=os.environ.get("NANOLM_STUDENT"),
+                   help="your student id (required; default: $NANOLM_STUDENT): letters, "
+                        "digits, '.' and '-'")
+    p.add_argument("--all", action="store_true",
+                   help="every lesson in the workspace (default: in a staged kit, the lessons "
+                        "of its week)")
     p.add_argument("--out", type=Path, default=Path("."), help="folder for the zip (.)")
     p.set_defaults(func=_submit)
 
+    p = commands.add_parser(
+        "workspace", help="copy the kit's lessons into workspace/ (make lab)",
+        description="Copy the lessons of the kit's week into WORKSPACE, never overwriting a "
+                    "notebook; say which lessons the kit corrected since they were copied, "
+                    "which are not released yet, and when to restart kernels.")
+    p.add_argument("workspace", type=Path, nargs="?", default=Path("workspace"))
+    p.add_argument("--lessons", type=Path, default=LESSONS_DIR, help=argparse.SUPPRESS)
+    p.set_defaults(func=_workspace)
+
+    p = commands.add_parser(
+        "update-lesson", help="take a corrected lesson, keeping your answers",
+        description="Replace workspace/NN_slug/NN_slug.ipynb by the kit's lesson with your "
+                    "solution cells kept (by nbgrader grade_id); your notebook as it was is "
+                    "saved in workspace/before-update/.")
+    p.add_argument("lesson", help="NN_slug, e.g. 03_attention")
+    p.add_argument("--workspace", type=Path, default=Path("workspace"))
+    p.add_argument("--lessons", type=Path, default=LESSONS_DIR, help=argparse.SUPPRESS)
+    p.set_defaults(func=_update_lesson)
+
     p = commands.add_parser("student-kit", help="write the student kit (no solutions)")
     p.add_argument("out", type=Path)
-    p.add_argument("--released", default="all",
-                   help="NN: ship the graded references of lessons up to NN only (the others "
-                        "raise NotReleasedError); all (default): every reference")
+    p.add_argument("--week", default=None,
+                   help="NN: the kit for the week students write lesson NN: lessons up to NN, "
+                        "the graded references of the lessons before NN only (NN's and later "
+                        "ones raise NotReleasedError); all (default): every reference")
+    p.add_argument("--released", default=None, help="the old spelling: --released NN is "
+                                                    "--week NN+1 (it ships lesson NN's answers)")
+    p.add_argument("--lessons", type=Path, default=LESSONS_DIR, help=argparse.SUPPRESS)
     p.set_defaults(func=_student_kit)
 
     p = commands.add_parser("bench", help="seconds per notebook, speed-up of 2 workers")

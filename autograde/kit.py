@@ -3,22 +3,28 @@
 ``submit`` zips the lesson folders of the student's ``workspace/`` into
 ``<student>_nanolm_<YYYYmmdd-HHMMSS>.zip`` (the name :mod:`autograde.collect` expects from an
 LMS download; the student id is everything before the first underscore, so it may not contain
-one). Run outputs, checkpoints, caches and files over :data:`MAX_FILE_BYTES` stay out.
+one). In a staged kit only the lessons of its week go in (``--all`` for every lesson). Run
+outputs, checkpoints, caches and files over :data:`MAX_FILE_BYTES` stay out.
 
 ``student-kit`` writes what students get: ``lessons/``, ``nanolm_lib/``, the set-up files (with
-the student's Jupyter configuration) and the student half of this package (``check`` and
-``submit``); never ``solutions/``, the tests, or the grading pipeline. ``--released NN`` stages the kit: the references of lessons after NN
-(by :data:`nanolm_lib.curriculum.GRADED`) are rewritten with :mod:`ast` into stubs that keep
-their signature and docstring, raise :class:`nanolm_lib.staging.NotReleasedError`, and run the
-student's own version where there is one (:mod:`nanolm_lib.staging`). Building the kit again
-into the same folder publishes the next stage; a ``workspace/`` folder there is never touched.
+the student's Jupyter configuration) and the student half of this package (``check``,
+``submit``, ``workspace``); never ``solutions/``, the tests, or the grading pipeline.
+``--week NN`` stages the kit for the week students write lesson NN: the references of lesson
+NN and every later lesson (by :data:`nanolm_lib.curriculum.GRADED`) are rewritten with
+:mod:`ast` into stubs that keep their signature and docstring, raise
+:class:`nanolm_lib.staging.NotReleasedError`, and run the student's own version where there is
+one (:mod:`nanolm_lib.staging`); the week's own answers never ship. ``STAGE.json`` in the kit
+says the week, which lessons students have (``make lab`` copies only those, ``check`` and
+``submit`` see only those) and when the kit was built (a kernel started before says to restart).
+Building the kit again into the same folder publishes the next stage; a ``workspace/`` folder
+there is never touched.
 """
 
 from __future__ import annotations
 
 import ast
 import fnmatch
-import getpass
+import json
 import os
 import re
 import shutil
@@ -51,46 +57,89 @@ KIT_FOLDERS = ("jupyter/student",)  # `make lab`'s Jupyter configuration (Valida
 KIT_AUTOGRADE = ("__init__.py", "__main__.py", "answer.py", "copycheck.py", "course.py",
                  "kernel.py", "kit.py", "nbgrader_config.py", "paths.py", "practice.py",
                  "preprocessors.py", "sandbox.py", "scan.py", "selfcheck.py", "similarity.py",
-                 "verdict.py", "worker.py")
+                 "verdict.py", "worker.py", "workspace.py")
+STAGE_FILE = "STAGE.json"  # a kit's week: {"week", "lessons", "references", "built"}
 
 
 def _left_out(name: str) -> bool:
     return any(fnmatch.fnmatch(name, pattern) for pattern in LEFT_OUT)
 
 
+def read_stage(root: Path = REPO) -> dict | None:
+    """The stage of the kit at ``root`` (its STAGE.json), or None outside a staged kit."""
+    path = Path(root) / STAGE_FILE
+    if not path.is_file():
+        return None
+    try:
+        stage = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        stage = error
+    if not isinstance(stage, dict) or not {"week", "lessons"} <= set(stage):
+        raise GraderError(f"{path}: not a kit's stage file; build the kit again with "
+                          "student-kit")
+    return stage
+
+
+def stage_lessons(found: list[str], stage: dict | None) -> tuple[list[str], list[str]]:
+    """``found`` lessons split into (those of the kit's stage, those after it)."""
+    if stage is None or stage["week"] == "all":
+        return list(found), []
+    return ([lesson for lesson in found if lesson in stage["lessons"]],
+            [lesson for lesson in found if lesson not in stage["lessons"]])
+
+
+def workspace_lessons(workspace: Path) -> list[str]:
+    """The lesson folders ``NN_slug/NN_slug.ipynb`` of ``workspace``, in order."""
+    return sorted(p.name for p in Path(workspace).iterdir()
+                  if p.is_dir() and LESSON_NAME.match(p.name)
+                  and (p / f"{p.name}.ipynb").is_file())
+
+
 def submit(workspace: Path, student: str | None = None, out_dir: Path = Path("."),
-           now: float | None = None) -> Path:
-    """Zip the lesson folders of ``workspace``; returns the zip's path."""
+           now: float | None = None, lessons: list[str] | None = None) -> Path:
+    """Zip the lesson folders of ``workspace`` (``lessons`` of them, default all); returns the
+    zip's path."""
     workspace = Path(workspace)
-    student = student or os.environ.get("NANOLM_STUDENT") or getpass.getuser()
+    student = student or os.environ.get("NANOLM_STUDENT")
+    if not student:
+        raise GraderError("give your student id: --student ID (the id your instructor uses "
+                          "for you; letters, digits, '.' and '-'), or set NANOLM_STUDENT")
     if not SUBMIT_STUDENT_ID.match(student):
+        suggestion = re.sub(r"[^A-Za-z0-9.\-]+", "-", student).strip("-")
         raise GraderError(f"student id {student!r}: use letters, digits, '.' and '-' only "
-                          "(no '_' or spaces: the LMS file name is <student>_<anything>.zip)")
+                          "(no '_' or spaces: the LMS file name is <student>_<anything>.zip)"
+                          + (f", e.g. --student {suggestion}" if suggestion else ""))
     if not workspace.is_dir():
         raise GraderError(f"workspace {workspace}: no such folder (run `make lab` first, "
                           "or pass --workspace)")
-    lessons = sorted(p for p in workspace.iterdir()
-                     if p.is_dir() and LESSON_NAME.match(p.name) and (p / f"{p.name}.ipynb").is_file())
-    if not lessons:
+    found = workspace_lessons(workspace)
+    if not found:
         raise GraderError(f"workspace {workspace}: no lesson folders NN_slug/NN_slug.ipynb")
+    lessons = found if lessons is None else lessons
+    if not lessons:
+        raise GraderError(f"workspace {workspace}: no lesson to submit")
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     archive = out_dir / f"{student}_nanolm_{stamp}.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
         for lesson in lessons:
-            for path in sorted(lesson.rglob("*")):
-                relative = path.relative_to(workspace)
-                if any(_left_out(part) for part in relative.parts) or not path.is_file():
-                    continue
-                if path.stat().st_size > MAX_FILE_BYTES:
-                    continue
-                info = zipfile.ZipInfo.from_file(path, str(relative))
-                info.compress_type = zipfile.ZIP_DEFLATED
-                info.extra = _extended_timestamp(path.stat().st_mtime)
-                with open(path, "rb") as source, zf.open(info, "w") as sink:
-                    shutil.copyfileobj(source, sink)
+            _add_lesson(zf, workspace, workspace / lesson)
     return archive
+
+
+def _add_lesson(zf: zipfile.ZipFile, workspace: Path, lesson: Path) -> None:
+    for path in sorted(lesson.rglob("*")):
+        relative = path.relative_to(workspace)
+        if any(_left_out(part) for part in relative.parts) or not path.is_file():
+            continue
+        if path.stat().st_size > MAX_FILE_BYTES:
+            continue
+        info = zipfile.ZipInfo.from_file(path, str(relative))
+        info.compress_type = zipfile.ZIP_DEFLATED
+        info.extra = _extended_timestamp(path.stat().st_mtime)
+        with open(path, "rb") as source, zf.open(info, "w") as sink:
+            shutil.copyfileobj(source, sink)
 
 
 # Info-ZIP's extra field that keeps a member's modification time as Unix time: the grader
@@ -107,14 +156,17 @@ def _extended_timestamp(mtime: float) -> bytes:
 # another name. module -> {helper: (lesson, the graded name it answers)}. In a staged library
 # the helper runs the student's own answer where the library needs it
 # (:data:`nanolm_lib.staging.STAND_INS`: ``train`` keeps training, on the student's
-# ``train_step``), else raises NotReleasedError. (The fast tokenizer stays: lesson 01's own
+# ``train_step`` and ``get_batch``), else raises NotReleasedError. (The fast tokenizer stays: lesson 01's own
 # later cells use it; the source policy of ``encode`` forbids it.)
 ANSWERING_HELPERS = {
     "tokenizer": {"_encode_piece": ("01_tokenizer", "encode")},
+    # get_batch is randint starts + gather_windows; BatchStream draws them as get_batch does
+    "data": {"gather_windows": ("02_data", "get_batch")},
     "attention": {"torch_multihead_attention": ("03_attention", "MultiHeadAttention"),
                   "native_mha_inference": ("03_attention", "MultiHeadAttention")},
     "modern": {"count_modern_parameters": ("05_gpt", "count_parameters")},
-    "train": {"optimize": ("06_training", "train_step")},
+    "train": {"optimize": ("06_training", "train_step"),
+              "BatchStream": ("02_data", "get_batch")},
 }
 
 
@@ -198,16 +250,17 @@ def stage_library(library: Path, released: list[str], keep=()) -> list[str]:
 
 
 def student_kit(out: Path, repo: Path = REPO, lessons_dir: Path = LESSONS_DIR,
-                released: str = "all") -> Path:
-    """Write the student kit into ``out``, staged at ``released`` ("all" or "NN").
+                week: str = "all") -> Path:
+    """Write the student kit into ``out``, staged for ``week`` ("all", or "NN": students write
+    lesson NN; the references of lessons before NN ship, NN's own and later ones do not).
 
     ``out`` must be empty or hold an earlier kit (then everything but ``workspace/`` and the
     student's own files is replaced: that publishes the next stage).
     """
-    from nanolm_lib.curriculum import released_lessons
+    from nanolm_lib.curriculum import week_lessons, week_references
 
     try:
-        released_list = released_lessons(released)
+        released_list = week_references(week)
     except ValueError as error:
         raise GraderError(str(error)) from error
     out = Path(out)
@@ -245,5 +298,9 @@ def student_kit(out: Path, repo: Path = REPO, lessons_dir: Path = LESSONS_DIR,
 
     for lesson in GRADED:
         write_practice(lesson, out / "autograde" / "practice")
-    (out / "RELEASED").write_text(f"{released}\n")
+    if (out / "RELEASED").is_file():  # the stage file of kits built before STAGE.json
+        (out / "RELEASED").unlink()
+    stage = {"week": week, "lessons": week_lessons(week), "references": released_list,
+             "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "built_ns": time.time_ns()}
+    (out / STAGE_FILE).write_text(json.dumps(stage, indent=1) + "\n", encoding="utf-8")
     return out

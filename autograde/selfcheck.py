@@ -86,9 +86,10 @@ def _copy_earlier_notebooks(lesson_folder: Path, sandbox: Path) -> None:
             copy_plain_file(notebook, sandbox / sibling.name / notebook.name)
 
 
-def check_notebook(notebook: Path, lessons_dir: Path = LESSONS_DIR,
-                   limits: Limits | None = None) -> tuple[str, list[QuestionResult], list[dict]]:
-    """Run ``notebook`` with its lesson's visible tests: ``(lesson, results, limits hit)``."""
+def check_notebook(notebook: Path, lessons_dir: Path = LESSONS_DIR, limits: Limits | None = None
+                   ) -> tuple[str, list[QuestionResult], list[dict], list[str]]:
+    """Run ``notebook`` with its lesson's visible tests: ``(lesson, results, limits hit,
+    errors)``, the errors being those of cells that are not tests (``cell_errors``)."""
     from nbgrader.preprocessors import IgnorePattern
     from nbgrader.utils import determine_grade
 
@@ -147,7 +148,25 @@ def check_notebook(notebook: Path, lessons_dir: Path = LESSONS_DIR,
     _apply_copy_policy(read_notebook(notebook), lesson_nb, results)
     order = [c["grade_id"] for c in grade_cells(lesson_nb) if c["kind"] == "test"]
     results.sort(key=lambda r: order.index(r.grade_id) if r.grade_id in order else len(order))
-    return lesson, results, hits
+    return lesson, results, hits, cell_errors(nb)
+
+
+def cell_errors(nb) -> list[str]:
+    """One line per code cell that is not a test and raised: such a cell scores nothing, but
+    the notebook did not run to its end as written (a lesson with no questions, such as
+    lesson 00, is checked by this alone)."""
+    errors = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or nbgrader_meta(cell).get("grade"):
+            continue
+        for output in cell.get("outputs", []):
+            value = str(output.get("evalue", "")).splitlines()
+            # the cells after a limit's (the limit hit is reported on its own)
+            if output.get("output_type") == "error" and not (value and value[0].startswith(
+                    "not run: ")):
+                errors.append(f"cell {index + 1}: {output.get('ename')}: "
+                              f"{value[0] if value else ''}"[:600])
+    return errors
 
 
 def _grader_verdicts(notebook: Path, released: Path, root: Path, limits: Limits,
@@ -211,7 +230,7 @@ def _apply_copy_policy(nb, lesson_nb, results: list[QuestionResult]) -> None:
 
 
 def format_results(lesson: str, notebook: Path, results: list[QuestionResult],
-                   hits: list[dict]) -> str:
+                   hits: list[dict], errors: list[str] = ()) -> str:
     """The self-check's printout."""
     by_grader = any(r.grader is not None for r in results)
     lines = [f"{lesson}: {notebook} " + (
@@ -229,8 +248,13 @@ def format_results(lesson: str, notebook: Path, results: list[QuestionResult],
             lines += [f"      {line}" for line in r.message.splitlines()[:8]]
     for hit in hits:
         lines.append(f"  limit hit: {hit['message']}")
+    if errors:
+        lines.append(f"  ERROR: {len(errors)} cell(s) that are not tests raised, so the "
+                     "notebook does not run to its end:")
+        lines += [f"    {error}" for error in errors]
     total = sum(r.score for r in results)
     maximum = sum(r.max_score for r in results)
     lines.append(f"total {total:g} / {maximum:g} " + (
-        "as grading would score these cases" if by_grader else "on the visible tests"))
+        "as grading would score these cases" if by_grader else "on the visible tests")
+        + (f"; {len(errors)} cell(s) raised (above)" if errors else ""))
     return "\n".join(lines)

@@ -3,7 +3,7 @@ reference lives (as CS336's ``tests/adapters.py`` pins what the tests call).
 
 This table is the one list of graded functions. Everything else reads it: the README's course
 table (checked by a test), ``tests/test_lessons.py``, the release (fixtures and ``--check``),
-the staged student kit (``python -m autograde student-kit OUT --released NN``), the grader's
+the staged student kit (``python -m autograde student-kit OUT --week NN``), the grader's
 copy scan, and the lessons' set-up cells (:func:`nanolm_lib.staging.use_earlier_work`).
 
 ``CONTRACT[lesson]`` maps each graded name, in the order the notebook asks for them, to the
@@ -106,10 +106,43 @@ def graded_names(lesson: str) -> list[str]:
 
 
 def released_lessons(released: str) -> list[str]:
-    """The lessons whose references are released at stage ``released`` ("all" or "NN")."""
+    """The lessons whose references are released at stage ``released`` ("all" or "NN"): up to
+    and including NN (the old ``student-kit --released NN``; :func:`week_references` is the
+    stage a kit is built at now)."""
     if released == "all":
         return list(LESSONS)
     if not (len(released) == 2 and released.isdigit()):
         raise ValueError(f"--released {released!r}: use a two-digit lesson number such as 02, "
                          "or all")
     return [lesson for lesson in LESSONS if lesson_number(lesson) <= int(released)]
+
+
+def check_week(week: str) -> str:
+    """``week`` as a stage: "all", or the two-digit number of a lesson of the course."""
+    if week == "all" or (len(week) == 2 and week.isdigit()
+                         and any(lesson_number(lesson) == int(week) for lesson in LESSONS)):
+        return week
+    raise ValueError(f"--week {week!r}: the two-digit number of the lesson students work on "
+                     f"this week ({LESSONS[0][:2]} to {LESSONS[-1][:2]}), or all")
+
+
+def week_references(week: str) -> list[str]:
+    """The lessons whose references a kit of week ``week`` ships: those before lesson
+    ``week`` (the lesson of the week is the students' to write), or all."""
+    week = check_week(week)
+    return list(LESSONS) if week == "all" else [
+        lesson for lesson in LESSONS if lesson_number(lesson) < int(week)]
+
+
+def week_lessons(week: str) -> list[str]:
+    """The lessons students have at week ``week``: up to and including lesson ``week``."""
+    week = check_week(week)
+    return list(LESSONS) if week == "all" else [
+        lesson for lesson in LESSONS if lesson_number(lesson) <= int(week)]
+
+
+def week_of_released(released: str) -> str:
+    """The week whose kit ships the references ``--released NN`` shipped: NN + 1, or all."""
+    lessons = released_lessons(released)
+    later = [lesson for lesson in LESSONS if lesson not in lessons]
+    return later[0][:2] if later else "all"

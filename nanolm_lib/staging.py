@@ -34,6 +34,8 @@ from nanolm_lib.curriculum import GRADED
 
 # name -> the student's own implementation, loaded from an earlier notebook
 _OWN: dict[str, object] = {}
+# the lessons a set-up cell asked use_earlier_work to load, in this process
+_ASKED_FOR: set[str] = set()
 
 
 class NotReleasedError(RuntimeError):
@@ -42,10 +44,18 @@ class NotReleasedError(RuntimeError):
     @classmethod
     def for_name(cls, lesson: str, name: str) -> NotReleasedError:
         number = lesson[:2]
-        return cls(f"the reference of lesson {number}'s {name} is released after lesson "
-                   f"{number} is due; use your own from lesson {number} (define {name} in this "
-                   f"notebook, or keep ../{lesson}/{lesson}.ipynb next to this lesson and run "
-                   f"the set-up cell, which loads it)")
+        first = (f"the reference of lesson {number}'s {name} is released after lesson "
+                 f"{number} is due")
+        if Path.cwd().name == lesson:  # the running lesson's own exercise
+            return cls(f"{first}: it is this lesson's to write; run the cell that defines "
+                       f"{name} first")
+        if lesson in _ASKED_FOR:  # the set-up cell loads this lesson's work: it had no name
+            return cls(f"{first}; use your own from lesson {number} (define {name} in this "
+                       f"notebook, or in ../{lesson}/{lesson}.ipynb, and run the set-up cell "
+                       "again, which loads it)")
+        return cls(f"{first}, and this notebook's set-up cell does not load your own: this "
+                   f"cell needs lesson {number}, which is not released at this kit's stage "
+                   f"(define {name} in this notebook to run it now)")
 
 
 def is_staged(obj) -> bool:
@@ -69,9 +79,29 @@ def _optimize_with_own_train_step(model, optimizer, x, y, grad_clip=1.0, *, scal
     return torch.as_tensor(float(loss), device=x.device)
 
 
+class _BatchStreamOfOwnGetBatch:
+    """A staged library's ``BatchStream`` (which answers lesson 02's ``get_batch``): each
+    step's global batch from the student's own ``get_batch``, this process's rows of it."""
+
+    def __init__(self, tokens, batch_size: int, context_length: int, generator, device,
+                 dist_info):
+        from nanolm_lib.train import local_share
+
+        self.tokens, self.batch_size, self.context_length = tokens, batch_size, context_length
+        self.generator, self.device = generator, device
+        self.rows = local_share(batch_size, dist_info)
+
+    def next(self):
+        x, y = call_own("02_data", "get_batch", (self.tokens, self.batch_size,
+                                                 self.context_length, self.generator,
+                                                 self.device), {})
+        return x[self.rows], y[self.rows]
+
+
 # ungraded helpers (autograde.kit.ANSWERING_HELPERS) that run the student's answer to the
 # question they answer, rather than a same-named function of the student's
-STAND_INS = {"optimize": _optimize_with_own_train_step}
+STAND_INS = {"optimize": _optimize_with_own_train_step,
+             "BatchStream": _BatchStreamOfOwnGetBatch}
 
 
 def own_version(lesson: str, name: str):
@@ -154,6 +184,7 @@ def use_earlier_work(*lessons: str, workspace: Path | str | None = None) -> list
     for earlier in sorted(lessons):
         if earlier not in GRADED:
             raise ValueError(f"use_earlier_work({earlier!r}): not a lesson of this course")
+        _ASKED_FOR.add(earlier)
         names = _staged_names(earlier)
         if not names:
             continue
@@ -223,3 +254,4 @@ def _run_definitions(notebook: Path, lesson: str) -> dict:
                          if isinstance(node, (ast.Import, ast.ImportFrom))]
         exec(compile(tree, f"{notebook} (code cell {index + 1})", "exec"), module.__dict__)
     return module.__dict__
+

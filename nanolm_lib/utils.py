@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -29,12 +31,47 @@ def pick_device(preferred: str | None = None) -> str:
     return "cpu"
 
 
+# --------------------------------------------------------------------------------------
+# A kit rebuilt under a running kernel: the kernel keeps the library it imported
+# (`autograde student-kit` writes STAGE.json beside the kit's nanolm_lib at each build)
+
+KIT_STAGE = Path(__file__).resolve().parent.parent / "STAGE.json"  # a kit's stage file
+
+
+def _kit_build() -> int | None:
+    """The kit's build stamp (STAGE.json), None outside a kit."""
+    try:
+        return json.loads(KIT_STAGE.read_text(encoding="utf-8")).get("built_ns")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+_BUILD_AT_IMPORT = _kit_build()
+_restart_said = False
+
+
+def kit_rebuilt_since_import() -> str | None:
+    """A message when the kit was rebuilt (a new stage, a corrected library) after this
+    process imported ``nanolm_lib``, once per process; else None."""
+    global _restart_said
+    if _restart_said or _kit_build() == _BUILD_AT_IMPORT:
+        return None
+    _restart_said = True
+    return ("this kit was rebuilt after this kernel started, and the kernel still runs the old "
+            "nanolm_lib: restart the kernel (Kernel > Restart Kernel) and run the set-up cell "
+            "again")
+
+
 def is_smoke() -> bool:
     """True when notebooks and commands should run at their smallest size.
 
     Set by ``NANOLM_SMOKE=1``, by ``NANOLM_SIZE=smoke``, or by nbgrader executing the notebook
     (it sets ``NBGRADER_EXECUTION`` in the kernel).
     """
+    # every lesson's set-up cell calls this: where a kit rebuilt under a running kernel says so
+    stale = kit_rebuilt_since_import()
+    if stale:
+        print(f"NOTE: {stale}", file=sys.stderr)
     return run_size() == "smoke"
 
 

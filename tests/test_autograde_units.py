@@ -172,6 +172,7 @@ def test_student_kit_make_test_self_checks_the_workspace(tmp_path):
     assert "file or directory not found" not in out
     assert "01_tokenizer" in out and "total 0 / 8 as grading would score" in out, out[-3000:]
     assert "no record of the hidden tests" not in out, out[-3000:]  # the grader's run ran
+    assert "cell(s) that are not tests raised" in out  # the demonstrations of the stubs
     assert result.returncode != 0, out[-3000:]  # the untouched lesson fails its checks
 
 
