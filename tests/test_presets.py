@@ -120,3 +120,18 @@ def test_nanolm_train_help_names_every_preset():
     commands = next(a for a in build_parser()._actions if a.dest == "command")
     help_text = commands.choices["train"].format_help()
     assert all(name in help_text for name in presets.PRESETS), help_text
+
+
+def test_lesson_00_quotes_the_reference_model_s_parameter_count():
+    """Lesson 00 states the reference model's size as a figure (lesson 05's count_parameters is
+    not released in a kit's early weeks); the figure is the count."""
+    import json
+    import re
+    from pathlib import Path
+
+    from nanolm_lib.model import count_parameters
+
+    notebook = Path(__file__).resolve().parents[1] / "solutions" / "00_setup" / "00_setup.ipynb"
+    source = "".join("".join(c["source"]) for c in json.loads(notebook.read_text())["cells"])
+    quoted = re.search(r"^parameters = ([\d_]+)", source, re.MULTILINE)
+    assert quoted and int(quoted[1]) == count_parameters(presets.model_config("seed-3090"))
