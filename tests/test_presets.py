@@ -132,6 +132,6 @@ def test_lesson_00_quotes_the_reference_model_s_parameter_count():
     from nanolm_lib.model import count_parameters
 
     notebook = Path(__file__).resolve().parents[1] / "solutions" / "00_setup" / "00_setup.ipynb"
-    source = "".join("".join(c["source"]) for c in json.loads(notebook.read_text())["cells"])
+    source = "\n".join("".join(c["source"]) for c in json.loads(notebook.read_text())["cells"])
     quoted = re.search(r"^parameters = ([\d_]+)", source, re.MULTILINE)
     assert quoted and int(quoted[1]) == count_parameters(presets.model_config("seed-3090"))
