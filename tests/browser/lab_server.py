@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,8 +20,29 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 URL_LINE = re.compile(r"(http://127\.0\.0\.1:\d+/)lab\?token=")
+
+
+def chromium_path() -> str | None:
+    """Debian's Chromium (or NANOLM_CHROMIUM): the browser every browser test drives."""
+    for candidate in (os.environ.get("NANOLM_CHROMIUM"), shutil.which("chromium"),
+                      "/usr/bin/chromium", shutil.which("chromium-browser")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+def browser_or_skip(test: str):
+    """(Playwright's sync API, Chromium's path), or skip ``test`` saying what is missing."""
+    playwright_api = pytest.importorskip(
+        "playwright.sync_api", reason=f"{test}: playwright is not installed (dev extra)")
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip(f"{test}: no Chromium (apt-get install chromium, or NANOLM_CHROMIUM=PATH)")
+    return playwright_api, executable
 
 
 def _free_port() -> int:

@@ -37,8 +37,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from lab_server import REPO, _descendants, _exited, _free_port
-from test_jupyterlab_student import _chromium
+from lab_server import REPO, _descendants, _exited, _free_port, chromium_path
 
 pytestmark = pytest.mark.slow
 
@@ -233,7 +232,7 @@ def course(tmp_path):
     """The released lesson, the hub, and two students' browsers; everything stops after."""
     playwright_api = pytest.importorskip(
         "playwright.sync_api", reason="JupyterHub test: playwright is not installed (dev extra)")
-    chromium = _chromium()
+    chromium = chromium_path()
     proxy = shutil.which("configurable-http-proxy")
     if not (chromium and proxy and shutil.which("node")):
         pytest.skip("JupyterHub test: needs node, configurable-http-proxy (npm install -g "

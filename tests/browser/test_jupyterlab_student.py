@@ -10,13 +10,12 @@ browser console and the server log go to ``test-artifacts/browser/`` (kept by CI
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import nbformat
 import pytest
-from lab_server import REPO, LabServer
+from lab_server import REPO, LabServer, browser_or_skip
 
 pytestmark = pytest.mark.slow
 
@@ -27,21 +26,11 @@ CELL_BOUND_MS = 300_000  # the longest a notebook may take on a busy 2-core mach
 VISIBLE = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 
 
-def _chromium() -> str | None:
-    for candidate in (os.environ.get("NANOLM_CHROMIUM"), shutil.which("chromium"),
-                      "/usr/bin/chromium", shutil.which("chromium-browser")):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    return None
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    playwright_api = pytest.importorskip(
-        "playwright.sync_api", reason="browser test: playwright is not installed (dev extra)")
-    executable = _chromium()
-    if executable is None:
-        pytest.skip("browser test: no Chromium (apt-get install chromium, or NANOLM_CHROMIUM=PATH)")
+    playwright_api, executable = browser_or_skip("browser test")
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True)
     scratch = tmp_path_factory.mktemp("lab")

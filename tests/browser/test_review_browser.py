@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from autograde_toy import write_submission
 from graded_outputs import assert_outputs_agree, grades_csv, report_scores, review_course
+from lab_server import browser_or_skip
 
 from autograde.grade import grade_batch
 from autograde.kernel import Limits
@@ -32,12 +33,6 @@ ARTIFACTS = REPO / "test-artifacts" / "browser-review"
 BOUND_S = 120
 
 
-def _chromium() -> str | None:
-    for candidate in (os.environ.get("NANOLM_CHROMIUM"), shutil.which("chromium"),
-                      "/usr/bin/chromium", shutil.which("chromium-browser")):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    return None
 
 
 @pytest.fixture
@@ -81,11 +76,7 @@ def review(graded):
 
 
 def test_review_one_submission_and_override_in_the_browser(graded, review):
-    playwright_api = pytest.importorskip(
-        "playwright.sync_api", reason="browser test: playwright is not installed (dev extra)")
-    executable = _chromium()
-    if executable is None:
-        pytest.skip("browser test: no Chromium (apt-get install chromium, or NANOLM_CHROMIUM=PATH)")
+    playwright_api, executable = browser_or_skip("browser test")
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True)
     out = graded
