@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 from autograde.course import LESSONS_DIR, SOLUTIONS_DIR, GraderError
@@ -248,6 +249,8 @@ def _student_kit(args) -> int:
               if week != "all" else
               f"note: --released {args.released} is the old spelling of --week all",
               file=sys.stderr)
+    if week is None:
+        week = _calendar_week(args.lessons)
     out = student_kit(args.out, lessons_dir=args.lessons, week=week or "all")
     stage = ("every reference released" if week in (None, "all") else
              f"week {week}: references of the lessons before {week} only; lessons up to "
@@ -255,6 +258,18 @@ def _student_kit(args) -> int:
     print(f"student kit written to {out}: lessons/, nanolm_lib/ ({stage}), autograde (check, "
           "submit), set-up files; no solutions/")
     return 0
+
+
+def _calendar_week(lessons_dir: Path) -> str | None:
+    """Without --week: the week course.toml's calendar gives now (said), else None."""
+    from autograde.course_file import find_course_file, load_course_file
+
+    path = find_course_file(lessons_dir)
+    week = load_course_file(path).week(datetime.now(UTC)) if path else None
+    if week is not None:
+        print(f"note: week {week} from the calendar of {path} (the first lesson not due yet; "
+              "--week NN overrides it)", file=sys.stderr)
+    return week
 
 
 def _bench(args) -> int:

@@ -52,6 +52,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from autograde.course import LESSON_NAME, GraderError
+from nanolm_lib.curriculum import GRADED, LESSONS
 
 LMS_KINDS = ("canvas", "moodle", "blackboard", "native")
 LATE_POLICIES = ("none", "percent_per_day", "zero_after_grace")
@@ -126,6 +127,16 @@ class CourseFile:
     def is_due(self, lesson: str, now: datetime) -> bool:
         dates = self.lessons.get(lesson)
         return bool(dates and dates.due and dates.due <= now)
+
+    def week(self, now: datetime) -> str | None:
+        """The kit's week by this calendar at ``now`` (:func:`nanolm_lib.curriculum.check_week`):
+        the first lesson with graded names that is not due yet (unlisted lessons are not), so
+        a kit ships the references of due lessons only; "all" when every one is due; None
+        without a calendar."""
+        if not self.lessons:
+            return None
+        pending = [lesson for lesson in LESSONS if GRADED[lesson] and not self.is_due(lesson, now)]
+        return pending[0][:2] if pending else "all"
 
     def canonical_id(self, file_id: str) -> str:
         """The roster's lms_id for an id found in a file name (itself, or an alias's owner)."""

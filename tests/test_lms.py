@@ -428,3 +428,38 @@ def test_only_due_lessons_are_graded_unless_asked(toy):
     assert _choose_lessons(found, ["02_toy"], solutions, [], course, DUE) == ["02_toy"]
     roster_only = load_course_file(None)  # no calendar: every submitted lesson
     assert _choose_lessons(found, None, solutions, [], roster_only, DUE) == ["01_toy", "02_toy"]
+
+
+def test_the_calendar_gives_the_kit_s_week(tmp_path):
+    """Without a calendar no week; with one, the first lesson with graded names not due yet
+    (an unlisted lesson is not due), or all once every one is due."""
+    from nanolm_lib.curriculum import GRADED
+
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    path = tmp_path / "course.toml"
+    path.write_text("[lessons.01_tokenizer]\ndue = 2026-02-01\n[lessons.02_data]\n"
+                    "due = 2026-02-08\n[lessons.03_attention]\ndue = 2026-03-08\n")
+    assert load_course_file(None).week(now) is None
+    assert load_course_file(path).week(now) == "03"
+    assert load_course_file(path).week(datetime(2026, 1, 1, tzinfo=UTC)) == "01"
+    assert load_course_file(path).week(datetime(2026, 4, 1, tzinfo=UTC)) == "04"  # unlisted
+    path.write_text("".join(f"[lessons.{lesson}]\ndue = 2026-02-01\n" for lesson in GRADED))
+    assert load_course_file(path).week(now) == "all"
+
+
+def test_student_kit_takes_its_week_from_the_calendar(tmp_path, capsys):
+    """`student-kit OUT` beside a course.toml builds the kit of the calendar's week (said on
+    stderr); --week overrides it."""
+    import json
+    import shutil
+
+    from autograde.course import LESSONS_DIR
+
+    lessons = tmp_path / "course" / "lessons"
+    shutil.copytree(LESSONS_DIR, lessons)
+    (lessons.parent / "course.toml").write_text(
+        "[lessons.01_tokenizer]\ndue = 2020-01-01\n[lessons.02_data]\ndue = 2020-01-08\n"
+        "[lessons.03_attention]\ndue = 2999-01-01\n")
+    assert main(["student-kit", str(tmp_path / "kit"), "--lessons", str(lessons)]) == 0
+    assert "week 03 from the calendar" in capsys.readouterr().err
+    assert json.loads((tmp_path / "kit" / "STAGE.json").read_text())["week"] == "03"
