@@ -167,6 +167,29 @@ def _changed(folder: Path, committed: Path) -> list[str]:
             continue
         new, old = (fixtures._load(root / path) for root in (folder, committed))
         keys = [key for key in old if key not in new or not fixtures.same(new[key], old[key])]
-        verdict = f"differs in {', '.join(map(str, keys))}" if keys else "equal, bytes not kept"
+        verdict = (f"differs in {', '.join(map(str, keys))}: {_first_difference(new, old)}"
+                   if keys else "equal, bytes not kept")
         changed.append(f"{path} (by value: {verdict})")
     return changed
+
+
+def _first_difference(new, old, where: str = "") -> str:
+    """Where two fixture contents first differ beyond fixtures.same, and by how much."""
+    import torch
+
+    from autograde import fixtures
+
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in old:
+            if key not in new or not fixtures.same(new[key], old[key]):
+                return _first_difference(new.get(key), old[key], f"{where}[{key!r}]")
+    if isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)) and len(new) == len(old):
+        for index, (a, b) in enumerate(zip(new, old)):
+            if not fixtures.same(a, b):
+                return _first_difference(a, b, f"{where}[{index}]")
+    if isinstance(old, torch.Tensor) and isinstance(new, torch.Tensor) \
+            and new.shape == old.shape and old.is_floating_point():
+        gap = (new.double() - old.double()).norm().item()
+        return (f"{where}: relative error {gap / max(old.double().norm().item(), 1e-30):.3g} "
+                f"(dtype {new.dtype}, shape {tuple(old.shape)})")
+    return f"{where}: {str(new)[:200]!r} against {str(old)[:200]!r}"
