@@ -195,15 +195,18 @@ class Verdict:
         questions keep their verdicts, so having their reference there earns them nothing. The
         message names the helpers that differ. A solution cell left as released is not rerun."""
         failed = {name for name in self.cases if not verdicts[f"test_{name}"].passed}
-        isolated = dict(verdicts)
+        isolated, reruns = dict(verdicts), {}
         for name in sorted(failed - self.untouched):
             helpers = sorted(self.helpers_of.get(name, set()))
-            if not helpers:
-                continue
-            rerun(name, helpers)
-            again = self.judge([name])[f"test_{name}"]
+            if helpers:
+                rerun(name, helpers)
+                reruns[name] = (helpers, self.judge([name])[f"test_{name}"])
+                isolated[f"test_{name}"] = reruns[name][1]
+        # a helper "differs" when its own question fails after its own rerun
+        wrong_of = {name for name in failed if not isolated[f"test_{name}"].passed}
+        for helpers, again in reruns.values():
             if again.passed:
-                wrong = [helper for helper in helpers if helper in failed]
+                wrong = [helper for helper in helpers if helper in wrong_of]
                 yours = (f"your {', '.join(wrong)} differ{'s' if len(wrong) == 1 else ''}: "
                          f"see {'that question' if len(wrong) == 1 else 'those questions'}"
                          if wrong else "yours pass their own questions but not as this one "

@@ -871,7 +871,9 @@ def _(gen):
                                   (2, 25, 4, {"temperature": 0.8, "top_p": 0.7}),
                                   (2, 25, 4, {"temperature": 1.0, "top_k": 10, "top_p": 0.5}),
                                   (3, 25, 6, {"temperature": 3.0, "top_p": 0.5}),
-                                  (3, 12, 5, {"temperature": 0.7, "top_k": 5})]:
+                                  (3, 12, 5, {"temperature": 0.7, "top_k": 5}),
+                                  # hot and narrow: a top-k off by one shows in 40 draws
+                                  (4, 12, 10, {"temperature": 5.0, "top_k": 2})]:
         cases.append({"logits": torch.randn(B, V, generator=gen) * 2, "seed": _seed(gen),
                       "draws": draws, "settings": settings,
                       "what": f"sample_next_token(logits {(B, V)}, {settings}, generator=g)"})
