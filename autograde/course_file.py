@@ -49,6 +49,7 @@ import tomllib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from autograde.course import LESSON_NAME, GraderError
@@ -170,69 +171,84 @@ def load_course_file(path: Path | None) -> CourseFile:
     except (ZoneInfoNotFoundError, ValueError):
         raise CourseFileError(f"{path}: timezone = {course.timezone!r} is not a time zone "
                               "name such as 'UTC' or 'Europe/London'") from None
-    lms = reader.table(data, "lms")
+    _read_lms(reader, reader.table(data, "lms"), course)
+    default_late = reader.late(reader.table(data, "late"), "late", LatePolicy())
+    for lesson, entry in reader.table(data, "lessons").items():
+        course.lessons[lesson] = _read_lesson(reader, lesson, entry, zone, default_late)
+    for number, entry in enumerate(reader.array(data, "students")):
+        student = _read_student(reader, f"students[{number}]", entry)
+        if student.lms_id in course.students:
+            reader.fail(f"students[{number}].lms_id = {student.lms_id!r} appears twice")
+        course.students[student.lms_id] = student
+    for number, entry in enumerate(reader.array(data, "extensions")):
+        student, lesson, due = _read_extension(reader, f"extensions[{number}]", entry, course,
+                                               zone)
+        course.extensions[(student, lesson)] = due
+    return course
+
+
+def _read_lms(reader: _Reader, lms: dict, course: CourseFile) -> None:
     reader.known(lms, "lms", ("kind", "pattern", "time_format"))
     if "kind" in lms:
         course.lms = reader.choice(lms, "lms.kind", "kind", LMS_KINDS, "native")
     course.pattern = lms.get("pattern")
     course.time_format = lms.get("time_format")
-    if course.pattern is not None:
-        try:
-            compiled = re.compile(str(course.pattern))
-        except re.error as error:
-            raise CourseFileError(f"{path}: lms.pattern is not a regular expression "
-                                  f"({error})") from None
-        if "key" not in compiled.groupindex:
-            raise CourseFileError(f"{path}: lms.pattern needs a named group (?P<key>...) for "
-                                  "the student's LMS id")
-    default_late = reader.late(reader.table(data, "late"), "late", LatePolicy())
-    for lesson, entry in reader.table(data, "lessons").items():
-        key = f"lessons.{lesson}"
-        if not LESSON_NAME.match(lesson):
-            raise CourseFileError(f"{path}: [{key}]: not a lesson folder name (NN_slug)")
-        if not isinstance(entry, dict):
-            raise CourseFileError(f"{path}: {key} must be a table")
-        reader.known(entry, key, ("due", "release", "late", "lms_id", "title"))
-        course.lessons[lesson] = LessonDates(
-            due=reader.when(entry, f"{key}.due", "due", zone, required=True),
-            release=reader.when(entry, f"{key}.release", "release", zone),
-            late=reader.late(entry.get("late", {}), f"{key}.late", default_late),
-            lms_id=str(entry.get("lms_id", "")), title=reader.text(entry, "title", "", key))
-        dates = course.lessons[lesson]
-        if dates.release and dates.release > dates.due:
-            raise CourseFileError(f"{path}: {key}.release ({dates.release.isoformat()}) is "
-                                  f"after {key}.due ({dates.due.isoformat()})")
-    for number, entry in enumerate(reader.array(data, "students")):
-        key = f"students[{number}]"
-        reader.known(entry, key, ("lms_id", "name", "email", "section", "sis_user_id",
-                                  "sis_login_id", "aliases"))
-        lms_id = reader.text(entry, "lms_id", "", key)
-        if not lms_id:
-            raise CourseFileError(f"{path}: {key}.lms_id is missing")
-        if lms_id in course.students:
-            raise CourseFileError(f"{path}: {key}.lms_id = {lms_id!r} appears twice")
-        aliases = entry.get("aliases", [])
-        if not isinstance(aliases, list):
-            raise CourseFileError(f"{path}: {key}.aliases must be a list of ids")
-        course.students[lms_id] = Student(
-            lms_id, **{name: reader.text(entry, name, "", key) for name in
-                       ("name", "email", "section", "sis_user_id", "sis_login_id")},
-            aliases=[str(a) for a in aliases])
-    for number, entry in enumerate(reader.array(data, "extensions")):
-        key = f"extensions[{number}]"
-        reader.known(entry, key, ("student", "lesson", "due", "days"))
-        student, lesson = (reader.text(entry, name, "", key) for name in ("student", "lesson"))
-        if lesson not in course.lessons:
-            raise CourseFileError(f"{path}: {key}.lesson = {lesson!r} has no [lessons.{lesson}]"
-                                  " with a due date")
-        if course.students and student not in course.students:
-            raise CourseFileError(f"{path}: {key}.student = {student!r} is not in the roster")
-        if "days" in entry:
-            due = course.lessons[lesson].due + timedelta(days=reader.number(entry, "days", key))
-        else:
-            due = reader.when(entry, f"{key}.due", "due", zone, required=True)
-        course.extensions[(student, lesson)] = due
-    return course
+    if course.pattern is None:
+        return
+    try:
+        compiled = re.compile(str(course.pattern))
+    except re.error as error:
+        reader.fail(f"lms.pattern is not a regular expression ({error})")
+    if "key" not in compiled.groupindex:
+        reader.fail("lms.pattern needs a named group (?P<key>...) for the student's LMS id")
+
+
+def _read_lesson(reader: _Reader, lesson: str, entry, zone: ZoneInfo,
+                 default_late: LatePolicy) -> LessonDates:
+    key = f"lessons.{lesson}"
+    if not LESSON_NAME.match(lesson):
+        reader.fail(f"[{key}]: not a lesson folder name (NN_slug)")
+    if not isinstance(entry, dict):
+        reader.fail(f"{key} must be a table")
+    reader.known(entry, key, ("due", "release", "late", "lms_id", "title"))
+    dates = LessonDates(
+        due=reader.when(entry, f"{key}.due", "due", zone, required=True),
+        release=reader.when(entry, f"{key}.release", "release", zone),
+        late=reader.late(entry.get("late", {}), f"{key}.late", default_late),
+        lms_id=str(entry.get("lms_id", "")), title=reader.text(entry, "title", "", key))
+    if dates.release and dates.release > dates.due:
+        reader.fail(f"{key}.release ({dates.release.isoformat()}) is after {key}.due "
+                    f"({dates.due.isoformat()})")
+    return dates
+
+
+def _read_student(reader: _Reader, key: str, entry: dict) -> Student:
+    reader.known(entry, key, ("lms_id", "name", "email", "section", "sis_user_id",
+                              "sis_login_id", "aliases"))
+    lms_id = reader.text(entry, "lms_id", "", key)
+    if not lms_id:
+        reader.fail(f"{key}.lms_id is missing")
+    aliases = entry.get("aliases", [])
+    if not isinstance(aliases, list):
+        reader.fail(f"{key}.aliases must be a list of ids")
+    return Student(lms_id, **{name: reader.text(entry, name, "", key) for name in
+                              ("name", "email", "section", "sis_user_id", "sis_login_id")},
+                   aliases=[str(a) for a in aliases])
+
+
+def _read_extension(reader: _Reader, key: str, entry: dict, course: CourseFile,
+                    zone: ZoneInfo) -> tuple[str, str, datetime]:
+    reader.known(entry, key, ("student", "lesson", "due", "days"))
+    student, lesson = (reader.text(entry, name, "", key) for name in ("student", "lesson"))
+    if lesson not in course.lessons:
+        reader.fail(f"{key}.lesson = {lesson!r} has no [lessons.{lesson}] with a due date")
+    if course.students and student not in course.students:
+        reader.fail(f"{key}.student = {student!r} is not in the roster")
+    if "days" in entry:
+        due = course.lessons[lesson].due + timedelta(days=reader.number(entry, "days", key))
+    else:
+        due = reader.when(entry, f"{key}.due", "due", zone, required=True)
+    return student, lesson, due
 
 
 def find_course_file(course_folder: Path) -> Path | None:
@@ -247,7 +263,7 @@ class _Reader:
     def __init__(self, path: Path):
         self.path = path
 
-    def fail(self, message: str):
+    def fail(self, message: str) -> NoReturn:
         raise CourseFileError(f"{self.path}: {message}")
 
     def known(self, table: dict, where: str, names: tuple[str, ...]) -> None:

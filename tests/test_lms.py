@@ -157,6 +157,10 @@ def test_course_file_reads_dates_policies_roster_and_extensions(toy):
     ("[[extensions]]\nstudent = '1'\nlesson = '03_x'\ndays = 2\n", ("extensions[0].lesson",)),
     ("[[students]]\nlms_id = '1'\n[[students]]\nlms_id = '1'\n", ("students[1].lms_id",)),
     ("due = [", ("not valid TOML",)),
+    ("[lms]\npattern = '(?P<key>'\n", ("lms.pattern", "not a regular expression")),
+    ("[[students]]\nlms_id = '1'\naliases = '2'\n", ("students[0].aliases",)),
+    ("[[students]]\nname = 'Ann'\n", ("students[0].lms_id", "missing")),
+    ("[lessons.tokenizer]\ndue = 2026-01-01\n", ("lessons.tokenizer", "NN_slug")),
     ("[lessons.01_toy]\nrelease = 2026-02-01\ndue = 2026-01-01\n",
      ("lessons.01_toy.release", "after lessons.01_toy.due")),
     ("[[extensions]]\nstudent = '1'\nlesson = '01_toy'\ndays = 2\n"
