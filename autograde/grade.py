@@ -615,8 +615,10 @@ def _salt(solutions_dir: Path, lesson: str, limits: Limits, policy: dict | None 
     import hashlib
 
     digest = hashlib.sha256(json.dumps([asdict(limits), policy or {}], sort_keys=True).encode())
-    for code in ("grading.py", "questions.py"):  # how hidden cases are drawn and judged
-        digest.update((Path(__file__).resolve().parent.parent / "nanolm_lib" / code).read_bytes())
+    library = Path(__file__).resolve().parent.parent / "nanolm_lib"
+    # how hidden cases are drawn and judged
+    for path in [library / "grading.py", *sorted((library / "questions").glob("*.py"))]:
+        digest.update(path.read_bytes())
     for path in sorted((solutions_dir / lesson).rglob("*")):
         if path.is_file() and ".ipynb_checkpoints" not in path.parts:
             digest.update(str(path.relative_to(solutions_dir)).encode())

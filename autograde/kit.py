@@ -13,7 +13,8 @@ the student's Jupyter configuration) and the student half of this package (``che
 NN and every later lesson (by :data:`nanolm_lib.curriculum.GRADED`) are rewritten with
 :mod:`ast` into stubs that keep their signature and docstring, raise
 :class:`nanolm_lib.staging.NotReleasedError`, and run the student's own version where there is
-one (:mod:`nanolm_lib.staging`); the week's own answers never ship. ``STAGE.json`` in the kit
+one (:mod:`nanolm_lib.staging`); the week's own answers never ship, and a later lesson ships
+its notebook only (no fixtures, no practice or hidden cases). ``STAGE.json`` in the kit
 says the week, which lessons students have (``make lab`` copies only those, ``check`` and
 ``submit`` see only those) and when the kit was built (a kernel started before says to restart).
 Building the kit again into the same folder publishes the next stage; a ``workspace/`` folder
@@ -249,6 +250,14 @@ def stage_library(library: Path, released: list[str], keep=()) -> list[str]:
     return staged
 
 
+def _leave_out_later_lessons(kit: Path, later: list[str]) -> None:
+    """A kit holds nothing computed for a lesson not given out yet: its notebook stays to be
+    read ahead, its fixtures (the reference's outputs) and hidden-case code do not."""
+    for lesson in later:
+        shutil.rmtree(kit / "lessons" / lesson / "fixtures", ignore_errors=True)
+        (kit / "nanolm_lib" / "questions" / f"lesson_{lesson}.py").unlink(missing_ok=True)
+
+
 def student_kit(out: Path, repo: Path = REPO, lessons_dir: Path = LESSONS_DIR,
                 week: str = "all") -> Path:
     """Write the student kit into ``out``, staged for ``week`` ("all", or "NN": students write
@@ -257,7 +266,7 @@ def student_kit(out: Path, repo: Path = REPO, lessons_dir: Path = LESSONS_DIR,
     ``out`` must be empty or hold an earlier kit (then everything but ``workspace/`` and the
     student's own files is replaced: that publishes the next stage).
     """
-    from nanolm_lib.curriculum import week_lessons, week_references
+    from nanolm_lib.curriculum import GRADED, week_lessons, week_references
 
     try:
         released_list = week_references(week)
@@ -277,6 +286,8 @@ def student_kit(out: Path, repo: Path = REPO, lessons_dir: Path = LESSONS_DIR,
     safe_copy_tree(lessons_dir, out / "lessons", skip=KIT_SKIP)
     safe_copy_tree(Path(repo) / "nanolm_lib", out / "nanolm_lib", skip=LEFT_OUT)
     stage_library(out / "nanolm_lib", released_list)
+    given = week_lessons(week)
+    _leave_out_later_lessons(out, [lesson for lesson in GRADED if lesson not in given])
     for name in KIT_FILES:
         if (Path(repo) / name).is_file():
             shutil.copyfile(Path(repo) / name, out / name)
@@ -294,10 +305,10 @@ def student_kit(out: Path, repo: Path = REPO, lessons_dir: Path = LESSONS_DIR,
                        Path(repo) / "nanolm_lib", Path(repo) / "solutions", Path(repo) / "lessons")
     # the self-check's practice cases, solved here: the kit has no reference for what is not due
     from autograde.practice import write_practice
-    from nanolm_lib.curriculum import GRADED
 
-    for lesson in GRADED:
-        write_practice(lesson, out / "autograde" / "practice")
+    for lesson in given:
+        if lesson in GRADED:
+            write_practice(lesson, out / "autograde" / "practice")
     if (out / "RELEASED").is_file():  # the stage file of kits built before STAGE.json
         (out / "RELEASED").unlink()
     stage = {"week": week, "lessons": week_lessons(week), "references": released_list,

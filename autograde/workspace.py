@@ -110,8 +110,8 @@ def prepare_workspace(lessons_dir: Path, workspace: Path, stage: dict | None) ->
                      f"kept: .venv/bin/python -m autograde update-lesson {lesson}")
     if later:
         lines.append(f"not released yet at this kit's week {stage['week']}: "
-                     f"{', '.join(later)} (they come with a later stage of the kit; you can "
-                     "read them in lessons/)")
+                     f"{', '.join(later)} (they come with a later stage of the kit, with their "
+                     "tests; you can read them in lessons/)")
     built = stage.get("built_ns") if stage else None
     if built is not None and record.get("kit_built") not in (None, built):
         lines.append("the kit was rebuilt since your last `make lab`: restart every kernel "

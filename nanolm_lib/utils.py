@@ -38,12 +38,18 @@ def pick_device(preferred: str | None = None) -> str:
 KIT_STAGE = Path(__file__).resolve().parent.parent / "STAGE.json"  # a kit's stage file
 
 
-def _kit_build() -> int | None:
-    """The kit's build stamp (STAGE.json), None outside a kit."""
+def kit_stage() -> dict | None:
+    """The kit's stage (STAGE.json: week, lessons, built_ns), None outside a kit."""
     try:
-        return json.loads(KIT_STAGE.read_text(encoding="utf-8")).get("built_ns")
-    except (OSError, ValueError, AttributeError):
+        stage = json.loads(KIT_STAGE.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
+    return stage if isinstance(stage, dict) else None
+
+
+def _kit_build() -> int | None:
+    """The kit's build stamp, None outside a kit."""
+    return (kit_stage() or {}).get("built_ns")
 
 
 _BUILD_AT_IMPORT = _kit_build()
