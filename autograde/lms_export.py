@@ -17,7 +17,9 @@
 A student on the roster without any file has a row of empty cells in
 ``scores_by_student.csv`` and none in the import files (an empty cell would clear a grade
 entered in the LMS by hand), and the report names them; a graded lesson without a notebook
-scores 0 as everywhere else.
+scores 0 as everywhere else. A lesson with an answer still to grade by hand has an empty cell
+in the import files (its partial score, in ``scores_by_student.csv``, is not a grade to
+publish) until ``autograde review`` or ``override`` grades it.
 """
 
 from __future__ import annotations
@@ -129,8 +131,9 @@ def write_exports(out: Path, course: CourseFile, lms: str, grades: dict, student
     waiting = sorted(f"{key} / {lesson}" for (key, lesson), grade in grades.items()
                      if grade.needs_grading and lesson in lessons)
     if waiting:
-        lines.append(f"Answers still to grade by hand (the import files hold the rest of the "
-                     f"score; scores_by_student.csv names them): {', '.join(waiting)}.")
+        lines.append(f"Answers still to grade by hand (`autograde review`): the import files "
+                     f"leave these lessons empty until they are graded; scores_by_student.csv "
+                     f"has the partial score: {', '.join(waiting)}.")
     if unmapped:
         lines.append(f"moodle_grades.csv: no email or ID number for {', '.join(unmapped)}; "
                      "Moodle cannot match these rows (add them to the roster in course.toml).")
@@ -167,6 +170,12 @@ def _write_wide(path, course, grades, everyone, lessons, names) -> None:
             writer.writerow(row)
 
 
+def _import_cell(grade: LessonGrade | None) -> str:
+    """An import file's cell: the final score, or empty while an answer waits for its hand
+    grade (a partial score would reach students as their grade)."""
+    return _score(grade.final) if grade and not grade.needs_grading else ""
+
+
 def _write_canvas(path, course, grades, everyone, lessons, names) -> None:
     columns = []
     for lesson in lessons:
@@ -180,8 +189,7 @@ def _write_canvas(path, course, grades, everyone, lessons, names) -> None:
             student, name = _person(course, key, names)
             row = [name, key, student.sis_user_id if student else "",
                    student.sis_login_id if student else "", student.section if student else ""]
-            row += [_score(grades[(key, lesson)].final) if (key, lesson) in grades else ""
-                    for lesson in lessons]
+            row += [_import_cell(grades.get((key, lesson))) for lesson in lessons]
             writer.writerow(row)
 
 
@@ -198,8 +206,7 @@ def _write_moodle(path, course, grades, everyone, lessons, names) -> list[str]:
             if not (email or number):
                 unmapped.append(key)
             row = [first or last, last if first else "", number, email]
-            row += [_score(grades[(key, lesson)].final) if (key, lesson) in grades else ""
-                    for lesson in lessons]
+            row += [_import_cell(grades.get((key, lesson))) for lesson in lessons]
             writer.writerow(row)
     return unmapped
 

@@ -141,6 +141,11 @@ def test_overrides_reach_every_output_and_stand_through_regrades(batch, tmp_path
         wide = {r["lms_id"]: r for r in csv.DictReader(handle)}
     assert wide["bob"]["01_toy"] == "4.5" and wide["bob"]["01_toy needs grading"] == ""
     assert wide["ann"]["01_toy needs grading"] == "explain"  # not graded by hand yet
+    with open(out / "lms" / "canvas_grades.csv") as handle:
+        canvas = {r["ID"]: r for r in csv.DictReader(handle)}
+    column = next(name for name in canvas["bob"] if name.startswith("01"))
+    # a partial score is not published: ann's lesson waits for its hand grade
+    assert canvas["bob"][column] == "4.5" and canvas["ann"][column] == "", canvas
     feedback = (out / "feedback" / "bob" / "01_toy.html").read_text()
     assert "(Score: 4.5 / 5.0)" in feedback and "right idea, off by one" in feedback
     assert_outputs_agree(out)
