@@ -25,6 +25,8 @@ class Answer:
     feedback: str | None = None                           # the feedback HTML's path
     submission: dict | None = None                        # the worker's gradebook rows
     seconds: float = 0.0
+    # where the seconds went: the worker's steps, then the batch's gradebook write
+    phases: dict[str, float] = field(default_factory=dict)
     log_tail: str = ""
     grader_error: str | None = None                       # the grader itself failed
 

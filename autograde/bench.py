@@ -12,7 +12,10 @@ processes (as on N cluster nodes, here sharing this machine's cores) and the mer
 per shard count: wall time, CPU seconds (every process of the batch, kernels included),
 notebooks per CPU-second and per core-second (wall time x cores), and each shard's overhead:
 its wall time less the seconds its workers spent on notebooks (start-up, template course,
-staged library, gradebook). Results: ``bench-results/autograde-shards.json``.
+staged library, gradebook), and the disk the outputs take per notebook; then the seconds per
+notebook of each grading step (:attr:`autograde.answer.Answer.phases`: collect and scan,
+kernel and cells, hidden cases, feedback, the gradebook write). Results:
+``bench-results/autograde-shards.json``.
 """
 
 from __future__ import annotations
@@ -86,6 +89,19 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _mean_phases(answers: list[dict]) -> dict[str, float]:
+    """Mean seconds per notebook of each grading step (:attr:`Answer.phases`)."""
+    totals: dict[str, float] = {}
+    for answer in answers:
+        for step, seconds in answer.get("phases", {}).items():
+            totals[step] = totals.get(step, 0.0) + seconds
+    return {step: total / max(len(answers), 1) for step, total in totals.items()}
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
 def run_shards(students: int = 4, lessons: list[str] | None = None,
                shard_counts: list[int] | None = None, solutions_dir: Path = SOLUTIONS_DIR,
                out_dir: str | Path = "bench-results") -> dict:
@@ -97,7 +113,7 @@ def run_shards(students: int = 4, lessons: list[str] | None = None,
     shard_counts = shard_counts or [1, 2, 4]
     cores = os.cpu_count() or 1
     env = {**os.environ, "NANOLM_PROGRESS": "0"}
-    rows = []
+    rows, phases = [], {}
     with tempfile.TemporaryDirectory(prefix="autograde-bench-") as tmp:
         submissions = Path(tmp) / "submissions"
         notebooks = _write_class(submissions, students, lessons, solutions_dir)
@@ -120,18 +136,23 @@ def run_shards(students: int = 4, lessons: list[str] | None = None,
             wall = time.perf_counter() - started
             cpu = _children_cpu_s() - cpu_before
             # each worker's seconds per notebook, from the answers the shards kept
-            worked = [json.loads(path.read_text())["answer"]["seconds"]
-                      for path in (out / ".state").glob("*/*.json")]  # one per submission
+            kept = [json.loads(path.read_text())["answer"]
+                    for path in (out / ".state").glob("*/*.json")]  # one per submission
+            worked = [answer["seconds"] for answer in kept]
             overhead = max(shard_wall) - sum(worked) / count
             rows.append({"shards": count, "notebooks": notebooks, "wall_s": wall,
                          "shards_wall_s": graded_s, "merge_s": wall - graded_s,
                          "cpu_s": cpu, "nb_per_cpu_s": notebooks / cpu,
                          "nb_per_core_s": notebooks / (wall * min(cores, count)),
                          "worker_s_per_nb": sum(worked) / len(worked),
-                         "overhead_per_shard_s": overhead})
+                         "overhead_per_shard_s": overhead,
+                         "disk_kb_per_nb": _folder_bytes(out) / notebooks / 1024})
+            phases[count] = _mean_phases(kept)
     print(format_table(rows))
+    print("seconds per notebook, by step (each worker's, then the batch's gradebook write):")
+    print(format_table([{"shards": count, **steps} for count, steps in phases.items()]))
     results = {"device": "cpu", "students": students, "lessons": lessons, "cpu_count": cores,
-               "load_average": os.getloadavg(), "rows": rows}
+               "load_average": os.getloadavg(), "rows": rows, "phases_s_per_nb": phases}
     path = write_results("autograde-shards", results, out_dir)
     print(f"results written to {path}")
     return results

@@ -241,15 +241,17 @@ MERGE_ATTEMPTS = 3
 def _merge_with_retries(db_url: str, key: tuple[str, str], answer: Answer,
                         attempts: int = MERGE_ATTEMPTS) -> str | None:
     """Merge one answer, retrying a gradebook that is busy (``database is locked``, another
-    process inside a transaction); the last error when every attempt failed, else None."""
+    process inside a transaction); the last error when every attempt failed, else None. The
+    seconds it took join the answer's phases."""
     import time
 
     from sqlalchemy.exc import SQLAlchemyError
 
-    error = None
+    error, started = None, time.monotonic()
     for attempt in range(attempts):
         try:
             merge_submission(db_url, key[0], key[1], answer.submission)
+            answer.phases["gradebook write"] = round(time.monotonic() - started, 3)
             return None
         except SQLAlchemyError as caught:
             error = str(caught).splitlines()[0][:300]

@@ -177,6 +177,7 @@ class Worker:
         from nbgrader.converters import Autograde, GenerateFeedback
 
         started = time.monotonic()
+        lap = _Laps()
         submitted = self.course / "submitted" / student / lesson
         autograded = self.course / "autograded" / student / lesson
         feedback = self.course / "feedback" / student / lesson
@@ -210,6 +211,7 @@ class Worker:
                     nbformat.write(nb, str(notebook))
 
         run, verdict = self._prepare_kernel(student, lesson, notebook)
+        lap("collect, scan, sandbox")
         log = ""
         if notebook.is_file():
             try:
@@ -218,6 +220,7 @@ class Worker:
             except GraderError as error:
                 problems.append(f"nbgrader autograde failed: {str(error)[:ERROR_CHARS]}")
         submission = self._ensure_submission(student, lesson)
+        lap("kernel and cells (nbgrader autograde)")
         limit_hits = read_json_file(run.limits_report, [])
         verdicts = {}
         if verdict is not None and (autograded / f"{lesson}.ipynb").is_file():
@@ -228,6 +231,7 @@ class Worker:
                               policy_notes, verdicts)
         self._note_needs_grading(student, lesson, scores)
         submission = self._ensure_submission(student, lesson)  # with the verdicts' scores
+        lap("hidden cases and scores")
 
         feedback_file = None
         if (autograded / f"{lesson}.ipynb").is_file():
@@ -252,7 +256,7 @@ class Worker:
         return Answer(student=student, lesson=lesson, scores=scores, limits=limit_hits,
                       flags=flags, problems=problems, feedback=feedback_file,
                       submission=submission, seconds=round(time.monotonic() - started, 2),
-                      log_tail=log[-2000:])
+                      phases=lap("feedback"), log_tail=log[-2000:])
 
     def _apply_verdicts(self, student: str, lesson: str, verdicts: dict) -> None:
         """The grader's verdicts into the gradebook: each test cell's score (a manual score:
@@ -451,6 +455,19 @@ class Worker:
                     scores[grade.name] = {"score": score, "max_score": float(grade.max_score),
                                           "error": error}
         return {gid: scores[gid] for gid in self.grade_ids[lesson] if gid in scores}
+
+
+class _Laps:
+    """Seconds per step of one grading: each call closes the step named, returns them all."""
+
+    def __init__(self):
+        self.mark, self.seconds = time.monotonic(), {}
+
+    def __call__(self, step: str) -> dict[str, float]:
+        now = time.monotonic()
+        self.seconds[step] = round(now - self.mark, 3)
+        self.mark = now
+        return self.seconds
 
 
 def _take_notebook(folder: Path | None, lesson: str, submitted: Path) -> str | None:

@@ -172,6 +172,9 @@ def test_autograde_bench_shards_grades_in_shards_and_merges(tmp_path):
     results = json.loads((tmp_path / "bench-results" / "autograde-shards.json").read_text())
     assert [row["shards"] for row in results["rows"]] == [1]
     assert results["rows"][0]["notebooks"] == 1 and results["rows"][0]["cpu_s"] > 0
+    steps = results["phases_s_per_nb"]["1"]
+    assert {"kernel and cells (nbgrader autograde)", "feedback", "gradebook write"} <= set(steps)
+    assert all(seconds >= 0 for seconds in steps.values()) and results["rows"][0]["disk_kb_per_nb"]
 
 
 def test_make_constraints_pins_what_the_venv_holds(tmp_path):
