@@ -14,7 +14,8 @@ NN and every later lesson (by :data:`nanolm_lib.curriculum.GRADED`) are rewritte
 :mod:`ast` into stubs that keep their signature and docstring, raise
 :class:`nanolm_lib.staging.NotReleasedError`, and run the student's own version where there is
 one (:mod:`nanolm_lib.staging`); the week's own answers never ship, and a later lesson ships
-its notebook only (no fixtures, no practice or hidden cases). ``STAGE.json`` in the kit
+its notebook only (no fixtures, no practice or hidden cases); no lesson ships the code that
+draws the grader's hidden cases. ``STAGE.json`` in the kit
 says the week, which lessons students have (``make lab`` copies only those, ``check`` and
 ``submit`` see only those) and when the kit was built (a kernel started before says to restart).
 Building the kit again into the same folder publishes the next stage; a ``workspace/`` folder
@@ -250,6 +251,22 @@ def stage_library(library: Path, released: list[str], keep=()) -> list[str]:
     return staged
 
 
+CASES_KEPT_BY_GRADER = ("raise RuntimeError('the hidden cases are drawn by the grader only; "
+                       "this kit checks with its stored practice cases')")
+
+
+def _strip_case_generators(questions: Path) -> None:
+    """The kit's question files keep how each question runs and compares, not how the grader
+    draws its cases (each ``@q.cases`` body): the kit's check reads stored practice cases."""
+    for path in sorted(questions.glob("lesson_*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and any(
+                    ast.unparse(decorator) == "q.cases" for decorator in node.decorator_list):
+                node.body = ast.parse(CASES_KEPT_BY_GRADER).body
+        path.write_text(ast.unparse(tree) + "\n", encoding="utf-8")
+
+
 def _leave_out_later_lessons(kit: Path, later: list[str]) -> None:
     """A kit holds nothing computed for a lesson not given out yet: its notebook stays to be
     read ahead, its fixtures (the reference's outputs) and hidden-case code do not."""
@@ -288,6 +305,7 @@ def student_kit(out: Path, repo: Path = REPO, lessons_dir: Path = LESSONS_DIR,
     stage_library(out / "nanolm_lib", released_list)
     given = week_lessons(week)
     _leave_out_later_lessons(out, [lesson for lesson in GRADED if lesson not in given])
+    _strip_case_generators(out / "nanolm_lib" / "questions")
     for name in KIT_FILES:
         if (Path(repo) / name).is_file():
             shutil.copyfile(Path(repo) / name, out / name)

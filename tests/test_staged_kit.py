@@ -202,7 +202,8 @@ def test_lesson_06_runs_in_the_kit_with_the_students_earlier_work(kit, tmp_path)
 
 def test_a_later_lesson_ships_its_notebook_and_nothing_computed_for_it(kit):
     """Week 03: lessons 04-08 are there to read, without fixtures (the reference's outputs),
-    practice cases or hidden-case code; lessons 01-03 have all three."""
+    practice cases or question code; lessons 01-03 have all three, their questions without
+    the code that draws the grader's cases."""
     from nanolm_lib.curriculum import week_lessons
 
     given = week_lessons("03")
@@ -215,6 +216,12 @@ def test_a_later_lesson_ships_its_notebook_and_nothing_computed_for_it(kit):
         if lesson == "00_setup":
             continue  # no graded questions
         assert has == ([True] * 3 if lesson in given else [False] * 3), (lesson, has)
+    for path in (kit / "nanolm_lib" / "questions").glob("lesson_*.py"):
+        generators = [node for node in ast.parse(path.read_text()).body
+                      if isinstance(node, ast.FunctionDef)
+                      and "q.cases" in map(ast.unparse, node.decorator_list)]
+        assert generators and all(isinstance(node.body[0], ast.Raise) and len(node.body) == 1
+                                  for node in generators), path
 
 
 def test_rebuilding_the_kit_publishes_the_next_stage_and_keeps_the_workspace(tmp_path):
