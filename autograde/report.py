@@ -28,8 +28,12 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autograde.markup import markdown_text
+
+if TYPE_CHECKING:  # results imports this module to write the outputs
+    from autograde.results import Run
 
 TOP_FAILURES = 3
 
@@ -37,17 +41,13 @@ TOP_FAILURES = 3
 @dataclass
 class ReportInput:
     """What the outputs are made of (:func:`autograde.results.write_outputs`): every graded
-    submission's answer, with the gradebook's scores, and what the last run said."""
+    submission's answer, with the gradebook's scores, and what the last run said (``run``,
+    :class:`autograde.results.Run`; its failures joined by the outputs' own)."""
 
     out: Path
     answers: dict
-    isolation: str = ""
-    copied: str = "zero"
-    graded: int = 0
-    skipped: int = 0
+    run: Run
     failures: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    not_graded: list[str] = field(default_factory=list)
     sections: dict[str, list[str]] = field(default_factory=dict)
     late: dict = field(default_factory=dict)       # (student, lesson) -> (final, penalty %)
     history: list[dict] = field(default_factory=list)
@@ -157,10 +157,10 @@ def write_summary_png(path: Path, summary: list[dict], table: dict) -> None:
     plt.close(fig)
 
 
-def write_report_md(path: Path, result, students: list[str], lessons: list[str]) -> None:
+def write_report_md(path: Path, result: ReportInput, students: list[str], lessons: list[str]) -> None:
     from autograde.scan import POLICY_KINDS
 
-    policy = getattr(result, "copied", "zero")
+    policy = result.run.copied
     rule = ("a question whose code uses the reference (imports or calls a graded name "
             "from nanolm_lib, checks.reference, importlib, getattr, inspect), copies it "
             "(the same code after normalising names, comments, docstrings, strings and "
@@ -170,20 +170,20 @@ def write_report_md(path: Path, result, students: list[str], lessons: list[str])
              else "is flagged below, its points unchanged (grade --copied flag)")
     from autograde.sandbox import UNSAFE_BANNER
 
-    banner = [f"**{UNSAFE_BANNER}**", ""] if result.isolation == UNSAFE_BANNER else []
-    lines = banner + ["# Grading report", "", f"Isolation: {result.isolation}", "",
+    banner = [f"**{UNSAFE_BANNER}**", ""] if result.run.isolation == UNSAFE_BANNER else []
+    lines = banner + ["# Grading report", "", f"Isolation: {result.run.isolation}", "",
              f"Copy policy: {rule}.", "",
-             f"Graded in this run: {result.graded}; unchanged since an earlier run: "
-             f"{result.skipped}.", ""]
+             f"Graded in this run: {result.run.graded}; unchanged since an earlier run: "
+             f"{result.run.skipped}.", ""]
     if result.failures:
         lines += ["## The grader could not grade", ""]
         lines += [f"- {_md_line(failure)}" for failure in result.failures] + [""]
-    not_graded = getattr(result, "not_graded", [])
+    not_graded = result.run.not_graded
     if not_graded:
         lines += [f"## Files of the download that were not graded ({len(not_graded)})", ""]
         lines += [f"- {_md_line(why)}" for why in not_graded] + [""]
-    if result.notes:
-        lines += ["## Notes", ""] + [f"- {_md_line(note)}" for note in result.notes] + [""]
+    if result.run.notes:
+        lines += ["## Notes", ""] + [f"- {_md_line(note)}" for note in result.run.notes] + [""]
     waiting = [(student, lesson, gid) for (student, lesson), answer in
                sorted(result.answers.items())
                for gid, e in answer.scores.items() if e.get("needs_grading")]
@@ -193,9 +193,9 @@ def write_report_md(path: Path, result, students: list[str], lessons: list[str])
                   "STUDENT LESSON QUESTION POINTS --why TEXT` (or `python -m autograde review`).",
                   ""]
         lines += [f"- {_md_line(s)} / {lesson} / {gid}" for s, lesson, gid in waiting] + [""]
-    for heading, section in getattr(result, "sections", {}).items():
+    for heading, section in result.sections.items():
         lines += [f"## {heading}", ""] + section + [""]
-    history = getattr(result, "history", [])
+    history = result.history
     lines += ["## Overrides and regrades", ""] + (
         [history_line(event) for event in history] or ["(none)"]) + [""]
     lines += ["## Submissions", ""]
@@ -250,12 +250,12 @@ def history_line(event: dict) -> str:
             f"{_md_line(event['why'])})")
 
 
-def write_outputs(result, students: list[str], lessons: list[str]) -> None:
+def write_outputs(result: ReportInput, students: list[str], lessons: list[str]) -> None:
     """Write scores.json, summary.md, summary.png and report.md into ``result.out``."""
     out = Path(result.out)
     table = scores_table(result.answers, students, lessons)
     (out / "scores.json").write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
     summary = question_summary(table)
-    write_summary_md(out / "summary.md", summary, table, result.isolation)
+    write_summary_md(out / "summary.md", summary, table, result.run.isolation)
     write_summary_png(out / "summary.png", summary, table)
     write_report_md(out / "report.md", result, students, lessons)

@@ -254,10 +254,8 @@ def write_outputs(out: Path, run: Run | None = None, course: CourseFile | None =
     sections["Similarity"] = run.similarity
     late = {key: (grade.final, grade.penalty_percent)
             for key, grade in all_grades.items() if grade.penalty_percent}
-    written = report.ReportInput(
-        out=out, answers=view.answers, isolation=run.isolation, copied=run.copied,
-        graded=run.graded, skipped=run.skipped, failures=failures, notes=run.notes,
-        not_graded=run.not_graded, sections=sections, late=late, history=view.history)
+    written = report.ReportInput(out=out, answers=view.answers, run=run, failures=failures,
+                                 sections=sections, late=late, history=view.history)
     report.write_outputs(written, view.students, view.lessons)
     return written
 

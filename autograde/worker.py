@@ -223,7 +223,8 @@ class Worker:
         lap("kernel and cells (nbgrader autograde)")
         limit_hits = read_json_file(run.limits_report, [])
         verdicts = {}
-        if verdict is not None and (autograded / f"{lesson}.ipynb").is_file():
+        # a lesson without questions (00) has no hidden cases: no sandboxed run for nothing
+        if verdict is not None and verdict.cases and (autograded / f"{lesson}.ipynb").is_file():
             verdicts = self._run_verdict(verdict, student, lesson, notebook, limit_hits)
             self._apply_verdicts(student, lesson, verdicts)
         policy_notes = self._apply_copy_policy(student, lesson, flags)
