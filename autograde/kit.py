@@ -161,7 +161,9 @@ def _extended_timestamp(mtime: float) -> bytes:
 # ``train_step`` and ``get_batch``), else raises NotReleasedError. (The fast tokenizer stays: lesson 01's own
 # later cells use it; the source policy of ``encode`` forbids it.)
 ANSWERING_HELPERS = {
-    "tokenizer": {"_encode_piece": ("01_tokenizer", "encode")},
+    "tokenizer": {"_encode_piece": ("01_tokenizer", "encode"),
+                  "_most_frequent_pair": ("01_tokenizer", "train_bpe"),
+                  "_merge_in_words": ("01_tokenizer", "train_bpe")},
     # get_batch is randint starts + gather_windows; BatchStream draws them as get_batch does
     "data": {"gather_windows": ("02_data", "get_batch")},
     "attention": {"torch_multihead_attention": ("03_attention", "MultiHeadAttention"),

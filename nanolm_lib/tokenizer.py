@@ -125,36 +125,46 @@ def train_bpe(texts: str | Iterable[str], vocab_size: int
     merges = []
     vocab = {i: bytes([i]) for i in range(256)}
     for new_id in progress(range(256, vocab_size), desc="BPE merges", leave=False):
-        best = None
-        while heap:
-            neg_count, pair = heapq.heappop(heap)
-            if pair_counts.get(pair) == -neg_count:
-                best = pair
-                break
+        best = _most_frequent_pair(heap, pair_counts)
         if best is None:  # every word is a single token: nothing left to merge
             break
         merges.append(best)
         vocab[new_id] = vocab[best[0]] + vocab[best[1]]
-
-        # Re-count only the words that hold the merged pair.
-        changed = set()
-        for w in words_with_pair.pop(best):
-            old_pairs = get_pair_counts(words[w])
-            words[w] = merge_pair(words[w], best, new_id)
-            new_pairs = get_pair_counts(words[w])
-            for pair in old_pairs.keys() | new_pairs.keys():
-                difference = new_pairs[pair] - old_pairs[pair]
-                if difference:
-                    pair_counts[pair] += difference * counts[w]
-                    changed.add(pair)
-                if pair in new_pairs:
-                    words_with_pair[pair].add(w)
+        changed = _merge_in_words(best, new_id, words, counts, pair_counts, words_with_pair)
         for pair in changed:
             if pair_counts[pair] > 0:
                 heapq.heappush(heap, (-pair_counts[pair], pair))
             else:
                 del pair_counts[pair]
     return merges, vocab
+
+
+def _most_frequent_pair(heap: list, pair_counts: Counter) -> tuple[int, int] | None:
+    """Pop the heap down to its first entry whose count is current: the pair to merge next."""
+    while heap:
+        neg_count, pair = heapq.heappop(heap)
+        if pair_counts.get(pair) == -neg_count:
+            return pair
+    return None
+
+
+def _merge_in_words(pair: tuple[int, int], new_id: int, words: list[list[int]],
+                    counts: list[int], pair_counts: Counter, words_with_pair: dict) -> set:
+    """Merge ``pair`` into ``new_id`` in the words that hold it, and re-count only their
+    pairs; returns the pairs whose count changed."""
+    changed = set()
+    for w in words_with_pair.pop(pair):
+        old_pairs = get_pair_counts(words[w])
+        words[w] = merge_pair(words[w], pair, new_id)
+        new_pairs = get_pair_counts(words[w])
+        for other in old_pairs.keys() | new_pairs.keys():
+            difference = new_pairs[other] - old_pairs[other]
+            if difference:
+                pair_counts[other] += difference * counts[w]
+                changed.add(other)
+            if other in new_pairs:
+                words_with_pair[other].add(w)
+    return changed
 
 
 def _encode_piece(piece: bytes, ranks: dict[tuple[int, int], int]) -> list[int]:

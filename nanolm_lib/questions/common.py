@@ -37,6 +37,8 @@ TORCH_INTERNALS = ("torch._*", "torch.ops")
 FAST_TOKENIZERS = ("nanolm_lib.tokenizer.FastTokenizer", "nanolm_lib.tokenizer.BPETokenizer",
                    "nanolm_lib.tokenizer.train_fast_tokenizer",
                    "nanolm_lib.tokenizer.load_tokenizer", "nanolm_lib.tokenizer._encode_piece",
+                   "nanolm_lib.tokenizer._most_frequent_pair",
+                   "nanolm_lib.tokenizer._merge_in_words",
                    "tokenizers", "tiktoken", "sentencepiece")
 SDPA = "torch.nn.functional.scaled_dot_product_attention"
 FUSED_ATTENTION = (SDPA, "torch.nn.MultiheadAttention",
