@@ -3,7 +3,8 @@
 A synthetic class: ``students`` copies of the solution notebooks (every cell runs, as for a
 complete submission; the slowest realistic case) for the chosen lessons, graded once per
 worker count into a fresh output folder. Reports wall time, seconds per notebook, the
-speed-up over one worker and the projected time for a class of 50 students x all lessons.
+speed-up over one worker and the projected time for a class of 50 students x all lessons,
+then each lesson's seconds per notebook by grading step.
 Results go to ``bench-results/autograde.json`` (:func:`nanolm_lib.benchmarks.write_results`).
 The machine may be shared: the figures are ratios measured in one run.
 
@@ -64,14 +65,19 @@ def run(students: int = 10, lessons: list[str] | None = None, workers: list[int]
                          "s_per_notebook": seconds / notebooks,
                          "worker_s_per_notebook": sum(per_notebook) / max(len(per_notebook), 1),
                          "failures": len(result.failures)})
+            per_lesson = {lesson: _mean_phases(
+                [{"seconds": a.seconds, "phases": a.phases} for (_, graded), a in
+                 result.answers.items() if graded == lesson]) for lesson in lessons}
     base = rows[0]["wall_s"]
     for row in rows:
         row["speedup"] = base / row["wall_s"]
         row[f"class_of_{CLASS_SIZE}_min"] = (
             row["s_per_notebook"] * CLASS_SIZE * len(lesson_names(solutions_dir)) / 60)
     print(format_table(rows))
+    print(f"seconds per notebook by lesson and step (the run with {workers[-1]} workers):")
+    print(format_table([{"lesson": lesson, **steps} for lesson, steps in per_lesson.items()]))
     results = {"device": "cpu", "students": students, "lessons": lessons,
-               "cpu_count": os.cpu_count(), "rows": rows}
+               "cpu_count": os.cpu_count(), "rows": rows, "by_lesson_s": per_lesson}
     path = write_results("autograde", results, out_dir)
     print(f"results written to {path}")
     return results
@@ -90,8 +96,8 @@ def _children_cpu_s() -> float:
 
 
 def _mean_phases(answers: list[dict]) -> dict[str, float]:
-    """Mean seconds per notebook of each grading step (:attr:`Answer.phases`)."""
-    totals: dict[str, float] = {}
+    """Mean seconds per notebook of each grading step (:attr:`Answer.phases`), and in all."""
+    totals: dict[str, float] = {"all": sum(answer["seconds"] for answer in answers)}
     for answer in answers:
         for step, seconds in answer.get("phases", {}).items():
             totals[step] = totals.get(step, 0.0) + seconds
