@@ -52,3 +52,16 @@ def gpt_config(sizes):
     from nanolm_lib.model import GPTConfig
 
     return GPTConfig(**sizes)
+
+
+def model_outputs(model, case: dict) -> dict:
+    """A language model's answers on a case: its parameter names, whether its head shares the
+    token embedding, then (with the case's weights) logits and loss with and without targets."""
+    names = sorted(model.state_dict())
+    tied = model.head.weight is model.tok_emb.weight
+    loaded(model, case["state"]).eval()
+    logits, loss = model(case["idx"], case["targets"])
+    logits_alone, no_loss = model(case["idx"])
+    return {"parameter names": names, "head tied": tied, "logits": logits,
+            "loss": loss.reshape(()), "logits without targets": logits_alone,
+            "loss without targets": no_loss}

@@ -12,6 +12,7 @@ from nanolm_lib.questions.common import (
     TORCH_INTERNALS,
     gpt_config,
     loaded,
+    model_outputs,
     randomised_state,
     seed_of,
 )
@@ -115,15 +116,7 @@ def _(ns, case):
             fresh = ns["GPT"](gpt_config(dict(vocab_size=500, context_length=32, d_model=64,
                                            n_layers=2, n_heads=4, d_ff=128)))
             return {"loss": float(fresh(case["idx"], case["targets"])[1])}
-        model = ns["GPT"](gpt_config(case["sizes"]))
-        names = sorted(model.state_dict())
-        tied = model.head.weight is model.tok_emb.weight
-        loaded(model, case["state"]).eval()
-        logits, loss = model(case["idx"], case["targets"])
-        logits_alone, no_loss = model(case["idx"])
-    return {"parameter names": names, "head tied": tied, "logits": logits,
-            "loss": loss.reshape(()), "logits without targets": logits_alone,
-            "loss without targets": no_loss}
+        return model_outputs(ns["GPT"](gpt_config(case["sizes"])), case)
 
 
 @q.checks

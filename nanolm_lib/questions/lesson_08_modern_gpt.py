@@ -8,6 +8,7 @@ from nanolm_lib.question_base import helpers, question
 from nanolm_lib.questions.common import (
     TORCH_INTERNALS,
     loaded,
+    model_outputs,
     randomised_state,
 )
 
@@ -192,12 +193,4 @@ def _(gen):
 @q.runs
 def _(ns, case):
     with helpers(ns, "modern", *MODERN_HELPERS, "ModernBlock"), torch.no_grad():
-        model = ns["ModernGPT"](_modern_config(case["sizes"]))
-        names = sorted(model.state_dict())
-        tied = model.head.weight is model.tok_emb.weight
-        loaded(model, case["state"]).eval()
-        logits, loss = model(case["idx"], case["targets"])
-        logits_alone, no_loss = model(case["idx"])
-    return {"parameter names": names, "head tied": tied, "logits": logits,
-            "loss": loss.reshape(()), "logits without targets": logits_alone,
-            "loss without targets": no_loss}
+        return model_outputs(ns["ModernGPT"](_modern_config(case["sizes"])), case)
