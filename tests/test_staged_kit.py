@@ -21,6 +21,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from autograde_toy import independent_answers
+from kit_env import BASE_PYTHON, KERNEL, kit_env, kit_python
 
 from autograde.course import SOLUTIONS_DIR, grade_cells
 from autograde.kit import student_kit
@@ -28,36 +29,6 @@ from nanolm_lib.curriculum import GRADED
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 REPO = Path(__file__).resolve().parent.parent
-KERNEL = "nanolm-kit"
-# the interpreter this venv was made from: a student's own Python 3.11
-BASE_PYTHON = Path(sys._base_executable).resolve()
-
-
-def _kit_python(kit: Path) -> Path:
-    """The kit's own environment, made as its README tells a student: ``make setup`` in the
-    kit (a fresh venv of Python 3.11 without the base interpreter's packages, the pinned CPU
-    torch, then the kit itself with the versions in the kit's constraints.txt). Then a
-    kernelspec for the tests' notebook runs, bound to that venv."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NANOLM_", "PYTHON"))}
-    subprocess.run(["make", "-C", str(kit), "setup", f"PYTHON={BASE_PYTHON}"], check=True,
-                   env=env, capture_output=True)
-    python = kit / ".venv" / "bin" / "python"
-    subprocess.run([str(python), "-m", "ipykernel", "install", "--sys-prefix", "--name", KERNEL],
-                   check=True, capture_output=True)
-    return python
-
-
-def _kit_env(kit: Path, scratch: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NANOLM_", "PYTHON"))}
-    env.update(PATH=f"{kit / '.venv' / 'bin'}{os.pathsep}{env['PATH']}",
-               JUPYTER_PATH=str(kit / ".venv" / "share" / "jupyter"),
-               NANOLM_RUNS=str(scratch / "runs"), NANOLM_CACHE=str(scratch / "cache"),
-               NANOLM_PROGRESS="0", HF_HUB_OFFLINE="1", MPLBACKEND="Agg")
-    if os.environ.get("NANOLM_DATA"):
-        env["NANOLM_DATA"] = os.environ["NANOLM_DATA"]
-    return env
-
-
 def _student_notebook(kit: Path, lesson: str, finished: bool = True) -> Path:
     """workspace/<lesson>/<lesson>.ipynb: a student's own finished work (independent author
     B's answers; the solution notebook would be a copy, and fills in only what the author
@@ -83,7 +54,7 @@ def _student_notebook(kit: Path, lesson: str, finished: bool = True) -> Path:
 def kit(tmp_path_factory):
     root = tmp_path_factory.mktemp("staged") / "kit"
     student_kit(root, week="03")
-    _kit_python(root)
+    kit_python(root)
     return root
 
 
@@ -139,7 +110,7 @@ def test_later_names_raise_not_released_and_helpers_work(kit):
                 print("NotReleasedError:", error)
         """)
     result = subprocess.run([str(kit / ".venv" / "bin" / "python"), "-c", script], cwd=kit,
-                            capture_output=True, text=True, env=_kit_env(kit, kit / "scratch"))
+                            capture_output=True, text=True, env=kit_env(kit, kit / "scratch"))
     assert result.returncode == 0, result.stderr
     assert "get_batch (4, 8)" in result.stdout
     # no set-up cell asked for lesson 05's work here: the message says so, not to load it
@@ -157,7 +128,7 @@ def test_lesson_03_visible_tests_in_the_kit(kit, finished, tmp_path):
     notebook = _student_notebook(kit, "03_attention", finished)
     result = subprocess.run([str(kit / ".venv" / "bin" / "python"), "-m", "autograde", "check",
                              str(notebook)], cwd=kit, capture_output=True, text=True,
-                            env=_kit_env(kit, tmp_path))
+                            env=kit_env(kit, tmp_path))
     lines = [line for line in result.stdout.splitlines() if line.startswith("  test_")]
     assert len(lines) == len(GRADED["03_attention"]), result.stdout + result.stderr
     # the grader's own verdict on the kit's practice cases (solved when the kit was built)
@@ -183,7 +154,7 @@ def test_lesson_06_runs_in_the_kit_with_the_students_earlier_work(kit, tmp_path)
         _student_notebook(kit, lesson)
     notebook = _student_notebook(kit, "06_training")
     executed = tmp_path / "06_executed.ipynb"
-    env = dict(_kit_env(kit, tmp_path), NANOLM_SMOKE="1")
+    env = dict(kit_env(kit, tmp_path), NANOLM_SMOKE="1")
     result = subprocess.run(
         [str(kit / ".venv" / "bin" / "python"), "-m", "jupyter", "nbconvert", "--to", "notebook",
          "--execute", "--allow-errors", f"--ExecutePreprocessor.kernel_name={KERNEL}",
@@ -254,7 +225,7 @@ def _kit_command(kit: Path, *args: str, cwd: Path | None = None, stdin: str | No
     commands its README gives)."""
     return subprocess.run([str(kit / ".venv" / "bin" / "python"), "-m", "autograde", *args],
                           cwd=cwd or kit, capture_output=True, text=True, input=stdin,
-                          env=_kit_env(kit, kit / "scratch"))
+                          env=kit_env(kit, kit / "scratch"))
 
 
 def test_the_week_never_ships_its_own_lesson(kit):
@@ -341,7 +312,7 @@ def test_make_lab_copies_the_week_and_announces_corrections_and_rebuilds(kit, tm
          "import sys; from nanolm_lib.utils import is_smoke; is_smoke(); print('ready', "
          "flush=True); sys.stdin.readline(); is_smoke(); is_smoke()"],
         cwd=copy, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=_kit_env(copy, tmp_path))
+        text=True, env=kit_env(copy, tmp_path))
     assert kernel.stdout.readline().strip() == "ready"
     corrected = tmp_path / "lessons"
     shutil.copytree(REPO / "lessons", corrected)
@@ -415,7 +386,7 @@ def test_make_test_checks_the_week_and_a_crash_is_never_silent(kit):
     nb.cells.append(nbformat.v4.new_code_cell("raise RuntimeError('my experiment broke')"))
     nbformat.write(nb, str(notebook))
     _student_notebook(kit, "05_gpt", finished=False)  # opened early: not checked
-    env = dict(_kit_env(kit, kit / "scratch"), PATH=os.environ["PATH"])
+    env = dict(kit_env(kit, kit / "scratch"), PATH=os.environ["PATH"])
     result = subprocess.run(["make", "-C", str(kit), "test", f"PYTHON={BASE_PYTHON}"],
                             capture_output=True, text=True, env=env)
     output = result.stdout + result.stderr

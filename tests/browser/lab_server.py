@@ -85,19 +85,22 @@ def _exited(pid: int, timeout: float) -> bool:
 
 
 class LabServer:
-    def __init__(self, workspace: Path, scratch: Path, log_path: Path, target: str = "lab"):
+    """``make TARGET`` in ``root`` (the repository, or a student kit with its own venv)."""
+
+    def __init__(self, workspace: Path, scratch: Path, log_path: Path, target: str = "lab",
+                 root: Path = REPO, venv: Path | None = None):
         self.token = secrets.token_hex(16)
         self.log_path = log_path
         self.lines: list[str] = []
         self.url: str | None = None
         self._ready = threading.Event()
-        venv = Path(sys.prefix)
+        venv = Path(venv or sys.prefix)
         env = dict(os.environ, NANOLM_SMOKE="1", NANOLM_RUNS=str(scratch / "runs"),
                    NANOLM_CACHE=str(scratch / "cache"), JUPYTER_RUNTIME_DIR=str(scratch / "rt"))
         lab_args = (f"--no-browser --port={_free_port()} --ServerApp.ip=127.0.0.1 "
                     f"--IdentityProvider.token={self.token}")
         # The Makefile's own target; its set-up step is skipped (-o): this environment is set up.
-        command = ["make", "--no-print-directory", "-C", str(REPO), target, f"VENV={venv}",
+        command = ["make", "--no-print-directory", "-C", str(root), target, f"VENV={venv}",
                    "-o", f"{venv}/.installed", f"WORKSPACE={workspace}", f"LAB_ARGS={lab_args}"]
         self.process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True,
