@@ -157,7 +157,8 @@ def write_summary_png(path: Path, summary: list[dict], table: dict) -> None:
     plt.close(fig)
 
 
-def write_report_md(path: Path, result: ReportInput, students: list[str], lessons: list[str]) -> None:
+def write_report_md(path: Path, result: ReportInput, students: list[str],
+                    lessons: list[str]) -> None:
     from autograde.scan import POLICY_KINDS
 
     policy = result.run.copied
@@ -195,9 +196,8 @@ def write_report_md(path: Path, result: ReportInput, students: list[str], lesson
         lines += [f"- {_md_line(s)} / {lesson} / {gid}" for s, lesson, gid in waiting] + [""]
     for heading, section in result.sections.items():
         lines += [f"## {heading}", ""] + section + [""]
-    history = result.history
     lines += ["## Overrides and regrades", ""] + (
-        [history_line(event) for event in history] or ["(none)"]) + [""]
+        [history_line(event) for event in result.history] or ["(none)"]) + [""]
     lines += ["## Submissions", ""]
     for student in students:
         for lesson in lessons:
@@ -228,7 +228,7 @@ def write_report_md(path: Path, result: ReportInput, students: list[str], lesson
                            and f["kind"] in POLICY_KINDS
                            and f"test_{f['grade_id']}" in answer.scores else "")
                         for f in answer.flags])
-            late = getattr(result, "late", {}).get((student, lesson))
+            late = result.late.get((student, lesson))
             after = (f" (raw; {late[0]:g} after a {late[1]:g}% late penalty)" if late else "")
             pending = (f", {sum(answer.scores[g]['max_score'] for g in waiting):g} points "
                        "need grading" if waiting else "")

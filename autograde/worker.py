@@ -283,6 +283,7 @@ class Worker:
                     continue
                 comment.manual_comment = markdown_text(verdict.message)
             gb.db.commit()
+
     def _note_needs_grading(self, student: str, lesson: str, scores: dict) -> None:
         """A hand-graded answer's comment, until it is graded, says that its 0 is no grade
         (the feedback shows it; :func:`autograde.overrides.apply_overrides` replaces it)."""
