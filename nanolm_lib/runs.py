@@ -42,10 +42,12 @@ def candidates(root: Path | None = None) -> list[Candidate]:
     return found
 
 
-def find_trained_model(device: str = "cpu", root: Path | None = None):
+def find_trained_model(device: str = "cpu", root: Path | None = None,
+                       family: str | None = None):
     """``(model, tokenizer, folder, why)`` of the first candidate that loads, or None.
 
-    A checkpoint that does not load (a half-written or foreign file) is reported and skipped.
+    A checkpoint that does not load (a half-written or foreign file, or with ``family``
+    "gpt" or "modern" a model of the other family) is reported and skipped.
     """
     from nanolm_lib.checkpoint import load_model
     from nanolm_lib.errors import CheckpointError
@@ -53,7 +55,7 @@ def find_trained_model(device: str = "cpu", root: Path | None = None):
     root = runs_dir() if root is None else Path(root)
     for candidate in candidates(root):
         try:
-            model, tokenizer = load_model(candidate.folder, device=device)
+            model, tokenizer = load_model(candidate.folder, device=device, family=family)
         except CheckpointError as error:
             print(f"skipping {candidate.folder}: {error}")
             continue

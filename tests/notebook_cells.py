@@ -10,6 +10,7 @@ import torch
 
 from nanolm_lib.checkpoint import save_checkpoint
 from nanolm_lib.model import GPT
+from nanolm_lib.modern import ModernConfig, ModernGPT
 from nanolm_lib.presets import model_config
 from nanolm_lib.stories import make_stories
 from nanolm_lib.tokenizer import train_fast_tokenizer
@@ -46,13 +47,17 @@ def run_cells(path, namespace, *texts, setup=True):
     return namespace
 
 
-def save_smoke_run(folder: Path, seed: int = 0) -> GPT:
-    """A run folder as training leaves it: an (untrained) smoke-size model and its tokenizer."""
+def save_smoke_run(folder: Path, seed: int = 0, family: str = "gpt") -> GPT | ModernGPT:
+    """A run folder as training leaves it: an (untrained) smoke-size model of ``family``
+    ("gpt": lesson 05's GPT; "modern": lesson 08's ModernGPT, as `make demo` trains) and its
+    tokenizer."""
     config = model_config("smoke")
+    if family == "modern":
+        config = ModernConfig(**vars(config))
     tokenizer = train_fast_tokenizer(make_stories(40), vocab_size=config.vocab_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = GPT(config)
+        model = ModernGPT(config) if family == "modern" else GPT(config)
     folder.mkdir(parents=True)
     save_checkpoint(folder / "model.ckpt", model=model, model_config=config, tokenizer=tokenizer)
     return model

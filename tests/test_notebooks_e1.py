@@ -34,7 +34,7 @@ def test_lesson03_draws_the_heads_of_a_trained_run(trained_run):
     namespace: dict = {"__name__": "__main__"}
     plt.close("all")
     # the set-up and the solutions, then the cells of section 8 the last one builds on
-    run_cells(LESSON_03, namespace, "def show_heads", "found = find_trained_model()")
+    run_cells(LESSON_03, namespace, "def show_heads", "found = find_trained_model(")
 
     weights = namespace["trained_weights"]  # (1, H, T, T) from the model's own first layer
     T = namespace["ids"].size(1)
@@ -45,3 +45,17 @@ def test_lesson03_draws_the_heads_of_a_trained_run(trained_run):
     assert figure._suptitle.get_text() == f"layer 0 of {run.name}"
     assert len(figure.axes) == min(config.n_heads, 4)
     plt.close("all")
+
+
+def test_lesson03_skips_make_demos_modern_gpt_and_says_so(tmp_path, monkeypatch, capsys):
+    """`make demo` trains lesson 08's ModernGPT, which has no pos_emb: the cell passes it by."""
+    runs = tmp_path / "runs"
+    save_smoke_run(runs / "demo", family="modern")
+    monkeypatch.setenv("NANOLM_RUNS", str(runs))
+    monkeypatch.setenv("NANOLM_SMOKE", "1")
+    namespace: dict = {"__name__": "__main__"}
+    run_cells(LESSON_03, namespace, "def show_heads", "found = find_trained_model(")
+    out = capsys.readouterr().out
+    assert f"skipping {runs / 'demo'}" in out and "not a classic GPT (lesson 05)" in out
+    assert f"No trained GPT under {runs} yet" in out
+    assert "trained_weights" not in namespace

@@ -14,6 +14,7 @@ from notebook_cells import SOLUTIONS, cell_containing, code_cells, run_cells, sa
 from test_cuda import LESSON07_GPU_CELLS
 
 from nanolm_lib.checkpoint import read_metrics
+from nanolm_lib.modern import ModernGPT
 from nanolm_lib.presets import train_preset
 from nanolm_lib.train import record_count
 
@@ -32,6 +33,18 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     """Equal weights wherever each model lives (the notebook loads onto pick_device())."""
     return all(torch.equal(x.cpu(), y.cpu())
                for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_lesson07_tells_a_story_with_make_demos_modern_gpt(runs, capsys):
+    """`make demo` trains lesson 08's ModernGPT: the student's generate takes it as it is."""
+    demo = save_smoke_run(runs / "demo", seed=3, family="modern")
+    namespace = run_cells(LESSON_07, {"__name__": "__main__"}, "model_for_lesson(",
+                          "tokens = generate(model, start")
+    assert namespace["model_source"] == runs / "demo"
+    assert isinstance(namespace["model"], ModernGPT) and _same_weights(namespace["model"], demo)
+    assert f"using {runs / 'demo'}: make demo's run" in capsys.readouterr().out
+    tokens = namespace["tokens"]
+    assert tokens.shape[1] > 1 and tokens[0, 0] == namespace["tokenizer"].eot_id
 
 
 def test_the_gpu_tests_lesson07_cells_each_name_one_cell():
