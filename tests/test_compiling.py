@@ -19,11 +19,12 @@ def test_without_a_compiler_the_demo_trains_eagerly_and_quietly(tmp_path, monkey
     assert capsys.readouterr() == ("", "")
 
 
-def test_compiling_is_asked_for_and_only_for_the_cpu_preset_on_a_cpu(monkeypatch):
+def test_compiling_is_asked_for_and_only_for_the_cpu_presets_on_a_cpu(monkeypatch):
     monkeypatch.delenv("NANOLM_COMPILE", raising=False)  # off by default, compiler or not
     assert compile_for_demo("cpu", "cpu") is None
     monkeypatch.setenv("NANOLM_COMPILE", "1")
-    for preset, device in (("smoke", "cpu"), ("seed-3090", "cpu"), ("cpu", "cuda")):
+    for preset, device in (("smoke", "cpu"), ("seed-3090", "cpu"), ("cpu", "cuda"),
+                           ("cpu-modern", "cuda")):
         assert compile_for_demo(preset, device) is None
 
 

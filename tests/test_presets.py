@@ -61,6 +61,25 @@ def test_default_preset_follows_the_run_size(monkeypatch, size, expected):
     assert presets.default_preset() == expected
 
 
+@pytest.mark.parametrize("size, expected", [(None, "cpu-modern"), ("smoke", "smoke"),
+                                            ("full", "seed-3090")])
+def test_make_demo_trains_the_searched_modern_recipe_unless_a_size_is_asked_for(
+        monkeypatch, size, expected):
+    """cpu-modern won the demo's search (presets.py): lesson 08's RoPE in a classic block, 3
+    layers, on the cpu preset's wall time, so fewer steps than the cpu preset's."""
+    from nanolm_lib.demo import demo_preset
+
+    monkeypatch.delenv("NANOLM_SMOKE", raising=False)
+    if size:
+        monkeypatch.setenv("NANOLM_SIZE", size)
+    else:
+        monkeypatch.delenv("NANOLM_SIZE", raising=False)
+    assert demo_preset() == expected
+    demo = presets.get_preset("cpu-modern")
+    assert (demo.model.position, demo.model.norm, demo.model.mlp) == ("rope", "layernorm", "gelu")
+    assert demo.size == "cpu" and demo.train.max_steps < presets.train_preset("cpu").max_steps
+
+
 def test_the_reference_recipe_reads_two_epochs_of_458_million_tokens():
     seed = presets.train_preset("seed-3090")
     assert (seed.batch_size, seed.max_steps, seed.steps_per_epoch) == (64, 56_000, 28_000)
