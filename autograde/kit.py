@@ -169,8 +169,8 @@ ANSWERING_HELPERS = {
     "attention": {"torch_multihead_attention": ("03_attention", "MultiHeadAttention"),
                   "native_mha_inference": ("03_attention", "MultiHeadAttention")},
     "modern": {"count_modern_parameters": ("05_gpt", "count_parameters")},
-    "train": {"optimize": ("06_training", "train_step"),
-              "BatchStream": ("02_data", "get_batch")},
+    "train": {"optimize": ("06_training", "train_step")},
+    "trainer": {"BatchStream": ("02_data", "get_batch")},
 }
 
 

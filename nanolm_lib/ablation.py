@@ -55,7 +55,7 @@ def measure_speeds(configs: dict, train_config, tokens, probe_steps: int,
     import torch
 
     from nanolm_lib.modern import build_model
-    from nanolm_lib.train import train
+    from nanolm_lib.trainer import train
 
     quiet = dict(out_dir=None, eval_interval=10**9, log_interval=10**9, warmup_steps=0)
     samples = {name: [] for name in configs}
@@ -85,7 +85,7 @@ def run_ablation(out_dir, *, preset: str = "cpu", budget_s: float = 300.0, data=
     from nanolm_lib.evaluate import evaluate_file
     from nanolm_lib.modern import build_model, parameter_count
     from nanolm_lib.presets import model_config, train_preset
-    from nanolm_lib.train import train
+    from nanolm_lib.trainer import train
 
     out_dir = Path(out_dir)
     base, schedule = model_config(preset), train_preset(preset, device="cpu")

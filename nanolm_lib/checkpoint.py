@@ -8,7 +8,7 @@ A run folder (``TrainConfig.out_dir``) holds ``model.ckpt`` (the latest good che
     CheckpointWriter                      the same, written by a background thread
     load_model                            (model, tokenizer) from a checkpoint or run folder
     read_metrics                          the records of metrics.jsonl
-    RunFolder                             what :func:`nanolm_lib.train.train` writes, and when
+    RunFolder                             what :func:`nanolm_lib.trainer.train` writes, and when
 
 A checkpoint holds tensors and plain Python data only, so that loading it runs no code from
 the file (``torch.load(weights_only=True)``).

@@ -50,7 +50,7 @@ def cmd_train(args) -> int:
     from nanolm_lib.checkpoint import CHECKPOINT_NAME
     from nanolm_lib.runs import plan_preset_run
     from nanolm_lib.tables import results_table
-    from nanolm_lib.train import setup_distributed
+    from nanolm_lib.trainer import setup_distributed
 
     dist_info = setup_distributed(args.device)
     run = plan_preset_run(args.preset, args.out or None, data=args.data, limit=args.limit,

@@ -160,7 +160,8 @@ def training_setup(ctx: Context, seed: int = 0, preset: str | None = None):
     train() builds them."""
     from nanolm_lib.modern import build_model
     from nanolm_lib.presets import model_config, train_preset
-    from nanolm_lib.train import BatchStream, Distributed, enable_tf32, make_optimizer
+    from nanolm_lib.train import make_optimizer
+    from nanolm_lib.trainer import BatchStream, Distributed, enable_tf32
 
     enable_tf32(torch.device(ctx.device))
     preset = preset or ctx.plan.preset
@@ -558,7 +559,7 @@ def check_short_train(ctx: Context) -> dict:
     from nanolm_lib.checkpoint import load_checkpoint
     from nanolm_lib.model import GPT
     from nanolm_lib.presets import PRESETS, train_preset
-    from nanolm_lib.train import train
+    from nanolm_lib.trainer import train
 
     model_config = PRESETS[ctx.plan.preset].model
     steps = ctx.plan.train_steps

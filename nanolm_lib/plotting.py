@@ -9,7 +9,7 @@ from pathlib import Path
 def plot_history(history: list[dict], path=None):
     """Two panels, loss and perplexity against steps (tokens on the top axis).
 
-    ``history`` is what :func:`nanolm_lib.train.train` returns (or the records of a run's
+    ``history`` is what :func:`nanolm_lib.trainer.train` returns (or the records of a run's
     metrics.jsonl): ``"train"`` records draw a line, ``"validation"`` records draw points.
     Writes a PNG to ``path`` when given; returns the matplotlib Figure either way.
     """

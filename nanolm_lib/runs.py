@@ -71,7 +71,7 @@ def train_smoke_model(out_dir: Path, max_steps: int, device: str = "cpu"):
     from nanolm_lib.data import prepare_corpus
     from nanolm_lib.model import GPT
     from nanolm_lib.presets import model_config, train_preset
-    from nanolm_lib.train import train
+    from nanolm_lib.trainer import train
 
     smoke = model_config("smoke")
     corpus = prepare_corpus(vocab_size=smoke.vocab_size, limit=300)
@@ -130,11 +130,11 @@ class PresetRun:
 
     def train(self, *, resume: bool = False, overwrite: bool = False) -> list[dict]:
         """Seed, build the model (a GPT or a ModernGPT), train (see
-        :func:`nanolm_lib.train.train`); the history."""
+        :func:`nanolm_lib.trainer.train`); the history."""
         import torch
 
         from nanolm_lib.modern import build_model
-        from nanolm_lib.train import train
+        from nanolm_lib.trainer import train
 
         corpus = self.corpus
         torch.manual_seed(self.config.seed)  # the same initial weights for the same seed
@@ -239,7 +239,7 @@ def training_overrides(config, *, out_dir: str | None = None, device: str | None
 def _prepared_once(data, vocab_size: int, limit: int | None, device: str | None):
     """:func:`nanolm_lib.data.prepare_corpus`, by rank 0 first under ``torchrun``."""
     from nanolm_lib.data import prepare_corpus
-    from nanolm_lib.train import setup_distributed
+    from nanolm_lib.trainer import setup_distributed
 
     dist_info = setup_distributed(device)
     if dist_info.is_main:

@@ -85,7 +85,7 @@ class _BatchStreamOfOwnGetBatch:
 
     def __init__(self, tokens, batch_size: int, context_length: int, generator, device,
                  dist_info):
-        from nanolm_lib.train import local_share
+        from nanolm_lib.trainer import local_share
 
         self.tokens, self.batch_size, self.context_length = tokens, batch_size, context_length
         self.generator, self.device = generator, device

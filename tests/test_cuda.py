@@ -13,14 +13,8 @@ from notebook_cells import SOLUTIONS, run_cells
 from nanolm_lib.checkpoint import load_checkpoint
 from nanolm_lib.model import GPT, GPTConfig
 from nanolm_lib.sampling import generate, sample_next_token
-from nanolm_lib.train import (
-    BatchStream,
-    Distributed,
-    TrainConfig,
-    make_optimizer,
-    optimize,
-    train,
-)
+from nanolm_lib.train import TrainConfig, make_optimizer, optimize
+from nanolm_lib.trainer import BatchStream, Distributed, train
 
 pytestmark = pytest.mark.cuda
 

@@ -22,18 +22,9 @@ from nanolm_lib.data import get_batch
 from nanolm_lib.errors import TrainingDiverged
 from nanolm_lib.model import GPT, GPTConfig
 from nanolm_lib.sampling import draw, sample_next_token
-from nanolm_lib.train import (
-    Distributed,
-    TrainConfig,
-    fitting_cuda_states,
-    local_share,
-    lr_at,
-    make_optimizer,
-    record_count,
-    train,
-    train_step,
-)
-from nanolm_lib.train import share_weight as share_weight_of
+from nanolm_lib.train import TrainConfig, lr_at, make_optimizer, train_step
+from nanolm_lib.trainer import Distributed, fitting_cuda_states, local_share, record_count, train
+from nanolm_lib.trainer import share_weight as share_weight_of
 
 TINY = GPTConfig(vocab_size=96, context_length=16, d_model=32, n_layers=2, n_heads=4, d_ff=64)
 

@@ -19,7 +19,7 @@ from nanolm_lib.errors import CheckpointError
 from nanolm_lib.model import GPT, GPTConfig
 from nanolm_lib.modern import ModernConfig, ModernGPT
 from nanolm_lib.sampling import generate
-from nanolm_lib.train import train
+from nanolm_lib.trainer import train
 
 TINY = ModernConfig(vocab_size=96, context_length=16, d_model=32, n_layers=2, n_heads=4,
                     n_kv_heads=2, d_ff=64, dropout=0.1)

@@ -16,7 +16,7 @@ from test_cuda import LESSON07_GPU_CELLS
 from nanolm_lib.checkpoint import read_metrics
 from nanolm_lib.modern import ModernGPT
 from nanolm_lib.presets import train_preset
-from nanolm_lib.train import record_count
+from nanolm_lib.trainer import record_count
 
 LESSON_06 = SOLUTIONS / "06_training/06_training.ipynb"
 LESSON_07 = SOLUTIONS / "07_sampling/07_sampling.ipynb"

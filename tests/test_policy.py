@@ -257,7 +257,8 @@ def test_staged_optimize_runs_the_students_train_step_and_train_still_trains(tmp
         import numpy as np, torch
         import nanolm_lib
         from nanolm_lib.model import GPT, GPTConfig
-        from nanolm_lib.train import TrainConfig, optimize, train
+        from nanolm_lib.train import TrainConfig, optimize
+        from nanolm_lib.trainer import train
         print("library", nanolm_lib.__file__)
         calls = []
 

@@ -257,14 +257,14 @@ def test_get_batch_ships_under_no_other_name_and_training_uses_the_students(tmp_
     shutil.copytree(REPO / "nanolm_lib", library,
                     ignore=shutil.ignore_patterns("__pycache__"))
     staged = stage_library(library, week_references("02"))
-    assert {"data.gather_windows", "train.BatchStream", "get_batch"} <= set(staged)
+    assert {"data.gather_windows", "trainer.BatchStream", "get_batch"} <= set(staged)
     data = (library / "data.py").read_text()
     assert "np.arange(context_length + 1)" not in data  # the body of gather_windows
     script = textwrap.dedent("""
         import torch
         from nanolm_lib.data import gather_windows
         from nanolm_lib.staging import NotReleasedError
-        from nanolm_lib.train import BatchStream, Distributed
+        from nanolm_lib.trainer import BatchStream, Distributed
 
         calls = []
         def get_batch(tokens, batch_size, context_length, generator=None, device="cpu"):

@@ -27,9 +27,9 @@ from nanolm_lib.train import (
     lr_at,
     parameter_groups,
     perplexity,
-    train,
     train_step,
 )
+from nanolm_lib.trainer import train
 
 TINY = GPTConfig(vocab_size=96, context_length=16, d_model=32, n_layers=2, n_heads=4, d_ff=64)
 

@@ -109,7 +109,7 @@ def compare(name: str, rounds: int = 6, models: dict | None = None) -> dict:
     ``models`` (name -> model) replaces the pair, e.g. a compiled and an eager model.
     """
     from nanolm_lib.model import GPT
-    from nanolm_lib.train import keep_freed_memory
+    from nanolm_lib.trainer import keep_freed_memory
 
     keep_freed_memory()  # as train() does on a CPU
     model_config, config = resolve(name)

@@ -58,13 +58,8 @@ def measure(preset: str, batch_size: int | None = None, steps: int = 3, device: 
     from nanolm_lib.modern import build_model, training_flops_per_token
     from nanolm_lib.presets import model_config as preset_model
     from nanolm_lib.presets import train_preset
-    from nanolm_lib.train import (
-        enable_tf32,
-        keep_freed_memory,
-        make_optimizer,
-        resolve_precision,
-        train_step,
-    )
+    from nanolm_lib.train import make_optimizer, resolve_precision, train_step
+    from nanolm_lib.trainer import enable_tf32, keep_freed_memory
 
     if device == "cpu":
         keep_freed_memory()  # as train() does

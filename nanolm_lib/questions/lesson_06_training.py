@@ -89,7 +89,7 @@ def _(ns, case):
 
 
 q = question("06_training", "train_step", forbids=(
-    "nanolm_lib.train.optimize", "nanolm_lib.train.train", "nanolm_lib.gpu_check"))
+    "nanolm_lib.train.optimize", "nanolm_lib.trainer.train", "nanolm_lib.gpu_check"))
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
 
 
