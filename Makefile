@@ -77,8 +77,8 @@ settings_in = JUPYTER_CONFIG_DIR=$(1)/jupyter-config JUPYTER_DATA_DIR=$(1)/jupyt
   IPYTHONDIR=$(1)/ipython MPLCONFIGDIR=$(1)/matplotlib HF_HOME=$(1)/huggingface
 # the staged kit's browser walk (a kit built, set up and served three times, ~4 min) rides with
 # the grader's batches: measured in a clean room, the halves then take about 16 and 17 minutes
-GRADER_BATCHES := tests/test_lessons.py tests/hostile tests/test_autograde_batch.py \
-  tests/test_one_bug_grading.py tests/browser/test_staged_kit_browser.py
+GRADER_BATCHES := tests/hostile $(addprefix tests/integration/,test_lessons.py \
+  test_autograde_batch.py test_one_bug_grading.py) tests/browser/test_staged_kit_browser.py
 TEST_HALVES := test-grader-and-notebooks test-rest
 
 ifneq ($(wildcard tests),)
@@ -96,17 +96,12 @@ test-rest: setup
 	$(RUN_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider tests \
 	  $(addprefix --ignore=,$(GRADER_BATCHES))
 
-# The inner loop: ruff, then the fast layer: the test files of the library's and the grader's
-# pieces, less their tests marked slow (no notebooks, nbgrader batches, student kits, releases,
-# services or timed benchmark runs). Under a minute on 2 cores; make test runs every test,
-# these included. A new test file joins the fast layer by its name here.
-CHECK_TESTS := $(addprefix tests/,test_attention.py test_autograde_units.py \
-  test_baseline_benchmark.py test_bigram.py test_checks.py test_cli.py test_compiling.py test_constraints.py \
-  test_data.py test_diagrams.py test_evaluate.py test_fair_grading.py test_flash_and_kernels.py \
-  test_gpu_check.py test_import_graph.py test_model.py test_modern.py test_numerics.py \
-  test_policy.py test_presets.py test_project.py test_sampling.py test_tokenizer.py test_train.py)
+# The inner loop: ruff, then the fast layer, tests/unit: the library's and the grader's pieces
+# in-process, no notebooks, nbgrader batches, student kits, services or training runs (those
+# are tests/integration, tests/hostile and tests/browser). About a minute on 2 cores; make
+# test runs every layer, this one included.
 check: lint
-	$(RUN_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" $(CHECK_TESTS)
+	$(RUN_ENV) $(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
 else
 # A student kit has no tests/: `make test` self-checks the lessons of the kit's week in
 # workspace/ (STAGE.json; it names the later ones it skips).

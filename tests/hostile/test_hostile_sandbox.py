@@ -217,7 +217,7 @@ def test_no_process_outlives_the_batch(batch):
     ("forker", "more than 40 processes"),
 ])
 def test_whole_sandbox_limits(batch, student, reason):
-    """The stuck and looping kernels are in tests/test_autograde_batch.py."""
+    """The stuck and looping kernels are in tests/integration/test_autograde_batch.py."""
     scores = batch[1]
     assert scores[student]["01_toy"]["test_scale"]["score"] == 0
     assert reason in scores[student]["01_toy"]["test_scale"]["error"], scores[student]

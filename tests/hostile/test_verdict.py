@@ -154,7 +154,7 @@ def batch(tmp_path_factory):
     root = tmp_path_factory.mktemp("verdict")
     submissions = root / "submissions"
     # an honest student's own answers (independent author B's): a verbatim solution notebook
-    # is a copy, which the copy policy zeroes (tests/test_fair_grading.py)
+    # is a copy, which the copy policy zeroes (tests/unit/test_fair_grading.py)
     write_submission(LESSONS_DIR, submissions, "honest", LESSON, independent_answers(LESSON))
     write_submission(LESSONS_DIR, submissions, "blank", LESSON)
     # one bug, in a helper that MultiHeadAttention uses

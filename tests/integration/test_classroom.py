@@ -24,7 +24,7 @@ from classroom_services import Unavailable, postgres_server, slurm_cluster
 from autograde.course import LESSONS_DIR, SOLUTIONS_DIR, GraderError
 from autograde.grade import Shard
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 LESSON = "01_tokenizer"
 HALF_DONE = ("get_pair_counts", "merge_pair")  # the half-done student's finished questions
 

@@ -31,7 +31,7 @@ from autograde.kernel import Limits
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 LIMITS = Limits(cell_timeout_s=5, notebook_timeout_s=120, memory_mb=1500)
 GOOD_ADD = "def add(a, b):\n    return a + b"
 LOOP = "while True:\n    pass"

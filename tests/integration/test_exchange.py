@@ -20,7 +20,7 @@ from autograde.__main__ import main
 from autograde.answer import Answer
 from autograde.exchange import collect, release, return_feedback
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 COURSE = "nanolm"
 LESSON = "01_tokenizer"
 

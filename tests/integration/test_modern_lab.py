@@ -12,7 +12,7 @@ import signal
 import pytest
 import torch
 from test_cli import assert_clean_error, in_process, nanolm, small_data, workspace  # noqa: F401
-from test_train import small_config, token_stream, tokenizer  # noqa: F401
+from training_helpers import small_config, token_stream, tokenizer  # noqa: F401
 
 from nanolm_lib.checkpoint import load_checkpoint, load_model, read_metrics
 from nanolm_lib.errors import CheckpointError

@@ -2,7 +2,7 @@
 question when the hidden cases ran the student's own helpers.
 
 Each student is independent author B's answers with one typical bug from the variant
-catalogue (tests/test_autograde_variants.py) in a function that other questions of the lesson
+catalogue (tests/integration/test_autograde_variants.py) in a function that other questions of the lesson
 run: a SyntaxError in lesson 01's merge_pair (encode and train_bpe run it), no 1/sqrt(D) in
 lesson 03's attention_weights (attention, MultiHeadAttention), a summed loss in lesson 06's
 cross_entropy_loss (train_step, evaluate), k + 1 tokens kept by lesson 07's top_k_filter
@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pytest
 from autograde_toy import independent_answers, write_submission
-from test_autograde_variants import BUGS
+from grading_catalogue import BUGS
 
 from autograde.course import LESSONS_DIR
 from autograde.grade import grade_batch
 from autograde.worker import Limits
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.slow]
 
 ONE_BUG = {  # student -> (lesson, the question holding the bug, its source, a question running it)

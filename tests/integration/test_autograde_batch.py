@@ -28,7 +28,7 @@ from autograde.worker import Limits
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # The per-cell limit leaves room for importing torch on a busy machine.
 # The wall clock is far beyond what any cell limit (and the kill after it) takes, so that
 # which limit ends a stuck cell never depends on the machine's load.

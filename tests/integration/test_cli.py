@@ -208,7 +208,7 @@ def test_make_demo_runs_with_neither_the_hub_nor_a_local_copy(tmp_path):
            if not k.startswith(("NANOLM_", "HF_", "PYTEST"))}
     env.update(NANOLM_SIZE="smoke", NANOLM_CACHE=str(tmp_path / "cache"),
                NANOLM_RUNS=str(tmp_path / "runs"), NANOLM_PROGRESS="0")
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     done = subprocess.run([bwrap, "--dev-bind", "/", "/", "--unshare-net", "--chdir", str(repo),
                            "make", "--no-print-directory", "demo"], env=env,
                           capture_output=True, text=True, timeout=600)

@@ -26,7 +26,7 @@ from nbclient import NotebookClient
 
 from nanolm_lib.checkpoint import load_model
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 KEPT = {"NANOLM_DATA", "HF_HUB_OFFLINE"}
 DIGEST_CELL = """import hashlib
 print("MODEL-DIGEST", hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes()

@@ -28,7 +28,7 @@ from autograde.kit import student_kit
 from nanolm_lib.curriculum import GRADED
 
 pytestmark = pytest.mark.filterwarnings("ignore")
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 def _student_notebook(kit: Path, lesson: str, finished: bool = True) -> Path:
     """workspace/<lesson>/<lesson>.ipynb: a student's own finished work (independent author
     B's answers; the solution notebook would be a copy, and fills in only what the author

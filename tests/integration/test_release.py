@@ -17,7 +17,7 @@ from autograde.__main__ import main
 from autograde.course import LESSONS_DIR, SOLUTIONS_DIR, lesson_names
 from autograde.release import release
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -167,7 +167,7 @@ def test_every_test_cell_passes_on_the_solution_and_fails_on_the_untouched_lesso
         shutil.copytree(SOLUTIONS_DIR / lesson, submissions / "solution" / lesson)
         shutil.copytree(LESSONS_DIR / lesson, submissions / "untouched" / lesson)
     # the solutions stand in for a correct student: their copy flags are reported, not scored
-    # (the copy policy has its own tests in tests/test_fair_grading.py)
+    # (the copy policy has its own tests in tests/unit/test_fair_grading.py)
     result = grade_batch(submissions, tmp_path / "out", workers=2, show_progress=False,
                          limits=Limits(cell_timeout_s=120, notebook_timeout_s=300),
                          copied="flag")

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from training_helpers import TINY, small_config, token_stream, tokenizer  # noqa: F401
 
 from nanolm_lib.checkpoint import load_checkpoint, load_model, read_metrics, save_checkpoint
 from nanolm_lib.errors import CheckpointError, TrainingDiverged
-from nanolm_lib.model import GPT, GPTConfig, count_parameters
+from nanolm_lib.model import GPT, count_parameters
 from nanolm_lib.plotting import plot_history
-from nanolm_lib.tokenizer import train_fast_tokenizer
 from nanolm_lib.train import (
     TrainConfig,
     cross_entropy_loss,
@@ -31,37 +31,10 @@ from nanolm_lib.train import (
 )
 from nanolm_lib.trainer import train
 
-TINY = GPTConfig(vocab_size=96, context_length=16, d_model=32, n_layers=2, n_heads=4, d_ff=64)
-
 
 def tiny_model(seed: int = 0, **changes) -> GPT:
     torch.manual_seed(seed)
     return GPT(dataclasses.replace(TINY, **changes))
-
-
-def token_stream(n: int, vocab: int = TINY.vocab_size, seed: int = 0) -> np.ndarray:
-    """A learnable stream: a noisy repeating pattern, as uint16 like a prepared corpus."""
-    rng = np.random.default_rng(seed)
-    pattern = rng.integers(0, vocab, 37)
-    tokens = np.resize(pattern, n)
-    noise = rng.random(n) < 0.1
-    tokens[noise] = rng.integers(0, vocab, noise.sum())
-    return tokens.astype(np.uint16)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    stories = [f"Tom had {i} red balls. He gave one to Sue. They were happy." for i in range(50)]
-    return train_fast_tokenizer(stories, vocab_size=300)
-
-
-def small_config(out_dir, **changes) -> TrainConfig:
-    values = dict(batch_size=4, max_steps=12, lr=3e-3, min_lr=3e-4, warmup_steps=3,
-                  eval_interval=6, eval_batches=2, eval_batch_size=4, log_interval=1,
-                  checkpoint_interval=100, precision="fp32", device="cpu", seed=7,
-                  out_dir=str(out_dir) if out_dir else None)
-    values.update(changes)
-    return TrainConfig(**values)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,7 +197,7 @@ def test_bits_per_byte_follows_from_the_loss_and_the_byte_count(tinystories_path
 # the loop: history, files, resume, NaN, Ctrl-C
 
 
-def test_train_writes_the_run_folder_and_learns(tmp_path, tokenizer):
+def test_train_writes_the_run_folder_and_learns(tmp_path, tokenizer):  # noqa: F811
     tokens = token_stream(4000)
     model = tiny_model()
     config = small_config(tmp_path / "run", max_steps=30, eval_interval=15, log_interval=5,
@@ -266,7 +239,7 @@ def test_train_writes_the_run_folder_and_learns(tmp_path, tokenizer):
     assert train(tiny_model(), config, tokens[:3500], tokens[3500:], resume=True) == history
 
 
-def test_resume_after_ctrl_c_equals_the_uninterrupted_run(tmp_path, tokenizer):
+def test_resume_after_ctrl_c_equals_the_uninterrupted_run(tmp_path, tokenizer):  # noqa: F811
     tokens = token_stream(3000)
     config = dict(dropout=0.1)  # dropout draws from torch's RNG, which the checkpoint keeps
     whole = train(tiny_model(1, **config), small_config(tmp_path / "whole"), tokens[:2500],
@@ -317,7 +290,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
 # checkpoint files: truncated, foreign, hostile
 
 
-def test_truncated_and_foreign_checkpoints_give_a_clear_error(tmp_path, tokenizer):
+def test_truncated_and_foreign_checkpoints_give_a_clear_error(tmp_path, tokenizer):  # noqa: F811
     model = tiny_model()
     good = save_checkpoint(tmp_path / "good.ckpt", model=model, step=3, tokenizer=tokenizer)
     assert load_checkpoint(good)["step"] == 3

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import tomllib
 
-import pytest
 import yaml
 from conftest import REPO
 
@@ -43,33 +42,6 @@ def test_make_setup_installs_the_pinned_cpu_torch_first_without_a_gpu(tmp_path):
     assert torch_at < project_at  # the project's torch range is then already satisfied
     pinned = re.search(r"torch==[\d.]+", commands[torch_at]).group(0)
     assert "+cu" not in pinned and "cuda" not in commands[torch_at]
-
-
-@pytest.mark.slow  # collects the fast layer in a pytest of its own
-def test_make_check_runs_ruff_then_the_fast_tests_only():
-    """``make check``'s commands (``make -n``: printed, not run): ruff, then pytest on test
-    files that exist, less the tests marked slow (a slow test of those files is not selected)."""
-    import subprocess
-    import sys
-
-    done = subprocess.run(["make", "-n", "check"], cwd=REPO, capture_output=True, text=True,
-                          timeout=60)
-    assert done.returncode == 0, done.stderr
-    commands = done.stdout.splitlines()
-    ruff_at = next(i for i, c in enumerate(commands) if "ruff check" in c)
-    pytest_at = next(i for i, c in enumerate(commands) if "-m pytest" in c)
-    assert ruff_at < pytest_at and '-m "not slow"' in commands[pytest_at]
-    files = re.findall(r"tests/\S+\.py", commands[pytest_at])
-    assert files and [f for f in files if not (REPO / f).is_file()] == []
-    collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
-                                "-p", "no:cacheprovider", "-m", "not slow", *files], cwd=REPO,
-                               capture_output=True, text=True, timeout=120)
-    assert collected.returncode == 0, collected.stdout[-2000:]
-    selected = [line for line in collected.stdout.splitlines() if "::" in line]
-    assert len(selected) > 100
-    slow_one = ("tests/test_presets.py::"
-                "test_a_corpus_too_small_for_the_preset_trains_a_model_of_its_vocabulary")
-    assert slow_one not in selected and "tests/test_presets.py" in files
 
 
 def test_notebook_code_that_students_read_fits_in_100_columns():
