@@ -296,10 +296,7 @@ def _unsafe_option(parser) -> None:
                              "report says so on top); without bwrap nothing runs otherwise")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m autograde", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def _add_release_parser(commands) -> None:
     p = commands.add_parser("release", help="regenerate lessons/ from solutions/")
     p.add_argument("--check", action="store_true",
                    help="change nothing; exit 1 naming the lessons that are stale")
@@ -307,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lessons", type=Path, default=LESSONS_DIR, help=argparse.SUPPRESS)
     p.set_defaults(func=_release)
 
+
+def _add_exchange_release_parser(commands) -> None:
     p = commands.add_parser(
         "exchange-release", help="publish lesson NN in nbgrader's exchange (JupyterHub)",
         description="Put lesson NN, as the student kit ships it, into nbgrader's exchange "
@@ -322,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lessons", type=Path, default=LESSONS_DIR, help=argparse.SUPPRESS)
     p.set_defaults(func=_exchange_release)
 
+
+def _add_grade_parser(commands) -> None:
     p = commands.add_parser(
         "grade", help="grade a folder of submissions",
         description="Grade SUBMISSIONS (<student>/<NN_slug>/<NN_slug>.ipynb folders, or an "
@@ -383,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solutions", type=Path, default=SOLUTIONS_DIR, help=argparse.SUPPRESS)
     p.set_defaults(func=_grade)
 
+
+def _add_override_parser(commands) -> None:
     p = commands.add_parser(
         "override", help="set one question's score by hand (an override, or a hand grade)",
         description="Set the score of QUESTION (its name, e.g. merge_pair or test_merge_pair) "
@@ -405,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
                                               "used)")
     p.set_defaults(func=_override)
 
+
+def _add_review_parser(commands) -> None:
     p = commands.add_parser(
         "review", help="review the graded batch in a browser, and override scores there",
         description="Serve the batch graded into --out on 127.0.0.1: every submission with "
@@ -421,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-browser", action="store_true", help="print the address only")
     p.set_defaults(func=_review)
 
+
+def _add_check_parser(commands) -> None:
     p = commands.add_parser(
         "check", help="self-check a lesson notebook, or a workspace's lessons",
         description="Run a lesson notebook the way grading runs it, with its visible tests and "
@@ -436,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     _unsafe_option(p)
     p.set_defaults(func=_check)
 
+
+def _add_submit_parser(commands) -> None:
     p = commands.add_parser("submit", help="zip workspace/ for upload")
     p.add_argument("--workspace", type=Path, default=Path("workspace"))
     p.add_argument("--student", default=os.environ.get("NANOLM_STUDENT"),
@@ -447,6 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("."), help="folder for the zip (.)")
     p.set_defaults(func=_submit)
 
+
+def _add_workspace_parser(commands) -> None:
     p = commands.add_parser(
         "workspace", help="copy the kit's lessons into workspace/ (make lab)",
         description="Copy the lessons of the kit's week into WORKSPACE, never overwriting a "
@@ -456,6 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lessons", type=Path, default=LESSONS_DIR, help=argparse.SUPPRESS)
     p.set_defaults(func=_workspace)
 
+
+def _add_update_lesson_parser(commands) -> None:
     p = commands.add_parser(
         "update-lesson", help="take a corrected lesson, keeping your answers",
         description="Replace workspace/NN_slug/NN_slug.ipynb by the kit's lesson with your "
@@ -466,6 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lessons", type=Path, default=LESSONS_DIR, help=argparse.SUPPRESS)
     p.set_defaults(func=_update_lesson)
 
+
+def _add_student_kit_parser(commands) -> None:
     p = commands.add_parser("student-kit", help="write the student kit (no solutions)")
     p.add_argument("out", type=Path)
     p.add_argument("--week", default=None,
@@ -477,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lessons", type=Path, default=LESSONS_DIR, help=argparse.SUPPRESS)
     p.set_defaults(func=_student_kit)
 
+
+def _add_bench_parser(commands) -> None:
     p = commands.add_parser("bench", help="seconds per notebook, speed-up of 2 workers")
     p.add_argument("--students", type=int, default=10)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
@@ -486,6 +503,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead of workers: N concurrent `grade --shard K/N` processes and "
                         "the merge, for each N given (e.g. 1 2 4)")
     p.set_defaults(func=_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m autograde", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    # one function per command, in the order --help lists them
+    for add in (
+            _add_release_parser, _add_exchange_release_parser, _add_grade_parser,
+            _add_override_parser, _add_review_parser, _add_check_parser, _add_submit_parser,
+            _add_workspace_parser, _add_update_lesson_parser, _add_student_kit_parser,
+            _add_bench_parser):
+        add(commands)
     return parser
 
 

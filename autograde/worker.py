@@ -174,7 +174,7 @@ class Worker:
     # ------------------------------------------------------------------------------ grading
     def grade(self, student: str, lesson: str, folder: str | None) -> Answer:
         """Grade one submission; returns the answer the batch merges (see module docstring)."""
-        from nbgrader.converters import Autograde, GenerateFeedback
+        from nbgrader.converters import Autograde
 
         started = time.monotonic()
         lap = _Laps()
@@ -185,31 +185,8 @@ class Worker:
             if path.exists():
                 shutil.rmtree(path)
         submitted.mkdir(parents=True)
-        problems: list[str] = []
-        flags: list[dict] = []
         notebook = submitted / f"{lesson}.ipynb"
-        refusal = _take_notebook(Path(folder) if folder else None, lesson, submitted)
-        if refusal:
-            problems.append(refusal)
-        elif not notebook.is_file():
-            problems.append(f"missing notebook: the submission has no {lesson}.ipynb")
-        else:
-            try:
-                nb = read_notebook(notebook)
-            except GraderError as error:
-                problems.append(f"malformed notebook: {str(error).split(': ', 1)[-1]}")
-                notebook.unlink()  # nbgrader would stop on it; grade the lesson as missing
-            else:
-                from autograde.scan import scan_notebook
-
-                flags = [f.to_dict() for f in scan_notebook(
-                    nb, self.graded_names[lesson], self.fingerprints,
-                    released=self.released[lesson], lesson=lesson)]
-                repaired = repair_metadata(nb, self.released_metadata[lesson])
-                if repaired:
-                    problems.append("nbgrader metadata repaired: " + "; ".join(repaired))
-                    nbformat.write(nb, str(notebook))
-
+        problems, flags = self._take_and_scan(lesson, folder, submitted)
         run, verdict = self._prepare_kernel(student, lesson, notebook)
         lap("collect, scan, sandbox")
         log = ""
@@ -234,30 +211,68 @@ class Worker:
         submission = self._ensure_submission(student, lesson)  # with the verdicts' scores
         lap("hidden cases and scores")
 
-        feedback_file = None
-        if (autograded / f"{lesson}.ipynb").is_file():
-            try:
-                _feedback_notebook(autograded / f"{lesson}.ipynb",
-                                   self.settings.show_hidden_tests)
-                kept = self.settings.autograded_dir
-                if kept:  # what an override's feedback is made from (autograde.overrides)
-                    target = Path(kept) / student / lesson / f"{lesson}.ipynb"
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(autograded / f"{lesson}.ipynb", target)
-                run_nbgrader(GenerateFeedback, self.config, assignment_id=lesson,
-                             student_id=student)
-                html = feedback / f"{lesson}.html"
-                if html.is_file():
-                    target = Path(self.settings.feedback_dir) / student / f"{lesson}.html"
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(html, target)
-                    feedback_file = str(target)
-            except Exception as error:  # the scores are in: no feedback is no reason to lose them
-                problems.append(f"feedback could not be generated: {str(error)[:300]}")
+        feedback_file = self._write_feedback(student, lesson, problems)
         return Answer(student=student, lesson=lesson, scores=scores, limits=limit_hits,
                       flags=flags, problems=problems, feedback=feedback_file,
                       submission=submission, seconds=round(time.monotonic() - started, 2),
                       phases=lap("feedback"), log_tail=log[-2000:])
+
+    def _take_and_scan(self, lesson: str, folder: str | None,
+                       submitted: Path) -> tuple[list[str], list[dict]]:
+        """Copy the submission's notebook into nbgrader's ``submitted`` folder, scan it and
+        repair its nbgrader metadata; ``(problems, flags)``. A malformed notebook is removed,
+        so the lesson is graded as missing."""
+        problems: list[str] = []
+        notebook = submitted / f"{lesson}.ipynb"
+        refusal = _take_notebook(Path(folder) if folder else None, lesson, submitted)
+        if refusal:
+            return [refusal], []
+        if not notebook.is_file():
+            return [f"missing notebook: the submission has no {lesson}.ipynb"], []
+        try:
+            nb = read_notebook(notebook)
+        except GraderError as error:
+            notebook.unlink()  # nbgrader would stop on it; grade the lesson as missing
+            return [f"malformed notebook: {str(error).split(': ', 1)[-1]}"], []
+        from autograde.scan import scan_notebook
+
+        flags = [f.to_dict() for f in scan_notebook(
+            nb, self.graded_names[lesson], self.fingerprints,
+            released=self.released[lesson], lesson=lesson)]
+        repaired = repair_metadata(nb, self.released_metadata[lesson])
+        if repaired:
+            problems.append("nbgrader metadata repaired: " + "; ".join(repaired))
+            nbformat.write(nb, str(notebook))
+        return problems, flags
+
+    def _write_feedback(self, student: str, lesson: str, problems: list[str]) -> str | None:
+        """The feedback page of a graded notebook (hidden tests kept hidden), copied to the
+        batch's feedback folder; its path, or None. A failure here is a problem noted, never
+        lost scores."""
+        from nbgrader.converters import GenerateFeedback
+
+        autograded = self.course / "autograded" / student / lesson / f"{lesson}.ipynb"
+        if not autograded.is_file():
+            return None
+        try:
+            _feedback_notebook(autograded, self.settings.show_hidden_tests)
+            kept = self.settings.autograded_dir
+            if kept:  # what an override's feedback is made from (autograde.overrides)
+                target = Path(kept) / student / lesson / f"{lesson}.ipynb"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(autograded, target)
+            run_nbgrader(GenerateFeedback, self.config, assignment_id=lesson,
+                         student_id=student)
+            html = self.course / "feedback" / student / lesson / f"{lesson}.html"
+            if not html.is_file():
+                return None
+            target = Path(self.settings.feedback_dir) / student / f"{lesson}.html"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(html, target)
+            return str(target)
+        except Exception as error:  # the scores are in: no feedback is no reason to lose them
+            problems.append(f"feedback could not be generated: {str(error)[:300]}")
+            return None
 
     def _apply_verdicts(self, student: str, lesson: str, verdicts: dict) -> None:
         """The grader's verdicts into the gradebook: each test cell's score (a manual score:

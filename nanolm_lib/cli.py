@@ -251,18 +251,14 @@ def cmd_gpu_check(args) -> int:
 # the parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from nanolm_lib.benchmarks import BENCHMARKS
+DATA_HELP = ("a .txt/.json/.jsonl/.parquet file, a folder with train and validation files, or a "
+             "hub dataset id (default: NANOLM_DATA, else the hub's roneneldan/TinyStories, "
+             "else generated stories)")
 
-    parser = argparse.ArgumentParser(
-        prog="nanolm", description="Train and sample a small GPT that writes TinyStories.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    data_help = ("a .txt/.json/.jsonl/.parquet file, a folder with train and validation "
-                 "files, or a hub dataset id (default: NANOLM_DATA, else the hub's "
-                 "roneneldan/TinyStories, else generated stories)")
+def _add_prepare_parser(commands) -> None:
     prepare = commands.add_parser("prepare", help="data -> tokenizer -> packed tokens (cached)")
-    prepare.add_argument("--data", help=data_help)
+    prepare.add_argument("--data", help=DATA_HELP)
     prepare.add_argument("--preset", default=None,
                          help="model preset whose vocabulary size to use (default: for this "
                               "machine)")
@@ -270,11 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--force", action="store_true", help="rebuild even when cached")
     prepare.set_defaults(func=cmd_prepare)
 
+
+def _add_train_parser(commands) -> None:
     train = commands.add_parser("train", help="train a preset; metrics, plot and checkpoint "
                                               "go to the run folder")
     train.add_argument("--preset", help="a preset of nanolm_lib/presets.py: seed-3090, "
                        "seed-3090-modern, cpu, cpu-modern or smoke (default: for this machine)")
-    train.add_argument("--data", help=data_help)
+    train.add_argument("--data", help=DATA_HELP)
     train.add_argument("--limit", type=int, help="at most this many stories per split")
     length = train.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, help="optimisation steps in all")
@@ -294,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--min-lr", type=float, help="the learning rate the cosine ends at")
     train.set_defaults(func=cmd_train)
 
+
+def _add_sample_parser(commands) -> None:
     sample = commands.add_parser("sample", help="tell stories with a trained model")
     sample.add_argument("--checkpoint", help="checkpoint file or run folder (default: "
                                              "runs/demo)")
@@ -308,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--device", help="cuda, mps or cpu (default: the best there is)")
     sample.set_defaults(func=cmd_sample)
 
+
+def _add_bench_parser(commands) -> None:
+    from nanolm_lib.benchmarks import BENCHMARKS
+
     bench = commands.add_parser("bench", help="speed benchmarks: print a table, write JSON")
     bench.add_argument("name", choices=[*BENCHMARKS, "all"])
     bench.add_argument("--quick", action="store_true", help="the smallest sizes, seconds")
@@ -320,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "compile time and speed-up on the cpu preset, steps interleaved")
     bench.set_defaults(func=cmd_bench)
 
+
+def _add_eval_parser(commands) -> None:
     evaluation = commands.add_parser("eval", help="a run's loss and bits per byte on a text "
                                                   "file (every token predicted at most once)")
     evaluation.add_argument("run", help="run folder or checkpoint file")
@@ -329,18 +335,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--json", action="store_true", help="print JSON")
     evaluation.set_defaults(func=cmd_eval)
 
+
+def _add_info_parser(commands) -> None:
     info = commands.add_parser("info", help="what a checkpoint holds")
     info.add_argument("path", help="checkpoint file or run folder")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=cmd_info)
 
+
+def _add_ablate_parser(commands) -> None:
     ablate = commands.add_parser(
         "ablate", help="the classic GPT against each lesson-08 swap and all of them, the same "
                        "wall-clock budget each; bits per byte, tokens/s, parameters")
     ablate.add_argument("--preset", default="cpu", help="the classic recipe to start from")
     ablate.add_argument("--budget", type=float, default=300.0,
                         help="seconds of training per variant (steps = budget x measured speed)")
-    ablate.add_argument("--data", help=data_help)
+    ablate.add_argument("--data", help=DATA_HELP)
     ablate.add_argument("--eval-data", help="a held-out text file scored with nanolm eval "
                         "(e.g. TinyStories' valid-sample.txt)")
     ablate.add_argument("--variants", help="comma-separated subset of classic, rmsnorm, rope, "
@@ -349,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--out", default="ablation", help="folder for the runs and the table")
     ablate.set_defaults(func=cmd_ablate)
 
+
+def _add_gpu_check_parser(commands) -> None:
     check = commands.add_parser(
         "gpu-check", help="prove the GPU path in one run (at most 8 minutes on one GPU): "
                           "tests, SDPA, syncs, speed, profile, MFU, training, generation")
@@ -359,6 +371,17 @@ def build_parser() -> argparse.ArgumentParser:
                             "sections that need CUDA are marked skipped")
     check.add_argument("--sections", help="comma-separated subset (default: all)")
     check.set_defaults(func=cmd_gpu_check)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nanolm", description="Train and sample a small GPT that writes TinyStories.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # one function per command, in the order --help lists them
+    for add in (
+            _add_prepare_parser, _add_train_parser, _add_sample_parser, _add_bench_parser,
+            _add_eval_parser, _add_info_parser, _add_ablate_parser, _add_gpu_check_parser):
+        add(commands)
     return parser
 
 
