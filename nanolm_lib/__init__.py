@@ -1,22 +1,41 @@
 """nanolm_lib: the reference implementation of every piece the NanoLM course builds.
 
-One module per chapter of the course:
+Its modules serve three audiences (``AUDIENCES``). What the lessons teach, one module per chapter:
     tokenizer  (lesson 01)  byte-level BPE from scratch, and a fast one over HF `tokenizers`
     data       (lesson 02)  loading TinyStories, packing tokens, random batches
+    bigram     (lesson 02)  the counting model the GPT is measured against
     attention  (lessons 03-04)  naive, fused and flash attention, multi-head attention
     model      (lesson 05)  the GPT
-    train      (lesson 06)  the training loop and evaluation
+    train      (lesson 06)  loss, schedule, optimiser, one step, evaluation
     sampling   (lesson 07)  top-k / top-p sampling, generation with a KV cache
-and those that serve them:
-    presets     the recipes: model and training settings per preset (seed-3090, cpu, smoke)
-    checkpoint  run folders, checkpoints, load_model
-    curriculum  the contract: lesson -> graded names, signatures, reference module
-    errors      UsageError: a user's mistake, told in one line
-    stories     the project's own story generator (when no TinyStories is at hand)
-    tables      plain-text tables: corpus summary, results against the reference run
-    profiling   (lessons 04-05)  op recorders, peak memory, SDPA's backends as torch states them
-    runs        (lessons 03, 07)  which trained model a lesson uses; training a preset (CLI, demo)
+    modern     (lesson 08)  RMSNorm, RoPE, SwiGLU, grouped-query attention, ModernGPT
+with the lessons' figures and widgets (diagrams, plotting, playground, numerics) and the
+project's story generator (stories). What the lab runs: presets (the recipes), trainer (the
+loop that runs lesson 06's pieces for hours), checkpoint, runs, cli, demo, evaluate, ablation,
+benchmarks, profiling, compiling, gpu_check, tables. What runs in the student's kernel for
+grading: curriculum (the contract), checks, grading, question_base, questions, hidden_cases,
+staging. Shared by all three: utils, errors.
 """
+
+# The course imports only the course and the shared modules, so a lesson's reference reads
+# alone; the lab and the grading may import the course; the lab never imports the grading
+# (a training run needs no grader). tests/unit/test_import_graph.py holds these rules; the
+# grader (autograde/) may import all three.
+AUDIENCES = {
+    "course": ("tokenizer", "data", "bigram", "attention", "model", "train", "sampling",
+               "modern", "diagrams", "plotting", "playground", "numerics", "stories"),
+    "lab": ("presets", "trainer", "checkpoint", "runs", "cli", "demo", "evaluate", "ablation",
+            "benchmarks", "profiling", "compiling", "gpu_check", "tables"),
+    "grading": ("curriculum", "checks", "grading", "question_base", "questions",
+                "hidden_cases", "staging"),
+    "shared": ("utils", "errors"),
+}
+MAY_IMPORT = {
+    "course": ("course", "shared"),
+    "lab": ("lab", "course", "shared"),
+    "grading": ("grading", "lab", "course", "shared"),  # staging stands in for lab helpers
+    "shared": ("shared",),
+}
 
 __version__ = "0.1.0"
 

@@ -227,8 +227,8 @@ def kv_cache_profile(model, lengths, repeat: int = 1) -> dict:
     filled to that length, read from the model's own caches (``filled_bytes``), beside what
     it allocates up front for the whole context (``allocated_bytes``). ``layers``: each
     layer's key and value buffer shape."""
-    from nanolm_lib.benchmarks import time_fn
     from nanolm_lib.sampling import generate
+    from nanolm_lib.utils import time_fn
 
     config = model.config
     device = next(model.parameters()).device

@@ -1,4 +1,4 @@
-"""Small shared helpers: device and run-size choice, progress bars, project folders.
+"""Small shared helpers: device and run-size choice, progress bars, project folders, timing.
 
 Every module of nanolm_lib takes these decisions here, so that "smoke mode", "which device"
 and "where do runs go" mean the same thing in the notebooks, the CLI and the tests.
@@ -10,7 +10,9 @@ import functools
 import inspect
 import json
 import os
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -200,3 +202,31 @@ def atomic_write(path: Path, write) -> Path:
     write(temp)
     os.replace(temp, path)
     return path
+
+
+# timing: the lessons' measurements and the lab's benchmarks
+
+
+def synchronize(device: str) -> None:
+    """Wait for the GPU's queued work (nothing to wait for elsewhere)."""
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_fn(fn, *, device: str = "cpu", warmup: int = 1, repeat: int = 5,
+            min_time: float = 0.0) -> float:
+    """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls.
+
+    Repeats at least ``repeat`` times and until ``min_time`` seconds have been spent.
+    """
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < repeat or time.perf_counter() - started < min_time:
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)

@@ -13,11 +13,12 @@ import json
 import os
 import platform
 import statistics
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
+
+from nanolm_lib.utils import time_fn
 
 BENCHMARKS = ("tokenizer", "attention", "train", "generate")
 
@@ -36,30 +37,6 @@ def machine_info(device: str = "cpu") -> dict:
     if device.startswith("cuda") and torch.cuda.is_available():
         info["device_name"] = torch.cuda.get_device_name()
     return info
-
-
-def synchronize(device: str) -> None:
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def time_fn(fn, *, device: str = "cpu", warmup: int = 1, repeat: int = 5,
-            min_time: float = 0.0) -> float:
-    """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls.
-
-    Repeats at least ``repeat`` times and until ``min_time`` seconds have been spent.
-    """
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    times: list[float] = []
-    started = time.perf_counter()
-    while len(times) < repeat or time.perf_counter() - started < min_time:
-        t0 = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 @contextlib.contextmanager

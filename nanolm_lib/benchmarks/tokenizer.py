@@ -14,11 +14,11 @@ import os
 import time
 from pathlib import Path
 
-from nanolm_lib.benchmarks import time_fn
 from nanolm_lib.data import load_stories
 from nanolm_lib.stories import make_stories
 from nanolm_lib.tables import format_table
 from nanolm_lib.tokenizer import BPETokenizer, encode, train_fast_tokenizer
+from nanolm_lib.utils import time_fn
 
 SHARED_SAMPLE = Path("/work/shared/data/tinystories/train-sample.txt")
 

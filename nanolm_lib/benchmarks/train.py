@@ -15,8 +15,9 @@ import time
 
 import torch
 
-from nanolm_lib.benchmarks import machine_info, matmul_ceiling, synchronize
+from nanolm_lib.benchmarks import machine_info, matmul_ceiling
 from nanolm_lib.tables import format_table, reference_tokens
+from nanolm_lib.utils import synchronize
 
 REFERENCE_TOKENS = reference_tokens()  # 2 epochs x 28,000 steps x 64 x 128
 

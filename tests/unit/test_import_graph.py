@@ -1,4 +1,5 @@
-"""No import cycle among nanolm_lib's modules, read from the source with ``ast``.
+"""No import cycle among nanolm_lib's modules, and the rule between their audiences
+(``nanolm_lib.AUDIENCES``), read from the source with ``ast``.
 
 Every import statement counts, those inside functions too: a cycle closed by a function-level
 import still ties the modules together (which module's code runs first then depends on who
@@ -10,6 +11,8 @@ from __future__ import annotations
 import ast
 
 from conftest import REPO
+
+from nanolm_lib import AUDIENCES, MAY_IMPORT
 
 PACKAGE = "nanolm_lib"
 
@@ -92,3 +95,39 @@ def test_the_graph_sees_imports_at_the_top_and_inside_functions():
 def test_nanolm_lib_has_no_import_cycle():
     found = [cycle for cycle in cycles(import_graph()) if cycle not in KNOWN_CYCLES]
     assert not found, "import cycles: " + "; ".join(" <-> ".join(sorted(c)) for c in found)
+
+
+def audience(module: str) -> str | None:
+    """The audience of ``nanolm_lib.x`` or ``nanolm_lib.x.y`` (None: the package itself)."""
+    parts = module.split(".")
+    if len(parts) < 2:
+        return None
+    return next((name for name, modules in AUDIENCES.items() if parts[1] in modules), "unknown")
+
+
+def rule_breaks(graph: dict[str, set[str]]) -> list[str]:
+    """``a -> b`` for each import the audiences' rule forbids."""
+    return [f"{module} ({audience(module)}) -> {target} ({audience(target)})"
+            for module, targets in sorted(graph.items()) for target in sorted(targets)
+            if audience(module) and audience(target)
+            and audience(target) not in MAY_IMPORT.get(audience(module), ())]
+
+
+def test_every_module_has_one_audience():
+    modules = {module.split(".")[1] for module in import_graph() if "." in module}
+    placed = [name for names in AUDIENCES.values() for name in names]
+    assert len(placed) == len(set(placed)), "a module in two audiences"
+    assert modules == set(placed), f"place these in nanolm_lib.AUDIENCES: {modules ^ set(placed)}"
+
+
+def test_the_course_imports_neither_the_lab_nor_the_grading_and_the_lab_no_grading():
+    assert rule_breaks(import_graph()) == []
+
+
+def test_the_rule_finds_a_lesson_module_that_imports_the_lab_or_the_grading():
+    graph = {"nanolm_lib.diagrams": {"nanolm_lib.benchmarks", "nanolm_lib.utils"},
+             "nanolm_lib.runs": {"nanolm_lib.checks", "nanolm_lib.model"},
+             "nanolm_lib.staging": {"nanolm_lib.trainer"}}
+    assert rule_breaks(graph) == [
+        "nanolm_lib.diagrams (course) -> nanolm_lib.benchmarks (lab)",
+        "nanolm_lib.runs (lab) -> nanolm_lib.checks (grading)"]
