@@ -86,7 +86,7 @@ def test_cpu_modern_through_the_command_line(workspace, small_data, in_process):
                      "--steps", 6, "--out", run)
     assert trained.returncode == 0, trained.stderr
     info = json.loads(in_process("info", run, "--json").stdout)
-    assert info["family"] == "modern" and info["model_config"]["n_kv_heads"] == 2
+    assert info["family"] == "modern" and info["model_config"]["position"] == "rope"
     assert "ModernGPT" in in_process("info", run).stdout
     args = ("sample", "--checkpoint", run, "--prompt", "Once upon a time", "--num", 2,
             "--max-new-tokens", 12, "--top-k", 10, "--seed", 3)
