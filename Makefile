@@ -77,8 +77,9 @@ settings_in = JUPYTER_CONFIG_DIR=$(1)/jupyter-config JUPYTER_DATA_DIR=$(1)/jupyt
   IPYTHONDIR=$(1)/ipython MPLCONFIGDIR=$(1)/matplotlib HF_HOME=$(1)/huggingface
 # the staged kit's browser walk (a kit built, set up and served three times, ~4 min) rides with
 # the grader's batches: measured in a clean room, the halves then take about 16 and 17 minutes
-GRADER_BATCHES := tests/hostile $(addprefix tests/integration/,test_lessons.py \
-  test_autograde_batch.py test_one_bug_grading.py) tests/browser/test_staged_kit_browser.py
+GRADER_BATCHES := tests/integration/test_lessons.py tests/hostile \
+  $(addprefix tests/integration/,test_autograde_batch.py test_one_bug_grading.py) \
+  tests/browser/test_staged_kit_browser.py
 TEST_HALVES := test-grader-and-notebooks test-rest
 
 ifneq ($(wildcard tests),)
