@@ -35,16 +35,22 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
                for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-def test_lesson07_tells_a_story_with_make_demos_modern_gpt(runs, capsys):
-    """`make demo` trains lesson 08's ModernGPT: the student's generate takes it as it is."""
+def test_lesson07_runs_on_make_demos_modern_gpt(runs, capsys):
+    """`make demo` trains lesson 08's ModernGPT: every lesson-07 cell that uses the model (the
+    student's generate, the KV cache's check and profile, the playground) takes it as it is."""
     demo = save_smoke_run(runs / "demo", seed=3, family="modern")
     namespace = run_cells(LESSON_07, {"__name__": "__main__"}, "model_for_lesson(",
-                          "tokens = generate(model, start")
+                          "tokens = generate(model, start", "as library_generate",
+                          "kv_cache_profile(model", "story_playground(model")
     assert namespace["model_source"] == runs / "demo"
     assert isinstance(namespace["model"], ModernGPT) and _same_weights(namespace["model"], demo)
     assert f"using {runs / 'demo'}: make demo's run" in capsys.readouterr().out
     tokens = namespace["tokens"]
     assert tokens.shape[1] > 1 and tokens[0, 0] == namespace["tokenizer"].eot_id
+    outputs = namespace["outputs"]  # RoPE's positions carried through the cache
+    assert torch.equal(outputs[False], outputs[True])
+    assert len(namespace["profile"]["cached"]) == len(namespace["lengths"])
+    assert namespace["panel"] is not None
 
 
 def test_the_gpu_tests_lesson07_cells_each_name_one_cell():
