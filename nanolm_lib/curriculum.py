@@ -2,8 +2,8 @@
 reference lives (as CS336's ``tests/adapters.py`` pins what the tests call).
 
 This table is the one list of graded functions. Everything else reads it: the README's course
-table (checked by a test), ``tests/integration/test_lessons.py``, the release (fixtures and ``--check``),
-the staged student kit (``python -m autograde student-kit OUT --week NN``), the grader's
+table (checked by a test), ``tests/integration/test_lessons.py``, the release (fixtures and
+``--check``), the staged student kit (``python -m autograde student-kit OUT --week NN``), the grader's
 copy scan, and the lessons' set-up cells (:func:`nanolm_lib.staging.use_earlier_work`).
 
 ``CONTRACT[lesson]`` maps each graded name, in the order the notebook asks for them, to the

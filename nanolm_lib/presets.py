@@ -86,7 +86,8 @@ PRESETS: dict[str, Preset] = {preset.name: preset for preset in (
     # Training: 4,880 steps x 8 x 256 = 10 M tokens, about 8.6 epochs of the sample. The budget
     # is kept in steps, so a run is the same on any machine; the step counts above scale with
     # each size's speed measured on two idle cores (this preset 9.6 steps/s, about 9 minutes of
-    # `make demo`; 4 layers of d_model 80, 6.3 steps/s; d_model 128, 4.1 steps/s).
+    # training; 4 layers of d_model 80, 6.3 steps/s; d_model 128, 4.1 steps/s). cpu-modern,
+    # below, is given the same wall time.
     # Hub: about what five minutes of CPU training can read; tokenizing all 2.1 M stories
     # would take longer than the training itself.
     Preset(
@@ -112,8 +113,8 @@ PRESETS: dict[str, Preset] = {preset.name: preset for preset in (
     #     3 layers, RoPE, d_model 80, 3,423 steps:                       1.090 (this preset)
     #     4 layers, RoPE, 2,792 steps: 1.099     3 layers, d_model 64, 4,322 steps: 1.109
     # SwiGLU and GQA stay out, as lesson 08's ablation found: at this size SwiGLU runs at 0.82x
-    # the classic speed and loses, GQA lands within noise of the classic block and saves no time. Training: 3,423 steps x 8 x
-    # 256 = 7 M tokens, about 6 epochs of the sample.
+    # the classic speed and loses, GQA lands within noise of the classic block and saves no
+    # time. Training: 3,423 steps x 8 x 256 = 7 M tokens, about 6 epochs of the sample.
     Preset(
         "cpu-modern", size="cpu", hub_story_limit=30_000,
         model=ModernConfig(vocab_size=2_048, context_length=256, d_model=80, n_layers=3,

@@ -3,8 +3,8 @@ CPU with the gloo backend and 2 processes (a tiny model, a few steps). ``batch_s
 global batch: two processes train on the halves of one process's batches, so the recipe
 means the same thing on any number of GPUs.
 
-Run as a script (``torchrun --nproc_per_node=2 tests/integration/test_ddp.py OUT``), this file is the
-worker: it trains and saves its rank's final parameters for the test to compare.
+Run as a script (``torchrun --nproc_per_node=2 tests/integration/test_ddp.py OUT``), this
+file is the worker: it trains and saves its rank's final parameters for the test to compare.
 """
 
 from __future__ import annotations

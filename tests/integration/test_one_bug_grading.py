@@ -2,7 +2,7 @@
 question when the hidden cases ran the student's own helpers.
 
 Each student is independent author B's answers with one typical bug from the variant
-catalogue (tests/integration/test_autograde_variants.py) in a function that other questions of the lesson
+catalogue (tests/grading_catalogue.py) in a function that other questions of the lesson
 run: a SyntaxError in lesson 01's merge_pair (encode and train_bpe run it), no 1/sqrt(D) in
 lesson 03's attention_weights (attention, MultiHeadAttention), a summed loss in lesson 06's
 cross_entropy_loss (train_step, evaluate), k + 1 tokens kept by lesson 07's top_k_filter
