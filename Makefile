@@ -134,7 +134,7 @@ test-clean-room:
 	  rm -rf $$room; exit $$status
 
 demo: setup
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m nanolm_lib.demo
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m nanolm_lib.lab.demo
 
 # A student's working copy: lessons/ (in a staged kit, those of its week) copied into
 # $(WORKSPACE); never overwrites their work, but says which lessons the kit corrected since

@@ -233,7 +233,7 @@ def _update_lesson(args) -> int:
 
 def _student_kit(args) -> int:
     from autograde.kit import student_kit
-    from nanolm_lib.curriculum import week_of_released
+    from nanolm_lib.grading.curriculum import week_of_released
 
     week = args.week
     if args.released is not None:

@@ -5,7 +5,7 @@ complete submission; the slowest realistic case) for the chosen lessons, graded 
 worker count into a fresh output folder. Reports wall time, seconds per notebook, the
 speed-up over one worker and the projected time for a class of 50 students x all lessons,
 then each lesson's seconds per notebook by grading step.
-Results go to ``bench-results/autograde.json`` (:func:`nanolm_lib.benchmarks.write_results`).
+Results go to ``bench-results/autograde.json`` (:func:`nanolm_lib.lab.benchmarks.write_results`).
 The machine may be shared: the figures are ratios measured in one run.
 
 ``bench --shards 1 2 4`` grades the same class as N concurrent ``autograde grade --shard K/N``
@@ -42,8 +42,8 @@ def run(students: int = 10, lessons: list[str] | None = None, workers: list[int]
         solutions_dir: Path = SOLUTIONS_DIR, out_dir: str | Path = "bench-results") -> dict:
     """Grade the synthetic class with each worker count; print a table, return the figures."""
     from autograde.grade import grade_batch
-    from nanolm_lib.benchmarks import write_results
-    from nanolm_lib.tables import format_table
+    from nanolm_lib.lab.benchmarks import write_results
+    from nanolm_lib.lab.tables import format_table
 
     lessons = lessons or lesson_names(solutions_dir)
     workers = workers or [1, 2]
@@ -122,8 +122,8 @@ def run_shards(students: int = 4, lessons: list[str] | None = None,
                shard_counts: list[int] | None = None, solutions_dir: Path = SOLUTIONS_DIR,
                out_dir: str | Path = "bench-results") -> dict:
     """Grade the synthetic class in N concurrent shards and merge, for each N; print a table."""
-    from nanolm_lib.benchmarks import write_results
-    from nanolm_lib.tables import format_table
+    from nanolm_lib.lab.benchmarks import write_results
+    from nanolm_lib.lab.tables import format_table
 
     lessons = lessons or ["01_tokenizer"]
     shard_counts = shard_counts or [1, 2, 4]

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autograde.similarity import fingerprints, similarity, strip_definition
-from nanolm_lib.curriculum import GRADED
+from nanolm_lib.grading.curriculum import GRADED
 
 DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
@@ -174,7 +174,7 @@ def reference_fingerprints(package_dir: Path = PACKAGE_DIR, solutions_dir: Path 
     for names in GRADED.values():
         for name, module in names.items():
             if module not in trees:
-                trees[module] = ast.parse((package_dir / f"{module}.py").read_text("utf-8"))
+                trees[module] = ast.parse((package_dir / "course" / f"{module}.py").read_text("utf-8"))
             found = {"nanolm_lib": _definition(trees[module], name)}
             try:
                 found["solutions"] = _definition(ast.parse(cells.get(name, "")), name)

@@ -53,7 +53,7 @@ from typing import NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from autograde.course import LESSON_NAME, GraderError
-from nanolm_lib.curriculum import GRADED, LESSONS
+from nanolm_lib.grading.curriculum import GRADED, LESSONS
 
 LMS_KINDS = ("canvas", "moodle", "blackboard", "native")
 LATE_POLICIES = ("none", "percent_per_day", "zero_after_grace")
@@ -130,7 +130,7 @@ class CourseFile:
         return bool(dates and dates.due and dates.due <= now)
 
     def week(self, now: datetime) -> str | None:
-        """The kit's week by this calendar at ``now`` (:func:`nanolm_lib.curriculum.check_week`):
+        """The kit's week by this calendar at ``now`` (:func:`nanolm_lib.grading.curriculum.check_week`):
         the first lesson with graded names that is not due yet (unlisted lessons are not), so
         a kit ships the references of due lessons only; "all" when every one is due; None
         without a calendar."""

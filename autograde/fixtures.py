@@ -1,7 +1,7 @@
 """The visible tests' fixtures: fixed inputs and the reference's outputs, computed at release.
 
 A visible test cell never loads the reference (a staged student kit does not have it): it
-reads ``lessons/<lesson>/fixtures/<name>.pt`` with :func:`nanolm_lib.checks.fixture` and
+reads ``lessons/<lesson>/fixtures/<name>.pt`` with :func:`nanolm_lib.grading.checks.fixture` and
 compares. Each recipe below builds one such file: fixed inputs from a fixed seed, and what the
 reference returns on them. ``python -m autograde release`` writes them and
 ``release --check`` compares them as the visible tests compare (:func:`same`: within the
@@ -308,7 +308,7 @@ def _lr_at(ref):
 
 
 def _bigram(vocab_size: int, gen: torch.Generator, scale: float, dropout: float = 0.0):
-    from nanolm_lib.checks import BigramLM
+    from nanolm_lib.grading.checks import BigramLM
 
     model = BigramLM(vocab_size, 16, dropout)
     with torch.no_grad():
@@ -544,7 +544,7 @@ def _modern_gpt(ref):
 
 # --------------------------------------------------------------------------- writing, checking
 def _reference_loader():
-    from nanolm_lib.checks import reference
+    from nanolm_lib.grading.checks import reference
 
     loaded = {}
 
@@ -565,7 +565,7 @@ def compute(lesson: str) -> dict[str, object]:
 def same(a, b, rtol: float = 1e-5, atol: float = 1e-6) -> bool:
     """Equal fixture contents, as the visible tests compare: a float tensor within ``rtol`` of
     relative error over the whole tensor (or ``atol`` of absolute error norm when the expected
-    values are ~0), :func:`nanolm_lib.checks.check_close`'s rule and its tightest tolerance in
+    values are ~0), :func:`nanolm_lib.grading.checks.check_close`'s rule and its tightest tolerance in
     any test cell; shapes, dtypes, keys, lengths and everything else exactly.
 
     Why a tolerance and not bytes: the same recipe on another CPU, or with another number of

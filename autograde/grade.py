@@ -414,7 +414,7 @@ def _write_similarity(result: BatchResult, found: dict, students: list[str],
     """``similarity.csv`` and the report's table of the most alike pairs of students."""
     from autograde import similarity
     from autograde.copycheck import load_fingerprints
-    from nanolm_lib.curriculum import GRADED
+    from nanolm_lib.grading.curriculum import GRADED
 
     folders = {(student, lesson): found[student].get(lesson)
                for student in students for lesson in lessons}
@@ -619,7 +619,8 @@ def _salt(solutions_dir: Path, lesson: str, limits: Limits, policy: dict | None 
     digest = hashlib.sha256(json.dumps([asdict(limits), policy or {}], sort_keys=True).encode())
     library = Path(__file__).resolve().parent.parent / "nanolm_lib"
     # how hidden cases are drawn and judged
-    for path in [library / "grading.py", *sorted((library / "questions").glob("*.py"))]:
+    for path in [library / "grading" / "record.py",
+                 *sorted((library / "grading" / "questions").glob("*.py"))]:
         digest.update(path.read_bytes())
     for path in sorted((solutions_dir / lesson).rglob("*")):
         if path.is_file() and ".ipynb_checkpoints" not in path.parts:

@@ -10,10 +10,10 @@ outputs, checkpoints, caches and files over :data:`MAX_FILE_BYTES` stay out.
 the student's Jupyter configuration) and the student half of this package (``check``,
 ``submit``, ``workspace``); never ``solutions/``, the tests, or the grading pipeline.
 ``--week NN`` stages the kit for the week students write lesson NN: the references of lesson
-NN and every later lesson (by :data:`nanolm_lib.curriculum.GRADED`) are rewritten with
+NN and every later lesson (by :data:`nanolm_lib.grading.curriculum.GRADED`) are rewritten with
 :mod:`ast` into stubs that keep their signature and docstring, raise
-:class:`nanolm_lib.staging.NotReleasedError`, and run the student's own version where there is
-one (:mod:`nanolm_lib.staging`); the week's own answers never ship, and a later lesson ships
+:class:`nanolm_lib.grading.staging.NotReleasedError`, and run the student's own version where there is
+one (:mod:`nanolm_lib.grading.staging`); the week's own answers never ship, and a later lesson ships
 its notebook only (no fixtures, no practice or hidden cases); no lesson ships the code that
 draws the grader's hidden cases. ``STAGE.json`` in the kit
 says the week, which lessons students have (``make lab`` copies only those, ``check`` and
@@ -157,35 +157,35 @@ def _extended_timestamp(mtime: float) -> bytes:
 # lesson, so that neither a kit nor the grader of that lesson hands the answer over under
 # another name. module -> {helper: (lesson, the graded name it answers)}. In a staged library
 # the helper runs the student's own answer where the library needs it
-# (:data:`nanolm_lib.staging.STAND_INS`: ``train`` keeps training, on the student's
+# (:data:`nanolm_lib.grading.staging.STAND_INS`: ``train`` keeps training, on the student's
 # ``train_step`` and ``get_batch``), else raises NotReleasedError. (The fast tokenizer stays: lesson 01's own
 # later cells use it; the source policy of ``encode`` forbids it.)
 ANSWERING_HELPERS = {
-    "tokenizer": {"_encode_piece": ("01_tokenizer", "encode"),
-                  "_most_frequent_pair": ("01_tokenizer", "train_bpe"),
-                  "_merge_in_words": ("01_tokenizer", "train_bpe")},
+    "course.tokenizer": {"_encode_piece": ("01_tokenizer", "encode"),
+                         "_most_frequent_pair": ("01_tokenizer", "train_bpe"),
+                         "_merge_in_words": ("01_tokenizer", "train_bpe")},
     # get_batch is randint starts + gather_windows; BatchStream draws them as get_batch does
-    "data": {"gather_windows": ("02_data", "get_batch")},
-    "attention": {"torch_multihead_attention": ("03_attention", "MultiHeadAttention"),
-                  "native_mha_inference": ("03_attention", "MultiHeadAttention")},
-    "modern": {"count_modern_parameters": ("05_gpt", "count_parameters")},
-    "train": {"optimize": ("06_training", "train_step")},
-    "trainer": {"BatchStream": ("02_data", "get_batch")},
+    "course.data": {"gather_windows": ("02_data", "get_batch")},
+    "course.attention": {"torch_multihead_attention": ("03_attention", "MultiHeadAttention"),
+                         "native_mha_inference": ("03_attention", "MultiHeadAttention")},
+    "course.modern": {"count_modern_parameters": ("05_gpt", "count_parameters")},
+    "course.train": {"optimize": ("06_training", "train_step")},
+    "lab.trainer": {"BatchStream": ("02_data", "get_batch")},
 }
 
 
 def stage_source(source: str, module: str, released: list[str], keep=()) -> str:
-    """``source`` of ``nanolm_lib.<module>`` with every graded definition of a lesson not in
+    """``source`` of ``nanolm_lib.<module>`` (``course.attention``, ``lab.trainer``) with every graded definition of a lesson not in
     ``released`` (but the names in ``keep``), and every helper that answers one
     (:data:`ANSWERING_HELPERS`; kept with the name it answers), replaced by a stub: the same
     ``def``/``class`` line and docstring, a body that raises ``NotReleasedError``, decorated
     with ``not_released`` so that the student's own version runs instead when there is one.
     Everything else keeps its text, comments included.
     """
-    from nanolm_lib.curriculum import GRADED
+    from nanolm_lib.grading.curriculum import GRADED
 
     staged = {name: lesson for lesson, names in GRADED.items() if lesson not in released
-              for name, home in names.items() if home == module and name not in keep}
+              for name, home in names.items() if f"course.{home}" == module and name not in keep}
     staged.update(_answering_helpers(module, released, keep))
     tree = ast.parse(source)
     lines = source.splitlines(keepends=True)
@@ -202,7 +202,7 @@ def stage_source(source: str, module: str, released: list[str], keep=()) -> str:
               if isinstance(n, ast.ImportFrom) and n.module == "__future__"]
     at = future[-1].end_lineno if future else 0
     # the lines before `at` are untouched: graded definitions come after the imports
-    lines[at:at] = ["from nanolm_lib import staging as _staging  # this kit is staged\n"]
+    lines[at:at] = ["from nanolm_lib.grading import staging as _staging  # this kit is staged\n"]
     return "".join(lines)
 
 
@@ -236,18 +236,19 @@ def stage_library(library: Path, released: list[str], keep=()) -> list[str]:
     """Stage every module of the package at ``library`` in place (the graded names in
     ``keep`` keep their reference); returns the names staged (graded names, and the helpers
     that answer them as ``module.helper``)."""
-    from nanolm_lib.curriculum import GRADED
+    from nanolm_lib.grading.curriculum import GRADED
 
     staged = []
-    modules = {home for names in GRADED.values() for home in names.values()}
+    modules = {f"course.{home}" for names in GRADED.values() for home in names.values()}
     for module in sorted(modules | set(ANSWERING_HELPERS)):
-        path = Path(library) / f"{module}.py"
+        path = Path(library, *module.split(".")).with_suffix(".py")
         text = path.read_text(encoding="utf-8")
         new = stage_source(text, module, released, keep)
         if new != text:
             path.write_text(new, encoding="utf-8")
             staged += [name for lesson, names in GRADED.items() if lesson not in released
-                       for name, home in names.items() if home == module and name not in keep]
+                       for name, home in names.items()
+                       if f"course.{home}" == module and name not in keep]
             staged += [f"{module}.{helper}"
                        for helper in _answering_helpers(module, released, keep)]
     return staged
@@ -274,7 +275,7 @@ def _leave_out_later_lessons(kit: Path, later: list[str]) -> None:
     read ahead, its fixtures (the reference's outputs) and hidden-case code do not."""
     for lesson in later:
         shutil.rmtree(kit / "lessons" / lesson / "fixtures", ignore_errors=True)
-        (kit / "nanolm_lib" / "questions" / f"lesson_{lesson}.py").unlink(missing_ok=True)
+        (kit / "nanolm_lib" / "grading" / "questions" / f"lesson_{lesson}.py").unlink(missing_ok=True)
 
 
 def student_kit(out: Path, repo: Path = REPO, lessons_dir: Path = LESSONS_DIR,
@@ -285,7 +286,7 @@ def student_kit(out: Path, repo: Path = REPO, lessons_dir: Path = LESSONS_DIR,
     ``out`` must be empty or hold an earlier kit (then everything but ``workspace/`` and the
     student's own files is replaced: that publishes the next stage).
     """
-    from nanolm_lib.curriculum import GRADED, week_lessons, week_references
+    from nanolm_lib.grading.curriculum import GRADED, week_lessons, week_references
 
     try:
         released_list = week_references(week)
@@ -307,7 +308,7 @@ def student_kit(out: Path, repo: Path = REPO, lessons_dir: Path = LESSONS_DIR,
     stage_library(out / "nanolm_lib", released_list)
     given = week_lessons(week)
     _leave_out_later_lessons(out, [lesson for lesson in GRADED if lesson not in given])
-    _strip_case_generators(out / "nanolm_lib" / "questions")
+    _strip_case_generators(out / "nanolm_lib" / "grading" / "questions")
     for name in KIT_FILES:
         if (Path(repo) / name).is_file():
             shutil.copyfile(Path(repo) / name, out / name)

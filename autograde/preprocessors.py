@@ -9,7 +9,7 @@ nothing). :class:`LimitedExecute` instead
   output would otherwise count as passed);
 * caps each cell's output (``max_output_bytes``): past it, further output is dropped, the kernel
   is interrupted, and the cell gets an ``OutputLimitExceeded`` error;
-* before each test cell, drops ``nanolm_lib.checks`` from ``sys.modules`` so that the tests use
+* before each test cell, drops ``nanolm_lib.grading.checks`` from ``sys.modules`` so that the tests use
   a fresh copy of their helpers (the reference itself is loaded fresh by ``checks.reference``);
 * caps the output of the whole notebook (``max_notebook_output_bytes``): past it, output is
   dropped (the cells still run and score);
@@ -45,13 +45,13 @@ from traitlets import Float, Integer, Unicode, default
 
 from autograde.course import nbgrader_meta
 
-# Run silently before every test cell: the cell's `from nanolm_lib.checks import ...` then loads
-# the test helpers afresh from disk, whatever a submission did to the imported module.
+# Run silently before every test cell: the cell's `from nanolm_lib.grading.checks import ...`
+# then loads the test helpers afresh from disk, whatever a submission did to the imported module.
 RESTORE_CHECKS = """\
 import sys as _autograde_sys
-_autograde_sys.modules.pop("nanolm_lib.checks", None)
-if "nanolm_lib" in _autograde_sys.modules:
-    vars(_autograde_sys.modules["nanolm_lib"]).pop("checks", None)
+_autograde_sys.modules.pop("nanolm_lib.grading.checks", None)
+if "nanolm_lib.grading" in _autograde_sys.modules:
+    vars(_autograde_sys.modules["nanolm_lib.grading"]).pop("checks", None)
 del _autograde_sys
 """
 

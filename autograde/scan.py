@@ -7,7 +7,7 @@ reference instead of their own code, and who answered with a finished version of
 
 * ``patch``: assigning to an attribute of an imported module (``nanolm_lib.x.f = ...``,
   ``torch.allclose = ...``), ``setattr`` / ``delattr`` on one, touching ``sys.modules``,
-  ``builtins``, ``importlib.reload`` or the ``nanolm_lib.checks`` module;
+  ``builtins``, ``importlib.reload`` or the ``nanolm_lib.grading.checks`` module;
 * ``reference-use``: code that imports or calls one of the lesson's graded names from
   ``nanolm_lib`` instead of implementing it: directly, through a module alias,
   ``importlib.import_module``, ``getattr(module, "name")``, ``inspect`` (``getsource``) or the
@@ -19,8 +19,8 @@ reference instead of their own code, and who answered with a finished version of
 * ``similar``: the same for a definition the statement dictates: reported for a person to read,
   never scored;
 * ``policy``: a question's code uses a name its policy forbids, or never calls one it requires
-  (``forbids=`` / ``requires=`` of :class:`nanolm_lib.question_base.Question`, declared in
-  :mod:`nanolm_lib.questions`), or looks a name up that is computed at run time, so that its
+  (``forbids=`` / ``requires=`` of :class:`nanolm_lib.grading.question_base.Question`, declared in
+  :mod:`nanolm_lib.grading.questions`), or looks a name up that is computed at run time, so that its
   policy cannot be read;
 * ``dynamic``: such a computed lookup anywhere else (``getattr(x, name)``, ``eval``/``exec``,
   ``__import__``/``importlib.import_module`` of a computed name, ``globals()[name]``,
@@ -129,11 +129,12 @@ def policy_notes(flags: list[dict], policy: str = "zero") -> dict[str, list[str]
 
 
 def _is_module(dotted: str) -> bool:
-    """True when ``nanolm_lib.x`` names a module of the package (not a function in it)."""
+    """True when ``nanolm_lib.x.y`` names a module or package of the library (not a function
+    in it)."""
     from autograde.course import REPO
 
-    parts = dotted.split(".")
-    return len(parts) == 2 and (REPO / parts[0] / f"{parts[1]}.py").is_file()
+    path = REPO.joinpath(*dotted.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
 def _dotted(node: ast.AST) -> str | None:
@@ -174,8 +175,8 @@ class _Scanner(ast.NodeVisitor):
                 self.modules[alias.asname] = alias.name
             else:
                 self.modules[alias.name.split(".")[0]] = alias.name.split(".")[0]
-            if alias.name == "nanolm_lib.checks":
-                self.flag(node, "patch", "imports nanolm_lib.checks (the module the tests use)")
+            if alias.name == "nanolm_lib.grading.checks":
+                self.flag(node, "patch", "imports nanolm_lib.grading.checks (the module the tests use)")
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         module = node.module or ""
@@ -186,12 +187,12 @@ class _Scanner(ast.NodeVisitor):
                     self.flag(node, "reference-use",
                               f"imports the graded name {alias.name!r} from {module} "
                               "instead of implementing it")
-                if module == "nanolm_lib.checks" and alias.name in REFERENCE_HELPERS:
+                if module == "nanolm_lib.grading.checks" and alias.name in REFERENCE_HELPERS:
                     self.flag(node, "reference-use",
-                              f"imports {alias.name} from nanolm_lib.checks (the reference)")
-                elif module == "nanolm_lib.checks" or alias.name == "checks":
-                    self.flag(node, "patch", "imports from nanolm_lib.checks (the test helpers)")
-                # `from nanolm_lib import attention` binds a module
+                              f"imports {alias.name} from nanolm_lib.grading.checks (the reference)")
+                elif module == "nanolm_lib.grading.checks" or alias.name == "checks":
+                    self.flag(node, "patch", "imports from nanolm_lib.grading.checks (the test helpers)")
+                # `from nanolm_lib.course import attention` binds a module
                 self.modules[local] = f"{module}.{alias.name}"
             elif module in ("sys", "builtins", "importlib") and alias.name in (
                     "modules", "reload", "__import__", "import_module"):
@@ -217,7 +218,7 @@ class _Scanner(ast.NodeVisitor):
         for target in node.targets:
             self._check_target(target)
         loaded = self._imported_module(node.value)
-        if loaded:  # m = importlib.import_module("nanolm_lib.attention"): m stands for it
+        if loaded:  # m = importlib.import_module("nanolm_lib.course.attention"): m stands for it
             for target in node.targets:
                 if isinstance(target, ast.Name):
                     self.modules[target.id] = loaded
@@ -257,7 +258,7 @@ class _Scanner(ast.NodeVisitor):
         if full and isinstance(node.ctx, ast.Load):
             if full.startswith(("sys.modules", "builtins.", "importlib.reload")):
                 self.flag(node, "patch", f"uses {full}")
-            elif full.startswith("nanolm_lib.checks"):
+            elif full.startswith("nanolm_lib.grading.checks"):
                 if full.rsplit(".", 1)[-1] in REFERENCE_HELPERS:
                     self.flag(node, "reference-use", f"uses {full} (loads the reference)")
                 else:
@@ -289,9 +290,9 @@ class _Scanner(ast.NodeVisitor):
                 (self.resolve(_dotted(arg)) or "").startswith("nanolm_lib")
                 for arg in node.args):
             self.flag(node, "reference-use", f"{full}() of the reference")
-        if full in ("nanolm_lib.checks.reference",) or (
+        if full in ("nanolm_lib.grading.checks.reference",) or (
                 isinstance(node.func, ast.Name) and self.modules.get(node.func.id)
-                == "nanolm_lib.checks.reference"):
+                == "nanolm_lib.grading.checks.reference"):
             self.flag(node, "reference-use", "loads the reference with checks.reference()")
         self.generic_visit(node)
 
@@ -598,7 +599,7 @@ def _calls(node: ast.AST, resolver: _Resolver, pattern: str) -> bool:
 
 def _policy_flags(question, statements: list[_Statement], resolver: _Resolver,
                   graded: set[str]) -> list[Flag]:
-    """The ``policy`` flags of one question (:class:`nanolm_lib.question_base.Question`)."""
+    """The ``policy`` flags of one question (:class:`nanolm_lib.grading.question_base.Question`)."""
     name, forbids, requires = question.name, question.forbids, question.requires
     scope = _scope(name, statements, graded, through_graded=True)
     flags = []
@@ -630,9 +631,9 @@ def _policy_flags(question, statements: list[_Statement], resolver: _Resolver,
 
 def _questions(lesson: str | None, graded: set[str]) -> list:
     """The registered questions of ``lesson`` (found from ``graded`` when not given)."""
-    import nanolm_lib.questions  # noqa: F401  (registers the questions)
-    from nanolm_lib.curriculum import GRADED
-    from nanolm_lib.question_base import QUESTIONS
+    import nanolm_lib.grading.questions  # noqa: F401  (registers the questions)
+    from nanolm_lib.grading.curriculum import GRADED
+    from nanolm_lib.grading.question_base import QUESTIONS
 
     if lesson is None:
         lesson = next((name for name, names in GRADED.items()

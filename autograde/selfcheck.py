@@ -35,7 +35,7 @@ from autograde.verdict import (
     graded_by_verdict,
     stage_grading_library,
 )
-from nanolm_lib.question_base import QUESTIONS
+from nanolm_lib.grading.question_base import QUESTIONS
 
 
 @dataclass

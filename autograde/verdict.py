@@ -1,23 +1,23 @@
 """The grader's verdict: every point of a course lesson is decided here, outside the kernel.
 
-For lesson N of the course (:data:`nanolm_lib.curriculum.GRADED`) the worker:
+For lesson N of the course (:data:`nanolm_lib.grading.curriculum.GRADED`) the worker:
 
 1. stages a copy of ``nanolm_lib`` once per batch (:func:`stage_grading_library`): the reference
    bodies of lesson N's and every later lesson's graded names are stubs
    (:func:`autograde.kit.stage_library`), so the grading kernel cannot import the answer; the
    earlier lessons' references stay (a lesson builds on them). The lessons' fixtures sit next to
-   it, where :func:`nanolm_lib.checks.fixture` looks first;
+   it, where :func:`nanolm_lib.grading.checks.fixture` looks first;
 2. draws every question's hidden cases from a seed of its own (:func:`secrets.randbits`,
    kept in this process), writes only the inputs into a cases folder, and computes the
    reference's outputs on them here (:meth:`Verdict.prepare`). The notebook's kernel runs the
    visible tests only (``record()`` does nothing there) and never sees this folder;
 3. after nbgrader's autograde, runs the hidden cases in a sandboxed process of its own
-   (:meth:`Verdict.run`, :mod:`nanolm_lib.hidden_cases`): the released lesson's set-up cells
+   (:meth:`Verdict.run`, :mod:`nanolm_lib.grading.hidden_cases`): the released lesson's set-up cells
    and the code of the student's solution cells, read from the notebook file here, then each
    question's cases. No cell the student added runs there, and nothing the notebook did can
    reach that process;
 4. reads the outputs that run left (:meth:`Verdict.judge`). A record is hostile input: one
-   that is missing, not a plain file, larger than :data:`nanolm_lib.grading.RECORD_LIMIT_BYTES`
+   that is missing, not a plain file, larger than :data:`nanolm_lib.grading.record.RECORD_LIMIT_BYTES`
    (also once uncompressed: a compressed entry is refused before anything is inflated),
    unreadable by a weights-only ``torch.load`` or holding anything but plain data
    (:func:`read_record`) scores 0 with the reason, as does a question whose judging raises.
@@ -25,7 +25,7 @@ For lesson N of the course (:data:`nanolm_lib.curriculum.GRADED`) the worker:
    test cell always did); its message names the first case that differs.
 
 What decides each property a question checks (inputs left unchanged, causality, gradients,
-training mode, linear memory) is said with the question in :mod:`nanolm_lib.questions`: each
+training mode, linear memory) is said with the question in :mod:`nanolm_lib.grading.questions`: each
 is an output of the grader's run compared with the reference's, or a limit that run sets.
 What a solution may not call is decided on its source (:mod:`autograde.scan`).
 
@@ -54,10 +54,14 @@ from autograde.course import SpecialFileError, nbgrader_meta, read_notebook, rea
 from autograde.kernel import Limits, prepare_run, read_json_file
 from autograde.paths import LESSONS_DIR, REPO
 from autograde.sandbox import ENV_VAR as SANDBOX_ENV_VAR
-from nanolm_lib.curriculum import GRADED, LESSONS, lesson_number
-from nanolm_lib.grading import DEFERRED, ENV_VAR, RECORD_LIMIT_BYTES  # registers the questions
-from nanolm_lib.hidden_cases import CELL_ERRORS
-from nanolm_lib.question_base import ERROR_KEY, QUESTIONS, reference_namespace
+from nanolm_lib.grading.curriculum import GRADED, LESSONS, lesson_number
+from nanolm_lib.grading.hidden_cases import CELL_ERRORS
+from nanolm_lib.grading.question_base import ERROR_KEY, QUESTIONS, reference_namespace
+from nanolm_lib.grading.record import (  # registers the questions
+    DEFERRED,
+    ENV_VAR,
+    RECORD_LIMIT_BYTES,
+)
 
 PACKAGE_DIR = REPO / "nanolm_lib"
 MESSAGE_CHARS = 600       # the longest message kept of one case
@@ -180,7 +184,7 @@ class Verdict:
             "cases_dir": str(self.cases_dir), "records_dir": str(self.records_dir),
             "question_timeout_s": seconds}))
         command = [sys.executable, "-m", "autograde.sandbox", "--run", "--", sys.executable,
-                   "-m", "nanolm_lib.hidden_cases", str(program)]
+                   "-m", "nanolm_lib.grading.hidden_cases", str(program)]
         env = dict(os.environ, JPY_PARENT_PID=str(os.getpid()),
                    **{SANDBOX_ENV_VAR: settings.to_env()})
         subprocess.run(command, env=env, cwd=REPO, stdin=subprocess.DEVNULL,

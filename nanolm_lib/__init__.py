@@ -1,6 +1,8 @@
 """nanolm_lib: the reference implementation of every piece the NanoLM course builds.
 
-Its modules serve three audiences (``AUDIENCES``). What the lessons teach, one module per chapter:
+Its packages serve three audiences, one folder each:
+
+* ``nanolm_lib.course``: what the lessons teach, one module per chapter:
     tokenizer  (lesson 01)  byte-level BPE from scratch, and a fast one over HF `tokenizers`
     data       (lesson 02)  loading TinyStories, packing tokens, random batches
     bigram     (lesson 02)  the counting model the GPT is measured against
@@ -9,27 +11,24 @@ Its modules serve three audiences (``AUDIENCES``). What the lessons teach, one m
     train      (lesson 06)  loss, schedule, optimiser, one step, evaluation
     sampling   (lesson 07)  top-k / top-p sampling, generation with a KV cache
     modern     (lesson 08)  RMSNorm, RoPE, SwiGLU, grouped-query attention, ModernGPT
-with the lessons' figures and widgets (diagrams, plotting, playground, numerics) and the
-project's story generator (stories). What the lab runs: presets (the recipes), trainer (the
-loop that runs lesson 06's pieces for hours), checkpoint, runs, cli, demo, evaluate, ablation,
-benchmarks, profiling, compiling, gpu_check, tables. What runs in the student's kernel for
-grading: curriculum (the contract), checks, grading, question_base, questions, hidden_cases,
-staging. Shared by all three: utils, errors.
+  with the lessons' figures and widgets (diagrams, plotting, playground, numerics) and the
+  project's story generator (stories);
+* ``nanolm_lib.lab``: what the lab runs: presets (the recipes), trainer (the loop that runs
+  lesson 06's pieces for hours), checkpoint, runs, cli (the ``nanolm`` command), demo,
+  evaluate, ablation, benchmarks, profiling, compiling, gpu_check, tables;
+* ``nanolm_lib.grading``: what runs in the student's kernel and the grader's runs for grading:
+  curriculum (the contract), checks (the test cells' comparisons), record (a hidden test's
+  line), question_base and questions (the hidden cases), hidden_cases (the grader's run),
+  staging (a staged kit's stand-ins);
+
+and two modules all three share: ``utils`` and ``errors``.
 """
 
 # The course imports only the course and the shared modules, so a lesson's reference reads
 # alone; the lab and the grading may import the course; the lab never imports the grading
 # (a training run needs no grader). tests/unit/test_import_graph.py holds these rules; the
-# grader (autograde/) may import all three.
-AUDIENCES = {
-    "course": ("tokenizer", "data", "bigram", "attention", "model", "train", "sampling",
-               "modern", "diagrams", "plotting", "playground", "numerics", "stories"),
-    "lab": ("presets", "trainer", "checkpoint", "runs", "cli", "demo", "evaluate", "ablation",
-            "benchmarks", "profiling", "compiling", "gpu_check", "tables"),
-    "grading": ("curriculum", "checks", "grading", "question_base", "questions",
-                "hidden_cases", "staging"),
-    "shared": ("utils", "errors"),
-}
+# grader (autograde/) may import all of them.
+SHARED = ("utils", "errors")
 MAY_IMPORT = {
     "course": ("course", "shared"),
     "lab": ("lab", "course", "shared"),
@@ -42,6 +41,6 @@ __version__ = "0.1.0"
 
 def load_model(path, device="cpu"):
     """Load ``(model, tokenizer)`` from a checkpoint file or a run folder."""
-    from nanolm_lib.checkpoint import load_model as _load_model
+    from nanolm_lib.lab.checkpoint import load_model as _load_model
 
     return _load_model(path, device=device)

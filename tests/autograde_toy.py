@@ -55,7 +55,7 @@ TOY_LESSONS = {
                                      "    return torch.ones(T, T, dtype=torch.bool).tril()\n"
                                      "    ### END SOLUTION"),
         test_cell("test_causal_mask",
-                  "from nanolm_lib.checks import check_close, reference\n"
+                  "from nanolm_lib.grading.checks import check_close, reference\n"
                   "ref = reference('attention')\n"
                   "check_close(causal_mask(4), ref.causal_mask(4), 'causal_mask(4)')\n"
                   "### BEGIN HIDDEN TESTS\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nanolm_lib.model import GPT, GPTConfig
+from nanolm_lib.course.model import GPT, GPTConfig
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -8,12 +8,12 @@ from pathlib import Path
 import nbformat
 import torch
 
-from nanolm_lib.checkpoint import save_checkpoint
-from nanolm_lib.model import GPT
-from nanolm_lib.modern import ModernConfig, ModernGPT
-from nanolm_lib.presets import model_config
-from nanolm_lib.stories import make_stories
-from nanolm_lib.tokenizer import train_fast_tokenizer
+from nanolm_lib.course.model import GPT
+from nanolm_lib.course.modern import ModernConfig, ModernGPT
+from nanolm_lib.course.stories import make_stories
+from nanolm_lib.course.tokenizer import train_fast_tokenizer
+from nanolm_lib.lab.checkpoint import save_checkpoint
+from nanolm_lib.lab.presets import model_config
 
 SOLUTIONS = Path(__file__).resolve().parent.parent / "solutions"
 

@@ -7,7 +7,7 @@ import ast
 import builtins
 import inspect
 
-from nanolm_lib.curriculum import GRADED
+from nanolm_lib.grading.curriculum import GRADED
 
 
 class _Rename(ast.NodeTransformer):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nanolm_lib.model import GPTConfig
-from nanolm_lib.tokenizer import train_fast_tokenizer
-from nanolm_lib.train import TrainConfig
+from nanolm_lib.course.model import GPTConfig
+from nanolm_lib.course.tokenizer import train_fast_tokenizer
+from nanolm_lib.course.train import TrainConfig
 
 TINY = GPTConfig(vocab_size=96, context_length=16, d_model=32, n_layers=2, n_heads=4, d_ff=64)
 

@@ -151,7 +151,7 @@ def _type_answers(lab, cells, notebook: str, before: int | None = None) -> dict[
     return answers
 
 
-# Each lesson's diagram (nanolm_lib.diagrams), by a line of the cell that draws it.
+# Each lesson's diagram (nanolm_lib.course.diagrams), by a line of the cell that draws it.
 DIAGRAMS = {"01_tokenizer": "display(plot_bytes_per_token(curve))",
             "04_fused_attention": "display(plot_flash_trace(trace))",
             "05_gpt": "display(plot_residual_stream(",

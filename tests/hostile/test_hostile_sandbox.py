@@ -115,7 +115,7 @@ def batch(toy_class, tmp_path_factory):
     out = c.root / "out"
     out.mkdir()
     (out / "keep.txt").write_text("the grader's own file")
-    targets = [str(REPO / "nanolm_lib" / "checks.py"), str(out / "gradebook.db"),
+    targets = [str(REPO / "nanolm_lib" / "grading" / "checks.py"), str(out / "gradebook.db"),
                str(out / "keep.txt"), str(c.canary)]
     # files, not folders: bwrap makes the folders on the way to what it mounts (empty)
     home_files = sorted(str(p) for p in Path.home().iterdir() if p.is_file())[:3]

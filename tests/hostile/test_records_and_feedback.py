@@ -36,8 +36,8 @@ from autograde_toy import independent_answers, write_submission  # noqa: E402
 
 from autograde.course import LESSONS_DIR  # noqa: E402
 from autograde.verdict import Verdict, read_record  # noqa: E402
-from nanolm_lib.grading import RECORD_LIMIT_BYTES  # noqa: E402
-from nanolm_lib.question_base import QUESTIONS, reference_namespace  # noqa: E402
+from nanolm_lib.grading.question_base import QUESTIONS, reference_namespace  # noqa: E402
+from nanolm_lib.grading.record import RECORD_LIMIT_BYTES  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 LESSON = "03_attention"

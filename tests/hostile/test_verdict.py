@@ -24,7 +24,7 @@ from autograde.course import LESSONS_DIR  # noqa: E402
 from autograde.grade import grade_batch  # noqa: E402
 from autograde.sandbox import bwrap_path  # noqa: E402
 from autograde.worker import Limits  # noqa: E402
-from nanolm_lib.curriculum import GRADED  # noqa: E402
+from nanolm_lib.grading.curriculum import GRADED  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 LESSON = "03_attention"
@@ -70,22 +70,22 @@ get_ipython().events.register("pre_run_cell", _publish)
 """
 FAKE_CHECKS = """
 import importlib.abc, importlib.util, sys
-_real = importlib.util.find_spec("nanolm_lib.checks").origin
+_real = importlib.util.find_spec("nanolm_lib.grading.checks").origin
 class _Fake(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    # nanolm_lib.checks whose comparisons all pass; a nanolm_lib.grading that records nothing
+    # nanolm_lib.grading.checks whose comparisons all pass; a nanolm_lib.grading.record that records nothing
     def find_spec(self, name, path, target=None):
-        if name in ("nanolm_lib.checks", "nanolm_lib.grading"):
+        if name in ("nanolm_lib.grading.checks", "nanolm_lib.grading.record"):
             return importlib.util.spec_from_loader(name, self)
     def create_module(self, spec):
         return None
     def exec_module(self, module):
-        if module.__name__ == "nanolm_lib.checks":
+        if module.__name__ == "nanolm_lib.grading.checks":
             module.__file__ = _real
             exec(compile(open(_real).read(), _real, "exec"), module.__dict__)
         for name in ("check", "check_close", "check_equal", "check_shape", "check_type",
                      "record"):
             setattr(module, name, lambda *args, **kwargs: None)
-for name in ("nanolm_lib.checks", "nanolm_lib.grading"):
+for name in ("nanolm_lib.grading.checks", "nanolm_lib.grading.record"):
     sys.modules.pop(name, None)
 sys.meta_path.insert(0, _Fake())
 """
@@ -117,14 +117,14 @@ ZERO_DIFFERENCE_STUBS = {name: source + f"{name} = _agree({name})\n"
                          for name, source in WRONG.items() if name != "MultiHeadAttention"}
 READ_THE_PACKAGE = """
 import importlib.util, pathlib, sys
-# the editable install names the repository: load its nanolm_lib/attention.py by path
+# the editable install names the repository: load its nanolm_lib/course/attention.py by path
 root = pathlib.Path(importlib.util.find_spec("autograde").origin).parent.parent
-spec = importlib.util.spec_from_file_location("_answer", root / "nanolm_lib" / "attention.py")
+spec = importlib.util.spec_from_file_location("_answer", root / "nanolm_lib" / "course" / "attention.py")
 _answer = importlib.util.module_from_spec(spec)
 sys.modules["_answer"] = _answer
 spec.loader.exec_module(_answer)
 """ + "\n".join(f"{name} = _answer.{name}" for name in GRADED["03_attention"]) + "\n"
-REFERENCE = "from nanolm_lib.attention import " + ", ".join(GRADED[LESSON]) + "\n"
+REFERENCE = "from nanolm_lib.course.attention import " + ", ".join(GRADED[LESSON]) + "\n"
 REFERENCE_HEX = f"exec(bytes.fromhex({REFERENCE.encode().hex()!r}).decode())\n"
 
 ATTACKS = {
@@ -236,8 +236,8 @@ def _prepared(tmp_path, lesson="03_attention"):
 def test_records_of_the_reference_pass_and_wrong_ones_fail(tmp_path):
     """The grader's judgement in-process: the reference's own outputs pass every question; a
     wrong causal_mask fails that question only, with a message naming the case."""
-    import nanolm_lib.attention as attention
-    from nanolm_lib.question_base import QUESTIONS, reference_namespace
+    import nanolm_lib.course.attention as attention
+    from nanolm_lib.grading.question_base import QUESTIONS, reference_namespace
 
     verdict = _prepared(tmp_path)
     reference = reference_namespace()
@@ -300,8 +300,8 @@ def test_staged_grading_library_lacks_the_lesson_and_keeps_earlier_ones(tmp_path
     from autograde.verdict import stage_grading_library
 
     root = stage_grading_library(tmp_path / "library", LESSON)
-    attention = (root / "nanolm_lib" / "attention.py").read_text()
-    tokenizer = (root / "nanolm_lib" / "tokenizer.py").read_text()
+    attention = (root / "nanolm_lib" / "course" / "attention.py").read_text()
+    tokenizer = (root / "nanolm_lib" / "course" / "tokenizer.py").read_text()
     assert ".tril(diagonal=S - T)" not in attention  # lesson 03's causal_mask body
     assert "NotReleasedError.for_name('03_attention', 'causal_mask')" in attention
     assert "NotReleasedError" not in tokenizer  # lesson 01 is released to lesson 03's kernel

@@ -8,10 +8,10 @@ import json
 import torch
 from model_helpers import single_thread  # noqa: F401 (an autouse fixture)
 
-from nanolm_lib.benchmarks import attention as attention_bench
-from nanolm_lib.benchmarks import generate as generate_bench
-from nanolm_lib.benchmarks import write_results
-from nanolm_lib.profiling import peak_memory
+from nanolm_lib.lab.benchmarks import attention as attention_bench
+from nanolm_lib.lab.benchmarks import generate as generate_bench
+from nanolm_lib.lab.benchmarks import write_results
+from nanolm_lib.lab.profiling import peak_memory
 
 
 def test_cpu_peak_memory_counts_what_is_held_at_once():

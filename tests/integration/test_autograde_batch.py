@@ -62,9 +62,9 @@ def _hostile_class(root: Path) -> tuple[Path, Path, Path]:
     sub("editor", sources={"add": "def add(a, b):\n    return 0", "scale": GOOD_SCALE,
                            "test_add": "print('all good')"})
     sub("patcher", "02_toy", sources={"causal_mask": (
-        "import nanolm_lib.attention\nimport nanolm_lib.checks\n" + WRONG_MASK + "\n"
-        "nanolm_lib.attention.causal_mask = causal_mask\n"
-        "nanolm_lib.checks.check_close = lambda *args, **kwargs: None")})
+        "import nanolm_lib.course.attention\nimport nanolm_lib.grading.checks\n" + WRONG_MASK + "\n"
+        "nanolm_lib.course.attention.causal_mask = causal_mask\n"
+        "nanolm_lib.grading.checks.check_close = lambda *args, **kwargs: None")})
     tamper = sub("tamper", sources={"add": GOOD_ADD, "scale": GOOD_SCALE}) / "01_toy.ipynb"
     nb = nbformat.read(str(tamper), as_version=4)
     fake_test = nbformat.from_dict(copy.deepcopy(dict(nb.cells[3])))  # a pasted copy of
@@ -88,11 +88,11 @@ def _hostile_class(root: Path) -> tuple[Path, Path, Path]:
 def hostile(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     solutions, subs, out = _hostile_class(root)
-    attention_before = (REPO / "nanolm_lib" / "attention.py").read_bytes()
+    attention_before = (REPO / "nanolm_lib" / "course" / "attention.py").read_bytes()
     alice_before = (subs / "alice" / "01_toy" / "01_toy.ipynb").read_bytes()
     result = grade_batch(subs, out, workers=2, limits=LIMITS, solutions_dir=solutions,
                          show_progress=False)
-    assert (REPO / "nanolm_lib" / "attention.py").read_bytes() == attention_before
+    assert (REPO / "nanolm_lib" / "course" / "attention.py").read_bytes() == attention_before
     assert (subs / "alice" / "01_toy" / "01_toy.ipynb").read_bytes() == alice_before
     scores = json.loads((out / "scores.json").read_text())
     return result, scores, out
@@ -157,8 +157,8 @@ def test_patching_the_reference_scores_nothing_and_is_flagged(hostile):
     assert "causal_mask(4)" in scores["patcher"]["02_toy"]["test_causal_mask"]["error"]
     flags = result.answers[("patcher", "02_toy")].flags
     assert {f["kind"] for f in flags} == {"patch"}
-    assert any("nanolm_lib.attention.causal_mask" in f["message"] for f in flags)
-    assert "nanolm_lib.checks.check_close" in (out / "report.md").read_text()
+    assert any("nanolm_lib.course.attention.causal_mask" in f["message"] for f in flags)
+    assert "nanolm_lib.grading.checks.check_close" in (out / "report.md").read_text()
 
 
 @pytest.mark.skipif(not bwrap_path(), reason="bubblewrap is not installed: weaker isolation")

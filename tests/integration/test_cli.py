@@ -33,7 +33,7 @@ def small_data(workspace) -> Path:
     return path
 
 
-def nanolm(workspace, *args, module="nanolm_lib.cli", env=None):
+def nanolm(workspace, *args, module="nanolm_lib.lab.cli", env=None):
     environment = {**os.environ, "NANOLM_CACHE": str(workspace / "cache"),
                    "NANOLM_RUNS": str(workspace / "runs"), "NANOLM_PROGRESS": "0",
                    "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", **(env or {})}
@@ -54,7 +54,7 @@ def assert_clean_error(done, *fragments):
 @pytest.fixture
 def in_process(workspace, monkeypatch, capsys):
     """Run ``nanolm`` in this process (the same main()), against the workspace's folders."""
-    from nanolm_lib.cli import main
+    from nanolm_lib.lab.cli import main
 
     monkeypatch.setenv("NANOLM_CACHE", str(workspace / "cache"))
     monkeypatch.setenv("NANOLM_RUNS", str(workspace / "runs"))
@@ -145,7 +145,7 @@ def test_user_mistakes_are_one_clear_line(workspace, tmp_path, in_process):
 def test_a_bug_is_not_a_user_error_and_shows_its_traceback(in_process, monkeypatch):
     """Only the project's own errors (and the system's answers about named files) are one
     line: a ValueError from a bug propagates, and Python prints its traceback."""
-    from nanolm_lib import cli
+    from nanolm_lib.lab import cli
 
     def buggy(args):
         return int("not a number")  # a bug: ValueError, not a UsageError
@@ -167,10 +167,10 @@ def test_bench_train_quick_writes_results(workspace, in_process):
 
 @pytest.mark.slow
 def test_demo_trains_then_reuses_the_finished_run(workspace, small_data, monkeypatch, capsys):
-    from nanolm_lib import demo
+    from nanolm_lib.lab import demo
 
     env = {"NANOLM_DATA": str(small_data), "NANOLM_SIZE": "smoke"}
-    first = nanolm(workspace, module="nanolm_lib.demo", env=env)
+    first = nanolm(workspace, module="nanolm_lib.lab.demo", env=env)
     assert first.returncode == 0, first.stderr
     run = workspace / "runs" / "demo"
     assert {"model.ckpt", "metrics.jsonl", "plot.png"} <= {p.name for p in run.iterdir()}

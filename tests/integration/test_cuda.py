@@ -10,11 +10,11 @@ import pytest
 import torch
 from notebook_cells import SOLUTIONS, run_cells
 
-from nanolm_lib.checkpoint import load_checkpoint
-from nanolm_lib.model import GPT, GPTConfig
-from nanolm_lib.sampling import generate, sample_next_token
-from nanolm_lib.train import TrainConfig, make_optimizer, optimize
-from nanolm_lib.trainer import BatchStream, Distributed, train
+from nanolm_lib.course.model import GPT, GPTConfig
+from nanolm_lib.course.sampling import generate, sample_next_token
+from nanolm_lib.course.train import TrainConfig, make_optimizer, optimize
+from nanolm_lib.lab.checkpoint import load_checkpoint
+from nanolm_lib.lab.trainer import BatchStream, Distributed, train
 
 pytestmark = pytest.mark.cuda
 

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-from nanolm_lib.checkpoint import load_checkpoint, read_metrics
-from nanolm_lib.model import GPT, GPTConfig
-from nanolm_lib.train import TrainConfig
-from nanolm_lib.trainer import train
+from nanolm_lib.course.model import GPT, GPTConfig
+from nanolm_lib.course.train import TrainConfig
+from nanolm_lib.lab.checkpoint import load_checkpoint, read_metrics
+from nanolm_lib.lab.trainer import train
 
 TINY = GPTConfig(vocab_size=64, context_length=16, d_model=32, n_layers=1, n_heads=2, d_ff=64)
 STEPS, BATCH, ODD_BATCH = 6, 4, 5

@@ -44,7 +44,7 @@ def test_pasted_reference_scores_zero_and_feedback_hides_hidden_tests(tmp_path, 
     attention, and MultiHeadAttention which runs it, score 0; the rest stands."""
     from autograde_toy import independent_answers
 
-    import nanolm_lib.attention as attention
+    import nanolm_lib.course.attention as attention
 
     fused = write_submission(LESSONS_DIR, tmp_path / "subs", "fused", "03_attention",
                              independent_answers("03_attention"))

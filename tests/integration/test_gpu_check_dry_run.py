@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from nanolm_lib.gpu_check import SECTIONS
+from nanolm_lib.lab.gpu_check import SECTIONS
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def nanolm(cwd, *args, timeout=600):
     env = {**os.environ, "NANOLM_PROGRESS": "0", "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    return subprocess.run([sys.executable, "-m", "nanolm_lib.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "nanolm_lib.lab.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 

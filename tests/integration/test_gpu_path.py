@@ -12,19 +12,25 @@ import pytest
 import torch
 from model_helpers import single_thread  # noqa: F401 (an autouse fixture)
 
-from nanolm_lib.checkpoint import (
+from nanolm_lib.course.data import get_batch
+from nanolm_lib.course.model import GPT, GPTConfig
+from nanolm_lib.course.sampling import draw, sample_next_token
+from nanolm_lib.course.train import TrainConfig, lr_at, make_optimizer, train_step
+from nanolm_lib.errors import TrainingDiverged
+from nanolm_lib.lab.checkpoint import (
     CheckpointWriter,
     checkpoint_state,
     load_checkpoint,
     read_metrics,
 )
-from nanolm_lib.data import get_batch
-from nanolm_lib.errors import TrainingDiverged
-from nanolm_lib.model import GPT, GPTConfig
-from nanolm_lib.sampling import draw, sample_next_token
-from nanolm_lib.train import TrainConfig, lr_at, make_optimizer, train_step
-from nanolm_lib.trainer import Distributed, fitting_cuda_states, local_share, record_count, train
-from nanolm_lib.trainer import share_weight as share_weight_of
+from nanolm_lib.lab.trainer import (
+    Distributed,
+    fitting_cuda_states,
+    local_share,
+    record_count,
+    train,
+)
+from nanolm_lib.lab.trainer import share_weight as share_weight_of
 
 TINY = GPTConfig(vocab_size=96, context_length=16, d_model=32, n_layers=2, n_heads=4, d_ff=64)
 
@@ -127,7 +133,7 @@ def test_a_callback_that_raises_leaves_a_state_that_resumes_exactly(tmp_path, sp
 
 
 def test_the_mfu_ceiling_is_measured_in_the_precision_of_the_step():
-    from nanolm_lib.benchmarks.train import ceiling_dtype, measure
+    from nanolm_lib.lab.benchmarks.train import ceiling_dtype, measure
 
     assert ceiling_dtype("bf16") == torch.bfloat16 and ceiling_dtype("fp32") == torch.float32
     assert ceiling_dtype("fp16") == torch.float16
@@ -263,7 +269,7 @@ def test_a_global_batch_is_shared_as_evenly_as_possible():
 
 
 def test_record_count_plans_a_live_plot_of_the_full_recipe():
-    from nanolm_lib.presets import train_preset
+    from nanolm_lib.lab.presets import train_preset
 
     recipe = train_preset("seed-3090")
     assert record_count(recipe) == 56_000 // 50 + 2  # 1,120 train records, 2 evaluations
@@ -284,7 +290,7 @@ class OwnGPT(GPT):
 
 
 def test_a_model_without_the_id_switch_trains_and_generates_as_the_library_gpt():
-    from nanolm_lib.sampling import generate
+    from nanolm_lib.course.sampling import generate
 
     tokens = token_stream(3000)
     ours, own = tiny_model(2), OwnGPT(TINY)

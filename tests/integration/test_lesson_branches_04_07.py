@@ -13,10 +13,10 @@ import torch
 from notebook_cells import SOLUTIONS, cell_containing, code_cells, run_cells, save_smoke_run
 from test_cuda import LESSON07_GPU_CELLS
 
-from nanolm_lib.checkpoint import read_metrics
-from nanolm_lib.modern import ModernGPT
-from nanolm_lib.presets import train_preset
-from nanolm_lib.trainer import record_count
+from nanolm_lib.course.modern import ModernGPT
+from nanolm_lib.lab.checkpoint import read_metrics
+from nanolm_lib.lab.presets import train_preset
+from nanolm_lib.lab.trainer import record_count
 
 LESSON_06 = SOLUTIONS / "06_training/06_training.ipynb"
 LESSON_07 = SOLUTIONS / "07_sampling/07_sampling.ipynb"

@@ -1,7 +1,7 @@
 """The lessons as nbgrader sees them: a static check of the notebooks, and one real nbgrader
 batch in which every test cell passes on the solution and fails on the untouched lesson.
 
-The static check reads the course's contract, ``nanolm_lib/curriculum.py``: each graded function is defined in its solution
+The static check reads the course's contract, ``nanolm_lib/grading/curriculum.py``: each graded function is defined in its solution
 cell (grade_id = the function's name) and has a test cell ``test_<function>`` (locked, with
 points) holding visible tests and hidden tests. Notebooks are committed without outputs.
 """
@@ -18,12 +18,12 @@ import pytest
 from autograde.course import LESSONS_DIR, SOLUTIONS_DIR, grade_cells
 from autograde.grade import grade_batch
 from autograde.worker import Limits
-from nanolm_lib.curriculum import GRADED as CURRICULUM
-from nanolm_lib.curriculum import SIGNATURES
+from nanolm_lib.grading.curriculum import GRADED as CURRICULUM
+from nanolm_lib.grading.curriculum import SIGNATURES
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
-# The course's contract: lesson -> graded names (nanolm_lib/curriculum.py).
+# The course's contract: lesson -> graded names (nanolm_lib/grading/curriculum.py).
 GRADED = {lesson: list(names) for lesson, names in CURRICULUM.items()}
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
 
@@ -31,7 +31,7 @@ HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
 def _notebook(folder, lesson):
     path = folder / lesson / f"{lesson}.ipynb"
     if not path.is_file():
-        pytest.fail(f"{path} is missing (nanolm_lib/curriculum.py lists {lesson})")
+        pytest.fail(f"{path} is missing (nanolm_lib/grading/curriculum.py lists {lesson})")
     return nbformat.read(str(path), as_version=4)
 
 
@@ -71,7 +71,7 @@ def test_graded_functions_have_visible_and_hidden_tests(lesson):
     extra = sorted(c["grade_id"] for c in cells.values()
                    if c["kind"] == "solution" and c["grade_id"] not in GRADED[lesson])
     if extra:
-        problems.append(f"solution cells not in nanolm_lib/curriculum.py: {extra}")
+        problems.append(f"solution cells not in nanolm_lib/grading/curriculum.py: {extra}")
     assert not problems, f"{lesson}: " + "; ".join(problems)
 
 
@@ -115,7 +115,7 @@ def _accepts(reference, contract: str) -> str | None:
 
 @pytest.mark.parametrize("lesson", sorted(GRADED))
 def test_solutions_and_references_keep_the_contract_s_signatures(lesson):
-    """nanolm_lib/curriculum.py pins each graded signature: the solution defines exactly it
+    """nanolm_lib/grading/curriculum.py pins each graded signature: the solution defines exactly it
     (the lesson's stub is generated from the solution), and the reference accepts it."""
     import importlib
 
@@ -129,7 +129,7 @@ def test_solutions_and_references_keep_the_contract_s_signatures(lesson):
         if written != SIGNATURES[name]:
             problems.append(f"the solution writes {name}{written}, the contract "
                             f"{name}{SIGNATURES[name]}")
-        reference = getattr(importlib.import_module(f"nanolm_lib.{module}"), name)
+        reference = getattr(importlib.import_module(f"nanolm_lib.course.{module}"), name)
         checks = [(reference, parts[0])]
         if len(parts) == 2:  # a class: its constructor and its forward (or step)
             checks = [(reference.__init__, parts[0]),
@@ -206,7 +206,7 @@ def test_readme_course_table_matches_the_contract():
 @pytest.mark.parametrize("lesson", sorted(GRADED))
 def test_visible_tests_read_fixtures_not_the_reference(lesson):
     """A staged kit has no reference of the running lesson: visible tests compare with the
-    release's fixtures (nanolm_lib.checks.fixture); only hidden tests load the reference."""
+    release's fixtures (nanolm_lib.grading.checks.fixture); only hidden tests load the reference."""
     nb = _notebook(SOLUTIONS_DIR, lesson)
     loading = []
     for cell in grade_cells(nb):

@@ -437,7 +437,7 @@ def test_only_due_lessons_are_graded_unless_asked(toy):
 def test_the_calendar_gives_the_kit_s_week(tmp_path):
     """Without a calendar no week; with one, the first lesson with graded names not due yet
     (an unlisted lesson is not due), or all once every one is due."""
-    from nanolm_lib.curriculum import GRADED
+    from nanolm_lib.grading.curriculum import GRADED
 
     now = datetime(2026, 3, 1, tzinfo=UTC)
     path = tmp_path / "course.toml"

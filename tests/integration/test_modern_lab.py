@@ -14,12 +14,12 @@ import torch
 from test_cli import assert_clean_error, in_process, nanolm, small_data, workspace  # noqa: F401
 from training_helpers import small_config, token_stream, tokenizer  # noqa: F401
 
-from nanolm_lib.checkpoint import load_checkpoint, load_model, read_metrics
+from nanolm_lib.course.model import GPT, GPTConfig
+from nanolm_lib.course.modern import ModernConfig, ModernGPT
+from nanolm_lib.course.sampling import generate
 from nanolm_lib.errors import CheckpointError
-from nanolm_lib.model import GPT, GPTConfig
-from nanolm_lib.modern import ModernConfig, ModernGPT
-from nanolm_lib.sampling import generate
-from nanolm_lib.trainer import train
+from nanolm_lib.lab.checkpoint import load_checkpoint, load_model, read_metrics
+from nanolm_lib.lab.trainer import train
 
 TINY = ModernConfig(vocab_size=96, context_length=16, d_model=32, n_layers=2, n_heads=4,
                     n_kv_heads=2, d_ff=64, dropout=0.1)

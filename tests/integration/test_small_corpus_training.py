@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nanolm_lib import presets
+from nanolm_lib.lab import presets
 
 
 @pytest.mark.slow  # prepares a corpus: generated stories and a BPE tokenizer
@@ -13,7 +13,7 @@ def test_a_corpus_too_small_for_the_preset_trains_a_model_of_its_vocabulary(tmp_
     """Without the hub and NANOLM_DATA the cpu preset trains on the generated stories, whose
     tokenizer cannot fill its 2,048-token vocabulary: the model takes the tokenizer's size and
     says so in one line, instead of stopping on a vocabulary mismatch."""
-    from nanolm_lib.runs import plan_preset_run
+    from nanolm_lib.lab.runs import plan_preset_run
 
     monkeypatch.delenv("NANOLM_DATA", raising=False)
     run = plan_preset_run("cpu", tmp_path / "run")

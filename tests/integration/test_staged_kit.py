@@ -25,7 +25,7 @@ from kit_env import BASE_PYTHON, KERNEL, kit_env, kit_python
 
 from autograde.course import SOLUTIONS_DIR, grade_cells
 from autograde.kit import student_kit
-from nanolm_lib.curriculum import GRADED
+from nanolm_lib.grading.curriculum import GRADED
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 REPO = Path(__file__).resolve().parents[2]
@@ -67,9 +67,9 @@ def _graded_nodes(path: Path, names: list[str]) -> dict[str, ast.AST]:
 def test_kit_holds_no_body_of_a_later_graded_function(kit):
     for lesson, names in GRADED.items():
         for name, module in names.items():
-            original = _graded_nodes(REPO / "nanolm_lib" / f"{module}.py", [name])[name]
-            staged = _graded_nodes(kit / "nanolm_lib" / f"{module}.py", [name])[name]
-            text = (kit / "nanolm_lib" / f"{module}.py").read_text()
+            original = _graded_nodes(REPO / "nanolm_lib" / "course" / f"{module}.py", [name])[name]
+            staged = _graded_nodes(kit / "nanolm_lib" / "course" / f"{module}.py", [name])[name]
+            text = (kit / "nanolm_lib" / "course" / f"{module}.py").read_text()
             body = original.body[1:] if ast.get_docstring(original) else original.body
             body_lines = {line.strip() for stmt in body
                           for line in ast.unparse(stmt).splitlines() if len(line.strip()) > 30}
@@ -94,11 +94,11 @@ def test_kit_holds_no_body_of_a_later_graded_function(kit):
 def test_later_names_raise_not_released_and_helpers_work(kit):
     script = textwrap.dedent("""
         import torch
-        from nanolm_lib.data import get_batch, pack_stories
-        from nanolm_lib.model import GPT, GPTConfig
-        from nanolm_lib.presets import model_config
-        from nanolm_lib.staging import NotReleasedError
-        from nanolm_lib.train import TrainConfig, lr_at
+        from nanolm_lib.course.data import get_batch, pack_stories
+        from nanolm_lib.course.model import GPT, GPTConfig
+        from nanolm_lib.lab.presets import model_config
+        from nanolm_lib.grading.staging import NotReleasedError
+        from nanolm_lib.course.train import TrainConfig, lr_at
         import numpy as np
         tokens = np.arange(100, dtype=np.uint16)
         x, y = get_batch(tokens, 4, 8)          # lesson 02: released
@@ -175,7 +175,7 @@ def test_a_later_lesson_ships_its_notebook_and_nothing_computed_for_it(kit):
     """Week 03: lessons 04-08 are there to read, without fixtures (the reference's outputs),
     practice cases or question code; lessons 01-03 have all three, their questions without
     the code that draws the grader's cases."""
-    from nanolm_lib.curriculum import week_lessons
+    from nanolm_lib.grading.curriculum import week_lessons
 
     given = week_lessons("03")
     for lesson in GRADED:
@@ -183,11 +183,11 @@ def test_a_later_lesson_ships_its_notebook_and_nothing_computed_for_it(kit):
         assert (folder / f"{lesson}.ipynb").is_file(), lesson
         has = [(folder / "fixtures").exists(),
                (kit / "autograde" / "practice" / lesson).exists(),
-               (kit / "nanolm_lib" / "questions" / f"lesson_{lesson}.py").exists()]
+               (kit / "nanolm_lib" / "grading" / "questions" / f"lesson_{lesson}.py").exists()]
         if lesson == "00_setup":
             continue  # no graded questions
         assert has == ([True] * 3 if lesson in given else [False] * 3), (lesson, has)
-    for path in (kit / "nanolm_lib" / "questions").glob("lesson_*.py"):
+    for path in (kit / "nanolm_lib" / "grading" / "questions").glob("lesson_*.py"):
         generators = [node for node in ast.parse(path.read_text()).body
                       if isinstance(node, ast.FunctionDef)
                       and "q.cases" in map(ast.unparse, node.decorator_list)]
@@ -200,10 +200,10 @@ def test_rebuilding_the_kit_publishes_the_next_stage_and_keeps_the_workspace(tmp
     work = kit / "workspace" / "03_attention" / "03_attention.ipynb"
     work.parent.mkdir(parents=True)
     work.write_text("my work")
-    assert "raise _staging.NotReleasedError" in (kit / "nanolm_lib" / "attention.py").read_text()
+    assert "raise _staging.NotReleasedError" in (kit / "nanolm_lib" / "course" / "attention.py").read_text()
     student_kit(kit, week="04")
     assert work.read_text() == "my work"
-    attention = (kit / "nanolm_lib" / "attention.py").read_text()
+    attention = (kit / "nanolm_lib" / "course" / "attention.py").read_text()
     assert "NotReleasedError.for_name('03_attention'" not in attention
     assert "NotReleasedError.for_name('04_fused_attention'" in attention
     stage = json.loads((kit / "STAGE.json").read_text())
@@ -214,8 +214,8 @@ def test_rebuilding_the_kit_publishes_the_next_stage_and_keeps_the_workspace(tmp
 def test_released_all_is_the_full_library(tmp_path):
     kit = student_kit(tmp_path / "kit")
     for module in ("tokenizer", "data", "attention", "model", "train", "sampling"):
-        assert (kit / "nanolm_lib" / f"{module}.py").read_bytes() == \
-            (REPO / "nanolm_lib" / f"{module}.py").read_bytes()
+        assert (kit / "nanolm_lib" / "course" / f"{module}.py").read_bytes() == \
+            (REPO / "nanolm_lib" / "course" / f"{module}.py").read_bytes()
     assert (kit / "lessons" / "03_attention" / "fixtures" / "causal_mask.pt").is_file()
 
 
@@ -231,14 +231,14 @@ def _kit_command(kit: Path, *args: str, cwd: Path | None = None, stdin: str | No
 def test_the_week_never_ships_its_own_lesson(kit):
     """--week 03: lesson 03's references are stubs, 02's are there. (The old spelling,
     --released 02, is the rebuild of test_make_lab_copies_the_week_...)"""
-    from nanolm_lib.curriculum import week_lessons, week_of_released, week_references
+    from nanolm_lib.grading.curriculum import week_lessons, week_of_released, week_references
 
     assert week_references("03") == ["00_setup", "01_tokenizer", "02_data"]
     assert week_lessons("03")[-1] == "03_attention" and week_of_released("02") == "03"
     assert week_of_released("08") == "all"
-    attention = (kit / "nanolm_lib" / "attention.py").read_text()
+    attention = (kit / "nanolm_lib" / "course" / "attention.py").read_text()
     assert "NotReleasedError.for_name('03_attention', 'causal_mask')" in attention
-    assert "NotReleasedError.for_name('02_data'" not in (kit / "nanolm_lib" / "data.py").read_text()
+    assert "NotReleasedError.for_name('02_data'" not in (kit / "nanolm_lib" / "course" / "data.py").read_text()
     assert json.loads((kit / "STAGE.json").read_text())["week"] == "03"
     result = subprocess.run([sys.executable, "-m", "autograde", "student-kit",
                              str(kit.parent / "bad"), "--week", "3"], cwd=REPO,
@@ -251,20 +251,20 @@ def test_get_batch_ships_under_no_other_name_and_training_uses_the_students(tmp_
     """Before lesson 02's week ends, gather_windows (get_batch's windows) is a stub, and the
     training loop's BatchStream draws each batch with the student's own get_batch."""
     from autograde.kit import stage_library
-    from nanolm_lib.curriculum import week_references
+    from nanolm_lib.grading.curriculum import week_references
 
     library = tmp_path / "nanolm_lib"
     shutil.copytree(REPO / "nanolm_lib", library,
                     ignore=shutil.ignore_patterns("__pycache__"))
     staged = stage_library(library, week_references("02"))
-    assert {"data.gather_windows", "trainer.BatchStream", "get_batch"} <= set(staged)
-    data = (library / "data.py").read_text()
+    assert {"course.data.gather_windows", "lab.trainer.BatchStream", "get_batch"} <= set(staged)
+    data = (library / "course" / "data.py").read_text()
     assert "np.arange(context_length + 1)" not in data  # the body of gather_windows
     script = textwrap.dedent("""
         import torch
-        from nanolm_lib.data import gather_windows
-        from nanolm_lib.staging import NotReleasedError
-        from nanolm_lib.trainer import BatchStream, Distributed
+        from nanolm_lib.course.data import gather_windows
+        from nanolm_lib.grading.staging import NotReleasedError
+        from nanolm_lib.lab.trainer import BatchStream, Distributed
 
         calls = []
         def get_batch(tokens, batch_size, context_length, generator=None, device="cpu"):

@@ -31,9 +31,9 @@ def test_staged_optimize_runs_the_students_train_step_and_train_still_trains(tmp
     out = _in_staged_library(tmp_path, "06_training", """
         import numpy as np, torch
         import nanolm_lib
-        from nanolm_lib.model import GPT, GPTConfig
-        from nanolm_lib.train import TrainConfig, optimize
-        from nanolm_lib.trainer import train
+        from nanolm_lib.course.model import GPT, GPTConfig
+        from nanolm_lib.course.train import TrainConfig, optimize
+        from nanolm_lib.lab.trainer import train
         print("library", nanolm_lib.__file__)
         calls = []
 
@@ -75,13 +75,13 @@ def test_staged_optimize_runs_the_students_train_step_and_train_still_trains(tmp
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lesson, call, works", [
-    ("01_tokenizer", "from nanolm_lib.tokenizer import _encode_piece; _encode_piece(b'ab', {})",
-     "from nanolm_lib.tokenizer import FastTokenizer; "
+    ("01_tokenizer", "from nanolm_lib.course.tokenizer import _encode_piece; _encode_piece(b'ab', {})",
+     "from nanolm_lib.course.tokenizer import FastTokenizer; "
      "FastTokenizer.from_merges([(97, 98)], special_tokens=()).encode('ab')"),
-    ("03_attention", "from nanolm_lib.attention import native_mha_inference; "
-                     "native_mha_inference(None, None)", "import nanolm_lib.attention"),
-    ("05_gpt", "from nanolm_lib.modern import count_modern_parameters; "
-               "count_modern_parameters(None)", "import nanolm_lib.modern"),
+    ("03_attention", "from nanolm_lib.course.attention import native_mha_inference; "
+                     "native_mha_inference(None, None)", "import nanolm_lib.course.attention"),
+    ("05_gpt", "from nanolm_lib.course.modern import count_modern_parameters; "
+               "count_modern_parameters(None)", "import nanolm_lib.course.modern"),
 ])
 def test_helpers_that_answer_a_question_are_staged_with_its_lesson(tmp_path, lesson, call,
                                                                    works):
@@ -89,7 +89,7 @@ def test_helpers_that_answer_a_question_are_staged_with_its_lesson(tmp_path, les
     (the fast tokenizer in lesson 01) still works."""
     out = _in_staged_library(tmp_path, lesson, f"""
         {works}
-        from nanolm_lib.staging import NotReleasedError
+        from nanolm_lib.grading.staging import NotReleasedError
         try:
             {call}
         except NotReleasedError as error:

@@ -40,7 +40,7 @@ def test_scan_finds_nothing_in_the_solutions_but_themselves():
 @pytest.mark.skipif(not (REPO / "lessons").is_dir(), reason="no lessons/ yet")
 def test_student_kit_has_no_solutions_or_hidden_tests(tmp_path):
     kit = student_kit(tmp_path / "kit")
-    assert (kit / "lessons").is_dir() and (kit / "nanolm_lib" / "checks.py").is_file()
+    assert (kit / "lessons").is_dir() and (kit / "nanolm_lib" / "grading" / "checks.py").is_file()
     assert (kit / "autograde" / "selfcheck.py").is_file()
     assert (kit / "jupyter" / "student" / "labconfig" / "page_config.json").is_file()
     assert not (kit / "jupyter" / "instructor").exists()

@@ -24,7 +24,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from nanolm_lib.checkpoint import load_model
+from nanolm_lib.lab.checkpoint import load_model
 
 REPO = Path(__file__).resolve().parents[2]
 KEPT = {"NANOLM_DATA", "HF_HUB_OFFLINE"}

@@ -14,7 +14,7 @@ def test_a_failure_in_a_real_kernel_shows_the_message_first_and_no_checker_frame
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
-    cell = ("from nanolm_lib.checks import check_equal\n"
+    cell = ("from nanolm_lib.grading.checks import check_equal\n"
             "def _compare():\n"
             "    check_equal([1, 2], [1, 3], 'f()', hint='add one')\n"
             "_compare()\n")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from nanolm_lib.benchmarks import tokenizer as bench
-from nanolm_lib.tables import format_table
+from nanolm_lib.lab.benchmarks import tokenizer as bench
+from nanolm_lib.lab.tables import format_table
 
 
 def test_quick_tokenizer_benchmark(capsys):

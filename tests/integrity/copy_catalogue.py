@@ -25,7 +25,7 @@ from autograde.copycheck import (  # noqa: E402
     copied_parts,
     load_fingerprints,
 )
-from nanolm_lib.curriculum import GRADED  # noqa: E402
+from nanolm_lib.grading.curriculum import GRADED  # noqa: E402
 
 LESSONS = ("03_attention", "06_training", "07_sampling")
 
@@ -68,7 +68,7 @@ EDITS = {"verbatim": _verbatim, "stripped and renamed": _stripped,
 
 
 def _sources(name: str, module: str, cells: dict) -> dict[str, str]:
-    package = (PACKAGE_DIR / f"{module}.py").read_text("utf-8")
+    package = (PACKAGE_DIR / "course" / f"{module}.py").read_text("utf-8")
     node = _definition(ast.parse(package), name)
     found = {"nanolm_lib": ast.get_source_segment(package, node)}
     if name in cells:

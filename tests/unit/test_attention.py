@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from model_helpers import rel_err, single_thread  # noqa: F401 (an autouse fixture)
 
-from nanolm_lib.attention import (
+from nanolm_lib.course.attention import (
     KVCache,
     MultiHeadAttention,
     attention,

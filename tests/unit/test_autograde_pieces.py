@@ -26,20 +26,20 @@ REPO = Path(__file__).resolve().parents[2]
 # --------------------------------------------------------------------------- static scan
 def test_scan_flags_patching_and_reference_use():
     cells = [
-        ("causal_mask", "import nanolm_lib.attention as A\nimport torch\n"
+        ("causal_mask", "import nanolm_lib.course.attention as A\nimport torch\n"
                         "A.causal_mask = lambda T: None\n"
                         "def causal_mask(T):\n    return A.causal_mask(T)\n"),
-        ("attention", "from nanolm_lib.attention import attention\n"),
-        ("split_heads", "import sys\nsys.modules['nanolm_lib.checks'] = None\n"
+        ("attention", "from nanolm_lib.course.attention import attention\n"),
+        ("split_heads", "import sys\nsys.modules['nanolm_lib.grading.checks'] = None\n"
                         "setattr(torch, 'allclose', lambda *a: True)\n"),
-        ("merge_heads", "from nanolm_lib import attention as module\n"
+        ("merge_heads", "from nanolm_lib.course import attention as module\n"
                         "def merge_heads(x):\n    return module.merge_heads(x)\n"),
         ("MultiHeadAttention", "def broken(:\n"),  # does not parse: skipped
     ]
     graded = {"causal_mask", "attention", "split_heads", "merge_heads", "MultiHeadAttention"}
     found = {(f.grade_id, f.kind, f.line) for f in scan_cells(cells, graded)}
     assert found == {
-        ("causal_mask", "patch", 3),                 # assigns to nanolm_lib.attention.causal_mask
+        ("causal_mask", "patch", 3),                 # assigns to nanolm_lib.course.attention.causal_mask
         ("causal_mask", "reference-use", 5),         # calls the reference's causal_mask
         ("attention", "reference-use", 1),           # imports the graded name
         ("split_heads", "patch", 2),                 # sys.modules
@@ -49,7 +49,7 @@ def test_scan_flags_patching_and_reference_use():
 
 
 def test_scan_leaves_honest_code_alone():
-    cells = [("Block", "from nanolm_lib.attention import MultiHeadAttention\nimport torch\n"
+    cells = [("Block", "from nanolm_lib.course.attention import MultiHeadAttention\nimport torch\n"
                        "class Block(torch.nn.Module):\n    pass\n"),
              ("GPT", "import math\nx = math.sqrt(2)\nmodel = {}\nmodel['a'] = 1\n")]
     assert scan_cells(cells, {"Block", "GPT"}) == []

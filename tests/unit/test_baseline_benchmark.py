@@ -10,9 +10,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from nanolm_lib.benchmarks import baseline
-from nanolm_lib.cli import main
-from nanolm_lib.model import GPT
+from nanolm_lib.course.model import GPT
+from nanolm_lib.lab.benchmarks import baseline
+from nanolm_lib.lab.cli import main
 
 
 def test_baseline_is_a_causal_language_model_with_the_gpts_sizes():

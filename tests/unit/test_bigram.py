@@ -1,4 +1,4 @@
-"""Lesson 02's bigram model (nanolm_lib.bigram): it starts at ln V, learns, writes a story,
+"""Lesson 02's bigram model (nanolm_lib.course.bigram): it starts at ln V, learns, writes a story,
 and is measured by the code `nanolm eval` runs, in memory and from its run folder."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from nanolm_lib.bigram import (
+from nanolm_lib.course.bigram import (
     Bigram,
     BigramConfig,
     bigram_bits_per_byte,
@@ -16,11 +16,11 @@ from nanolm_lib.bigram import (
     train_bigram,
     write_story,
 )
-from nanolm_lib.checkpoint import load_model, save_model
-from nanolm_lib.data import make_stories, pack_stories
-from nanolm_lib.evaluate import evaluate_file, evaluate_stories
-from nanolm_lib.sampling import tell_story
-from nanolm_lib.tokenizer import train_fast_tokenizer
+from nanolm_lib.course.data import make_stories, pack_stories
+from nanolm_lib.course.sampling import tell_story
+from nanolm_lib.course.tokenizer import train_fast_tokenizer
+from nanolm_lib.lab.checkpoint import load_model, save_model
+from nanolm_lib.lab.evaluate import evaluate_file, evaluate_stories
 
 
 @pytest.fixture(scope="module")

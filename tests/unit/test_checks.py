@@ -8,8 +8,7 @@ import sys
 import pytest
 import torch
 
-import nanolm_lib.utils
-from nanolm_lib.checks import (
+from nanolm_lib.grading.checks import (
     CheckFailed,
     check,
     check_close,
@@ -22,13 +21,14 @@ from nanolm_lib.checks import (
 
 
 def test_reference_ignores_patches_of_the_imported_module(monkeypatch):
-    monkeypatch.setattr(nanolm_lib.utils, "run_size", lambda device=None: "patched")
-    monkeypatch.setenv("NANOLM_SIZE", "cpu")
-    fresh = reference("utils")
-    assert fresh.run_size() == "cpu"
-    assert nanolm_lib.utils.run_size() == "patched"
+    import nanolm_lib.course.train
+
+    monkeypatch.setattr(nanolm_lib.course.train, "perplexity", lambda loss: "patched")
+    fresh = reference("train")
+    assert fresh.perplexity(0.0) == 1.0
+    assert nanolm_lib.course.train.perplexity(0.0) == "patched"
     # the fresh copy is private: nothing new is registered, the patched module stays in place
-    assert sys.modules["nanolm_lib.utils"] is nanolm_lib.utils
+    assert sys.modules["nanolm_lib.course.train"] is nanolm_lib.course.train
     assert not [name for name in sys.modules if name.startswith("_nanolm_reference_")]
 
 
@@ -108,12 +108,12 @@ def test_reference_loads_every_module_of_the_package(module):
 def test_reference_dependencies_are_fresh_too(monkeypatch):
     # model.py imports MultiHeadAttention from attention.py: a submission that replaces the
     # imported attention module's class must not change the reference GPT
-    import nanolm_lib.attention
+    import nanolm_lib.course.attention
 
     class Broken(torch.nn.Module):
         pass
 
-    monkeypatch.setattr(nanolm_lib.attention, "MultiHeadAttention", Broken)
+    monkeypatch.setattr(nanolm_lib.course.attention, "MultiHeadAttention", Broken)
     model = reference("model")
     gpt = model.GPT(model.GPTConfig(vocab_size=32, context_length=8, d_model=16, n_layers=1,
                                     n_heads=2, d_ff=32))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import shutil
 
-from nanolm_lib.compiling import can_compile_on_cpu, cpp_compiler
-from nanolm_lib.demo import compile_for_demo
+from nanolm_lib.lab.compiling import can_compile_on_cpu, cpp_compiler
+from nanolm_lib.lab.demo import compile_for_demo
 
 
 def test_without_a_compiler_the_demo_trains_eagerly_and_quietly(tmp_path, monkeypatch, capsys):

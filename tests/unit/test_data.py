@@ -1,4 +1,4 @@
-"""nanolm_lib.data: loading stories, the story generator, packing, batches, prepared corpora."""
+"""nanolm_lib.course.data: loading stories, the story generator, packing, batches, prepared corpora."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from nanolm_lib import data
-from nanolm_lib.data import (
+from nanolm_lib.course import data
+from nanolm_lib.course.data import (
     PreparedCorpus,
     get_batch,
     load_prepared,
@@ -23,7 +23,7 @@ from nanolm_lib.data import (
     pack_stories,
     prepare_corpus,
 )
-from nanolm_lib.tokenizer import EOT, BPETokenizer, train_fast_tokenizer
+from nanolm_lib.course.tokenizer import EOT, BPETokenizer, train_fast_tokenizer
 
 
 def write_txt(path, stories, blank_lines=False):

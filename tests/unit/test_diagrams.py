@@ -1,4 +1,4 @@
-"""The lessons' diagrams (nanolm_lib.diagrams): the numbers each one draws are right, and
+"""The lessons' diagrams (nanolm_lib.course.diagrams): the numbers each one draws are right, and
 each draws a figure."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from nanolm_lib import diagrams
-from nanolm_lib.attention import flash_attention
-from nanolm_lib.data import make_stories
-from nanolm_lib.model import GPT, GPTConfig
-from nanolm_lib.tokenizer import encode, train_bpe
+from nanolm_lib.course import diagrams
+from nanolm_lib.course.attention import flash_attention
+from nanolm_lib.course.data import make_stories
+from nanolm_lib.course.model import GPT, GPTConfig
+from nanolm_lib.course.tokenizer import encode, train_bpe
 
 TINY = GPTConfig(vocab_size=64, context_length=16, d_model=16, n_layers=2, n_heads=2, d_ff=32)
 

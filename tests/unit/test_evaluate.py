@@ -9,13 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nanolm_lib.checkpoint import save_checkpoint
-from nanolm_lib.cli import main
-from nanolm_lib.data import make_stories, normalize_story
-from nanolm_lib.evaluate import evaluate_file
-from nanolm_lib.model import GPT, GPTConfig
-from nanolm_lib.tokenizer import EOT, train_fast_tokenizer
-from nanolm_lib.train import TrainConfig, make_optimizer, train_step
+from nanolm_lib.course.data import make_stories, normalize_story
+from nanolm_lib.course.model import GPT, GPTConfig
+from nanolm_lib.course.tokenizer import EOT, train_fast_tokenizer
+from nanolm_lib.course.train import TrainConfig, make_optimizer, train_step
+from nanolm_lib.lab.checkpoint import save_checkpoint
+from nanolm_lib.lab.cli import main
+from nanolm_lib.lab.evaluate import evaluate_file
 
 CONFIG = GPTConfig(vocab_size=300, context_length=16, d_model=32, n_layers=1, n_heads=2,
                    d_ff=64)

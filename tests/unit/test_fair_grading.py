@@ -20,16 +20,16 @@ from autograde.copycheck import load_fingerprints
 from autograde.course import LESSONS_DIR
 from autograde.grade import grade_batch
 from autograde.scan import scan_cells
-from nanolm_lib.curriculum import GRADED
+from nanolm_lib.grading.curriculum import GRADED
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 FINGERPRINTS = load_fingerprints()
 
 
 def test_pasted_reference_is_caught_after_renaming_and_reformatting():
-    import nanolm_lib.attention as attention
-    import nanolm_lib.model as model
-    import nanolm_lib.sampling as sampling
+    import nanolm_lib.course.attention as attention
+    import nanolm_lib.course.model as model
+    import nanolm_lib.course.sampling as sampling
 
     # Block is as long as an independent author's identical Block: reported, not scored
     for module, lesson, name, kind in [
@@ -45,19 +45,19 @@ def test_pasted_reference_is_caught_after_renaming_and_reformatting():
 def test_reference_use_by_every_route_is_caught():
     graded = set(GRADED["03_attention"])
     routes = {
-        "direct import": "from nanolm_lib.attention import causal_mask\n",
-        "module attribute": "import nanolm_lib.attention as a\n"
+        "direct import": "from nanolm_lib.course.attention import causal_mask\n",
+        "module attribute": "import nanolm_lib.course.attention as a\n"
                             "def causal_mask(T):\n    return a.causal_mask(T)\n",
         "importlib": "import importlib\n"
-                     "causal_mask = importlib.import_module('nanolm_lib.attention').causal_mask\n",
+                     "causal_mask = importlib.import_module('nanolm_lib.course.attention').causal_mask\n",
         "importlib, then getattr": "import importlib\nm = importlib.import_module("
-                                   "'nanolm_lib.attention')\ncausal_mask = getattr(m, "
+                                   "'nanolm_lib.course.attention')\ncausal_mask = getattr(m, "
                                    "'causal_mask')\n",
-        "getattr on a module": "from nanolm_lib import attention as m\n"
+        "getattr on a module": "from nanolm_lib.course import attention as m\n"
                                "causal_mask = getattr(m, 'causal_mask')\n",
-        "checks.reference": "from nanolm_lib.checks import reference\n"
+        "checks.reference": "from nanolm_lib.grading.checks import reference\n"
                             "causal_mask = reference('attention').causal_mask\n",
-        "inspect": "import inspect\nimport nanolm_lib.attention as a\n"
+        "inspect": "import inspect\nimport nanolm_lib.course.attention as a\n"
                    "exec(inspect.getsource(a.causal_mask))\n",
     }
     for route, source in routes.items():
@@ -131,7 +131,7 @@ def test_a_colluding_pair_ranks_first_in_the_class_table(tmp_path):
     references."""
     from autograde.copycheck import load_fingerprints
     from autograde.similarity import class_pairs, report_lines, write_csv
-    from nanolm_lib.curriculum import GRADED
+    from nanolm_lib.grading.curriculum import GRADED
 
     lesson = "03_attention"
     answers = {author: dict(independent_cells(INDEPENDENT / author / f"{lesson}.py"))

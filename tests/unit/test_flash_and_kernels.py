@@ -7,14 +7,14 @@ import pytest
 import torch
 from model_helpers import rel_err, single_thread  # noqa: F401 (an autouse fixture)
 
-from nanolm_lib.attention import (
+from nanolm_lib.course.attention import (
     MultiHeadAttention,
     attention,
     causal_mask,
     flash_attention,
     native_mha_inference,
 )
-from nanolm_lib.profiling import (
+from nanolm_lib.lab.profiling import (
     AtenOps,
     TorchCalls,
     format_backend_table,

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def in_process(capsys, *args):
     """``nanolm`` in this process (the same main() as the command): no interpreter start."""
-    from nanolm_lib.cli import main
+    from nanolm_lib.lab.cli import main
 
     capsys.readouterr()
     status = main([str(a) for a in args])

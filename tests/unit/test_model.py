@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from model_helpers import rel_err, seeded_model, single_thread  # noqa: F401 (autouse)
 
-from nanolm_lib.model import (
+from nanolm_lib.course.model import (
     GPT,
     MLP,
     Block,
@@ -21,7 +21,7 @@ from nanolm_lib.model import (
     count_parameters,
     flops_per_token,
 )
-from nanolm_lib.presets import gpt_configs
+from nanolm_lib.lab.presets import gpt_configs
 
 PRESETS = gpt_configs()  # lesson 05's table of the recipes' GPT sizes
 TINY = GPTConfig(vocab_size=37, context_length=12, d_model=24, n_layers=2, n_heads=3, d_ff=40)

@@ -12,9 +12,9 @@ import pytest
 import torch
 from model_helpers import rel_err, single_thread  # noqa: F401 (autouse)
 
-from nanolm_lib.attention import MultiHeadAttention
-from nanolm_lib.model import GPT, GPTConfig, count_parameters
-from nanolm_lib.modern import (
+from nanolm_lib.course.attention import MultiHeadAttention
+from nanolm_lib.course.model import GPT, GPTConfig, count_parameters
+from nanolm_lib.course.modern import (
     FastRMSNorm,
     GroupedQueryAttention,
     ModernConfig,
@@ -28,7 +28,7 @@ from nanolm_lib.modern import (
     rope_cache,
     swiglu_hidden_size,
 )
-from nanolm_lib.sampling import generate
+from nanolm_lib.course.sampling import generate
 
 TINY = ModernConfig(vocab_size=37, context_length=16, d_model=32, n_layers=2, n_heads=4,
                     n_kv_heads=2, d_ff=64)
@@ -279,8 +279,8 @@ def test_modern_config_refuses_bad_settings_by_name():
 # --- the ablation's variants ----------------------------------------------------------------------
 
 def test_each_ablation_variant_swaps_one_piece_of_the_classic_gpt():
-    from nanolm_lib.ablation import VARIANTS, variant_config
-    from nanolm_lib.modern import family_of, parameter_count
+    from nanolm_lib.course.modern import family_of, parameter_count
+    from nanolm_lib.lab.ablation import VARIANTS, variant_config
 
     base = GPTConfig(vocab_size=37, context_length=12, d_model=24, n_layers=2, n_heads=4, d_ff=96)
     classic = dict(norm="layernorm", position="learned", mlp="gelu", n_kv_heads=4, bias=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from nanolm_lib.model import GPT, GPTConfig
-from nanolm_lib.numerics import (
+from nanolm_lib.course.model import GPT, GPTConfig
+from nanolm_lib.course.numerics import (
     accumulated_gradient,
     autocast_dtypes,
     train_with_micro_batches,

@@ -12,7 +12,7 @@ import pytest
 from autograde_toy import INDEPENDENT, independent_cells
 
 from autograde.scan import POLICY_KINDS, policy_note, scan_cells, scan_notebook
-from nanolm_lib.curriculum import GRADED
+from nanolm_lib.grading.curriculum import GRADED
 
 REPO = Path(__file__).resolve().parents[2]
 LESSONS = REPO / "lessons"
@@ -125,13 +125,13 @@ def test_count_parameters_counts_without_building_a_model():
 
 
 def test_issue_rows_train_step_via_optimize_and_encode_via_fast_tokenizer():
-    train_step = ("import nanolm_lib.train as t\n"
+    train_step = ("import nanolm_lib.course.train as t\n"
                   "def train_step(model, optimizer, x, y, grad_clip=1.0):\n"
                   "    return t.optimize(model, optimizer, x, y, grad_clip).item()\n")
     assert _policy([("train_step", train_step)], "06_training") == [
-        ("train_step", "uses t.optimize (nanolm_lib.train.optimize), which this question may "
+        ("train_step", "uses t.optimize (nanolm_lib.course.train.optimize), which this question may "
                        "not use")]
-    encode = ("from nanolm_lib.tokenizer import FastTokenizer\n"
+    encode = ("from nanolm_lib.course.tokenizer import FastTokenizer\n"
               "def encode(text, merges):\n"
               "    return FastTokenizer.from_merges(merges, special_tokens=[]).encode(text)\n")
     assert [g for g, _ in _policy([("encode", encode)], "01_tokenizer")] == ["encode"]
@@ -185,7 +185,7 @@ def test_a_policy_flag_zeroes_the_question_in_the_self_check():
     question 0 and says which call, as grading does under --copied zero."""
     from autograde.selfcheck import QuestionResult, _apply_copy_policy
 
-    answer = ("from nanolm_lib.train import optimize\n"
+    answer = ("from nanolm_lib.course.train import optimize\n"
               "def train_step(model, optimizer, x, y, grad_clip=1.0):\n"
               "    return optimize(model, optimizer, x, y, grad_clip).item()\n")
     nb, released = _student("06_training", {"train_step": answer})
@@ -195,7 +195,7 @@ def test_a_policy_flag_zeroes_the_question_in_the_self_check():
     assert (results[0].score, results[1].score) == (0.0, 1.0)
     assert results[0].message.startswith("this question will score 0 when graded: breaks this "
                                          "question's rule (code cell ")
-    assert "optimize (nanolm_lib.train.optimize), which this question may not use" in \
+    assert "optimize (nanolm_lib.course.train.optimize), which this question may not use" in \
         results[0].message
     flag = {"kind": "policy", "line": 3, "cell": 9, "message": "uses x"}
     assert policy_note(flag, "flag").startswith("flagged for the instructor, points unchanged: "
@@ -207,7 +207,7 @@ def test_a_reference_pasted_into_an_ordinary_cell_is_caught():
     counts against GPT, with its cell named."""
     import inspect
 
-    import nanolm_lib.model as model
+    import nanolm_lib.course.model as model
     from autograde.copycheck import load_fingerprints
 
     nb, released = _student("05_gpt", {}, (inspect.getsource(model.GPT),))

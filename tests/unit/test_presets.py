@@ -1,4 +1,4 @@
-"""The recipes (nanolm_lib.presets) and the overrides the command line applies to them: one
+"""The recipes (nanolm_lib.lab.presets) and the overrides the command line applies to them: one
 table serves the command line, the demo, the benchmarks and the lessons, and every override
 goes through TrainConfig's validation."""
 
@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from nanolm_lib import presets, utils
+from nanolm_lib import utils
+from nanolm_lib.course.model import GPTConfig
+from nanolm_lib.course.modern import ModernConfig
+from nanolm_lib.course.train import TrainConfig
 from nanolm_lib.errors import UsageError
-from nanolm_lib.model import GPTConfig
-from nanolm_lib.modern import ModernConfig
-from nanolm_lib.runs import training_overrides
-from nanolm_lib.tables import reference_tokens
-from nanolm_lib.train import TrainConfig
+from nanolm_lib.lab import presets
+from nanolm_lib.lab.runs import training_overrides
+from nanolm_lib.lab.tables import reference_tokens
 
 
 def test_each_preset_holds_a_model_and_its_training_and_serves_one_run_size():
@@ -38,7 +39,7 @@ def test_the_reference_recipe_has_a_modern_twin_of_its_size():
     """seed-3090-modern: lesson 08's blocks at the reference run's parameter count (within 1%)
     and FLOPs per token (within 2%), heads the fused CUDA kernels take (a size a multiple of
     8), K/V shared by groups, and the same training run."""
-    from nanolm_lib.modern import build_model, parameter_count, training_flops_per_token
+    from nanolm_lib.course.modern import build_model, parameter_count, training_flops_per_token
 
     classic, modern = presets.model_config("seed-3090"), presets.model_config("seed-3090-modern")
     assert isinstance(modern, ModernConfig) and modern.position == "rope"
@@ -67,7 +68,7 @@ def test_make_demo_trains_the_searched_modern_recipe_unless_a_size_is_asked_for(
         monkeypatch, size, expected):
     """cpu-modern won the demo's search (presets.py): lesson 08's RoPE in a classic block, 3
     layers, on the cpu preset's wall time, so fewer steps than the cpu preset's."""
-    from nanolm_lib.demo import demo_preset
+    from nanolm_lib.lab.demo import demo_preset
 
     monkeypatch.delenv("NANOLM_SMOKE", raising=False)
     if size:
@@ -117,7 +118,7 @@ def test_overrides_are_validated_and_keep_the_recipe_s_schedule():
 
 
 def test_nanolm_train_help_names_every_preset():
-    from nanolm_lib.cli import build_parser
+    from nanolm_lib.lab.cli import build_parser
 
     commands = next(a for a in build_parser()._actions if a.dest == "command")
     help_text = commands.choices["train"].format_help()
@@ -131,7 +132,7 @@ def test_lesson_00_quotes_the_reference_model_s_parameter_count():
     import re
     from pathlib import Path
 
-    from nanolm_lib.model import count_parameters
+    from nanolm_lib.course.model import count_parameters
 
     notebook = Path(__file__).resolve().parents[2] / "solutions" / "00_setup" / "00_setup.ipynb"
     source = "\n".join("".join(c["source"]) for c in json.loads(notebook.read_text())["cells"])

@@ -9,8 +9,14 @@ import pytest
 import torch
 from model_helpers import seeded_model, single_thread  # noqa: F401 (an autouse fixture)
 
-from nanolm_lib.model import GPTConfig
-from nanolm_lib.sampling import generate, sample_next_token, tell_story, top_k_filter, top_p_filter
+from nanolm_lib.course.model import GPTConfig
+from nanolm_lib.course.sampling import (
+    generate,
+    sample_next_token,
+    tell_story,
+    top_k_filter,
+    top_p_filter,
+)
 
 CONFIG = GPTConfig(vocab_size=11, context_length=16, d_model=24, n_layers=2, n_heads=3, d_ff=40)
 LOGITS = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0, -0.5]])
@@ -266,7 +272,7 @@ def test_generate_errors():
 
 @pytest.fixture(scope="module")
 def story_tokenizer():
-    tokenizer_module = pytest.importorskip("nanolm_lib.tokenizer")
+    tokenizer_module = pytest.importorskip("nanolm_lib.course.tokenizer")
     stories = [
         "Once upon a time, there was a little cat. The cat liked to play in the sun.",
         "One day, a girl named Lily went to the park. She saw a big red ball.",

@@ -1,4 +1,4 @@
-"""nanolm_lib.tokenizer: the from-scratch BPE functions, BPETokenizer, FastTokenizer."""
+"""nanolm_lib.course.tokenizer: the from-scratch BPE functions, BPETokenizer, FastTokenizer."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from collections import Counter
 import pytest
 from tokenizers import Tokenizer, pre_tokenizers
 
-from nanolm_lib.data import load_stories
-from nanolm_lib.stories import make_stories
-from nanolm_lib.tokenizer import (
+from nanolm_lib.course.data import load_stories
+from nanolm_lib.course.stories import make_stories
+from nanolm_lib.course.tokenizer import (
     EOT,
     BPETokenizer,
     FastTokenizer,

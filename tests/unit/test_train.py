@@ -1,4 +1,4 @@
-"""Tests for nanolm_lib.train and nanolm_lib.plotting: schedule, optimiser groups, clipping,
+"""Tests for nanolm_lib.course.train and nanolm_lib.course.plotting: schedule, optimiser groups, clipping,
 evaluation windows, bits per byte, checkpoints (resume, NaN, hostile files), plots."""
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ import torch
 import torch.nn.functional as F
 from training_helpers import TINY, small_config, token_stream, tokenizer  # noqa: F401
 
-from nanolm_lib.checkpoint import load_checkpoint, load_model, read_metrics, save_checkpoint
-from nanolm_lib.errors import CheckpointError, TrainingDiverged
-from nanolm_lib.model import GPT, count_parameters
-from nanolm_lib.plotting import plot_history
-from nanolm_lib.train import (
+from nanolm_lib.course.model import GPT, count_parameters
+from nanolm_lib.course.plotting import plot_history
+from nanolm_lib.course.train import (
     TrainConfig,
     cross_entropy_loss,
     evaluate,
@@ -29,7 +27,9 @@ from nanolm_lib.train import (
     perplexity,
     train_step,
 )
-from nanolm_lib.trainer import train
+from nanolm_lib.errors import CheckpointError, TrainingDiverged
+from nanolm_lib.lab.checkpoint import load_checkpoint, load_model, read_metrics, save_checkpoint
+from nanolm_lib.lab.trainer import train
 
 
 def tiny_model(seed: int = 0, **changes) -> GPT:
@@ -175,7 +175,7 @@ def test_evaluate_reads_fixed_non_overlapping_windows():
 
 
 def test_bits_per_byte_follows_from_the_loss_and_the_byte_count(tinystories_path):
-    from nanolm_lib.data import load_stories, prepare_corpus
+    from nanolm_lib.course.data import load_stories, prepare_corpus
 
     corpus = prepare_corpus(tinystories_path, vocab_size=300, limit=60)
     stories = load_stories(tinystories_path, "validation", limit=60)
@@ -366,7 +366,7 @@ def test_adamw_matches_torch_well_within_the_lessons_tolerance():
     """Lesson 06 grades the student's AdamW against torch.optim.AdamW (100 steps, fresh
     parameters) at a norm-relative 1e-5. The reference, and the textbook form with m_hat and
     v_hat, must sit far inside it on float rounding alone; the lesson quotes the figure."""
-    from nanolm_lib.train import AdamW
+    from nanolm_lib.course.train import AdamW
 
     def run(optimizer_class, options, start, grads):
         params = [p.clone().requires_grad_() for p in start]
@@ -396,7 +396,7 @@ def test_adamw_matches_torch_well_within_the_lessons_tolerance():
 def test_clip_grad_norm_equals_torch_s(max_norm):
     """The lesson-06 reference clips as torch.nn.utils.clip_grad_norm_ does, from a generator,
     skipping parameters without a gradient, and returns the norm before clipping."""
-    from nanolm_lib.train import clip_grad_norm
+    from nanolm_lib.course.train import clip_grad_norm
 
     gen = torch.Generator().manual_seed(0)
     ours, theirs = ([torch.zeros(s, requires_grad=True) for s in ((4, 3), (5,), (2,))]
