@@ -620,7 +620,7 @@ def _salt(solutions_dir: Path, lesson: str, limits: Limits, policy: dict | None 
     library = Path(__file__).resolve().parent.parent / "nanolm_lib"
     # how hidden cases are drawn and judged
     for path in [library / "grading" / "record.py",
-                 *sorted((library / "grading" / "questions").glob("*.py"))]:
+                 *sorted((library / "grading" / "questions").rglob("*.py"))]:
         digest.update(path.read_bytes())
     for path in sorted((solutions_dir / lesson).rglob("*")):
         if path.is_file() and ".ipynb_checkpoints" not in path.parts:

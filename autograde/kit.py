@@ -12,10 +12,11 @@ the student's Jupyter configuration) and the student half of this package (``che
 ``--week NN`` stages the kit for the week students write lesson NN: the references of lesson
 NN and every later lesson (by :data:`nanolm_lib.grading.curriculum.GRADED`) are rewritten with
 :mod:`ast` into stubs that keep their signature and docstring, raise
-:class:`nanolm_lib.grading.staging.NotReleasedError`, and run the student's own version where there is
-one (:mod:`nanolm_lib.grading.staging`); the week's own answers never ship, and a later lesson ships
-its notebook only (no fixtures, no practice or hidden cases); no lesson ships the code that
-draws the grader's hidden cases. ``STAGE.json`` in the kit
+:class:`nanolm_lib.grading.staging.NotReleasedError`, and run the student's own version where
+there is one (:mod:`nanolm_lib.grading.staging`); the week's own answers never ship, and a later
+lesson ships its notebook and its questions' contracts only (no fixtures, no practice cases, no
+question code); no lesson ships the code that draws the grader's hidden cases or computed its
+fixtures. ``STAGE.json`` in the kit
 says the week, which lessons students have (``make lab`` copies only those, ``check`` and
 ``submit`` see only those) and when the kit was built (a kernel started before says to restart).
 Building the kit again into the same folder publishes the next stage; a ``workspace/`` folder
@@ -158,8 +159,8 @@ def _extended_timestamp(mtime: float) -> bytes:
 # another name. module -> {helper: (lesson, the graded name it answers)}. In a staged library
 # the helper runs the student's own answer where the library needs it
 # (:data:`nanolm_lib.grading.staging.STAND_INS`: ``train`` keeps training, on the student's
-# ``train_step`` and ``get_batch``), else raises NotReleasedError. (The fast tokenizer stays: lesson 01's own
-# later cells use it; the source policy of ``encode`` forbids it.)
+# ``train_step`` and ``get_batch``), else raises NotReleasedError. (The fast tokenizer stays:
+# lesson 01's own later cells use it; the source policy of ``encode`` forbids it.)
 ANSWERING_HELPERS = {
     "course.tokenizer": {"_encode_piece": ("01_tokenizer", "encode"),
                          "_most_frequent_pair": ("01_tokenizer", "train_bpe"),
@@ -175,8 +176,9 @@ ANSWERING_HELPERS = {
 
 
 def stage_source(source: str, module: str, released: list[str], keep=()) -> str:
-    """``source`` of ``nanolm_lib.<module>`` (``course.attention``, ``lab.trainer``) with every graded definition of a lesson not in
-    ``released`` (but the names in ``keep``), and every helper that answers one
+    """``source`` of ``nanolm_lib.<module>`` (``course.attention``, ``lab.trainer``) with every
+    graded definition of a lesson not in ``released`` (but the names in ``keep``), and every
+    helper that answers one
     (:data:`ANSWERING_HELPERS`; kept with the name it answers), replaced by a stub: the same
     ``def``/``class`` line and docstring, a body that raises ``NotReleasedError``, decorated
     with ``not_released`` so that the student's own version runs instead when there is one.
@@ -256,17 +258,29 @@ def stage_library(library: Path, released: list[str], keep=()) -> list[str]:
 
 CASES_KEPT_BY_GRADER = ("raise RuntimeError('the hidden cases are drawn by the grader only; "
                        "this kit checks with its stored practice cases')")
+FIXTURE_MADE_AT_RELEASE = ("raise RuntimeError('the release computes the fixtures; this kit "
+                           "ships them')")
+NOT_GIVEN_OUT = "raise RuntimeError('this lesson comes with a later week of the course')"
 
 
-def _strip_case_generators(questions: Path) -> None:
-    """The kit's question files keep how each question runs and compares, not how the grader
-    draws its cases (each ``@q.cases`` body): the kit's check reads stored practice cases."""
-    for path in sorted(questions.glob("lesson_*.py")):
+def _strip_questions(questions: Path, later: list[str]) -> None:
+    """The kit's question files keep each question's contract and how it runs and compares,
+    not how the grader draws its cases (``@q.cases`` bodies: the kit's check reads stored
+    practice cases) or how the release computed its fixture (``@q.fixture``); a lesson not
+    given out yet keeps its contract only."""
+    bodies = {"q.cases": CASES_KEPT_BY_GRADER, "q.fixture": FIXTURE_MADE_AT_RELEASE}
+    for path in sorted(questions.glob("*/*.py")):
+        if path.stem == "__init__":
+            continue
+        stripped = dict(bodies)
+        if path.parent.name in later:
+            stripped |= {"q.runs": NOT_GIVEN_OUT, "q.checks": NOT_GIVEN_OUT}
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in tree.body:
-            if isinstance(node, ast.FunctionDef) and any(
-                    ast.unparse(decorator) == "q.cases" for decorator in node.decorator_list):
-                node.body = ast.parse(CASES_KEPT_BY_GRADER).body
+            decorators = [ast.unparse(d) for d in getattr(node, "decorator_list", [])]
+            for decorator in decorators:
+                if isinstance(node, ast.FunctionDef) and decorator in stripped:
+                    node.body = ast.parse(stripped[decorator]).body
         path.write_text(ast.unparse(tree) + "\n", encoding="utf-8")
 
 
@@ -275,7 +289,7 @@ def _leave_out_later_lessons(kit: Path, later: list[str]) -> None:
     read ahead, its fixtures (the reference's outputs) and hidden-case code do not."""
     for lesson in later:
         shutil.rmtree(kit / "lessons" / lesson / "fixtures", ignore_errors=True)
-        (kit / "nanolm_lib" / "grading" / "questions" / f"lesson_{lesson}.py").unlink(missing_ok=True)
+    _strip_questions(kit / "nanolm_lib" / "grading" / "questions", later)
 
 
 def student_kit(out: Path, repo: Path = REPO, lessons_dir: Path = LESSONS_DIR,
@@ -308,7 +322,6 @@ def student_kit(out: Path, repo: Path = REPO, lessons_dir: Path = LESSONS_DIR,
     stage_library(out / "nanolm_lib", released_list)
     given = week_lessons(week)
     _leave_out_later_lessons(out, [lesson for lesson in GRADED if lesson not in given])
-    _strip_case_generators(out / "nanolm_lib" / "grading" / "questions")
     for name in KIT_FILES:
         if (Path(repo) / name).is_file():
             shutil.copyfile(Path(repo) / name, out / name)

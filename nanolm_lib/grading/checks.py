@@ -15,8 +15,8 @@ Visible tests (the ones a student's kit runs) never load the reference: they com
 the reference's outputs on fixed inputs, computed when the lessons are released and stored
 next to each lesson (``lessons/NN_slug/fixtures/*.pt``, read by :func:`fixture`). Hidden tests
 record the student's outputs on the grader's inputs and the grader compares them with the
-reference, outside the kernel (:mod:`nanolm_lib.grading.record`); the grading kernel's ``nanolm_lib``
-holds no reference of the lesson it grades.
+reference, outside the kernel (:mod:`nanolm_lib.grading.record`); the grading kernel's
+``nanolm_lib`` holds no reference of the lesson it grades.
 
 Three rules shape this module:
 

@@ -1,7 +1,20 @@
-"""What a graded question is: its hidden cases, how they run, and how outputs are compared.
+"""What a graded question is: its contract, its visible fixture, its hidden cases, how they run
+and how outputs are compared.
 
-Each question (:class:`Question`, registered by :func:`question` in
-:mod:`nanolm_lib.grading.questions`) is three pieces: ``make_cases(gen)`` draws the inputs,
+Each question is one file, ``nanolm_lib/grading/questions/<lesson>/<N>_<name>.py`` (the N-th
+question its notebook asks), which registers a :class:`Question` with :func:`question`:
+
+* the student's signature, as Python: a stub function (or class, with ``__init__`` and its
+  ``forward`` or ``step``) of the graded name, whose parameters are the contract
+  (:data:`nanolm_lib.grading.curriculum.CONTRACT` reads them);
+* ``reference=``: the ``nanolm_lib.course`` module whose definition it is checked against;
+* ``@q.fixture``: the visible test's fixed inputs and the reference's outputs on them (the
+  release writes ``lessons/<lesson>/fixtures/<name>.pt``: ``autograde/fixtures.py``);
+* ``@q.cases`` and ``@q.runs``: the hidden cases and how they run, below;
+* tolerances, or ``@q.checks``: how outputs are compared;
+* ``forbids=`` / ``requires=``: its policy.
+
+Of the hidden cases, ``make_cases(gen)`` draws the inputs,
 ``apply(ns, case)`` runs the implementations in ``ns`` (the solution cells' names in the
 grader's run, the reference's in the grader) and returns plain outputs (:func:`plain`), and
 :meth:`Question.judge` compares outputs with the reference's
@@ -17,13 +30,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from nanolm_lib.grading.checks import difference, reference, use_released
-from nanolm_lib.grading.curriculum import GRADED
 
 QUESTIONS: dict[str, dict[str, Question]] = {}
 ERROR_KEY = "__error__"
@@ -31,10 +44,14 @@ ERROR_KEY = "__error__"
 
 @dataclass
 class Question:
-    """One graded function's hidden cases: inputs, how to run them, how to compare."""
+    """One graded function: its contract, its visible fixture, its hidden cases (inputs, how to
+    run them, how to compare) and its policy."""
 
     lesson: str
     name: str
+    reference: str                       # the nanolm_lib.course module that holds the reference
+    signature: str                       # "(x, n_heads)"; a class's "(config); forward(x)"
+    recipe: Callable | None = None       # (reference loader) -> the visible fixture's content
     make_cases: Callable | None = None   # (torch.Generator) -> list of plain case dicts
     apply: Callable | None = None        # (namespace, case) -> plain outputs
     rtol: float = 1e-5
@@ -46,6 +63,10 @@ class Question:
     # patterns) the solution may not use, and those it must call.
     forbids: tuple[str, ...] = ()
     requires: tuple[str, ...] = ()
+
+    def fixture(self, function: Callable) -> Callable:
+        self.recipe = function
+        return function
 
     def cases(self, function: Callable) -> Callable:
         self.make_cases = function
@@ -75,12 +96,26 @@ class Question:
         return difference(got, expected, self.rtol, self.atol)
 
 
-def question(lesson: str, name: str, **options) -> Question:
-    """Register (and return) the question ``name`` of ``lesson`` (``options``: tolerances,
-    ``forbids``, ``requires``)."""
-    found = Question(lesson, name, **options)
-    QUESTIONS.setdefault(lesson, {})[name] = found
+def question(lesson: str, signature: Callable, *, reference: str, **options) -> Question:
+    """Register (and return) the question of ``lesson`` whose graded name and contract are
+    those of ``signature``, a stub, checked against ``nanolm_lib.course.<reference>``
+    (``options``: tolerances, ``data_budget_mb``, ``forbids``, ``requires``)."""
+    found = Question(lesson, signature.__name__, reference, signature_text(signature), **options)
+    QUESTIONS.setdefault(lesson, {})[found.name] = found
     return found
+
+
+def signature_text(stub: Callable) -> str:
+    """A stub's contract as text: a function's ``(parameters)``; a class's constructor
+    parameters, then its ``forward`` or ``step`` (``"(config); forward(idx, targets=None)"``)."""
+    if not isinstance(stub, type):
+        return str(inspect.signature(stub))
+    methods = [name for name in ("forward", "step") if name in vars(stub)]
+    if len(methods) != 1:
+        raise TypeError(f"the stub class {stub.__name__} defines forward or step (one of them)")
+    method = inspect.signature(vars(stub)[methods[0]])
+    after_self = method.replace(parameters=list(method.parameters.values())[1:])
+    return f"{inspect.signature(stub)}; {methods[0]}{after_self}"
 
 
 def plain(value):
@@ -131,8 +166,9 @@ def reference_namespace(fresh: bool = False) -> ReferenceNamespace:
     from the source files, untouched by patches to the imported modules)."""
     modules: dict[str, object] = {}
     namespace = ReferenceNamespace()
-    for names in GRADED.values():
-        for name, home in names.items():
+    for questions in QUESTIONS.values():
+        for name, found in questions.items():
+            home = found.reference
             if home not in modules:
                 modules[home] = (reference(home) if fresh
                                  else importlib.import_module(f"nanolm_lib.course.{home}"))

@@ -10,10 +10,11 @@ What it does depends on where it runs:
   the student's solution cells alone, and judges the outputs (``autograde/verdict.py``).
 * **Anywhere else** (the repository's own runs of the solution notebooks, the test harness):
   it draws fresh cases, computes the reference's outputs in-process and raises
-  :class:`~nanolm_lib.grading.checks.CheckFailed` with the grader's message when they differ, so that a
-  maintainer sees the same verdict the grader would give.
+  :class:`~nanolm_lib.grading.checks.CheckFailed` with the grader's message when they differ,
+  so that a maintainer sees the same verdict the grader would give.
 
-What a question is: :mod:`nanolm_lib.grading.question_base`; every question: :mod:`nanolm_lib.grading.questions`.
+What a question is: :mod:`nanolm_lib.grading.question_base`; every question:
+:mod:`nanolm_lib.grading.questions`.
 """
 
 from __future__ import annotations

@@ -171,28 +171,40 @@ def test_lesson_06_runs_in_the_kit_with_the_students_earlier_work(kit, tmp_path)
     assert "03_attention: your own" in text
 
 
+def _bodies(path, decorator: str) -> list:
+    """The bodies of the functions of a question file registered with ``decorator``."""
+    return [node.body for node in ast.parse(path.read_text()).body
+            if isinstance(node, ast.FunctionDef)
+            and decorator in map(ast.unparse, node.decorator_list)]
+
+
+def _only_raises(body) -> bool:
+    return len(body) == 1 and isinstance(body[0], ast.Raise)
+
+
 def test_a_later_lesson_ships_its_notebook_and_nothing_computed_for_it(kit):
     """Week 03: lessons 04-08 are there to read, without fixtures (the reference's outputs),
-    practice cases or question code; lessons 01-03 have all three, their questions without
-    the code that draws the grader's cases."""
+    practice cases or question code (their question files keep the contract only); lessons
+    01-03 have all three, their questions without the code that draws the grader's cases or
+    computed the fixtures."""
     from nanolm_lib.grading.curriculum import week_lessons
 
     given = week_lessons("03")
+    questions = kit / "nanolm_lib" / "grading" / "questions"
     for lesson in GRADED:
         folder = kit / "lessons" / lesson
         assert (folder / f"{lesson}.ipynb").is_file(), lesson
+        files = sorted((questions / lesson).glob("[0-9]*.py"))
+        assert len(files) == len(GRADED[lesson]), lesson  # every contract ships
         has = [(folder / "fixtures").exists(),
                (kit / "autograde" / "practice" / lesson).exists(),
-               (kit / "nanolm_lib" / "grading" / "questions" / f"lesson_{lesson}.py").exists()]
+               any(not _only_raises(body) for path in files for body in _bodies(path, "q.runs"))]
         if lesson == "00_setup":
             continue  # no graded questions
         assert has == ([True] * 3 if lesson in given else [False] * 3), (lesson, has)
-    for path in (kit / "nanolm_lib" / "grading" / "questions").glob("lesson_*.py"):
-        generators = [node for node in ast.parse(path.read_text()).body
-                      if isinstance(node, ast.FunctionDef)
-                      and "q.cases" in map(ast.unparse, node.decorator_list)]
-        assert generators and all(isinstance(node.body[0], ast.Raise) and len(node.body) == 1
-                                  for node in generators), path
+    for path in questions.glob("*/[0-9]*.py"):
+        generators = _bodies(path, "q.cases") + _bodies(path, "q.fixture")
+        assert generators and all(_only_raises(body) for body in generators), path
 
 
 def test_rebuilding_the_kit_publishes_the_next_stage_and_keeps_the_workspace(tmp_path):

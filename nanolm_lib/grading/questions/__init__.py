@@ -1,4 +1,5 @@
-"""Every graded question's hidden cases (what a question is: :mod:`nanolm_lib.grading.question_base`).
+"""Every graded question, one file each (what a question is:
+:mod:`nanolm_lib.grading.question_base`).
 
 ``make_cases(gen)`` runs in the grader (it may use the reference: it only draws inputs) and
 returns plain data; ``apply(ns, case)`` runs in the grader's run of the student's solution
@@ -23,10 +24,26 @@ Who decides each property a question checks, and how:
 """
 
 import importlib
-import pkgutil
+from pathlib import Path
 
-# Every lesson's questions that this installation holds (a student kit holds only those of
-# lessons already given out): importing registers them in question_base.QUESTIONS.
-for _module in sorted(info.name for info in pkgutil.iter_modules(__path__)
-                      if info.name.startswith("lesson_")):
-    importlib.import_module(f"{__name__}.{_module}")
+HERE = Path(__file__).resolve().parent
+
+
+def _lesson_folders() -> list[Path]:
+    """The course's lessons, one folder each (``03_attention``), in order; a lesson's folder
+    holds one file per graded question (``4_split_heads.py``: the 4th its notebook asks)."""
+    return sorted(path for path in HERE.iterdir()
+                  if path.is_dir() and path.name[:2].isdigit() and (path / "__init__.py").is_file())
+
+
+def _question_files(folder: Path) -> list[Path]:
+    files = [path for path in folder.glob("*.py") if path.stem != "__init__"]
+    return sorted(files, key=lambda path: int(path.stem.split("_", 1)[0]))
+
+
+LESSONS = [folder.name for folder in _lesson_folders()]
+
+# Importing each question file registers it in question_base.QUESTIONS, in notebook order.
+for _folder in _lesson_folders():
+    for _path in _question_files(_folder):
+        importlib.import_module(f"{__name__}.{_folder.name}.{_path.stem}")

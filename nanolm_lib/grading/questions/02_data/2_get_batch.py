@@ -1,4 +1,5 @@
-"""Lesson 02_data: the hidden cases of its graded questions (see :mod:`nanolm_lib.grading.questions`)."""
+"""02_data / get_batch: the hidden cases check the batches drawn with a seeded generator (as the
+reference draws), shapes, y shifted from x, the device asked for."""
 
 from __future__ import annotations
 
@@ -6,48 +7,15 @@ import numpy as np
 import torch
 
 from nanolm_lib.grading.question_base import question
-from nanolm_lib.grading.questions.common import (
-    seed_of,
-)
-
-q = question("02_data", "pack_stories")
+from nanolm_lib.grading.questions.common import generator, seed_of
 
 
-@q.cases
-def _(gen):
-    from nanolm_lib.course.data import make_stories
-    from nanolm_lib.course.tokenizer import BPETokenizer, train_bpe
-
-    stories = make_stories(4, seed=seed_of(gen))
-    merges = [list(m) for m in train_bpe(stories, 400)[0]]
-    scratch = [list(m) for m in BPETokenizer.train(stories, vocab_size=300).merges]
-    cases = [("fast", merges, stories, "4 stories"), ("fast", merges, stories[:1], "one story"),
-             ("fast", merges, [], "no stories"), ("fast", merges, ["", "The end."], "'' and 1"),
-             ("scratch", scratch, stories, "BPETokenizer, 4 stories"),
-             ("wide", scratch, stories[:2], "eot_id above 32,767")]
-    return [{"kind": kind, "merges": m, "stories": s, "what": f"pack_stories({what})"}
-            for kind, m, s, what in cases]
+def get_batch(tokens, batch_size, context_length, generator=None, device='cpu'):
+    """A batch of random windows: ``x`` (batch_size, context_length) and ``y``, the same windows
+    shifted one token ahead, both int64 on ``device``."""
 
 
-def _tokenizer(case):
-    from nanolm_lib.course.tokenizer import EOT, BPETokenizer, FastTokenizer
-
-    merges = [tuple(m) for m in case["merges"]]
-    if case["kind"] == "fast":
-        return FastTokenizer.from_merges(merges)
-    if case["kind"] == "scratch":
-        return BPETokenizer(merges)
-    return BPETokenizer(merges, special_tokens=[f"<s{i}>" for i in range(33_000)] + [EOT])
-
-
-@q.runs
-def _(ns, case):
-    tokens = ns["pack_stories"](_tokenizer(case), list(case["stories"]))
-    return {"type": type(tokens).__name__, "dtype": str(getattr(tokens, "dtype", None)),
-            "tokens": torch.as_tensor(np.asarray(tokens).astype(np.int64))}
-
-
-q = question("02_data", "get_batch")
+q = question("02_data", get_batch, reference="data")
 
 
 @q.cases
@@ -83,3 +51,12 @@ def _(ns, case):
         x, y = get_batch(tokens, case["B"], case["T"], generator=generator)
         calls.append({"dtypes": [str(x.dtype), str(y.dtype)], "x": x, "y": y})
     return calls
+
+
+@q.fixture
+def _(ref):
+    tokens = torch.randint(0, 1000, (500,), generator=generator(22)).numpy().astype("uint16")
+    draws = torch.Generator().manual_seed(23)
+    calls = [ref("data").get_batch(tokens, 4, 8, generator=draws) for _ in range(2)]
+    return {"tokens": torch.from_numpy(tokens.astype("int64")), "seed": 23,
+            "batches": [{"x": x, "y": y} for x, y in calls]}

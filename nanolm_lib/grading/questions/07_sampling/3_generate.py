@@ -1,4 +1,5 @@
-"""Lesson 07_sampling: the hidden cases of its graded questions (see :mod:`nanolm_lib.grading.questions`)."""
+"""07_sampling / generate: the hidden cases check the tokens generated with a seeded generator,
+greedy and sampled, past the context length and stopping at end-of-text; the training mode kept."""
 
 from __future__ import annotations
 
@@ -6,59 +7,22 @@ import torch
 
 from nanolm_lib.grading.question_base import ReferenceNamespace, helpers, question
 from nanolm_lib.grading.questions.common import (
+    generator,
     gpt_config,
     loaded,
+    randomised,
     randomised_state,
     seed_of,
+    state_of,
 )
 
-q = question("07_sampling", "top_k_filter")
+
+def generate(model, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, eos_id=None,
+             generator=None):
+    """Extend each row of idx (B, T) by up to ``max_new_tokens`` sampled tokens."""
 
 
-@q.cases
-def _(gen):
-    return [{"logits": torch.randn(shape, generator=gen) * 3, "k": k,
-             "what": f"top_k_filter(logits {shape}, k={k})"}
-            for shape, k in [((5, 17), 1), ((2, 9), 9), ((2, 6), 50), ((2, 3, 33), 7), ((40,), 13)]]
-
-
-@q.runs
-def _(ns, case):
-    logits = case["logits"].clone()
-    filtered = ns["top_k_filter"](logits, case["k"])
-    return {"filtered": filtered, "logits after the call": logits}
-
-
-q = question("07_sampling", "sample_next_token")
-
-
-@q.cases
-def _(gen):
-    cases = []
-    for B, V, draws, settings in [(5, 30, 3, {"temperature": 0}),
-                                  (2, 30, 3, {"temperature": 0, "top_k": 3}),
-                                  (1, 7, 6, {"temperature": 2.5}),
-                                  (2, 25, 4, {"temperature": 0.8, "top_p": 0.7}),
-                                  (2, 25, 4, {"temperature": 1.0, "top_k": 10, "top_p": 0.5}),
-                                  (3, 25, 6, {"temperature": 3.0, "top_p": 0.5}),
-                                  (3, 12, 5, {"temperature": 0.7, "top_k": 5}),
-                                  # hot and narrow: a top-k off by one shows in 40 draws
-                                  (4, 12, 10, {"temperature": 5.0, "top_k": 2})]:
-        cases.append({"logits": torch.randn(B, V, generator=gen) * 2, "seed": seed_of(gen),
-                      "draws": draws, "settings": settings,
-                      "what": f"sample_next_token(logits {(B, V)}, {settings}, generator=g)"})
-    return cases
-
-
-@q.runs
-def _(ns, case):
-    generator = torch.Generator().manual_seed(case["seed"])
-    with helpers(ns, "sampling", "top_k_filter"):
-        return [ns["sample_next_token"](case["logits"], generator=generator, **case["settings"])
-                for _ in range(case["draws"])]
-
-
-q = question("07_sampling", "generate")
+q = question("07_sampling", generate, reference="sampling")
 
 
 @q.cases
@@ -98,3 +62,28 @@ def _(ns, case):
     with helpers(ns, "sampling", "sample_next_token", "top_k_filter"):
         out = ns["generate"](model, case["idx"].clone(), case["new"], **options)
     return {"out": out, "training mode kept": model.training}
+
+
+@q.fixture
+def _(ref):
+    gen = generator(73)
+    model_module = ref("model")
+    cases = []
+    for B, T, new, vocab, eos_id, settings in (
+            (2, 3, 4, 11, None, {"temperature": 1.0, "top_k": 5}),
+            (3, 2, 60, 4, 2, {"temperature": 4.0}),   # rows end at different times
+            (2, 5, 12, 11, None, {"temperature": 0.9}),  # grows past the context: crop
+            (3, 1, 40, 5, 0, {"temperature": 4.0})):  # end-of-text is id 0: `if eos_id:` fails
+        sizes = dict(vocab_size=vocab, context_length=8, d_model=16, n_layers=1, n_heads=2,
+                     d_ff=32)
+        model = randomised(model_module.GPT(model_module.GPTConfig(**sizes)), gen, 0.5).train()
+        idx = torch.randint(0, vocab, (B, T), generator=gen)
+        if eos_id is not None:
+            idx[idx == eos_id] = (eos_id + 1) % vocab  # prompts without end-of-text
+        draws_seed = int(torch.randint(2**31, (1,), generator=gen))
+        out = ref("sampling").generate(model, idx.clone(), new, eos_id=eos_id,
+                                       generator=torch.Generator().manual_seed(draws_seed),
+                                       use_cache=False, show_progress=False, **settings)
+        cases.append({"sizes": sizes, "state": state_of(model), "idx": idx, "new": new,
+                      "eos_id": eos_id, "settings": settings, "seed": draws_seed, "out": out})
+    return {"cases": cases}

@@ -1,0 +1,1 @@
+"""Lesson 02's graded questions: stories packed into tokens, and random batches."""

@@ -1,0 +1,1 @@
+"""Lesson 04's graded questions: fused (SDPA) and flash attention."""

@@ -1,0 +1,2 @@
+"""Lesson 06's graded questions: loss, perplexity, schedule, one step, AdamW,
+clipping, evaluation."""

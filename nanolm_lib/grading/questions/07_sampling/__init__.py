@@ -1,0 +1,1 @@
+"""Lesson 07's graded questions: top-k, sampling one token, generation."""
