@@ -1,8 +1,9 @@
 """The lessons' test cells, exercised in-process against bug variants and valid alternatives.
 
-For every graded function of the course contract (nanolm_lib/grading/curriculum.py), a submission with one typical bug must lose
-points in that question and only there; a valid alternative solution (einsum instead of
-matmul, sort instead of topk, a loop instead of vectorized code) must get full marks. The
+For every graded function of the course contract (nanolm_lib/grading/curriculum.py), a
+submission with one typical bug must lose points in that question and only there; a valid
+alternative solution (einsum instead of matmul, sort instead of topk, a loop instead of
+vectorized code) must get full marks. The
 harness (tests/autograde_harness.py) runs a solution notebook's set-up, solution and test cells
 (hidden tests included) in one namespace with one solution cell replaced.
 
