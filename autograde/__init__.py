@@ -10,11 +10,19 @@
   references staged), set-up files; no solutions
 * ``bench``                 seconds per notebook and the speed-up of parallel workers
 
-Modules: :mod:`autograde.course` (course directories, notebooks, nbgrader config),
-:mod:`autograde.release`, :mod:`autograde.grade` (the batch), :mod:`autograde.worker` (one
-worker's course directory), :mod:`autograde.sandbox` (kernel limits and isolation),
-:mod:`autograde.scan` (static checks of solution cells), :mod:`autograde.copycheck`
-(copies of the reference), :mod:`autograde.fixtures` (the visible tests' expected outputs), :mod:`autograde.report`,
-:mod:`autograde.selfcheck`, :mod:`autograde.kit` (submit, student-kit), :mod:`autograde.paths`
-(the course's folders, importable without nbgrader).
+Folders, by who runs them:
+
+* ``student/``: the student's side, shipped in the kit: ``check`` (selfcheck), ``submit``,
+  ``make lab``'s workspace, the kit's practice cases;
+* ``sandbox/``: running notebook code where it cannot reach the grader: the launcher
+  (bubblewrap, limits), kernels, preprocessors, the verdict, the staged library;
+* ``integrity/``: the scans of the source: policies, copies of the reference, similarity;
+* ``batch/``: grading a class: collect, grade, workers, results, review, report, LMS, exchange,
+  Slurm (the instructor's only);
+* ``authoring/``: release, fixtures, student-kit (the instructor's only);
+
+and, shared, :mod:`autograde.course` (course directories, notebooks, nbgrader config) and
+:mod:`autograde.paths` (the course's folders, importable without nbgrader). The kit ships this
+package without ``batch/`` and ``authoring/``: the student's side, the sandbox and integrity
+never import them (``tests/unit/test_import_graph.py``).
 """

@@ -12,11 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from autograde.course import LESSONS_DIR, SOLUTIONS_DIR, GraderError
+from autograde.paths import AUTOGRADE_DIR
 
 
 def _release(args) -> int:
-    _require("release")
-    from autograde.release import release, stale_lessons
+    _require("authoring")
+    from autograde.authoring.release import release, stale_lessons
 
     if args.check:
         stale = stale_lessons(args.lessons, args.solutions)
@@ -34,10 +35,10 @@ def _release(args) -> int:
 
 
 def _grade(args) -> int:
-    _require("grade")
-    from autograde.course_file import find_course_file, load_course_file
-    from autograde.grade import Shard, grade_batch
-    from autograde.kernel import Limits
+    _require("batch")
+    from autograde.batch.course_file import find_course_file, load_course_file
+    from autograde.batch.grade import Shard, grade_batch
+    from autograde.sandbox.kernel import Limits
 
     limits = Limits(cell_timeout_s=args.cell_timeout, notebook_timeout_s=args.notebook_timeout,
                     memory_mb=args.memory_mb, output_bytes=args.max_output,
@@ -49,7 +50,7 @@ def _grade(args) -> int:
     shard = Shard.parse(args.shard) if args.shard else None
     submissions, exchange = _submissions_to_grade(args)
     if args.slurm:
-        from autograde.slurm import submit_batch
+        from autograde.batch.slurm import submit_batch
 
         return submit_batch(args, limits)
     try:
@@ -75,13 +76,13 @@ def _grade(args) -> int:
               f"run) into {result.out}: grades.csv, scores.json, summary.md, report.md, "
               "feedback/, lms/, similarity.csv")
     if exchange:
-        from autograde.exchange import return_feedback
+        from autograde.batch.exchange import return_feedback
 
         returned = return_feedback(result.answers, args.from_exchange, exchange, args.out)
         print(f"feedback returned through the exchange {exchange} for {len(returned)} "
               f"submissions: {', '.join(returned) or 'none'}")
     if args.merge and result.unfinished_shards and args.resubmit_unfinished:
-        from autograde.slurm import resubmit_unfinished
+        from autograde.batch.slurm import resubmit_unfinished
 
         return resubmit_unfinished(args, result)
     print(f"isolation: {result.isolation}")
@@ -108,7 +109,7 @@ def _submissions_to_grade(args) -> tuple[Path, Path | None]:
     if args.submissions is not None or args.shard or args.merge or args.slurm or args.lms:
         raise GraderError("--from-exchange grades the exchange's submissions here, in one "
                           "batch: no SUBMISSIONS, --lms, --shard, --merge or --slurm with it")
-    from autograde.exchange import collect, exchange_root
+    from autograde.batch.exchange import collect, exchange_root
 
     exchange = exchange_root(args.exchange)
     submissions, warnings = collect(args.from_exchange, exchange, args.out, args.lessons)
@@ -120,8 +121,8 @@ def _submissions_to_grade(args) -> tuple[Path, Path | None]:
 
 
 def _exchange_release(args) -> int:
-    _require("exchange")
-    from autograde.exchange import exchange_root, release
+    _require("batch")
+    from autograde.batch.exchange import exchange_root, release
 
     exchange = exchange_root(args.exchange)
     with tempfile.TemporaryDirectory(prefix="autograde-exchange-") as scratch:
@@ -133,8 +134,8 @@ def _exchange_release(args) -> int:
 
 
 def _override(args) -> int:
-    _require("overrides")
-    from autograde.overrides import override
+    _require("batch")
+    from autograde.batch.overrides import override
 
     if args.remove == (args.points is not None):
         raise GraderError("give POINTS, or --remove to take the override back")
@@ -144,8 +145,8 @@ def _override(args) -> int:
 
 
 def _review(args) -> int:
-    _require("review")
-    from autograde.review import serve
+    _require("batch")
+    from autograde.batch.review import serve
 
     serve(args.out, port=args.port, db_url=args.db, by=args.by,
           open_browser=not args.no_browser)
@@ -153,9 +154,9 @@ def _review(args) -> int:
 
 
 def _check(args) -> int:
-    from autograde.kernel import Limits
-    from autograde.kit import read_stage, stage_lessons, workspace_lessons
-    from autograde.selfcheck import check_notebook, format_results
+    from autograde.sandbox.kernel import Limits
+    from autograde.student.selfcheck import check_notebook, format_results
+    from autograde.student.submit import read_stage, stage_lessons, workspace_lessons
 
     limits = Limits(cell_timeout_s=args.cell_timeout, notebook_timeout_s=args.notebook_timeout,
                     memory_mb=args.memory_mb, use_bwrap=not args.unsafe_no_isolation)
@@ -188,7 +189,7 @@ def _check(args) -> int:
 
 
 def _submit(args) -> int:
-    from autograde.kit import read_stage, stage_lessons, submit, workspace_lessons
+    from autograde.student.submit import read_stage, stage_lessons, submit, workspace_lessons
 
     included, left_out = None, []
     if not args.all and args.workspace.is_dir():
@@ -209,8 +210,8 @@ def _submit(args) -> int:
 
 
 def _workspace(args) -> int:
-    from autograde.kit import read_stage
-    from autograde.workspace import prepare_workspace
+    from autograde.student.submit import read_stage
+    from autograde.student.workspace import prepare_workspace
 
     for line in prepare_workspace(args.lessons, args.workspace, read_stage()):
         print(line)
@@ -218,7 +219,7 @@ def _workspace(args) -> int:
 
 
 def _update_lesson(args) -> int:
-    from autograde.workspace import update_lesson
+    from autograde.student.workspace import update_lesson
 
     lesson = args.lesson.rstrip("/").split("/")[-1]
     backup, kept, own_cells = update_lesson(args.lessons, args.workspace, lesson)
@@ -232,7 +233,7 @@ def _update_lesson(args) -> int:
 
 
 def _student_kit(args) -> int:
-    from autograde.kit import student_kit
+    from autograde.authoring.kit import student_kit
     from nanolm_lib.grading.curriculum import week_of_released
 
     week = args.week
@@ -262,7 +263,7 @@ def _student_kit(args) -> int:
 
 def _calendar_week(lessons_dir: Path) -> str | None:
     """Without --week: the week course.toml's calendar gives now (said), else None."""
-    from autograde.course_file import find_course_file, load_course_file
+    from autograde.batch.course_file import find_course_file, load_course_file
 
     path = find_course_file(lessons_dir)
     week = load_course_file(path).week(datetime.now(UTC)) if path else None
@@ -273,7 +274,7 @@ def _calendar_week(lessons_dir: Path) -> str | None:
 
 
 def _bench(args) -> int:
-    from autograde.bench import run, run_shards
+    from autograde.batch.bench import run, run_shards
 
     if args.shards:
         run_shards(students=args.students, lessons=args.lessons or None,
@@ -283,9 +284,10 @@ def _bench(args) -> int:
     return 0
 
 
-def _require(module: str):
-    """Student kits ship only the student half of autograde; say so instead of a traceback."""
-    if not (Path(__file__).resolve().parent / f"{module}.py").is_file():
+def _require(folder: str):
+    """Student kits ship autograde without the instructor's folders (``batch``, ``authoring``);
+    say so instead of a traceback."""
+    if not (AUTOGRADE_DIR / folder).is_dir():
         raise GraderError("this is an instructor command; the student kit has only "
                           "`check` and `submit`")
 

@@ -10,6 +10,7 @@ and loads :file:`nbgrader_config.py` from this package there.
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import re
 import shutil
@@ -92,6 +93,15 @@ def read_plain_file(path: Path, limit: int) -> bytes:
         raise SpecialFileError(f"{Path(path).name} grew over the {limit >> 20} MB limit")
     return data
 
+
+
+def read_json_file(path: Path, default, limit: int = 1 << 20):
+    """A JSON file the grader wrote; ``default`` when it is missing, not a plain file, too
+    large or unreadable (never opens a FIFO or follows a link)."""
+    try:
+        return json.loads(read_plain_file(path, limit))
+    except (OSError, ValueError, GraderError):
+        return default
 
 def _kind(mode: int) -> str:
     for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"),

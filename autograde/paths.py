@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+AUTOGRADE_DIR = Path(__file__).resolve().parent   # this package, in the repository or a kit
+REPO = AUTOGRADE_DIR.parent
 SOLUTIONS_DIR = REPO / "solutions"
 LESSONS_DIR = REPO / "lessons"

@@ -19,7 +19,7 @@ from autograde_toy import (
 from autograde_toy import test_cell as grade_cell
 
 from autograde.__main__ import main
-from autograde.release import release
+from autograde.authoring.release import release
 
 
 def review_course(root: Path) -> tuple[Path, Path]:

@@ -1,7 +1,7 @@
 """The grader's run of one lesson's hidden cases, on the student's solution cells alone.
 
 ``python -m nanolm_lib.grading.hidden_cases PROGRAM.json`` runs in a sandbox the grader starts after
-the notebook itself has run (``autograde/verdict.py`` writes the program and reads what this
+the notebook itself has run (``autograde/sandbox/verdict.py`` writes the program and reads what this
 leaves). The program names the lesson, the cases folder, the records folder and the cells, in
 the released lesson's order: its set-up cells as released, then each solution cell as the
 student wrote it. They run in one IPython shell, as a kernel would run them (imports, magics,

@@ -9,7 +9,7 @@ question its notebook asks), which registers a :class:`Question` with :func:`que
   (:data:`nanolm_lib.grading.curriculum.CONTRACT` reads them);
 * ``reference=``: the ``nanolm_lib.course`` module whose definition it is checked against;
 * ``@q.fixture``: the visible test's fixed inputs and the reference's outputs on them (the
-  release writes ``lessons/<lesson>/fixtures/<name>.pt``: ``autograde/fixtures.py``);
+  release writes ``lessons/<lesson>/fixtures/<name>.pt``: ``autograde/authoring/fixtures.py``);
 * ``@q.cases`` and ``@q.runs``: the hidden cases and how they run, below;
 * tolerances, or ``@q.checks``: how outputs are compared;
 * ``forbids=`` / ``requires=``: its policy.
@@ -59,7 +59,7 @@ class Question:
     check: Callable | None = None        # (case, got, expected) -> message or None
     data_budget_mb: int = 0              # memory the grader's run allows the solution cells
     # The question's policy, decided on the student's source by the grader's scan
-    # (autograde/scan.py), never measured in the student's process: dotted names (fnmatch
+    # (autograde/integrity/scan.py), never measured in the student's process: dotted names (fnmatch
     # patterns) the solution may not use, and those it must call.
     forbids: tuple[str, ...] = ()
     requires: tuple[str, ...] = ()

@@ -7,7 +7,7 @@ What it does depends on where it runs:
   :data:`DEFERRED`): nothing. That kernel never sees the hidden cases or their records; the
   grader runs them afterwards in a process of its own (:mod:`nanolm_lib.grading.hidden_cases`, which
   reads the cases and saves the records with :func:`load_cases` and :func:`save_record`), on
-  the student's solution cells alone, and judges the outputs (``autograde/verdict.py``).
+  the student's solution cells alone, and judges the outputs (``autograde/sandbox/verdict.py``).
 * **Anywhere else** (the repository's own runs of the solution notebooks, the test harness):
   it draws fresh cases, computes the reference's outputs in-process and raises
   :class:`~nanolm_lib.grading.checks.CheckFailed` with the grader's message when they differ,

@@ -23,8 +23,8 @@ from autograde_toy import write_submission
 from graded_outputs import assert_outputs_agree, grades_csv, report_scores, review_course
 from lab_server import browser_or_skip
 
-from autograde.grade import grade_batch
-from autograde.kernel import Limits
+from autograde.batch.grade import grade_batch
+from autograde.sandbox.kernel import Limits
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
 

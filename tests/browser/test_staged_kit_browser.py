@@ -19,7 +19,7 @@ import pytest
 from kit_env import kit_env, kit_python
 from lab_server import REPO, LabServer, browser_or_skip
 
-from autograde.kit import student_kit
+from autograde.authoring.kit import student_kit
 
 pytestmark = pytest.mark.slow
 

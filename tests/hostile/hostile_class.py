@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from autograde_toy import write_submission, write_toy_solutions
 
-from autograde.kernel import Limits
-from autograde.release import release
-from autograde.sandbox import bwrap_path
+from autograde.authoring.release import release
+from autograde.sandbox.kernel import Limits
+from autograde.sandbox.launcher import bwrap_path
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD_ADD = "def add(a, b):\n    return a + b"

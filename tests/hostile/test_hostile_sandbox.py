@@ -13,8 +13,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograde.collect import MAX_MEMBERS, collect
-from autograde.grade import grade_batch
+from autograde.batch.collect import MAX_MEMBERS, collect
+from autograde.batch.grade import grade_batch
 from hostile.hostile_class import (
     GOOD_ADD,
     LIMITS,
@@ -309,9 +309,9 @@ def test_hostile_zips_are_refused_or_extracted_once(tmp_path):
 def test_a_locked_gradebook_is_retried_then_reported(tmp_path):
     import sqlite3
 
-    from autograde.answer import Answer
+    from autograde.batch.answer import Answer
+    from autograde.batch.grade import _merge_with_retries
     from autograde.course import create_gradebook
-    from autograde.grade import _merge_with_retries
 
     db = tmp_path / "gradebook.db"
     create_gradebook(f"sqlite:///{db}")

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shar
 from autograde_toy import independent_answers, write_submission  # noqa: E402
 
 from autograde.course import LESSONS_DIR  # noqa: E402
-from autograde.verdict import Verdict, read_record  # noqa: E402
+from autograde.sandbox.verdict import Verdict, read_record  # noqa: E402
 from nanolm_lib.grading.question_base import QUESTIONS, reference_namespace  # noqa: E402
 from nanolm_lib.grading.record import RECORD_LIMIT_BYTES  # noqa: E402
 
@@ -84,7 +84,7 @@ BOMB_CHILD = """
 import resource, sys, zipfile
 from pathlib import Path
 import torch
-from autograde.verdict import read_record
+from autograde.sandbox.verdict import read_record
 
 folder = Path(sys.argv[1])
 torch.save({"outputs": [torch.ones(4)]}, folder / "honest.pt")
@@ -270,8 +270,8 @@ def _attacker(submissions: Path) -> None:
 
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
-    from autograde.grade import grade_batch
-    from autograde.worker import Limits
+    from autograde.batch.grade import grade_batch
+    from autograde.batch.worker import Limits
 
     root = tmp_path_factory.mktemp("escaping")
     _attacker(root / "submissions")
@@ -366,7 +366,7 @@ def test_escaped_text_renders_as_the_text_and_nothing_else():
 
     from nbconvert.filters.markdown import markdown2html
 
-    from autograde.markup import markdown_text
+    from autograde.batch.markup import markdown_text
 
     text = PAYLOAD + " a_b *c* `d` | e \\ f &amp; ~~g~~ ![i](javascript:j)"
     rendered = markdown2html(markdown_text(text))

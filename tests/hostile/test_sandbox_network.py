@@ -14,9 +14,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograde.kernel import KERNEL_NAME, prepare_kernel, read_json_file
-from autograde.preprocessors import LimitedExecute
-from autograde.sandbox import ENV_VAR, SandboxSettings, bwrap_path
+from autograde.course import read_json_file
+from autograde.sandbox.kernel import KERNEL_NAME, prepare_kernel
+from autograde.sandbox.launcher import ENV_VAR, SandboxSettings, bwrap_path
+from autograde.sandbox.preprocessors import LimitedExecute
 from hostile.hostile_class import LIMITS, REPO, needs_bwrap
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
@@ -123,7 +124,7 @@ def test_the_launcher_refuses_a_tcp_kernel_under_bubblewrap(tmp_path):
     status = tmp_path / "kernel-status.json"
     settings = SandboxSettings(status_file=str(status), scratch=str(tmp_path))
     assert bwrap_path()
-    done = subprocess.run([sys.executable, "-m", "autograde.sandbox", connection], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "autograde.sandbox.launcher", connection], cwd=REPO,
                           env={"PATH": "/usr/bin:/bin", ENV_VAR: settings.to_env()},
                           timeout=60)
     assert done.returncode == 1

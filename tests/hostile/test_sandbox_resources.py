@@ -16,8 +16,8 @@ import textwrap
 
 import pytest
 
-from autograde.grade import grade_batch
-from autograde.sandbox import SandboxCgroups, SandboxSettings
+from autograde.batch.grade import grade_batch
+from autograde.sandbox.launcher import SandboxCgroups, SandboxSettings
 from hostile.hostile_class import GOOD_ADD, LIMITS, REPO, needs_bwrap, read_scores, total
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
@@ -132,7 +132,7 @@ def test_root_and_dev_are_read_only(batch):
 PROBE_CGROUP = """\
 import sys
 from pathlib import Path
-from autograde.sandbox import SandboxSettings, run_sandboxed, writable_folders
+from autograde.sandbox.launcher import SandboxSettings, run_sandboxed, writable_folders
 settings = SandboxSettings(**{settings!r})
 report = Path(sys.argv[1])
 probe = ("from pathlib import Path; import sys\\n"

@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shar
 from autograde_toy import add_cell, independent_answers, write_submission  # noqa: E402
 
 import nanolm_lib.course.model  # noqa: E402
+from autograde.batch.grade import grade_batch  # noqa: E402
+from autograde.batch.worker import Limits  # noqa: E402
 from autograde.course import LESSONS_DIR  # noqa: E402
-from autograde.grade import grade_batch  # noqa: E402
-from autograde.worker import Limits  # noqa: E402
 
 pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.slow]
 FUSED = "04_fused_attention"

@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shar
 
 from autograde_toy import add_cell, independent_answers, write_submission  # noqa: E402
 
+from autograde.batch.grade import grade_batch  # noqa: E402
+from autograde.batch.worker import Limits  # noqa: E402
 from autograde.course import LESSONS_DIR  # noqa: E402
-from autograde.grade import grade_batch  # noqa: E402
-from autograde.sandbox import bwrap_path  # noqa: E402
-from autograde.worker import Limits  # noqa: E402
+from autograde.sandbox.launcher import bwrap_path  # noqa: E402
 from nanolm_lib.grading.curriculum import GRADED  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -228,7 +228,7 @@ def test_feedback_shows_the_verdict(batch):
 
 # --------------------------------------------------------------------------- in-process, fast
 def _prepared(tmp_path, lesson="03_attention"):
-    from autograde.verdict import Verdict
+    from autograde.sandbox.verdict import Verdict
 
     return Verdict.prepare(lesson, tmp_path / "cases", tmp_path / "records", seed=1234)
 
@@ -254,7 +254,7 @@ def test_records_of_the_reference_pass_and_wrong_ones_fail(tmp_path):
 
 
 def test_cases_hold_inputs_only_and_differ_per_seed(tmp_path):
-    from autograde.verdict import Verdict
+    from autograde.sandbox.verdict import Verdict
 
     verdict = _prepared(tmp_path)
     saved = torch.load(tmp_path / "cases" / LESSON / "split_heads.pt", weights_only=True)
@@ -266,7 +266,7 @@ def test_cases_hold_inputs_only_and_differ_per_seed(tmp_path):
 def test_a_record_that_is_not_plain_data_scores_zero_with_a_reason(tmp_path):
     import os
 
-    from autograde.verdict import read_record
+    from autograde.sandbox.verdict import read_record
 
     folder = tmp_path / "records"
     folder.mkdir()
@@ -297,7 +297,7 @@ class _Sub(torch.Tensor):
 
 
 def test_staged_grading_library_lacks_the_lesson_and_keeps_earlier_ones(tmp_path):
-    from autograde.verdict import stage_grading_library
+    from autograde.sandbox.verdict import stage_grading_library
 
     root = stage_grading_library(tmp_path / "library", LESSON)
     attention = (root / "nanolm_lib" / "course" / "attention.py").read_text()

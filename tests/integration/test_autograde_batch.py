@@ -20,11 +20,11 @@ import nbformat
 import pytest
 from autograde_toy import write_submission, write_toy_solutions
 
-from autograde.grade import grade_batch
-from autograde.kit import submit
-from autograde.release import release
-from autograde.sandbox import bwrap_path
-from autograde.worker import Limits
+from autograde.authoring.release import release
+from autograde.batch.grade import grade_batch
+from autograde.batch.worker import Limits
+from autograde.sandbox.launcher import bwrap_path
+from autograde.student.submit import submit
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
 

@@ -21,8 +21,8 @@ import nbformat
 import pytest
 from classroom_services import Unavailable, postgres_server, slurm_cluster
 
+from autograde.batch.grade import Shard
 from autograde.course import LESSONS_DIR, SOLUTIONS_DIR, GraderError
-from autograde.grade import Shard
 
 REPO = Path(__file__).resolve().parents[2]
 LESSON = "01_tokenizer"

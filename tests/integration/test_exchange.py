@@ -1,4 +1,4 @@
-"""nbgrader's exchange (autograde/exchange.py) without a hub or a browser: the release as the
+"""nbgrader's exchange (autograde/batch/exchange.py) without a hub or a browser: the release as the
 kit ships it, collect's choice of each student's latest submission and its time, the
 feedback's way back to the one student who submitted, and the errors that name bad input.
 Students act through nbgrader's own exchange classes, as their Assignments panel does; the
@@ -17,8 +17,8 @@ import pytest
 from nbgrader.utils import parse_utc
 
 from autograde.__main__ import main
-from autograde.answer import Answer
-from autograde.exchange import collect, release, return_feedback
+from autograde.batch.answer import Answer
+from autograde.batch.exchange import collect, release, return_feedback
 
 REPO = Path(__file__).resolve().parents[2]
 COURSE = "nanolm"

@@ -12,9 +12,9 @@ from autograde_toy import write_submission
 from pasted_code import pasted_reference
 
 from autograde.__main__ import main
+from autograde.batch.grade import grade_batch
+from autograde.batch.worker import Limits
 from autograde.course import LESSONS_DIR, SOLUTIONS_DIR
-from autograde.grade import grade_batch
-from autograde.worker import Limits
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -54,7 +54,7 @@ def test_pasted_reference_scores_zero_and_feedback_hides_hidden_tests(tmp_path, 
                               {"MultiHeadAttention": pasted}, solutions_dir=SOLUTIONS_DIR)
     notebook = folder / "03_attention.ipynb"
     # a student's notebook holds the released (visible-only) test cells
-    from autograde.selfcheck import restore_test_cells
+    from autograde.student.selfcheck import restore_test_cells
     nb = nbformat.read(str(notebook), as_version=4)
     restore_test_cells(nb, nbformat.read(str(LESSONS_DIR / "03_attention" / "03_attention.ipynb"),
                                          as_version=4))

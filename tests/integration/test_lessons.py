@@ -15,9 +15,9 @@ import re
 import nbformat
 import pytest
 
+from autograde.batch.grade import grade_batch
+from autograde.batch.worker import Limits
 from autograde.course import LESSONS_DIR, SOLUTIONS_DIR, grade_cells
-from autograde.grade import grade_batch
-from autograde.worker import Limits
 from nanolm_lib.grading.curriculum import GRADED as CURRICULUM
 from nanolm_lib.grading.curriculum import SIGNATURES
 

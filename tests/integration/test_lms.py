@@ -17,11 +17,11 @@ import pytest
 from autograde_toy import write_submission, write_toy_solutions
 
 from autograde.__main__ import main
-from autograde.answer import Answer
-from autograde.collect import LMS_PATTERNS, gather
-from autograde.course_file import CourseFileError, LatePolicy, Student, load_course_file
-from autograde.lms_export import CANVAS_COLUMNS, MOODLE_COLUMNS, late_grades, write_exports
-from autograde.release import release
+from autograde.authoring.release import release
+from autograde.batch.answer import Answer
+from autograde.batch.collect import LMS_PATTERNS, gather
+from autograde.batch.course_file import CourseFileError, LatePolicy, Student, load_course_file
+from autograde.batch.lms_export import CANVAS_COLUMNS, MOODLE_COLUMNS, late_grades, write_exports
 
 GOOD_ADD = "def add(a, b):\n    return a + b"
 GOOD_SCALE = "def scale(x, factor):\n    return [v * factor for v in x]"
@@ -390,7 +390,7 @@ def test_submit_zips_keep_the_save_time_in_unix_time(tmp_path):
     same instant whatever the course's or the student's time zone."""
     import os
 
-    from autograde.kit import submit
+    from autograde.student.submit import submit
 
     notebook = tmp_path / "ws" / "01_toy" / "01_toy.ipynb"
     notebook.parent.mkdir(parents=True)
@@ -404,8 +404,8 @@ def test_submit_zips_keep_the_save_time_in_unix_time(tmp_path):
 
 
 def test_a_lesson_collection_could_not_decide_is_not_graded_and_fails_the_batch(toy, tmp_path):
-    from autograde.grade import BatchResult, _pending
-    from autograde.kernel import Limits
+    from autograde.batch.grade import BatchResult, _pending
+    from autograde.sandbox.kernel import Limits
 
     root, solutions, notebooks = toy
     found = {"5": {"01_toy": notebooks["full"]}, "6": {}}
@@ -418,7 +418,7 @@ def test_a_lesson_collection_could_not_decide_is_not_graded_and_fails_the_batch(
 
 
 def test_only_due_lessons_are_graded_unless_asked(toy):
-    from autograde.grade import _choose_lessons
+    from autograde.batch.grade import _choose_lessons
 
     root, solutions, _ = toy
     course = load_course_file(root / "course.toml")

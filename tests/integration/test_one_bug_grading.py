@@ -23,9 +23,9 @@ import pytest
 from autograde_toy import independent_answers, write_submission
 from grading_catalogue import BUGS
 
+from autograde.batch.grade import grade_batch
+from autograde.batch.worker import Limits
 from autograde.course import LESSONS_DIR
-from autograde.grade import grade_batch
-from autograde.worker import Limits
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.slow]

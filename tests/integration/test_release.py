@@ -14,8 +14,8 @@ import pytest
 from autograde_toy import write_toy_solutions
 
 from autograde.__main__ import main
+from autograde.authoring.release import release
 from autograde.course import LESSONS_DIR, SOLUTIONS_DIR, lesson_names
-from autograde.release import release
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -96,7 +96,7 @@ def test_fixtures_are_checked_by_value(tmp_path):
     stale; every float moved by a few ulps (another CPU's rounding) does not."""
     import torch
 
-    from autograde import fixtures
+    from autograde.authoring import fixtures
 
     folder = tmp_path / "fixtures"
     shutil.copytree(LESSONS_DIR / "05_gpt" / "fixtures", folder)
@@ -154,7 +154,7 @@ def _changed(folder: Path, committed: Path) -> list[str]:
     """The files of ``folder`` whose bytes differ from ``committed``'s, each with what differs:
     a missing or extra file, a notebook, or a fixture (equal by value or not, and its keys
     that differ), so that a failure on another machine says where to look."""
-    from autograde import fixtures
+    from autograde.authoring import fixtures
 
     ours, theirs = _files(folder), _tracked(committed)
     changed = [f"{path} (extra)" for path in sorted(ours.keys() - theirs.keys())]
@@ -177,7 +177,7 @@ def _first_difference(new, old, where: str = "") -> str:
     """Where two fixture contents first differ beyond fixtures.same, and by how much."""
     import torch
 
-    from autograde import fixtures
+    from autograde.authoring import fixtures
 
     if isinstance(old, dict) and isinstance(new, dict):
         for key in old:

@@ -26,8 +26,8 @@ from graded_outputs import (
     review_course,
 )
 
-from autograde.grade import grade_batch
-from autograde.kernel import Limits
+from autograde.batch.grade import grade_batch
+from autograde.sandbox.kernel import Limits
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
 

@@ -23,8 +23,8 @@ import pytest
 from autograde_toy import independent_answers
 from kit_env import BASE_PYTHON, KERNEL, kit_env, kit_python
 
+from autograde.authoring.kit import student_kit
 from autograde.course import SOLUTIONS_DIR, grade_cells
-from autograde.kit import student_kit
 from nanolm_lib.grading.curriculum import GRADED
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -262,7 +262,7 @@ def test_the_week_never_ships_its_own_lesson(kit):
 def test_get_batch_ships_under_no_other_name_and_training_uses_the_students(tmp_path):
     """Before lesson 02's week ends, gather_windows (get_batch's windows) is a stub, and the
     training loop's BatchStream draws each batch with the student's own get_batch."""
-    from autograde.kit import stage_library
+    from autograde.sandbox.staged_library import stage_library
     from nanolm_lib.grading.curriculum import week_references
 
     library = tmp_path / "nanolm_lib"

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _in_staged_library(tmp_path: Path, lesson: str, script: str) -> str:
     """Run ``script`` with the library staged for grading ``lesson`` first on the path."""
-    from autograde.verdict import stage_grading_library
+    from autograde.sandbox.verdict import stage_grading_library
 
     root = stage_grading_library(tmp_path / "library", lesson)
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=tmp_path,

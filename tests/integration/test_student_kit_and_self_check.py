@@ -12,10 +12,10 @@ import pytest
 from autograde_toy import write_submission, write_toy_solutions
 
 from autograde.__main__ import main
-from autograde.copycheck import load_fingerprints
+from autograde.authoring.kit import student_kit
+from autograde.authoring.release import release
 from autograde.course import SOLUTIONS_DIR, grade_cells, lesson_names
-from autograde.kit import student_kit
-from autograde.release import release
+from autograde.integrity.copycheck import load_fingerprints
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_scan_finds_nothing_in_the_solutions_but_themselves():
     """The solutions break no rule; their only flags say they are the solutions (a student who
     hands in the instructor's notebook is flagged)."""
-    from autograde.scan import scan_notebook
+    from autograde.integrity.scan import scan_notebook
 
     for lesson in lesson_names():
         nb = nbformat.read(str(SOLUTIONS_DIR / lesson / f"{lesson}.ipynb"), as_version=4)
@@ -41,12 +41,12 @@ def test_scan_finds_nothing_in_the_solutions_but_themselves():
 def test_student_kit_has_no_solutions_or_hidden_tests(tmp_path):
     kit = student_kit(tmp_path / "kit")
     assert (kit / "lessons").is_dir() and (kit / "nanolm_lib" / "grading" / "checks.py").is_file()
-    assert (kit / "autograde" / "selfcheck.py").is_file()
+    assert (kit / "autograde" / "student" / "selfcheck.py").is_file()
     assert (kit / "jupyter" / "student" / "labconfig" / "page_config.json").is_file()
     assert not (kit / "jupyter" / "instructor").exists()
     assert not (kit / "solutions").exists() and not (kit / "tests").exists()
-    for grading_internal in ("grade.py", "release.py", "collect.py", "report.py"):
-        assert not (kit / "autograde" / grading_internal).exists()
+    for instructors in ("batch", "authoring", "README.md"):
+        assert not (kit / "autograde" / instructors).exists()
     for path in kit.rglob("*"):
         if path.is_file() and path.suffix in (".ipynb", ".py", ".md"):
             text = path.read_text(errors="replace")

@@ -17,7 +17,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE.parents[1])]  # tests/, the repositor
 
 from autograde_toy import independent_answers  # noqa: E402
 
-from autograde.copycheck import (  # noqa: E402
+from autograde.integrity.copycheck import (  # noqa: E402
     PACKAGE_DIR,
     SOLUTIONS_DIR,
     _definition,

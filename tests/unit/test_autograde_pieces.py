@@ -13,12 +13,13 @@ import pytest
 from autograde_toy import write_submission, write_toy_solutions
 
 from autograde.__main__ import main
-from autograde.collect import collect
-from autograde.kit import student_kit, submit
-from autograde.release import release
-from autograde.report import failure_key, question_summary
-from autograde.sandbox import isolation_level
-from autograde.scan import scan_cells
+from autograde.authoring.kit import student_kit
+from autograde.authoring.release import release
+from autograde.batch.collect import collect
+from autograde.batch.report import failure_key, question_summary
+from autograde.integrity.scan import scan_cells
+from autograde.sandbox.launcher import isolation_level
+from autograde.student.submit import submit
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -186,7 +187,7 @@ def test_the_launcher_imports_nothing_heavy():
     notebook: importing autograde.course (nbformat, nbgrader, SQLAlchemy) for two paths once
     cost every kernel start about 3.5 s."""
     heavy = ("nbformat", "nbgrader", "sqlalchemy", "jsonschema", "torch", "numpy")
-    code = ("import sys\nimport autograde.sandbox as sandbox\n"
+    code = ("import sys\nimport autograde.sandbox.launcher as sandbox\n"
             "sandbox.kernel_mounts(sandbox.SandboxSettings())\n"
             f"print(sorted({{name.split('.')[0] for name in sys.modules}} & set({heavy!r})))")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
@@ -223,12 +224,12 @@ def test_the_launcher_takes_sigterm_as_a_requested_stop(tmp_path):
     from jupyter_client import BlockingKernelClient
     from jupyter_client.connect import write_connection_file
 
-    from autograde.sandbox import ENV_VAR, SandboxSettings
+    from autograde.sandbox.launcher import ENV_VAR, SandboxSettings
 
     connection, _ = write_connection_file(str(tmp_path / "kernel.json"))
     status = tmp_path / "kernel-status.json"
     settings = SandboxSettings(use_bwrap=False, status_file=str(status), env=dict(os.environ))
-    launcher = subprocess.Popen([sys.executable, "-m", "autograde.sandbox", connection],
+    launcher = subprocess.Popen([sys.executable, "-m", "autograde.sandbox.launcher", connection],
                                 env=dict(os.environ, **{ENV_VAR: settings.to_env()}), cwd=REPO)
     client = BlockingKernelClient()
     try:
@@ -248,7 +249,7 @@ def test_the_launcher_takes_sigterm_as_a_requested_stop(tmp_path):
 
 def test_summary_failure_keys_mask_numbers_not_names():
     """summary.md counts a failure once whatever its numbers, and keeps the names in it."""
-    from autograde.report import failure_key
+    from autograde.batch.report import failure_key
 
     assert failure_key("missing notebook: the submission has no 02_data.ipynb") == \
         "missing notebook: the submission has no 02_data.ipynb"

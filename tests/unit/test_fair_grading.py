@@ -16,10 +16,10 @@ from autograde_toy import INDEPENDENT, independent_cells, write_submission
 from grading_catalogue import ALTERNATIVES, apply_variant
 from pasted_code import pasted_reference
 
-from autograde.copycheck import load_fingerprints
+from autograde.batch.grade import grade_batch
 from autograde.course import LESSONS_DIR
-from autograde.grade import grade_batch
-from autograde.scan import scan_cells
+from autograde.integrity.copycheck import load_fingerprints
+from autograde.integrity.scan import scan_cells
 from nanolm_lib.grading.curriculum import GRADED
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -76,7 +76,7 @@ def test_catalogue_alternatives_are_not_flagged(lesson, grade_id, label):
 
 def test_policy_flag_reports_without_zeroing_and_bad_policy_is_refused(tmp_path):
     from autograde.course import GraderError
-    from autograde.scan import policy_note
+    from autograde.integrity.scan import policy_note
 
     flag = {"kind": "copied", "line": 3, "message": "GPT is the reference's code"}
     assert policy_note(flag, "zero").startswith("this question will score 0 when graded: "
@@ -89,7 +89,7 @@ def test_policy_flag_reports_without_zeroing_and_bad_policy_is_refused(tmp_path)
 def test_feedback_notebook_keeps_results_not_hidden_source():
     """What the feedback is made from: the hidden region and the traceback that quotes it go,
     the visible tests and the failure message stay."""
-    from autograde.preprocessors import HideHiddenTests
+    from autograde.sandbox.preprocessors import HideHiddenTests
 
     cell = nbformat.v4.new_code_cell(
         "check(f(1) == 1, 'f(1)', 'wrong')\nprint('visible passed')\n"
@@ -110,8 +110,8 @@ def test_feedback_notebook_keeps_results_not_hidden_source():
 def test_independent_solutions_are_never_scored_as_copies(author):
     """Two authors who never saw the reference solved lessons 01-07 from the lesson text: the
     copy check may report a short answer the statement dictates as similar, never score one."""
-    from autograde.copycheck import load_fingerprints
-    from autograde.scan import scan_cells
+    from autograde.integrity.copycheck import load_fingerprints
+    from autograde.integrity.scan import scan_cells
 
     fingerprints = load_fingerprints()
     files = sorted((INDEPENDENT / author).glob("[0-9][0-9]_*.py"))
@@ -129,8 +129,8 @@ def test_a_colluding_pair_ranks_first_in_the_class_table(tmp_path):
     answers renamed and reformatted. The class table ranks A and C first on every long
     question, and A against B lower; the CSV holds every pair and each student against the
     references."""
-    from autograde.copycheck import load_fingerprints
-    from autograde.similarity import class_pairs, report_lines, write_csv
+    from autograde.integrity.copycheck import load_fingerprints
+    from autograde.integrity.similarity import class_pairs, report_lines, write_csv
     from nanolm_lib.grading.curriculum import GRADED
 
     lesson = "03_attention"

@@ -1,8 +1,10 @@
-"""No import cycle among nanolm_lib's modules, and the rule between their audiences (the
+"""No import cycle in nanolm_lib or autograde, the rule between nanolm_lib's audiences (the
 packages ``course``, ``lab`` and ``grading`` and the shared modules, ``nanolm_lib.MAY_IMPORT``),
-read from the source with ``ast``.
+and what the student kit ships of autograde importing nothing it leaves out; read from the
+source with ``ast``.
 
-Every import statement counts, those inside functions too: a cycle closed by a function-level
+Every import statement that runs counts, those inside functions too (an import under
+``if TYPE_CHECKING:``, for annotations only, never runs): a cycle closed by a function-level
 import still ties the modules together (which module's code runs first then depends on who
 calls what), and the package's own imports must not need that.
 """
@@ -21,19 +23,31 @@ PACKAGE = "nanolm_lib"
 KNOWN_CYCLES: list[set[str]] = []
 
 
-def _modules(root) -> dict:
-    """Dotted module name -> source file, for every module of the package under ``root``."""
+def _modules(root, package=PACKAGE) -> dict:
+    """Dotted module name -> source file, for every module of ``package`` under ``root``."""
     found = {}
-    for path in sorted((root / PACKAGE).rglob("*.py")):
+    for path in sorted((root / package).rglob("*.py")):
         parts = path.relative_to(root).with_suffix("").parts
         found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return found
 
 
+def _runtime_nodes(tree: ast.AST):
+    """Every node of ``tree`` but those under ``if TYPE_CHECKING:``, imports for annotations
+    only, which never run."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING",
+                                                                  "typing.TYPE_CHECKING"):
+            yield from (n for child in node.orelse for n in [child, *_runtime_nodes(child)])
+            continue
+        yield node
+        yield from _runtime_nodes(node)
+
+
 def _imported(module: str, tree: ast.Module, modules) -> set[str]:
     """The package's modules that ``module`` imports anywhere in its source."""
     names = set()
-    for node in ast.walk(tree):
+    for node in _runtime_nodes(tree):
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -48,8 +62,8 @@ def _imported(module: str, tree: ast.Module, modules) -> set[str]:
     return {name for name in names if name in modules and name != module}
 
 
-def import_graph(root=REPO) -> dict[str, set[str]]:
-    modules = _modules(root)
+def import_graph(root=REPO, package=PACKAGE) -> dict[str, set[str]]:
+    modules = _modules(root, package)
     return {module: _imported(module, ast.parse(path.read_text()), modules)
             for module, path in modules.items()}
 
@@ -134,3 +148,35 @@ def test_the_rule_finds_a_lesson_module_that_imports_the_lab_or_the_grading():
     assert rule_breaks(graph) == [
         "nanolm_lib.course.diagrams (course) -> nanolm_lib.lab.benchmarks (lab)",
         "nanolm_lib.lab.runs (lab) -> nanolm_lib.grading.checks (grading)"]
+
+
+# autograde: the kit ships it without these folders, so nothing else may import them
+INSTRUCTOR_ONLY = ("autograde.batch", "autograde.authoring")
+
+
+def kit_breaks(graph: dict[str, set[str]]) -> list[str]:
+    """``a -> b`` for each import from what the kit ships into what it leaves out."""
+    def instructors(module):
+        return module.startswith(tuple(f"{folder}." for folder in INSTRUCTOR_ONLY))
+    return [f"{module} -> {target}" for module, targets in sorted(graph.items())
+            for target in sorted(targets)
+            if not instructors(module) and module != "autograde.__main__" and instructors(target)]
+
+
+def test_what_the_kit_ships_of_autograde_imports_nothing_it_leaves_out():
+    from autograde.authoring.kit import INSTRUCTOR_ONLY as LEFT_OUT_OF_THE_KIT
+
+    assert {f"autograde.{folder}" for folder in LEFT_OUT_OF_THE_KIT
+            if "." not in folder} == set(INSTRUCTOR_ONLY)
+    assert kit_breaks(import_graph(package="autograde")) == []
+
+
+def test_the_kit_rule_finds_the_student_side_importing_the_batch():
+    graph = {"autograde.student.selfcheck": {"autograde.batch.grade", "autograde.course"},
+             "autograde.batch.grade": {"autograde.sandbox.verdict"}}
+    assert kit_breaks(graph) == ["autograde.student.selfcheck -> autograde.batch.grade"]
+
+
+def test_autograde_has_no_import_cycle():
+    found = cycles(import_graph(package="autograde"))
+    assert not found, "import cycles: " + "; ".join(" <-> ".join(sorted(c)) for c in found)

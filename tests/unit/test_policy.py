@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from autograde_toy import INDEPENDENT, independent_cells
 
-from autograde.scan import POLICY_KINDS, policy_note, scan_cells, scan_notebook
+from autograde.integrity.scan import POLICY_KINDS, policy_note, scan_cells, scan_notebook
 from nanolm_lib.grading.curriculum import GRADED
 
 REPO = Path(__file__).resolve().parents[2]
@@ -183,7 +183,7 @@ def _student(lesson: str, answers: dict[str, str], extra_cells: tuple[str, ...] 
 def test_a_policy_flag_zeroes_the_question_in_the_self_check():
     """The copy policy's route (scan's POLICY_KINDS, policy_note): the self-check scores the
     question 0 and says which call, as grading does under --copied zero."""
-    from autograde.selfcheck import QuestionResult, _apply_copy_policy
+    from autograde.student.selfcheck import QuestionResult, _apply_copy_policy
 
     answer = ("from nanolm_lib.course.train import optimize\n"
               "def train_step(model, optimizer, x, y, grad_clip=1.0):\n"
@@ -208,7 +208,7 @@ def test_a_reference_pasted_into_an_ordinary_cell_is_caught():
     import inspect
 
     import nanolm_lib.course.model as model
-    from autograde.copycheck import load_fingerprints
+    from autograde.integrity.copycheck import load_fingerprints
 
     nb, released = _student("05_gpt", {}, (inspect.getsource(model.GPT),))
     flags = scan_notebook(nb, set(GRADED["05_gpt"]), load_fingerprints(), released=released)

@@ -5,7 +5,7 @@ settings). The hub passes the exchange folder and the course id in the environme
 import os
 
 from autograde.course import IGNORED
-from autograde.kit import MAX_FILE_BYTES
+from autograde.student.submit import MAX_FILE_BYTES
 
 c = get_config()  # noqa: F821  (nbgrader's config loader provides get_config)
 

@@ -1,7 +1,7 @@
 """``python -m autograde workspace`` (what ``make lab`` runs) and ``update-lesson NN_slug``.
 
 ``workspace`` copies the kit's lessons into the student's ``workspace/``: in a staged kit only
-the lessons of its week (:func:`autograde.kit.read_stage`; the later ones say they are not
+the lessons of its week (:func:`autograde.student.submit.read_stage`; the later ones say they are not
 released yet). A notebook the student has is never overwritten. Instead, when the kit's copy of
 a lesson changed since the student's was taken (a corrected lesson in a rebuilt kit), it says
 so and how to take the correction: ``update-lesson NN_slug`` writes the kit's notebook with the
@@ -78,7 +78,7 @@ def _copy_missing(kit_lesson: Path, mine: Path) -> bool:
 def prepare_workspace(lessons_dir: Path, workspace: Path, stage: dict | None) -> list[str]:
     """Copy the stage's lessons from ``lessons_dir`` into ``workspace`` without overwriting a
     student's notebook; returns the lines to show (corrections, later lessons, restarts)."""
-    from autograde.kit import stage_lessons
+    from autograde.student.submit import stage_lessons
 
     lessons_dir, workspace = Path(lessons_dir), Path(workspace)
     kit_lessons = sorted(p.name for p in lessons_dir.iterdir()

@@ -15,7 +15,7 @@ reference instead of their own code, and who answered with a finished version of
 * ``copied``: a graded definition that is a reference's code (the package's or the solution
   notebook's), exactly after normalising names, comments, docstrings, strings and formatting,
   or near-exactly by its winnowed fingerprints, and long enough not to be dictated by its
-  statement (:mod:`autograde.copycheck`);
+  statement (:mod:`autograde.integrity.copycheck`);
 * ``similar``: the same for a definition the statement dictates: reported for a person to read,
   never scored;
 * ``policy``: a question's code uses a name its policy forbids, or never calls one it requires
@@ -658,10 +658,10 @@ def _scan_cells(cells: list, graded_names: set[str], fingerprints: dict | None =
                 lesson: str | None = None) -> list[Flag]:
     """Scan a notebook's code cells, in order: :class:`Cell` objects, or ``(grade_id, source)``
     pairs (solution cells; a None grade_id is an ordinary cell). With ``fingerprints``
-    (:func:`autograde.copycheck.load_fingerprints`) also for copies of the reference; the
+    (:func:`autograde.integrity.copycheck.load_fingerprints`) also for copies of the reference; the
     policies are those of ``lesson`` (found from ``graded_names`` when not given).
     """
-    from autograde.copycheck import copied_parts
+    from autograde.integrity.copycheck import copied_parts
 
     cells = [c if isinstance(c, Cell) else Cell(c[0], c[1], number)
              for number, c in enumerate(cells, 1)]

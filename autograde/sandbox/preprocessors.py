@@ -21,7 +21,7 @@ nothing). :class:`LimitedExecute` instead
 * records every limit hit (cell timeout, output, memory, wall clock, dead kernel, and the
   sandbox's own: processes, threads, /tmp, disk) in the JSON file ``limits_report``, for the
   grade report. It and the launcher's ``status_file`` live in a folder the kernel cannot see
-  or write (:mod:`autograde.kernel`);
+  or write (:mod:`autograde.sandbox.kernel`);
 * talks to the kernel over Unix sockets (:class:`SandboxKernelManager`): the sandbox has no
   network.
 """
@@ -43,7 +43,7 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Float, Integer, Unicode, default
 
-from autograde.course import nbgrader_meta
+from autograde.course import nbgrader_meta, read_json_file
 
 # Run silently before every test cell: the cell's `from nanolm_lib.grading.checks import ...`
 # then loads the test helpers afresh from disk, whatever a submission did to the imported module.
@@ -262,8 +262,6 @@ class LimitedExecute(Execute):
 
     # ----------------------------------------------------------------------------- helpers
     def _kernel_end_reason(self) -> dict:
-        from autograde.kernel import read_json_file
-
         if self._stuck:
             return self._stuck
         status = read_json_file(Path(self.status_file), None) if self.status_file else None

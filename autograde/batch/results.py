@@ -2,7 +2,7 @@
 
 A batch leaves its work in two places: the gradebook (``DIR/gradebook.db`` or ``--db``), which
 holds each question's score (the grader's verdict, an instructor's override or hand grade,
-:mod:`autograde.overrides`), and ``DIR/.state/``, which keeps for each submission the grader's
+:mod:`autograde.batch.overrides`), and ``DIR/.state/``, which keeps for each submission the grader's
 answer (failure messages, limits hit, flags: ``<student>/<lesson>.json``), where it came from
 (``records.json``) and what the last run said (``run.json``). :func:`write_outputs` makes
 ``grades.csv``, ``scores.json``, ``summary.md`` / ``summary.png``, ``report.md`` and ``lms/``
@@ -19,11 +19,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from autograde import lms_export
-from autograde.answer import Answer
-from autograde.collect import Record
+from autograde.batch import lms_export
+from autograde.batch.answer import Answer
+from autograde.batch.collect import Record
+from autograde.batch.course_file import CourseFile, load_course_file
+from autograde.batch.override_log import load_history, load_overrides
 from autograde.course import GraderError, ensure_tools_on_path
-from autograde.course_file import CourseFile, load_course_file
 from nanolm_lib.utils import atomic_write
 
 
@@ -148,8 +149,6 @@ def class_view(out: Path, db_url: str) -> ClassView:
     """Each submission in the gradebook with its state's answer, every question's score
     replaced by the gradebook's (verdict, override or hand grade) and marked with the override
     standing on it; a hand-graded question without a grade ``needs_grading``."""
-    from autograde.overrides import load_history, load_overrides
-
     overrides = load_overrides(out)
     answers = {}
     for (student, lesson), grades in gradebook_grades(db_url).items():
@@ -222,8 +221,8 @@ def write_outputs(out: Path, run: Run | None = None, course: CourseFile | None =
     """grades.csv, lms/, scores.json, summary.md/png and report.md, from the gradebook and
     ``DIR/.state/`` (``run``: the last run's, by default read back from the state; ``course``:
     by default its course file). Returns what report.md was made of
-    (:class:`autograde.report.ReportInput`)."""
-    from autograde import report
+    (:class:`autograde.batch.report.ReportInput`)."""
+    from autograde.batch import report
 
     out = Path(out)
     run = run or Run.load(out)

@@ -4,7 +4,7 @@ For lesson N of the course (:data:`nanolm_lib.grading.curriculum.GRADED`) the wo
 
 1. stages a copy of ``nanolm_lib`` once per batch (:func:`stage_grading_library`): the reference
    bodies of lesson N's and every later lesson's graded names are stubs
-   (:func:`autograde.kit.stage_library`), so the grading kernel cannot import the answer; the
+   (:func:`autograde.sandbox.staged_library.stage_library`), so the grading kernel cannot import the answer; the
    earlier lessons' references stay (a lesson builds on them). The lessons' fixtures sit next to
    it, where :func:`nanolm_lib.grading.checks.fixture` looks first;
 2. draws every question's hidden cases from a seed of its own (:func:`secrets.randbits`,
@@ -27,7 +27,7 @@ For lesson N of the course (:data:`nanolm_lib.grading.curriculum.GRADED`) the wo
 What decides each property a question checks (inputs left unchanged, causality, gradients,
 training mode, linear memory) is said with the question in :mod:`nanolm_lib.grading.questions`: each
 is an output of the grader's run compared with the reference's, or a limit that run sets.
-What a solution may not call is decided on its source (:mod:`autograde.scan`).
+What a solution may not call is decided on its source (:mod:`autograde.integrity.scan`).
 
 The worker writes each verdict into its gradebook as the test cell's manual score, with the
 message as the comment of the question's solution cell (the feedback shows both). What the
@@ -50,10 +50,16 @@ from pathlib import Path
 
 import torch
 
-from autograde.course import SpecialFileError, nbgrader_meta, read_notebook, read_plain_file
-from autograde.kernel import Limits, prepare_run, read_json_file
+from autograde.course import (
+    SpecialFileError,
+    nbgrader_meta,
+    read_json_file,
+    read_notebook,
+    read_plain_file,
+)
 from autograde.paths import LESSONS_DIR, REPO
-from autograde.sandbox import ENV_VAR as SANDBOX_ENV_VAR
+from autograde.sandbox.kernel import Limits, prepare_run
+from autograde.sandbox.launcher import ENV_VAR as SANDBOX_ENV_VAR
 from nanolm_lib.grading.curriculum import GRADED, LESSONS, lesson_number
 from nanolm_lib.grading.hidden_cases import CELL_ERRORS
 from nanolm_lib.grading.question_base import ERROR_KEY, QUESTIONS, reference_namespace
@@ -89,7 +95,7 @@ def stage_grading_library(folder: Path, lesson: str, lessons_dir: Path = LESSONS
     the lessons' fixtures at ``folder/<lesson>/lessons/*/fixtures``; the graded names in
     ``keep`` keep their reference (a question's helpers, for :meth:`Verdict.isolate`). Returns
     ``folder/<lesson>`` (the folder to put first on the kernel's ``sys.path``)."""
-    from autograde.kit import stage_library as stage_package
+    from autograde.sandbox.staged_library import stage_library as stage_package
 
     root = Path(folder) / lesson
     if root.exists():
@@ -183,7 +189,7 @@ class Verdict:
             "lesson": self.lesson, "cells": self.cells, "questions": questions,
             "cases_dir": str(self.cases_dir), "records_dir": str(self.records_dir),
             "question_timeout_s": seconds}))
-        command = [sys.executable, "-m", "autograde.sandbox", "--run", "--", sys.executable,
+        command = [sys.executable, "-m", "autograde.sandbox.launcher", "--run", "--", sys.executable,
                    "-m", "nanolm_lib.grading.hidden_cases", str(program)]
         env = dict(os.environ, JPY_PARENT_PID=str(os.getpid()),
                    **{SANDBOX_ENV_VAR: settings.to_env()})

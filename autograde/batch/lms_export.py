@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from autograde.collect import Record
-from autograde.course_file import CourseFile
+from autograde.batch.collect import Record
+from autograde.batch.course_file import CourseFile
 
 CANVAS_COLUMNS = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
 MOODLE_COLUMNS = ["First name", "Last name", "ID number", "Email address"]

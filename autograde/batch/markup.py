@@ -118,3 +118,12 @@ def _clean_output(output) -> None:
         data = output.get("data", {})
         if mime in data and not (isinstance(data[mime], str) and _BASE64.fullmatch(data[mime])):
             del data[mime]
+
+
+def feedback_overrides() -> dict:
+    """nbgrader config for the feedback: the student's and the grader's Markdown cleaned after
+    it is rendered (:class:`autograde.batch.markup.FeedbackExporter`), and the feedback template
+    that names each question (``autograde/templates/``)."""
+    return {"GenerateFeedback": {"exporter_class": FeedbackExporter},
+            "HTMLExporter": {"template_name": "nanolm_feedback",
+                             "extra_template_basedirs": feedback_templates()}}

@@ -2,7 +2,7 @@
 
 ``autograde check`` judges every question of a course lesson as grading does (the grader's run
 of the student's solution cells in a sandbox of its own, the same question code, the same
-comparison: :class:`autograde.verdict.Verdict`), on cases that are not the grader's: grading
+comparison: :class:`autograde.sandbox.verdict.Verdict`), on cases that are not the grader's: grading
 draws new ones, from a seed it keeps, for every submission.
 
 In the repository the reference is at hand, so the cases are drawn fresh for every check. A
@@ -21,9 +21,10 @@ from pathlib import Path
 
 import torch
 
-from autograde.verdict import draw_cases
+from autograde.paths import AUTOGRADE_DIR
+from autograde.sandbox.verdict import draw_cases
 
-PRACTICE_DIR = Path(__file__).with_name("practice")
+PRACTICE_DIR = AUTOGRADE_DIR / "practice"   # a kit's, written by student-kit
 
 
 def write_practice(lesson: str, folder: Path = PRACTICE_DIR, seed: int | None = None) -> int:

@@ -9,7 +9,7 @@ method of a graded class) is compared with both, two ways:
   placeholder), annotations and decorators; every variable, parameter, function and class name
   becomes ``v0, v1, ...`` in order of first appearance, and so does every attribute of ``self``;
   other attributes (``torch.tril``, ``x.view``) and keyword names are kept: they are the API.
-* **near-exact**: its winnowed fingerprints (:mod:`autograde.similarity`) share at least
+* **near-exact**: its winnowed fingerprints (:mod:`autograde.integrity.similarity`) share at least
   :data:`NEAR_EXACT` of a reference's, the starter code left out: one edit (``.mT`` for
   ``.transpose(-2, -1)``, a reordered ``__init__``, dead code) leaves most of them.
 
@@ -39,7 +39,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograde.similarity import fingerprints, similarity, strip_definition
+from autograde.integrity.similarity import STARTER, fingerprints, similarity, strip_definition
+from autograde.paths import AUTOGRADE_DIR
 from nanolm_lib.grading.curriculum import GRADED
 
 DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -50,12 +51,11 @@ TRIVIAL_NODES, TRIVIAL_PRINTS = 20, 8   # smaller matches are not even reported:
 NEAR_EXACT = 0.8       # reported from here
 SCORED_ALIKE = 0.9     # scored from here: a correct alternative edited from the reference's
                        # AdamW (another bias-correction form) shares 84%
-FINGERPRINTS_FILE = Path(__file__).with_name("reference_fingerprints.json")
-ROOT = Path(__file__).resolve().parent.parent
+FINGERPRINTS_FILE = AUTOGRADE_DIR / "reference_fingerprints.json"   # a kit's, written by student-kit
+ROOT = AUTOGRADE_DIR.parent
 PACKAGE_DIR = ROOT / "nanolm_lib"
 SOLUTIONS_DIR = ROOT / "solutions"
 LESSONS_DIR = ROOT / "lessons"
-STARTER = "starter"   # the key of the starter code's fingerprints, beside the sources
 
 
 class _Normaliser(ast.NodeTransformer):

@@ -4,7 +4,7 @@ Each lesson goes through nbgrader's ``generate_assignment`` in a temporary cours
 (solutions cleared to stubs, hidden tests removed, cells locked, checksums computed), then its
 notebooks are rewritten in a stable form (no outputs, no execution counts, sorted JSON keys),
 so that the same solutions give the same bytes every time. The visible tests' fixtures
-(:mod:`autograde.fixtures`: fixed inputs and the reference's outputs) are computed into
+(:mod:`autograde.authoring.fixtures`: fixed inputs and the reference's outputs) are computed into
 ``<lesson>/fixtures/``. ``--check`` generates into a temporary folder and names every lesson
 whose committed copy differs (fixtures: by value, within float rounding).
 """
@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from autograde import fixtures
+from autograde.authoring import fixtures
 from autograde.course import (
     IGNORED,
     LESSONS_DIR,

@@ -1,7 +1,7 @@
 """What a batch writes besides nbgrader's grades.csv: scores.json, summary.md, summary.png
 and report.md.
 
-All of them are made from one source (:mod:`autograde.results`): every submission in the
+All of them are made from one source (:mod:`autograde.batch.results`): every submission in the
 gradebook, with the scores the gradebook holds (an instructor's override included).
 
 * ``scores.json``: ``{student: {lesson: {grade_id: {"score", "max_score", "error", "limits",
@@ -17,7 +17,7 @@ gradebook, with the scores the gradebook holds (an instructor's override include
   the submission, and the static-scan flags; last every override and changed regrade.
 
 Every text in the Markdown files that may quote a student (failure messages, file names,
-flags, problems) enters through :func:`autograde.markup.markdown_text`: as text, never as
+flags, problems) enters through :func:`autograde.batch.markup.markdown_text`: as text, never as
 HTML or a link.
 """
 
@@ -30,19 +30,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autograde.markup import markdown_text
+from autograde.batch.markup import markdown_text
 
 if TYPE_CHECKING:  # results imports this module to write the outputs
-    from autograde.results import Run
+    from autograde.batch.results import Run
 
 TOP_FAILURES = 3
 
 
 @dataclass
 class ReportInput:
-    """What the outputs are made of (:func:`autograde.results.write_outputs`): every graded
+    """What the outputs are made of (:func:`autograde.batch.results.write_outputs`): every graded
     submission's answer, with the gradebook's scores, and what the last run said (``run``,
-    :class:`autograde.results.Run`; its failures joined by the outputs' own)."""
+    :class:`autograde.batch.results.Run`; its failures joined by the outputs' own)."""
 
     out: Path
     answers: dict
@@ -159,7 +159,7 @@ def write_summary_png(path: Path, summary: list[dict], table: dict) -> None:
 
 def write_report_md(path: Path, result: ReportInput, students: list[str],
                     lessons: list[str]) -> None:
-    from autograde.scan import POLICY_KINDS
+    from autograde.integrity.scan import POLICY_KINDS
 
     policy = result.run.copied
     rule = ("a question whose code uses the reference (imports or calls a graded name "
@@ -169,7 +169,7 @@ def write_report_md(path: Path, result: ReportInput, students: list[str],
             "computed at run time) ")
     rule += ("scores 0 (grade --copied zero)" if policy == "zero"
              else "is flagged below, its points unchanged (grade --copied flag)")
-    from autograde.sandbox import UNSAFE_BANNER
+    from autograde.sandbox.launcher import UNSAFE_BANNER
 
     banner = [f"**{UNSAFE_BANNER}**", ""] if result.run.isolation == UNSAFE_BANNER else []
     lines = banner + ["# Grading report", "", f"Isolation: {result.run.isolation}", "",
@@ -243,7 +243,7 @@ def _points(value) -> str:
 
 
 def history_line(event: dict) -> str:
-    """One event of ``history.jsonl`` (:mod:`autograde.overrides`) as a line of report.md."""
+    """One event of ``history.jsonl`` (:mod:`autograde.batch.overrides`) as a line of report.md."""
     return (f"- {event['when']} {_md_line(event['student'])} / {event['lesson']} / "
             f"{_md_line(event['question'])}: {_points(event['old'])} -> "
             f"{_points(event['new'])} ({event['kind']} by {_md_line(event['by'])}: "

@@ -1,18 +1,18 @@
 """One grading worker: its own nbgrader course directory and gradebook, one submission at a time.
 
 nbgrader grades one submission at a time and one SQLite gradebook takes one writer, so the
-batch (:mod:`autograde.grade`) runs N workers as separate processes, each owning a course
+batch (:mod:`autograde.batch.grade`) runs N workers as separate processes, each owning a course
 directory under ``OUT/.work/<batch or shard>/worker-K/``. A worker copies a submission into
 ``submitted/<student>/<lesson>/``, runs nbgrader's ``autograde`` (with
-:class:`autograde.preprocessors.LimitedExecute` and the sandboxed kernel of
-:mod:`autograde.sandbox`) and ``generate_feedback``, and answers with everything the batch
-needs to merge the result into the main gradebook (an :class:`autograde.answer.Answer`):
+:class:`autograde.sandbox.preprocessors.LimitedExecute` and the sandboxed kernel of
+:mod:`autograde.sandbox.launcher`) and ``generate_feedback``, and answers with everything the batch
+needs to merge the result into the main gradebook (an :class:`autograde.batch.answer.Answer`):
 scores, failure messages, limits hit and static-scan flags. For a course lesson the scores are
-the grader's verdict (:mod:`autograde.verdict`): the hidden cases are drawn before the kernel
+the grader's verdict (:mod:`autograde.sandbox.verdict`): the hidden cases are drawn before the kernel
 starts, and the kernel's records judged after autograde, before the feedback is made.
 
-Protocol (``python -m autograde.worker SETTINGS.json``): one JSON job per line on stdin,
-``{"student", "lesson", "folder"}``; one :class:`~autograde.answer.Answer` (as JSON) per job on
+Protocol (``python -m autograde.batch.worker SETTINGS.json``): one JSON job per line on stdin,
+``{"student", "lesson", "folder"}``; one :class:`~autograde.batch.answer.Answer` (as JSON) per job on
 stdout, on a line starting with :data:`ANSWER_PREFIX`. Anything else the libraries print is ignored by the batch.
 """
 
@@ -32,7 +32,8 @@ from pathlib import Path
 
 import nbformat
 
-from autograde.answer import Answer
+from autograde.batch.answer import NEEDS_GRADING, Answer
+from autograde.batch.markup import feedback_overrides
 from autograde.course import (
     GraderError,
     SpecialFileError,
@@ -41,11 +42,17 @@ from autograde.course import (
     grade_cells,
     make_course,
     nbgrader_meta,
+    read_json_file,
     read_notebook,
     run_nbgrader,
     walk_plain,
 )
-from autograde.kernel import KERNEL_NAME, Limits, cell_failure, prepare_kernel, read_json_file
+from autograde.sandbox.kernel import (
+    KERNEL_NAME,
+    Limits,
+    cell_failure,
+    prepare_kernel,
+)
 
 ANSWER_PREFIX = "@@autograde-answer@@ "
 ERROR_CHARS = 1500   # longest failure message kept per question
@@ -67,7 +74,7 @@ class WorkerSettings:
     release_dir: str = ""      # the student versions (release/<lesson>/<lesson>.ipynb)
     copied: str = "zero"       # copy policy: "zero" the question, or only "flag" it
     show_hidden_tests: bool = False  # feedback shows the hidden tests' source
-    # lesson -> the staged library its kernel imports (autograde.verdict); a lesson without
+    # lesson -> the staged library its kernel imports (autograde.sandbox.verdict); a lesson without
     # one (not a course lesson) is graded by nbgrader's own scores
     library_dirs: dict[str, str] = field(default_factory=dict)
     autograded_dir: str = ""   # where the graded notebooks the feedback is made from are kept
@@ -93,7 +100,7 @@ def autograde_overrides(limits: Limits) -> dict:
         SaveAutoGrades,
     )
 
-    from autograde.preprocessors import LimitedExecute
+    from autograde.sandbox.preprocessors import LimitedExecute
 
     return {
         # nbgrader's own pipeline with Execute replaced by LimitedExecute.
@@ -107,17 +114,6 @@ def autograde_overrides(limits: Limits) -> dict:
                            "startup_timeout": 120},
         **feedback_overrides(),
     }
-
-
-def feedback_overrides() -> dict:
-    """nbgrader config for the feedback: the student's and the grader's Markdown cleaned after
-    it is rendered (:class:`autograde.markup.FeedbackExporter`), and the feedback template
-    that names each question (``autograde/templates/``)."""
-    from autograde.markup import FeedbackExporter, feedback_templates
-
-    return {"GenerateFeedback": {"exporter_class": FeedbackExporter},
-            "HTMLExporter": {"template_name": "nanolm_feedback",
-                             "extra_template_basedirs": feedback_templates()}}
 
 
 class Worker:
@@ -136,7 +132,7 @@ class Worker:
         make_course(self.course, settings.lessons, Path(settings.solutions_dir))
         shutil.copyfile(settings.template_db, self.course / "gradebook.db")
         self.config = course_config(self.course, overrides=autograde_overrides(settings.limits))
-        from autograde.copycheck import load_fingerprints
+        from autograde.integrity.copycheck import load_fingerprints
 
         self.fingerprints = load_fingerprints()
         self.db_url = self.config.CourseDirectory.db_url
@@ -234,7 +230,7 @@ class Worker:
         except GraderError as error:
             notebook.unlink()  # nbgrader would stop on it; grade the lesson as missing
             return [f"malformed notebook: {str(error).split(': ', 1)[-1]}"], []
-        from autograde.scan import scan_notebook
+        from autograde.integrity.scan import scan_notebook
 
         flags = [f.to_dict() for f in scan_notebook(
             nb, self.graded_names[lesson], self.fingerprints,
@@ -257,7 +253,7 @@ class Worker:
         try:
             _feedback_notebook(autograded, self.settings.show_hidden_tests)
             kept = self.settings.autograded_dir
-            if kept:  # what an override's feedback is made from (autograde.overrides)
+            if kept:  # what an override's feedback is made from (autograde.batch.overrides)
                 target = Path(kept) / student / lesson / f"{lesson}.ipynb"
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(autograded, target)
@@ -281,7 +277,7 @@ class Worker:
         Markdown, and the message quotes what the student's code raised or returned)."""
         from nbgrader.api import Gradebook, MissingEntry
 
-        from autograde.markup import markdown_text
+        from autograde.batch.markup import markdown_text
 
         with Gradebook(self.db_url) as gb:
             for grade_id, verdict in verdicts.items():
@@ -301,10 +297,8 @@ class Worker:
 
     def _note_needs_grading(self, student: str, lesson: str, scores: dict) -> None:
         """A hand-graded answer's comment, until it is graded, says that its 0 is no grade
-        (the feedback shows it; :func:`autograde.overrides.apply_overrides` replaces it)."""
+        (the feedback shows it; :func:`autograde.batch.overrides.apply_overrides` replaces it)."""
         from nbgrader.api import Gradebook, MissingEntry
-
-        from autograde.overrides import NEEDS_GRADING
 
         waiting = [gid for gid, entry in scores.items() if entry.get("needs_grading")]
         if not waiting:
@@ -323,7 +317,7 @@ class Worker:
         lesson's files) and kernelspec; the grader's report paths in this worker's config.
         For a course lesson also its hidden cases, in the grader's folders, which the kernel
         never sees: returns (the run, the Verdict or None)."""
-        from autograde.verdict import Verdict
+        from autograde.sandbox.verdict import Verdict
 
         root = self.root / "runs" / f"{student}--{lesson}"
         library = self.settings.library_dirs.get(lesson, "")
@@ -362,7 +356,7 @@ class Worker:
 
     def _library_with(self, lesson: str, helpers: list[str]) -> str:
         """The staged library of ``lesson`` with the reference of ``helpers`` (made once)."""
-        from autograde.verdict import stage_grading_library
+        from autograde.sandbox.verdict import stage_grading_library
 
         folder = self.root / "libraries" / "+".join(helpers)
         if not (folder / lesson).is_dir():
@@ -405,14 +399,14 @@ class Worker:
 
     def _apply_copy_policy(self, student: str, lesson: str, flags: list[dict]) -> dict[str, str]:
         """The course's copy policy on the gradebook: for each question whose code uses or
-        copies the reference, or breaks the question's policy (:func:`autograde.scan.policy_notes`),
+        copies the reference, or breaks the question's policy (:func:`autograde.integrity.scan.policy_notes`),
         a comment on that cell saying so (it shows in the feedback) and, under ``zero``, a score
         of 0 for its test cell. Returns test grade_id ->
         the note."""
         from nbgrader.api import Gradebook, MissingEntry
 
-        from autograde.markup import markdown_text
-        from autograde.scan import policy_notes
+        from autograde.batch.markup import markdown_text
+        from autograde.integrity.scan import policy_notes
 
         notes = policy_notes(flags, self.settings.copied)
         if not notes:
@@ -448,7 +442,7 @@ class Worker:
                     score = float(grade.score or 0.0)
                     error = None
                     if grade.name in self.manual_ids[lesson]:
-                        # an answer graded by hand (autograde.overrides), never by the grader
+                        # an answer graded by hand (autograde.batch.overrides), never by the grader
                         scores[grade.name] = {
                             "score": score, "max_score": float(grade.max_score),
                             "error": None, "manual": True,
@@ -490,7 +484,7 @@ class _Laps:
 def _take_notebook(folder: Path | None, lesson: str, submitted: Path) -> str | None:
     """Put the submission's notebook (only that) into nbgrader's ``submitted`` folder, with a
     timestamp the grader trusts: the file's own modification time (for an LMS zip, the
-    zip's, see :mod:`autograde.collect`), never the student's ``timestamp.txt``. Returns why
+    zip's, see :mod:`autograde.batch.collect`), never the student's ``timestamp.txt``. Returns why
     the submission is refused, or None."""
     if folder is None or not folder.is_dir():
         return None
@@ -519,11 +513,11 @@ def _take_notebook(folder: Path | None, lesson: str, submitted: Path) -> str | N
 def _feedback_notebook(notebook: Path, show_hidden_tests: bool) -> None:
     """The feedback is made from the autograded notebook, once the scores are in the
     gradebook: sanitise the student's markdown and outputs (no script, event handler or
-    javascript: URL: :class:`autograde.markup.SanitizeFeedback`, and the rendered Markdown
-    once more by :class:`autograde.markup.FeedbackExporter`), and take the hidden tests'
+    javascript: URL: :class:`autograde.batch.markup.SanitizeFeedback`, and the rendered Markdown
+    once more by :class:`autograde.batch.markup.FeedbackExporter`), and take the hidden tests'
     source (and the tracebacks that quote it) out unless they are to be shown."""
-    from autograde.markup import SanitizeFeedback
-    from autograde.preprocessors import HideHiddenTests
+    from autograde.batch.markup import SanitizeFeedback
+    from autograde.sandbox.preprocessors import HideHiddenTests
 
     nb = read_notebook(notebook)
     SanitizeFeedback().preprocess(nb, {})

@@ -50,7 +50,7 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path, PurePosixPath
 
 from autograde.course import LESSON_NAME, GraderError, SpecialFileError, walk_plain
-from autograde.kit import EXTENDED_TIMESTAMP
+from autograde.student.submit import EXTENDED_TIMESTAMP
 
 # lms: (file-name regex, strptime format of its time group). Named groups: key (the LMS id,
 # required), name, late, attempt and suffix (numbers: a higher one is later), time, file.

@@ -1,8 +1,8 @@
 """Kernel launcher that confines one submission: bubblewrap, and limits on the whole sandbox.
 
-The autograder registers a kernelspec whose command is ``python -m autograde.sandbox
+The autograder registers a kernelspec whose command is ``python -m autograde.sandbox.launcher
 {connection_file}`` and whose environment carries :class:`SandboxSettings` as JSON in
-``AUTOGRADE_SANDBOX`` (:mod:`autograde.kernel` writes both). The launcher starts the real
+``AUTOGRADE_SANDBOX`` (:mod:`autograde.sandbox.kernel` writes both). The launcher starts the real
 IPython kernel as its child:
 
 * in bubblewrap (:func:`bwrap_command`): a new user namespace with no capabilities (as root
@@ -629,7 +629,7 @@ def _refusal(connection_file: str | None) -> str | None:
     folder = socket_folder(connection_file)
     if folder is None:
         return ("the kernel manager asked for TCP, but the sandbox has no network: start "
-                "kernels with transport ipc (autograde.preprocessors.SandboxKernelManager)")
+                "kernels with transport ipc (autograde.sandbox.preprocessors.SandboxKernelManager)")
     # bound writable into the sandbox: a fresh folder of this kernel's own, never /tmp itself
     if os.path.islink(folder) or not os.path.isdir(folder) or os.listdir(folder):
         return (f"the folder of the kernel's sockets, {folder}, is not a fresh empty folder of "
@@ -641,7 +641,7 @@ def main(argv: list[str]) -> int:
     """Start the kernel for ``argv[0]`` (a connection file), or with ``--run COMMAND...`` any
     command (the grader's run of the hidden cases), under the sandbox settings."""
     if not argv or argv == ["--run"]:
-        print("usage: python -m autograde.sandbox CONNECTION_FILE | --run COMMAND...",
+        print("usage: python -m autograde.sandbox.launcher CONNECTION_FILE | --run COMMAND...",
               file=sys.stderr)
         return 2
     settings = SandboxSettings.from_env()

@@ -5,7 +5,7 @@ limits) with the lesson's visible tests: every test cell is replaced by the rele
 from ``lessons/`` (so an edited or deleted test cell is put back). Then, for a course lesson,
 the grader's own verdict decides each question's points, as in grading: its sandboxed run of
 the solution cells, its question code and comparison, on practice cases
-(:mod:`autograde.practice`; grading draws cases of its own). A question whose solution uses or
+(:mod:`autograde.student.practice`; grading draws cases of its own). A question whose solution uses or
 copies the reference is shown at 0 with the reason, as grading scores it by default. Lessons
 outside the course (the tests' toy lessons) keep nbgrader's scoring rule on the visible tests
 (``nbgrader.utils.determine_grade``: an error, or anything on stderr, scores 0).
@@ -25,10 +25,16 @@ from autograde.course import (
     copy_plain_file,
     grade_cells,
     nbgrader_meta,
+    read_json_file,
     read_notebook,
 )
-from autograde.kernel import KERNEL_NAME, Limits, cell_failure, prepare_kernel, read_json_file
-from autograde.verdict import (
+from autograde.sandbox.kernel import (
+    KERNEL_NAME,
+    Limits,
+    cell_failure,
+    prepare_kernel,
+)
+from autograde.sandbox.verdict import (
     HIDDEN_PREFIX,
     PACKAGE_DIR,
     Verdict,
@@ -94,7 +100,7 @@ def check_notebook(notebook: Path, lessons_dir: Path = LESSONS_DIR, limits: Limi
     from nbgrader.utils import determine_grade
 
     from autograde.course import ensure_tools_on_path, load_config
-    from autograde.preprocessors import LimitedExecute
+    from autograde.sandbox.preprocessors import LimitedExecute
 
     notebook = Path(notebook).resolve()
     lesson = notebook.stem
@@ -171,12 +177,12 @@ def cell_errors(nb) -> list[str]:
 
 def _grader_verdicts(notebook: Path, released: Path, root: Path, limits: Limits,
                      lessons_dir: Path) -> dict:
-    """test grade_id -> the grader's verdict on practice cases (:mod:`autograde.practice`):
+    """test grade_id -> the grader's verdict on practice cases (:mod:`autograde.student.practice`):
     its own run of the solution cells, its question code and its comparison. With the
     reference at hand (the repository) the run gets grading's staged library and a failed
     question is rerun with the reference's helpers, as in grading; a kit has neither, so
     there the message says that grading reruns it."""
-    from autograde.practice import practice_cases, stored_practice
+    from autograde.student.practice import practice_cases, stored_practice
 
     lesson = notebook.stem
     verdict = Verdict.from_drawn(lesson, root / "cases", root / "records",
@@ -216,8 +222,8 @@ def _apply_copy_policy(nb, lesson_nb, results: list[QuestionResult]) -> None:
     """Questions whose code uses or copies the reference, or breaks the question's policy,
     score 0 here, as they will when graded under the default policy (``grade --copied zero``);
     the message says why."""
-    from autograde.copycheck import load_fingerprints
-    from autograde.scan import policy_notes, scan_notebook
+    from autograde.integrity.copycheck import load_fingerprints
+    from autograde.integrity.scan import policy_notes, scan_notebook
 
     graded = {c["grade_id"] for c in grade_cells(lesson_nb) if c["kind"] == "solution"}
     flags = scan_notebook(nb, graded, load_fingerprints(), released=lesson_nb)

@@ -1,6 +1,6 @@
 """The kernel a submission runs in: its limits, kernelspec, environment and failure messages.
 
-Grading (:mod:`autograde.worker`) and the self-check (:mod:`autograde.selfcheck`) both start
+Grading (:mod:`autograde.batch.worker`) and the self-check (:mod:`autograde.student.selfcheck`) both start
 the student's code through :func:`prepare_kernel`: a fresh folder tree per run, split in two
 
 * ``sandbox/`` (``work/``: the kernel's cwd, with its own copy of the notebook and the lesson's
@@ -9,7 +9,7 @@ the student's code through :func:`prepare_kernel`: a fresh folder tree per run, 
   only the grader reads and writes (the kernel never sees this folder).
 
 The kernel's environment is built here as a dict from an allow-list and travels in the
-kernelspec to the launcher (:mod:`autograde.sandbox`), which applies it with ``--clearenv`` /
+kernelspec to the launcher (:mod:`autograde.sandbox.launcher`), which applies it with ``--clearenv`` /
 ``--setenv`` or as the subprocess's whole environment: the grader's own environment (and any
 secret in it) never reaches the student's code, and ``os.environ`` is never edited.
 """
@@ -23,8 +23,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograde.course import GraderError, read_plain_file
-from autograde.sandbox import SandboxSettings
+from autograde.course import GraderError
+from autograde.sandbox.launcher import SandboxSettings
+from autograde.sandbox.preprocessors import is_memory_error
 
 KERNEL_NAME = "nanolm-autograde"
 # Passed on from the grader's environment when set: what the lessons' code reads.
@@ -166,8 +167,7 @@ def prepare_run(root: Path, lesson_files: Path | None, notebook: Path | None, li
 
 def require_isolation(limits: Limits) -> None:
     """Refuse to run a submission without bubblewrap unless isolation was waived."""
-    from autograde.course import GraderError
-    from autograde.sandbox import bwrap_path
+    from autograde.sandbox.launcher import bwrap_path
 
     if limits.use_bwrap and not bwrap_path():
         raise GraderError("bubblewrap (bwrap) is not installed, so a submission's kernel could "
@@ -183,21 +183,12 @@ def write_kernelspec(jupyter_dir: Path, settings: SandboxSettings | None = None)
     environment only (not the grader's)."""
     folder = Path(jupyter_dir) / "kernels" / KERNEL_NAME
     folder.mkdir(parents=True, exist_ok=True)
-    spec = {"argv": [sys.executable, "-m", "autograde.sandbox", "{connection_file}"],
+    spec = {"argv": [sys.executable, "-m", "autograde.sandbox.launcher", "{connection_file}"],
             "display_name": "NanoLM autograder (sandboxed Python 3)",
             "language": "python", "interrupt_mode": "signal", "metadata": {"debugger": False}}
     if settings is not None:
         spec["env"] = {"AUTOGRADE_SANDBOX": settings.to_env()}
     (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
-
-
-def read_json_file(path: Path, default, limit: int = 1 << 20):
-    """A JSON file the grader wrote; ``default`` when it is missing, not a plain file, too
-    large or unreadable (never opens a FIFO or follows a link)."""
-    try:
-        return json.loads(read_plain_file(path, limit))
-    except (OSError, ValueError, GraderError):
-        return default
 
 
 def cell_failure(cell, limits: Limits) -> str | None:
@@ -213,7 +204,6 @@ def cell_failure(cell, limits: Limits) -> str | None:
 
 def error_message(ename: str, evalue: str, limits: Limits) -> str:
     """A test cell's failure as the report and the self-check state it."""
-    from autograde.preprocessors import is_memory_error
 
     if is_memory_error(ename, evalue):
         return f"memory limit of {limits.memory_mb} MB hit ({ename}: {evalue})".strip()

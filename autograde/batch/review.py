@@ -6,14 +6,14 @@ as Jupyter has, needed by every request, the form's included (so no other page c
 it). Pages:
 
 * ``/``: every submission's score (from the same source as every output,
-  :func:`autograde.results.class_view`), and the questions waiting for a hand grade;
+  :func:`autograde.batch.results.class_view`), and the questions waiting for a hand grade;
 * ``/submission/STUDENT/LESSON``: its questions (score, the grader's own score and message,
   the override standing on it), a form per question to set or remove the score, the
   submission's history, and its feedback as the student gets it;
 * ``/feedback/STUDENT/LESSON.html``: that feedback, served with a policy that lets no
-  script run (it is sanitised when made, :mod:`autograde.markup`; this is a second line).
+  script run (it is sanitised when made, :mod:`autograde.batch.markup`; this is a second line).
 
-Every value shown is escaped. Setting a score calls :func:`autograde.overrides.override`,
+Every value shown is escaped. Setting a score calls :func:`autograde.batch.overrides.override`,
 which writes every output again.
 """
 
@@ -30,9 +30,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
+from autograde.batch.overrides import override
+from autograde.batch.results import Run, class_view
 from autograde.course import GraderError
-from autograde.overrides import override
-from autograde.results import Run, class_view
 
 STYLE = """
 body { font-family: sans-serif; margin: 1.5em; }

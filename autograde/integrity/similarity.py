@@ -28,6 +28,7 @@ import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
+STARTER = "starter"   # the key of the starter code's fingerprints, beside the sources
 K = 12       # tokens per k-gram: shorter matches (a line of indexing) are noise
 WINDOW = 8   # every match of K + WINDOW - 1 = 19 tokens is found
 
@@ -192,7 +193,7 @@ def class_pairs(folders: dict[tuple[str, str], Path | None], graded: dict[str, d
                 reference_prints: dict[str, dict]) -> list[Pair]:
     """The ranked pairs of a graded class: ``folders`` (student, lesson) -> the submitted
     folder; ``graded`` the course's lesson -> graded names; ``reference_prints`` the copy
-    check's stored fingerprints (:func:`autograde.copycheck.load_fingerprints`)."""
+    check's stored fingerprints (:func:`autograde.integrity.copycheck.load_fingerprints`)."""
     cells: dict[tuple[str, str], dict[str, str]] = {}
     for (student, lesson), folder in sorted(folders.items()):
         if folder is None:
@@ -200,7 +201,6 @@ def class_pairs(folders: dict[tuple[str, str], Path | None], graded: dict[str, d
         names = set(graded.get(lesson, {}))
         for question, source in _student_cells(folder / f"{lesson}.ipynb", names).items():
             cells.setdefault((lesson, question), {})[student] = source
-    from autograde.copycheck import STARTER
 
     references, starters = {}, {}
     for lesson, question in cells:

@@ -11,7 +11,7 @@ classes, so that the students' Assignments panel (nbgrader too) finds what they 
   that submission's secret, which only the student's own copy of the submission holds: the
   panel's Fetch Feedback finds that student's feedback and no one else's.
 
-Release: lesson NN as the student kit ships it (:data:`autograde.kit.KIT_SKIP`) goes into a
+Release: lesson NN as the student kit ships it (:data:`autograde.authoring.kit.KIT_SKIP`) goes into a
 scratch course directory's ``release/``, and nbgrader's ExchangeReleaseAssignment publishes it.
 
 Grading: nbgrader's ExchangeCollect copies each student's latest submission into
@@ -104,8 +104,8 @@ def release(number: str, course_id: str, exchange: Path, scratch: Path,
     it. ``scratch`` holds the course directory nbgrader releases from. Returns the folder."""
     from nbgrader.exchange.default import ExchangeReleaseAssignment
 
+    from autograde.authoring.kit import KIT_SKIP
     from autograde.course import safe_copy_tree
-    from autograde.kit import KIT_SKIP
 
     lesson = lesson_name(number, lessons_dir)
     config = _config(scratch, course_id, exchange)
@@ -153,7 +153,7 @@ def collect(course_id: str, exchange: Path, out: Path,
 
 def return_feedback(answers: dict, course_id: str, exchange: Path, out: Path) -> list[str]:
     """Publish the feedback of every graded (student, lesson) of ``answers`` (a batch's
-    :class:`autograde.answer.Answer` per pair) for the submission collected; returns
+    :class:`autograde.batch.answer.Answer` per pair) for the submission collected; returns
     ``student/lesson`` of each one published."""
     from nbgrader.exchange.default import ExchangeReleaseFeedback
 

@@ -1,22 +1,22 @@
 """``python -m autograde grade SUBMISSIONS --out DIR``: grade a class in one command.
 
-1. Collect the submissions (:mod:`autograde.collect`): student folders or LMS zips, named
+1. Collect the submissions (:mod:`autograde.batch.collect`): student folders or LMS zips, named
    as the LMS (``--lms`` or ``course.toml``'s ``[lms] kind``) names them. With a course file
-   (:mod:`autograde.course_file`), only the lessons already due are graded unless
+   (:mod:`autograde.batch.course_file`), only the lessons already due are graded unless
    ``--lessons`` names others.
 2. Build a template gradebook holding the lessons' assignments (nbgrader
    ``generate_assignment`` of ``solutions/``), and the main gradebook (``DIR/gradebook.db``, or
    any SQLAlchemy URL given with ``--db``).
 3. Skip every submission graded before with the same content hash (``DIR/.state/``): an
    interrupted batch resumes where it stopped, and nothing already graded is lost.
-4. Grade the rest with N worker processes (:mod:`autograde.worker`), each with its own course
+4. Grade the rest with N worker processes (:mod:`autograde.batch.worker`), each with its own course
    directory and gradebook; merge each answer into the main gradebook as it arrives (one
    writer), with a progress bar over submissions.
 5. Write ``grades.csv`` (nbgrader's CSV export), ``scores.json``, ``summary.md`` /
-   ``summary.png`` and ``report.md`` (:mod:`autograde.report`), and the LMS exports with the
-   late policy applied (``lms/``, :mod:`autograde.lms_export`), for every submission in the
-   gradebook, from the gradebook and ``DIR/.state/`` (:mod:`autograde.results`): a run of some
-   lessons or some students keeps the others, and overrides (:mod:`autograde.overrides`)
+   ``summary.png`` and ``report.md`` (:mod:`autograde.batch.report`), and the LMS exports with the
+   late policy applied (``lms/``, :mod:`autograde.batch.lms_export`), for every submission in the
+   gradebook, from the gradebook and ``DIR/.state/`` (:mod:`autograde.batch.results`): a run of some
+   lessons or some students keeps the others, and overrides (:mod:`autograde.batch.overrides`)
    stand through a regrade.
 
 The batch exits 0 whenever every submission was graded, even to zero; a submission that the
@@ -29,7 +29,7 @@ deterministic shares into the same ``DIR`` (a folder every shard sees) and the s
 ``--merge N`` grades nothing and writes ``grades.csv`` and the reports once, from the gradebook
 and ``DIR/.state/``, naming any submission whose shard has not finished. A shard run again
 skips what it graded before (the same content hashes), so a shard that died loses nothing.
-:mod:`autograde.slurm` submits the shards as one Slurm array job and the merge after it.
+:mod:`autograde.batch.slurm` submits the shards as one Slurm array job and the merge after it.
 """
 
 from __future__ import annotations
@@ -48,9 +48,13 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from autograde.answer import Answer
-from autograde.collect import Collected, Submission, gather
+from autograde.batch.answer import Answer
+from autograde.batch.collect import Collected, Submission, gather
+from autograde.batch.course_file import CourseFile, now_utc
+from autograde.batch.results import load_answer
+from autograde.batch.worker import ANSWER_PREFIX, WorkerSettings
 from autograde.course import (
+    REPO,
     SOLUTIONS_DIR,
     GraderError,
     course_config,
@@ -60,11 +64,8 @@ from autograde.course import (
     make_course,
     run_nbgrader,
 )
-from autograde.course_file import CourseFile, now_utc
-from autograde.kernel import Limits, require_isolation
-from autograde.results import load_answer
-from autograde.sandbox import die_with_parent
-from autograde.worker import ANSWER_PREFIX, WorkerSettings
+from autograde.sandbox.kernel import Limits, require_isolation
+from autograde.sandbox.launcher import die_with_parent
 from nanolm_lib.utils import atomic_write
 
 STATE_VERSION = 1
@@ -125,7 +126,7 @@ class Shard:
 
 # --------------------------------------------------------------------------- worker processes
 class WorkerProcess:
-    """A ``python -m autograde.worker`` subprocess, restarted when it dies."""
+    """A ``python -m autograde.batch.worker`` subprocess, restarted when it dies."""
 
     def __init__(self, settings: WorkerSettings, log_path: Path):
         self.settings = settings
@@ -138,7 +139,7 @@ class WorkerProcess:
     def start(self) -> None:
         log = open(self.log_path, "a")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "autograde.worker", str(self.settings_path)],
+            [sys.executable, "-m", "autograde.batch.worker", str(self.settings_path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
             start_new_session=True, preexec_fn=functools.partial(die_with_parent, os.getpid()))
         log.close()
@@ -294,7 +295,7 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
         raise GraderError("--shard grades a share and --merge writes the outputs: use one")
     if merge is not None and merge < 1:
         raise GraderError(f"--merge {merge}: the number of shards is at least 1")
-    from autograde.sandbox import isolation_level
+    from autograde.sandbox.launcher import isolation_level
 
     ensure_tools_on_path()
     limits = limits or Limits()
@@ -352,7 +353,7 @@ def _grade_pending(todo, work: Path, template: Path, lessons: list[str], solutio
                    show_hidden_tests: bool, main_db: str, result: BatchResult,
                    show_progress: bool) -> None:
     """Grade ``todo`` with up to ``workers`` worker processes, merging into ``main_db``."""
-    from autograde.verdict import graded_by_verdict, stage_grading_library
+    from autograde.sandbox.verdict import graded_by_verdict, stage_grading_library
 
     # one staged library per course lesson: its kernel imports no reference of that lesson
     libraries = {lesson: str(stage_grading_library(work / "library", lesson))
@@ -390,9 +391,9 @@ def _name_unfinished(todo, students: list[str], lessons: list[str], shards: int,
 def _write_outputs(result: BatchResult, main_db: str, course: CourseFile,
                    collected: Collected, found: dict, students: list[str],
                    lessons: list[str]) -> None:
-    """Every output, for every submission in the gradebook (:mod:`autograde.results`): this
+    """Every output, for every submission in the gradebook (:mod:`autograde.batch.results`): this
     run's are added to those of earlier runs, none is dropped."""
-    from autograde import results
+    from autograde.batch import results
 
     results.save_records(result.out, collected.records)
     _write_similarity(result, found, students, lessons)
@@ -412,8 +413,8 @@ def _write_outputs(result: BatchResult, main_db: str, course: CourseFile,
 def _write_similarity(result: BatchResult, found: dict, students: list[str],
                       lessons: list[str]) -> None:
     """``similarity.csv`` and the report's table of the most alike pairs of students."""
-    from autograde import similarity
-    from autograde.copycheck import load_fingerprints
+    from autograde.integrity import similarity
+    from autograde.integrity.copycheck import load_fingerprints
     from nanolm_lib.grading.curriculum import GRADED
 
     folders = {(student, lesson): found[student].get(lesson)
@@ -596,8 +597,9 @@ def _run_workers(todo: list[tuple[Submission, str]], settings: list[WorkerSettin
 
 def _keep_overrides(out: Path, main_db: str, before: Answer | None, answer: Answer) -> None:
     """After a regrade: the instructor's overrides on top of the grader's new rows, and every
-    autograded score it changed in the history (:mod:`autograde.overrides`)."""
-    from autograde.overrides import apply_overrides, load_overrides, log_regrade
+    autograded score it changed in the history (:mod:`autograde.batch.overrides`)."""
+    from autograde.batch.override_log import load_overrides
+    from autograde.batch.overrides import apply_overrides, log_regrade
 
     if load_overrides(out).get(f"{answer.student}/{answer.lesson}"):
         apply_overrides(out, main_db, answer.student, answer.lesson)
@@ -617,7 +619,7 @@ def _salt(solutions_dir: Path, lesson: str, limits: Limits, policy: dict | None 
     import hashlib
 
     digest = hashlib.sha256(json.dumps([asdict(limits), policy or {}], sort_keys=True).encode())
-    library = Path(__file__).resolve().parent.parent / "nanolm_lib"
+    library = REPO / "nanolm_lib"
     # how hidden cases are drawn and judged
     for path in [library / "grading" / "record.py",
                  *sorted((library / "grading" / "questions").rglob("*.py"))]:

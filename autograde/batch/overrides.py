@@ -23,29 +23,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from autograde.batch.answer import NEEDS_GRADING
+from autograde.batch.markup import feedback_overrides, markdown_text
+from autograde.batch.override_log import HISTORY, OVERRIDES, load_overrides
+from autograde.batch.results import Run, _write_json, load_answer, write_outputs
 from autograde.course import GraderError, ensure_tools_on_path
-from autograde.markup import markdown_text
-from autograde.results import Run, _write_json, load_answer, write_outputs
-
-OVERRIDES = "overrides.json"
-HISTORY = "history.jsonl"
-# the comment of a hand-graded answer that has no grade yet (the feedback shows it)
-NEEDS_GRADING = "Needs grading by hand: this answer is not counted in the score yet."
-
-
-def load_overrides(out: Path) -> dict:
-    try:
-        return json.loads((Path(out) / OVERRIDES).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def load_history(out: Path) -> list[dict]:
-    try:
-        lines = (Path(out) / HISTORY).read_text().splitlines()
-    except OSError:
-        return []
-    return [json.loads(line) for line in lines if line.strip()]
 
 
 def _append_history(out: Path, events: list[dict]) -> None:
@@ -222,7 +204,6 @@ def regenerate_feedback(out: Path, db_url: str, student: str, lesson: str) -> Pa
     from nbgrader.converters import GenerateFeedback
 
     from autograde.course import course_config, run_nbgrader
-    from autograde.worker import feedback_overrides
 
     out = Path(out)
     if not (out / "autograded" / student / lesson / f"{lesson}.ipynb").is_file():

@@ -1,14 +1,17 @@
 """What a grading worker answers for one submission, as one type on both ends of the pipe.
 
-The worker (:mod:`autograde.worker`) sends an :class:`Answer` as one JSON line; the batch
-(:mod:`autograde.grade`) parses it back with :meth:`Answer.from_json`, keeps it in
-``DIR/.state/`` for resumed runs, and the report (:mod:`autograde.report`) reads its fields.
+The worker (:mod:`autograde.batch.worker`) sends an :class:`Answer` as one JSON line; the batch
+(:mod:`autograde.batch.grade`) parses it back with :meth:`Answer.from_json`, keeps it in
+``DIR/.state/`` for resumed runs, and the report (:mod:`autograde.batch.report`) reads its fields.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
+
+# the comment of a hand-graded answer that has no grade yet (the feedback shows it)
+NEEDS_GRADING = "Needs grading by hand: this answer is not counted in the score yet."
 
 
 @dataclass

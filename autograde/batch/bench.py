@@ -15,7 +15,7 @@ otherwise idle machine; the load average is recorded),
 notebooks per CPU-second and per core-second (wall time x cores), and each shard's overhead:
 its wall time less the seconds its workers spent on notebooks (start-up, template course,
 staged library, gradebook), and the disk the outputs take per notebook; then the seconds per
-notebook of each grading step (:attr:`autograde.answer.Answer.phases`: collect and scan,
+notebook of each grading step (:attr:`autograde.batch.answer.Answer.phases`: collect and scan,
 kernel and cells, hidden cases, feedback, the gradebook write). Results:
 ``bench-results/autograde-shards.json``.
 """
@@ -32,8 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from autograde.batch.worker import Limits
 from autograde.course import SOLUTIONS_DIR, lesson_names
-from autograde.worker import Limits
 
 CLASS_SIZE = 50
 
@@ -41,7 +41,7 @@ CLASS_SIZE = 50
 def run(students: int = 10, lessons: list[str] | None = None, workers: list[int] | None = None,
         solutions_dir: Path = SOLUTIONS_DIR, out_dir: str | Path = "bench-results") -> dict:
     """Grade the synthetic class with each worker count; print a table, return the figures."""
-    from autograde.grade import grade_batch
+    from autograde.batch.grade import grade_batch
     from nanolm_lib.lab.benchmarks import write_results
     from nanolm_lib.lab.tables import format_table
 
