@@ -14,6 +14,10 @@ from pathlib import Path
 from autograde.course import LESSONS_DIR, SOLUTIONS_DIR, GraderError
 from autograde.paths import AUTOGRADE_DIR
 
+# Each command imports what it runs when it runs: the student kit has no batch/ or authoring/
+# (an instructor's command there says so, :func:`_require`, instead of failing to import), and
+# `check` and `submit` load neither the batch nor nbgrader's converters they never use.
+
 
 def _release(args) -> int:
     _require("authoring")

@@ -41,6 +41,8 @@ __version__ = "0.1.0"
 
 def load_model(path, device="cpu"):
     """Load ``(model, tokenizer)`` from a checkpoint file or a run folder."""
+    # here, not at the top: `import nanolm_lib.grading.checks` in every test cell loads the
+    # package, and must not load the lab
     from nanolm_lib.lab.checkpoint import load_model as _load_model
 
     return _load_model(path, device=device)

@@ -32,8 +32,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from autograde.batch.grade import grade_batch
 from autograde.batch.worker import Limits
 from autograde.course import SOLUTIONS_DIR, lesson_names
+from nanolm_lib.lab.benchmarks import write_results
+from nanolm_lib.lab.tables import format_table
 
 CLASS_SIZE = 50
 
@@ -41,9 +44,6 @@ CLASS_SIZE = 50
 def run(students: int = 10, lessons: list[str] | None = None, workers: list[int] | None = None,
         solutions_dir: Path = SOLUTIONS_DIR, out_dir: str | Path = "bench-results") -> dict:
     """Grade the synthetic class with each worker count; print a table, return the figures."""
-    from autograde.batch.grade import grade_batch
-    from nanolm_lib.lab.benchmarks import write_results
-    from nanolm_lib.lab.tables import format_table
 
     lessons = lessons or lesson_names(solutions_dir)
     workers = workers or [1, 2]
@@ -122,8 +122,6 @@ def run_shards(students: int = 4, lessons: list[str] | None = None,
                shard_counts: list[int] | None = None, solutions_dir: Path = SOLUTIONS_DIR,
                out_dir: str | Path = "bench-results") -> dict:
     """Grade the synthetic class in N concurrent shards and merge, for each N; print a table."""
-    from nanolm_lib.lab.benchmarks import write_results
-    from nanolm_lib.lab.tables import format_table
 
     lessons = lessons or ["01_tokenizer"]
     shard_counts = shard_counts or [1, 2, 4]

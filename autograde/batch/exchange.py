@@ -33,7 +33,14 @@ import re
 import shutil
 from pathlib import Path
 
-from autograde.course import LESSON_NAME, GraderError, course_config, create_gradebook
+from autograde.authoring.kit import KIT_SKIP
+from autograde.course import (
+    LESSON_NAME,
+    GraderError,
+    course_config,
+    create_gradebook,
+    safe_copy_tree,
+)
 from autograde.paths import LESSONS_DIR
 
 COLLECTED = "collected"  # OUT/collected: nbgrader's course directory of the collected work
@@ -104,8 +111,6 @@ def release(number: str, course_id: str, exchange: Path, scratch: Path,
     it. ``scratch`` holds the course directory nbgrader releases from. Returns the folder."""
     from nbgrader.exchange.default import ExchangeReleaseAssignment
 
-    from autograde.authoring.kit import KIT_SKIP
-    from autograde.course import safe_copy_tree
 
     lesson = lesson_name(number, lessons_dir)
     config = _config(scratch, course_id, exchange)

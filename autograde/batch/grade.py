@@ -48,9 +48,12 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from autograde.batch import results
 from autograde.batch.answer import Answer
 from autograde.batch.collect import Collected, Submission, gather
 from autograde.batch.course_file import CourseFile, now_utc
+from autograde.batch.override_log import load_overrides
+from autograde.batch.overrides import apply_overrides, log_regrade
 from autograde.batch.results import load_answer
 from autograde.batch.worker import ANSWER_PREFIX, WorkerSettings
 from autograde.course import (
@@ -64,9 +67,13 @@ from autograde.course import (
     make_course,
     run_nbgrader,
 )
+from autograde.integrity import similarity
+from autograde.integrity.copycheck import load_fingerprints
 from autograde.sandbox.kernel import Limits, require_isolation
-from autograde.sandbox.launcher import die_with_parent
-from nanolm_lib.utils import atomic_write
+from autograde.sandbox.launcher import die_with_parent, isolation_level
+from autograde.sandbox.verdict import graded_by_verdict, stage_grading_library
+from nanolm_lib.grading.curriculum import GRADED
+from nanolm_lib.utils import atomic_write, progress
 
 STATE_VERSION = 1
 
@@ -295,7 +302,6 @@ def grade_batch(submissions: Path, out: Path, workers: int = 1, db_url: str | No
         raise GraderError("--shard grades a share and --merge writes the outputs: use one")
     if merge is not None and merge < 1:
         raise GraderError(f"--merge {merge}: the number of shards is at least 1")
-    from autograde.sandbox.launcher import isolation_level
 
     ensure_tools_on_path()
     limits = limits or Limits()
@@ -353,7 +359,6 @@ def _grade_pending(todo, work: Path, template: Path, lessons: list[str], solutio
                    show_hidden_tests: bool, main_db: str, result: BatchResult,
                    show_progress: bool) -> None:
     """Grade ``todo`` with up to ``workers`` worker processes, merging into ``main_db``."""
-    from autograde.sandbox.verdict import graded_by_verdict, stage_grading_library
 
     # one staged library per course lesson: its kernel imports no reference of that lesson
     libraries = {lesson: str(stage_grading_library(work / "library", lesson))
@@ -393,7 +398,6 @@ def _write_outputs(result: BatchResult, main_db: str, course: CourseFile,
                    lessons: list[str]) -> None:
     """Every output, for every submission in the gradebook (:mod:`autograde.batch.results`): this
     run's are added to those of earlier runs, none is dropped."""
-    from autograde.batch import results
 
     results.save_records(result.out, collected.records)
     _write_similarity(result, found, students, lessons)
@@ -413,9 +417,6 @@ def _write_outputs(result: BatchResult, main_db: str, course: CourseFile,
 def _write_similarity(result: BatchResult, found: dict, students: list[str],
                       lessons: list[str]) -> None:
     """``similarity.csv`` and the report's table of the most alike pairs of students."""
-    from autograde.integrity import similarity
-    from autograde.integrity.copycheck import load_fingerprints
-    from nanolm_lib.grading.curriculum import GRADED
 
     folders = {(student, lesson): found[student].get(lesson)
                for student in students for lesson in lessons}
@@ -531,7 +532,6 @@ def _run_workers(todo: list[tuple[Submission, str]], settings: list[WorkerSettin
                  limits: Limits, main_db: str, state_dir: Path, result: BatchResult,
                  show_progress: bool) -> None:
     """Grade ``todo`` with one worker process per settings; merge each answer as it comes."""
-    from nanolm_lib.utils import progress
 
     jobs: queue.Queue = queue.Queue()
     for item in todo:
@@ -598,8 +598,6 @@ def _run_workers(todo: list[tuple[Submission, str]], settings: list[WorkerSettin
 def _keep_overrides(out: Path, main_db: str, before: Answer | None, answer: Answer) -> None:
     """After a regrade: the instructor's overrides on top of the grader's new rows, and every
     autograded score it changed in the history (:mod:`autograde.batch.overrides`)."""
-    from autograde.batch.override_log import load_overrides
-    from autograde.batch.overrides import apply_overrides, log_regrade
 
     if load_overrides(out).get(f"{answer.student}/{answer.lesson}"):
         apply_overrides(out, main_db, answer.student, answer.lesson)

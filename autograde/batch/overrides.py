@@ -27,7 +27,7 @@ from autograde.batch.answer import NEEDS_GRADING
 from autograde.batch.markup import feedback_overrides, markdown_text
 from autograde.batch.override_log import HISTORY, OVERRIDES, load_overrides
 from autograde.batch.results import Run, _write_json, load_answer, write_outputs
-from autograde.course import GraderError, ensure_tools_on_path
+from autograde.course import GraderError, course_config, ensure_tools_on_path, run_nbgrader
 
 
 def _append_history(out: Path, events: list[dict]) -> None:
@@ -203,7 +203,6 @@ def regenerate_feedback(out: Path, db_url: str, student: str, lesson: str) -> Pa
 
     from nbgrader.converters import GenerateFeedback
 
-    from autograde.course import course_config, run_nbgrader
 
     out = Path(out)
     if not (out / "autograded" / student / lesson / f"{lesson}.ipynb").is_file():

@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autograde.batch.markup import markdown_text
+from autograde.integrity.scan import POLICY_KINDS
+from autograde.sandbox.launcher import UNSAFE_BANNER
 
 if TYPE_CHECKING:  # results imports this module to write the outputs
     from autograde.batch.results import Run
@@ -159,7 +161,6 @@ def write_summary_png(path: Path, summary: list[dict], table: dict) -> None:
 
 def write_report_md(path: Path, result: ReportInput, students: list[str],
                     lessons: list[str]) -> None:
-    from autograde.integrity.scan import POLICY_KINDS
 
     policy = result.run.copied
     rule = ("a question whose code uses the reference (imports or calls a graded name "
@@ -169,7 +170,6 @@ def write_report_md(path: Path, result: ReportInput, students: list[str],
             "computed at run time) ")
     rule += ("scores 0 (grade --copied zero)" if policy == "zero"
              else "is flagged below, its points unchanged (grade --copied flag)")
-    from autograde.sandbox.launcher import UNSAFE_BANNER
 
     banner = [f"**{UNSAFE_BANNER}**", ""] if result.run.isolation == UNSAFE_BANNER else []
     lines = banner + ["# Grading report", "", f"Isolation: {result.run.isolation}", "",

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from autograde.batch import lms_export
+from autograde.batch import lms_export, report
 from autograde.batch.answer import Answer
 from autograde.batch.collect import Record
 from autograde.batch.course_file import CourseFile, load_course_file
@@ -222,7 +222,6 @@ def write_outputs(out: Path, run: Run | None = None, course: CourseFile | None =
     ``DIR/.state/`` (``run``: the last run's, by default read back from the state; ``course``:
     by default its course file). Returns what report.md was made of
     (:class:`autograde.batch.report.ReportInput`)."""
-    from autograde.batch import report
 
     out = Path(out)
     run = run or Run.load(out)

@@ -33,7 +33,7 @@ from pathlib import Path
 import nbformat
 
 from autograde.batch.answer import NEEDS_GRADING, Answer
-from autograde.batch.markup import feedback_overrides
+from autograde.batch.markup import SanitizeFeedback, feedback_overrides, markdown_text
 from autograde.course import (
     GraderError,
     SpecialFileError,
@@ -47,12 +47,16 @@ from autograde.course import (
     run_nbgrader,
     walk_plain,
 )
+from autograde.integrity.copycheck import load_fingerprints
+from autograde.integrity.scan import policy_notes, scan_notebook
 from autograde.sandbox.kernel import (
     KERNEL_NAME,
     Limits,
     cell_failure,
     prepare_kernel,
 )
+from autograde.sandbox.preprocessors import HideHiddenTests, LimitedExecute
+from autograde.sandbox.verdict import Verdict, stage_grading_library
 
 ANSWER_PREFIX = "@@autograde-answer@@ "
 ERROR_CHARS = 1500   # longest failure message kept per question
@@ -100,7 +104,6 @@ def autograde_overrides(limits: Limits) -> dict:
         SaveAutoGrades,
     )
 
-    from autograde.sandbox.preprocessors import LimitedExecute
 
     return {
         # nbgrader's own pipeline with Execute replaced by LimitedExecute.
@@ -132,7 +135,6 @@ class Worker:
         make_course(self.course, settings.lessons, Path(settings.solutions_dir))
         shutil.copyfile(settings.template_db, self.course / "gradebook.db")
         self.config = course_config(self.course, overrides=autograde_overrides(settings.limits))
-        from autograde.integrity.copycheck import load_fingerprints
 
         self.fingerprints = load_fingerprints()
         self.db_url = self.config.CourseDirectory.db_url
@@ -230,7 +232,6 @@ class Worker:
         except GraderError as error:
             notebook.unlink()  # nbgrader would stop on it; grade the lesson as missing
             return [f"malformed notebook: {str(error).split(': ', 1)[-1]}"], []
-        from autograde.integrity.scan import scan_notebook
 
         flags = [f.to_dict() for f in scan_notebook(
             nb, self.graded_names[lesson], self.fingerprints,
@@ -277,7 +278,6 @@ class Worker:
         Markdown, and the message quotes what the student's code raised or returned)."""
         from nbgrader.api import Gradebook, MissingEntry
 
-        from autograde.batch.markup import markdown_text
 
         with Gradebook(self.db_url) as gb:
             for grade_id, verdict in verdicts.items():
@@ -317,7 +317,6 @@ class Worker:
         lesson's files) and kernelspec; the grader's report paths in this worker's config.
         For a course lesson also its hidden cases, in the grader's folders, which the kernel
         never sees: returns (the run, the Verdict or None)."""
-        from autograde.sandbox.verdict import Verdict
 
         root = self.root / "runs" / f"{student}--{lesson}"
         library = self.settings.library_dirs.get(lesson, "")
@@ -356,7 +355,6 @@ class Worker:
 
     def _library_with(self, lesson: str, helpers: list[str]) -> str:
         """The staged library of ``lesson`` with the reference of ``helpers`` (made once)."""
-        from autograde.sandbox.verdict import stage_grading_library
 
         folder = self.root / "libraries" / "+".join(helpers)
         if not (folder / lesson).is_dir():
@@ -405,8 +403,6 @@ class Worker:
         the note."""
         from nbgrader.api import Gradebook, MissingEntry
 
-        from autograde.batch.markup import markdown_text
-        from autograde.integrity.scan import policy_notes
 
         notes = policy_notes(flags, self.settings.copied)
         if not notes:
@@ -516,8 +512,6 @@ def _feedback_notebook(notebook: Path, show_hidden_tests: bool) -> None:
     javascript: URL: :class:`autograde.batch.markup.SanitizeFeedback`, and the rendered Markdown
     once more by :class:`autograde.batch.markup.FeedbackExporter`), and take the hidden tests'
     source (and the tracebacks that quote it) out unless they are to be shown."""
-    from autograde.batch.markup import SanitizeFeedback
-    from autograde.sandbox.preprocessors import HideHiddenTests
 
     nb = read_notebook(notebook)
     SanitizeFeedback().preprocess(nb, {})

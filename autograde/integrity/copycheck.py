@@ -39,6 +39,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from autograde.course import grade_cells
 from autograde.integrity.similarity import STARTER, fingerprints, similarity, strip_definition
 from autograde.paths import AUTOGRADE_DIR
 from nanolm_lib.grading.curriculum import GRADED
@@ -152,7 +153,6 @@ def _solution_cells(solutions_dir: Path) -> dict[str, str]:
     """grade_id -> source of every solution cell in the instructor's notebooks."""
     import nbformat
 
-    from autograde.course import grade_cells
 
     cells = {}
     for notebook in sorted(Path(solutions_dir).glob("[0-9][0-9]_*/[0-9][0-9]_*.ipynb")):

@@ -59,6 +59,11 @@ import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
+from autograde.course import REPO, nbgrader_meta
+from autograde.integrity.copycheck import copied_parts
+from nanolm_lib.grading.curriculum import GRADED
+from nanolm_lib.grading.question_base import QUESTIONS
+
 # The kinds the copy policy (grade --copied zero|flag) applies to.
 POLICY_KINDS = ("reference-use", "copied", "policy")
 # Test helpers that hand over the reference itself.
@@ -131,7 +136,6 @@ def policy_notes(flags: list[dict], policy: str = "zero") -> dict[str, list[str]
 def _is_module(dotted: str) -> bool:
     """True when ``nanolm_lib.x.y`` names a module or package of the library (not a function
     in it)."""
-    from autograde.course import REPO
 
     path = REPO.joinpath(*dotted.split("."))
     return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
@@ -631,9 +635,6 @@ def _policy_flags(question, statements: list[_Statement], resolver: _Resolver,
 
 def _questions(lesson: str | None, graded: set[str]) -> list:
     """The registered questions of ``lesson`` (found from ``graded`` when not given)."""
-    import nanolm_lib.grading.questions  # noqa: F401  (registers the questions)
-    from nanolm_lib.grading.curriculum import GRADED
-    from nanolm_lib.grading.question_base import QUESTIONS
 
     if lesson is None:
         lesson = next((name for name, names in GRADED.items()
@@ -661,7 +662,6 @@ def _scan_cells(cells: list, graded_names: set[str], fingerprints: dict | None =
     (:func:`autograde.integrity.copycheck.load_fingerprints`) also for copies of the reference; the
     policies are those of ``lesson`` (found from ``graded_names`` when not given).
     """
-    from autograde.integrity.copycheck import copied_parts
 
     cells = [c if isinstance(c, Cell) else Cell(c[0], c[1], number)
              for number, c in enumerate(cells, 1)]
@@ -717,7 +717,6 @@ def notebook_cells(nb, released=None) -> list[Cell]:
     its test cells are left out (nbgrader puts them back) and the cells left as released are
     the course's (given); without it, the metadata says which are (the self-check's own copy).
     """
-    from autograde.course import nbgrader_meta
 
     tests, unchanged = None, set()
     if released is not None:

@@ -28,6 +28,8 @@ import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
+from autograde.course import grade_cells
+
 STARTER = "starter"   # the key of the starter code's fingerprints, beside the sources
 K = 12       # tokens per k-gram: shorter matches (a line of indexing) are noise
 WINDOW = 8   # every match of K + WINDOW - 1 = 19 tokens is found
@@ -176,7 +178,6 @@ def _student_cells(notebook: Path, questions: set[str]) -> dict[str, str]:
     for a file that is not a plain, readable notebook of a sane size."""
     import nbformat
 
-    from autograde.course import grade_cells
 
     if notebook.is_symlink() or not notebook.is_file() \
             or notebook.stat().st_size > MAX_NOTEBOOK_BYTES:

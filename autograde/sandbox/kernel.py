@@ -23,8 +23,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from autograde.course import GraderError
-from autograde.sandbox.launcher import SandboxSettings
+from autograde.course import GraderError, safe_copy_tree
+from autograde.sandbox.launcher import SandboxSettings, bwrap_path
 from autograde.sandbox.preprocessors import is_memory_error
 
 KERNEL_NAME = "nanolm-autograde"
@@ -136,7 +136,6 @@ def prepare_run(root: Path, lesson_files: Path | None, notebook: Path | None, li
     folder gets ``lesson_files`` (the released lesson's files, never a submission's) and a
     copy of ``notebook``; ``cases_dir`` is bound read-only; ``extra_env`` joins the
     environment; ``wall_s`` replaces the notebook's wall-clock limit."""
-    from autograde.course import safe_copy_tree
 
     require_isolation(limits)
     root = Path(root)
@@ -167,7 +166,6 @@ def prepare_run(root: Path, lesson_files: Path | None, notebook: Path | None, li
 
 def require_isolation(limits: Limits) -> None:
     """Refuse to run a submission without bubblewrap unless isolation was waived."""
-    from autograde.sandbox.launcher import bwrap_path
 
     if limits.use_bwrap and not bwrap_path():
         raise GraderError("bubblewrap (bwrap) is not installed, so a submission's kernel could "

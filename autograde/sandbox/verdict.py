@@ -60,6 +60,7 @@ from autograde.course import (
 from autograde.paths import LESSONS_DIR, REPO
 from autograde.sandbox.kernel import Limits, prepare_run
 from autograde.sandbox.launcher import ENV_VAR as SANDBOX_ENV_VAR
+from autograde.sandbox.staged_library import stage_library as stage_package
 from nanolm_lib.grading.curriculum import GRADED, LESSONS, lesson_number
 from nanolm_lib.grading.hidden_cases import CELL_ERRORS
 from nanolm_lib.grading.question_base import ERROR_KEY, QUESTIONS, reference_namespace
@@ -95,7 +96,6 @@ def stage_grading_library(folder: Path, lesson: str, lessons_dir: Path = LESSONS
     the lessons' fixtures at ``folder/<lesson>/lessons/*/fixtures``; the graded names in
     ``keep`` keep their reference (a question's helpers, for :meth:`Verdict.isolate`). Returns
     ``folder/<lesson>`` (the folder to put first on the kernel's ``sys.path``)."""
-    from autograde.sandbox.staged_library import stage_library as stage_package
 
     root = Path(folder) / lesson
     if root.exists():

@@ -23,17 +23,22 @@ from autograde.course import (
     LESSONS_DIR,
     GraderError,
     copy_plain_file,
+    ensure_tools_on_path,
     grade_cells,
+    load_config,
     nbgrader_meta,
     read_json_file,
     read_notebook,
 )
+from autograde.integrity.copycheck import load_fingerprints
+from autograde.integrity.scan import policy_notes, scan_notebook
 from autograde.sandbox.kernel import (
     KERNEL_NAME,
     Limits,
     cell_failure,
     prepare_kernel,
 )
+from autograde.sandbox.preprocessors import LimitedExecute
 from autograde.sandbox.verdict import (
     HIDDEN_PREFIX,
     PACKAGE_DIR,
@@ -41,6 +46,7 @@ from autograde.sandbox.verdict import (
     graded_by_verdict,
     stage_grading_library,
 )
+from autograde.student.practice import practice_cases, stored_practice
 from nanolm_lib.grading.question_base import QUESTIONS
 
 
@@ -99,8 +105,6 @@ def check_notebook(notebook: Path, lessons_dir: Path = LESSONS_DIR, limits: Limi
     from nbgrader.preprocessors import IgnorePattern
     from nbgrader.utils import determine_grade
 
-    from autograde.course import ensure_tools_on_path, load_config
-    from autograde.sandbox.preprocessors import LimitedExecute
 
     notebook = Path(notebook).resolve()
     lesson = notebook.stem
@@ -182,7 +186,6 @@ def _grader_verdicts(notebook: Path, released: Path, root: Path, limits: Limits,
     reference at hand (the repository) the run gets grading's staged library and a failed
     question is rerun with the reference's helpers, as in grading; a kit has neither, so
     there the message says that grading reruns it."""
-    from autograde.student.practice import practice_cases, stored_practice
 
     lesson = notebook.stem
     verdict = Verdict.from_drawn(lesson, root / "cases", root / "records",
@@ -222,8 +225,6 @@ def _apply_copy_policy(nb, lesson_nb, results: list[QuestionResult]) -> None:
     """Questions whose code uses or copies the reference, or breaks the question's policy,
     score 0 here, as they will when graded under the default policy (``grade --copied zero``);
     the message says why."""
-    from autograde.integrity.copycheck import load_fingerprints
-    from autograde.integrity.scan import policy_notes, scan_notebook
 
     graded = {c["grade_id"] for c in grade_cells(lesson_nb) if c["kind"] == "solution"}
     flags = scan_notebook(nb, graded, load_fingerprints(), released=lesson_nb)

@@ -31,6 +31,7 @@ from autograde.course import (
     read_notebook,
     walk_plain,
 )
+from autograde.student.submit import stage_lessons
 
 RECORD = ".lessons.json"
 BACKUPS = "before-update"
@@ -78,7 +79,6 @@ def _copy_missing(kit_lesson: Path, mine: Path) -> bool:
 def prepare_workspace(lessons_dir: Path, workspace: Path, stage: dict | None) -> list[str]:
     """Copy the stage's lessons from ``lessons_dir`` into ``workspace`` without overwriting a
     student's notebook; returns the lines to show (corrections, later lessons, restarts)."""
-    from autograde.student.submit import stage_lessons
 
     lessons_dir, workspace = Path(lessons_dir), Path(workspace)
     kit_lessons = sorted(p.name for p in lessons_dir.iterdir()

@@ -30,6 +30,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from nanolm_lib.course import data
+from nanolm_lib.course.data import pack_stories
+from nanolm_lib.course.sampling import draw
+from nanolm_lib.utils import progress
+
 
 @dataclass
 class BigramConfig:
@@ -71,8 +76,6 @@ def train_bigram(tokens, vocab_size: int, steps: int, *, context_length: int = 2
     step in progress and returns what was trained so far."""
     import time
 
-    from nanolm_lib.course import data
-    from nanolm_lib.utils import progress
 
     get_batch = get_batch or data.get_batch
     if len(tokens) <= context_length:
@@ -108,7 +111,6 @@ def write_story(model: Bigram, tokenizer, max_new_tokens: int = 120,
                 generator: torch.Generator | None = None) -> str:
     """A story: after an end-of-text token, each token drawn from the softmax of the row of
     the token before, up to the next end-of-text or ``max_new_tokens`` draws."""
-    from nanolm_lib.course.sampling import draw
 
     ids = [tokenizer.eot_id]
     for _ in range(max_new_tokens):
@@ -126,7 +128,6 @@ def bigram_bits_per_byte(model: Bigram, tokenizer, stories) -> dict:
     measures them: packed story, EOT, ..., cut into windows of the context length, so the
     tokens predicted are ``tokens[1 : n * T + 1]`` for n full windows; each from the token
     before it, the only one a bigram reads."""
-    from nanolm_lib.course.data import pack_stories
 
     stories = list(stories)
     tokens = torch.from_numpy(pack_stories(tokenizer, stories).astype(np.int64))

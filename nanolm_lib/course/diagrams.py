@@ -14,6 +14,9 @@ import math
 
 import torch
 
+from nanolm_lib.course.sampling import generate
+from nanolm_lib.utils import time_fn
+
 
 def _figure(width: float, height: float, rows: int = 1, columns: int = 1, **options):
     from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend needed
@@ -227,8 +230,6 @@ def kv_cache_profile(model, lengths, repeat: int = 1) -> dict:
     filled to that length, read from the model's own caches (``filled_bytes``), beside what
     it allocates up front for the whole context (``allocated_bytes``). ``layers``: each
     layer's key and value buffer shape."""
-    from nanolm_lib.course.sampling import generate
-    from nanolm_lib.utils import time_fn
 
     config = model.config
     device = next(model.parameters()).device

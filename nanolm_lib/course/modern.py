@@ -27,7 +27,15 @@ from torch import nn
 
 from nanolm_lib.course.attention import KVCache, fused_attention, merge_heads, split_heads
 from nanolm_lib.course.bigram import Bigram, BigramConfig
-from nanolm_lib.course.model import GPT, MLP, FastLayerNorm, GPTConfig, _check_token_range
+from nanolm_lib.course.model import (
+    GPT,
+    MLP,
+    FastLayerNorm,
+    GPTConfig,
+    _check_token_range,
+    count_parameters,
+    flops_per_token,
+)
 
 NORMS = ("rmsnorm", "layernorm")
 POSITIONS = ("rope", "learned")
@@ -352,7 +360,6 @@ def build_model(config) -> nn.Module:
 
 def parameter_count(config, non_embedding: bool = False) -> int:
     """Parameters of the model ``config`` describes, either family."""
-    from nanolm_lib.course.model import count_parameters
 
     if family_of(config) == "modern":
         return count_modern_parameters(config, non_embedding)
@@ -362,7 +369,6 @@ def parameter_count(config, non_embedding: bool = False) -> int:
 def training_flops_per_token(config) -> int:
     """Training FLOPs per token of the model ``config`` describes, either family
     (:func:`nanolm_lib.course.model.flops_per_token`'s estimate with that family's parameters)."""
-    from nanolm_lib.course.model import flops_per_token
 
     return flops_per_token(config, parameter_count(config, non_embedding=True))
 

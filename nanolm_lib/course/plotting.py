@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from nanolm_lib.course.modern import apply_rope, rope_cache
+
 
 def plot_history(history: list[dict], path=None):
     """Two panels, loss and perplexity against steps (tokens on the top axis).
@@ -79,7 +81,6 @@ def plot_rope_rotation(head_dim: int = 16, positions: int = 64, base: float = 10
     import torch
     from matplotlib.figure import Figure
 
-    from nanolm_lib.course.modern import apply_rope, rope_cache
 
     cos, sin = rope_cache(positions, head_dim, base)
     figure = Figure(figsize=(11, 4), layout="constrained")

@@ -85,6 +85,8 @@ class _BatchStreamOfOwnGetBatch:
 
     def __init__(self, tokens, batch_size: int, context_length: int, generator, device,
                  dist_info):
+        # here, not at the top: a staged course module imports this module first thing, and
+        # the trainer imports the course
         from nanolm_lib.lab.trainer import local_share
 
         self.tokens, self.batch_size, self.context_length = tokens, batch_size, context_length

@@ -25,12 +25,18 @@ import json
 import time
 from pathlib import Path
 
+from nanolm_lib.course.data import prepare_corpus
+from nanolm_lib.course.modern import ModernConfig, build_model, parameter_count
+from nanolm_lib.lab.checkpoint import read_metrics
+from nanolm_lib.lab.evaluate import evaluate_file
+from nanolm_lib.lab.presets import model_config, train_preset
+from nanolm_lib.lab.trainer import train
+
 VARIANTS = ("classic", "rmsnorm", "rope", "swiglu", "gqa", "modern")
 
 
 def variant_config(base, variant: str):
     """The model config of ``variant`` built from the classic ``base`` (a GPTConfig)."""
-    from nanolm_lib.course.modern import ModernConfig
 
     if variant not in VARIANTS:
         raise ValueError(f"variant {variant!r}: expected one of {', '.join(VARIANTS)}")
@@ -54,8 +60,6 @@ def measure_speeds(configs: dict, train_config, tokens, probe_steps: int,
 
     import torch
 
-    from nanolm_lib.course.modern import build_model
-    from nanolm_lib.lab.trainer import train
 
     quiet = dict(out_dir=None, eval_interval=10**9, log_interval=10**9, warmup_steps=0)
     samples = {name: [] for name in configs}
@@ -80,12 +84,6 @@ def run_ablation(out_dir, *, preset: str = "cpu", budget_s: float = 300.0, data=
     validation split). Writes ``ablation.json``, ``ablation.md`` and ``ablation.png``."""
     import torch
 
-    from nanolm_lib.course.data import prepare_corpus
-    from nanolm_lib.course.modern import build_model, parameter_count
-    from nanolm_lib.lab.checkpoint import read_metrics
-    from nanolm_lib.lab.evaluate import evaluate_file
-    from nanolm_lib.lab.presets import model_config, train_preset
-    from nanolm_lib.lab.trainer import train
 
     out_dir = Path(out_dir)
     base, schedule = model_config(preset), train_preset(preset, device="cpu")

@@ -27,6 +27,9 @@ from pathlib import Path
 
 import torch
 
+from nanolm_lib.course.modern import build_model, config_from_dict, family_of
+from nanolm_lib.course.plotting import plot_history
+from nanolm_lib.course.tokenizer import load_tokenizer
 from nanolm_lib.errors import CheckpointError
 from nanolm_lib.utils import atomic_write
 
@@ -46,7 +49,6 @@ def tokenizer_to_text(tokenizer) -> str:
 
 def tokenizer_from_text(text: str):
     """Inverse of :func:`tokenizer_to_text`."""
-    from nanolm_lib.course.tokenizer import load_tokenizer
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "tokenizer.json"
@@ -84,7 +86,6 @@ def checkpoint_state(*, model, optimizer=None, scaler=None, step: int = 0, token
                      model_config=None, train_config=None, tokenizer=None,
                      rng: dict | None = None, extra: dict | None = None) -> dict:
     """What :func:`save_checkpoint` writes, as a dict (tensors still where they live)."""
-    from nanolm_lib.course.modern import family_of
 
     model_config = model_config if model_config is not None else getattr(model, "config", None)
     return {
@@ -230,7 +231,6 @@ def model_from_checkpoint(state: dict, device: str = "cpu", family: str | None =
     """Build the model that ``state`` (from :func:`load_checkpoint`) describes, with its
     weights: a GPT or a ModernGPT, as the checkpoint's family says (``family``: the one the
     caller expects, refused in one line otherwise)."""
-    from nanolm_lib.course.modern import build_model, config_from_dict
 
     config = config_from_dict(checkpoint_family(state, family), state["model_config"])
     model = build_model(config)
@@ -248,7 +248,6 @@ def load_model(path, device: str = "cpu", family: str | None = None):
     if state.get("tokenizer"):
         tokenizer = tokenizer_from_text(state["tokenizer"])
     elif (path.parent / "tokenizer.json").exists():
-        from nanolm_lib.course.tokenizer import load_tokenizer
 
         tokenizer = load_tokenizer(str(path.parent / "tokenizer.json"))
     else:
@@ -323,7 +322,6 @@ class RunFolder:
 
     def plot(self, history: list[dict]) -> None:
         if self.writes:
-            from nanolm_lib.course.plotting import plot_history
 
             plot_history(history, self.path / "plot.png")
 

@@ -22,6 +22,14 @@ import time
 from pathlib import Path
 
 from nanolm_lib import utils
+from nanolm_lib.course.sampling import tell_story
+from nanolm_lib.course.train import evaluate, resolve_precision
+from nanolm_lib.errors import run_reporting_user_errors
+from nanolm_lib.lab.checkpoint import CHECKPOINT_NAME, load_checkpoint, load_model
+from nanolm_lib.lab.compiling import can_compile_on_cpu
+from nanolm_lib.lab.presets import default_preset, get_preset
+from nanolm_lib.lab.runs import plan_preset_run
+from nanolm_lib.lab.tables import corpus_summary
 
 PROMPTS = ("", "Once upon a time, there was a little dog named")
 
@@ -31,7 +39,6 @@ def demo_preset() -> str:
     (its search is beside it in ``presets.py``), unless NANOLM_SIZE / smoke mode asks for
     another size."""
     if os.environ.get("NANOLM_SIZE") or utils.is_smoke():
-        from nanolm_lib.lab.presets import default_preset
 
         return default_preset()
     return "cpu-modern"
@@ -41,12 +48,10 @@ def compile_for_demo(preset: str, device: str) -> str | None:
     """The C++ compiler when the demo compiles its model: asked for (``NANOLM_COMPILE=1``),
     a cpu-size preset, on a CPU. None otherwise, and where no compiler works: the demo then
     trains eagerly and says nothing. The number of steps is the same either way."""
-    from nanolm_lib.lab.presets import get_preset
 
     if (get_preset(preset).size != "cpu" or device != "cpu"
             or os.environ.get("NANOLM_COMPILE") != "1"):
         return None
-    from nanolm_lib.lab.compiling import can_compile_on_cpu
 
     return can_compile_on_cpu()
 
@@ -56,12 +61,6 @@ def run_demo(out_dir: Path, preset: str, data=None, fresh: bool = False,
     """Prepare, train (or resume, or reuse), tell two stories, evaluate; returns the figures."""
     import torch
 
-    from nanolm_lib.course.sampling import tell_story
-    from nanolm_lib.course.train import evaluate, resolve_precision
-    from nanolm_lib.lab.checkpoint import CHECKPOINT_NAME, load_checkpoint, load_model
-    from nanolm_lib.lab.presets import get_preset
-    from nanolm_lib.lab.runs import plan_preset_run
-    from nanolm_lib.lab.tables import corpus_summary
 
     recipe = get_preset(preset)
     print(f"[1/4] data and tokenizer ({recipe.model.vocab_size:,}-token BPE)")
@@ -124,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     preset = args.preset or demo_preset()
     out_dir = Path(args.out) if args.out else utils.runs_dir() / "demo"
-    from nanolm_lib.errors import run_reporting_user_errors
 
     def demo() -> int:
         run_demo(out_dir, preset, args.data, args.fresh)

@@ -16,13 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
+from nanolm_lib.course.data import _read_file, pack_stories
+from nanolm_lib.course.train import evaluate
 from nanolm_lib.errors import UsageError
+from nanolm_lib.lab.checkpoint import load_model
+from nanolm_lib.utils import pick_device
 
 
 def story_tokens(stories, tokenizer, where="stories") -> tuple[np.ndarray, dict]:
     """``stories`` packed (story, EOT, story, ...) and what they hold (stories, bytes,
     tokens); ``where`` names them in the error for an empty list."""
-    from nanolm_lib.course.data import pack_stories
 
     stories = list(stories)
     if not stories:
@@ -37,7 +40,6 @@ def evaluate_stories(model, tokenizer, stories, *, batch_size: int = 32,
     """Loss, perplexity and bits per byte of ``model`` (with its ``tokenizer``) on
     ``stories``, windows of the model's own context length: the measurement of ``nanolm
     eval``, for a model in memory (lesson 02's bigram, lesson 06's GPT)."""
-    from nanolm_lib.course.train import evaluate
 
     tokens, counts = story_tokens(stories, tokenizer, where)
     context_length = model.config.context_length
@@ -54,9 +56,6 @@ def evaluate_stories(model, tokenizer, stories, *, batch_size: int = 32,
 def evaluate_file(run, data, *, device: str | None = None, batch_size: int = 32) -> dict:
     """Loss, perplexity and bits per byte of the model in ``run`` (a run folder or checkpoint)
     on the text file ``data``; also the file's counts and what was evaluated where."""
-    from nanolm_lib.course.data import _read_file
-    from nanolm_lib.lab.checkpoint import load_model
-    from nanolm_lib.utils import pick_device
 
     device = pick_device(device)
     model, tokenizer = load_model(run, device=device)

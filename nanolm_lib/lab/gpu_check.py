@@ -46,9 +46,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nanolm_lib.course.attention import attention, causal_mask, fused_attention
+from nanolm_lib.course.model import GPT, LayerNorm
+from nanolm_lib.course.modern import build_model, training_flops_per_token
+from nanolm_lib.course.sampling import generate, sample_next_token
+from nanolm_lib.course.train import autocast, make_optimizer, optimize, resolve_precision
 from nanolm_lib.errors import UsageError
-from nanolm_lib.lab.benchmarks.train import REFERENCE_TOKENS
+from nanolm_lib.lab.benchmarks import matmul_ceiling
+from nanolm_lib.lab.benchmarks.train import REFERENCE_TOKENS, ceiling_dtype
+from nanolm_lib.lab.checkpoint import CHECKPOINT_NAME, load_checkpoint, model_from_checkpoint
+from nanolm_lib.lab.presets import PRESETS, model_config, train_preset
 from nanolm_lib.lab.tables import format_table
+from nanolm_lib.lab.trainer import BatchStream, Distributed, enable_tf32, train
+from nanolm_lib.utils import project_root
 
 TARGET_TOKENS_PER_S = 1.53e6  # the recipe's 458.75 M tokens in 5 minutes
 BUDGET_SECONDS = 8 * 60
@@ -96,7 +106,6 @@ class Context:
         return self.device.startswith("cuda")
 
     def precision(self) -> str:
-        from nanolm_lib.course.train import resolve_precision
 
         return resolve_precision("auto", self.device)
 
@@ -158,10 +167,6 @@ def token_stream(n: int, vocab_size: int, seed: int = 0) -> np.ndarray:
 def training_setup(ctx: Context, seed: int = 0, preset: str | None = None):
     """(model, optimizer, batches, precision) of ``preset`` (by default the plan's), as
     train() builds them."""
-    from nanolm_lib.course.modern import build_model
-    from nanolm_lib.course.train import make_optimizer
-    from nanolm_lib.lab.presets import model_config, train_preset
-    from nanolm_lib.lab.trainer import BatchStream, Distributed, enable_tf32
 
     enable_tf32(torch.device(ctx.device))
     preset = preset or ctx.plan.preset
@@ -179,7 +184,6 @@ def training_setup(ctx: Context, seed: int = 0, preset: str | None = None):
 
 def one_step(model, optimizer, batches, precision: str) -> torch.Tensor:
     """One step of train()'s loop body: the next batch, then forward, backward, update."""
-    from nanolm_lib.course.train import optimize
 
     x, y = batches.next()
     return optimize(model, optimizer, x, y, 1.0, precision=precision, check_ids=False)
@@ -207,7 +211,6 @@ def check_versions(ctx: Context) -> dict:
 
 
 def check_cuda_tests(ctx: Context) -> dict:
-    from nanolm_lib.utils import project_root
 
     tests = project_root() / "tests"
     if not tests.is_dir():
@@ -241,7 +244,6 @@ def sdpa_backend_used(q, k, v) -> str:
     """The SDPA kernel PyTorch picks by default for these inputs (from a profile of it)."""
     from torch.profiler import profile
 
-    from nanolm_lib.course.attention import fused_attention
 
     kernels = {"_scaled_dot_product_flash_attention": "flash",
                "_scaled_dot_product_efficient_attention": "efficient",
@@ -259,7 +261,6 @@ def sdpa_backend_used(q, k, v) -> str:
 
 def attention_errors(q, k, v, grad) -> dict:
     """Relative errors of SDPA's output and gradients against naive attention in float64."""
-    from nanolm_lib.course.attention import attention, causal_mask, fused_attention
 
     def run(fn, *inputs):
         inputs = [t.detach().clone().requires_grad_() for t in inputs]
@@ -309,7 +310,6 @@ def check_sdpa(ctx: Context) -> dict:
 def check_sync_audit(ctx: Context) -> dict:
     if (skip := needs_cuda(ctx)) is not None:
         return skip
-    from nanolm_lib.course.sampling import sample_next_token
 
     model, optimizer, batches, precision = training_setup(ctx)
     total = torch.zeros((), dtype=torch.float64, device=ctx.device)  # train()'s loss sum
@@ -356,7 +356,6 @@ def step_speed(ctx: Context, preset: str) -> dict:
     """Eager and compiled tokens/s of one training step of ``preset``, compile counters."""
     import torch._dynamo
 
-    from nanolm_lib.lab.presets import model_config
 
     model, optimizer, batches, precision = training_setup(ctx, preset=preset)
     tokens = ctx.plan.batch_size * model_config(preset).context_length
@@ -452,7 +451,6 @@ def layer_norm_scopes(model):
     norm; returns the hook handles (remove them after profiling)."""
     from torch.autograd.profiler import record_function
 
-    from nanolm_lib.course.model import LayerNorm
 
     handles = []
     for module in model.modules():
@@ -473,7 +471,6 @@ def check_profile(ctx: Context) -> dict:
     from torch.autograd.profiler import record_function
     from torch.profiler import ProfilerActivity, profile
 
-    from nanolm_lib.course.train import autocast
 
     model, optimizer, batches, precision = training_setup(ctx)
     for _ in range(2):
@@ -518,10 +515,6 @@ def _inside(event, scope: str) -> bool:
 
 
 def check_ceiling(ctx: Context) -> dict:
-    from nanolm_lib.course.modern import training_flops_per_token
-    from nanolm_lib.lab.benchmarks import matmul_ceiling
-    from nanolm_lib.lab.benchmarks.train import ceiling_dtype
-    from nanolm_lib.lab.presets import model_config
 
     precision = ctx.precision()
     dtype = ceiling_dtype(precision)
@@ -556,10 +549,6 @@ def check_ceiling(ctx: Context) -> dict:
 
 
 def check_short_train(ctx: Context) -> dict:
-    from nanolm_lib.course.model import GPT
-    from nanolm_lib.lab.checkpoint import load_checkpoint
-    from nanolm_lib.lab.presets import PRESETS, train_preset
-    from nanolm_lib.lab.trainer import train
 
     model_config = PRESETS[ctx.plan.preset].model
     steps = ctx.plan.train_steps
@@ -608,8 +597,6 @@ def check_short_train(ctx: Context) -> dict:
 
 
 def check_generation(ctx: Context) -> dict:
-    from nanolm_lib.course.sampling import generate
-    from nanolm_lib.lab.checkpoint import CHECKPOINT_NAME, load_checkpoint, model_from_checkpoint
 
     run = ctx.out_dir / "short-train" / "whole"
     if not (run / CHECKPOINT_NAME).exists():

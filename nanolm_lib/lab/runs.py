@@ -16,7 +16,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from nanolm_lib.lab.checkpoint import CHECKPOINT_NAME
+from nanolm_lib.course.data import prepare_corpus
+from nanolm_lib.course.model import GPT
+from nanolm_lib.course.modern import build_model, config_from_dict, parameter_count
+from nanolm_lib.course.train import TrainConfig
+from nanolm_lib.errors import CheckpointError, UsageError
+from nanolm_lib.lab.checkpoint import (
+    CHECKPOINT_NAME,
+    checkpoint_family,
+    load_checkpoint,
+    load_model,
+)
+from nanolm_lib.lab.presets import PRESETS, default_preset, model_config, train_preset
+from nanolm_lib.lab.trainer import setup_distributed, train
 from nanolm_lib.utils import runs_dir
 
 
@@ -28,7 +40,6 @@ class Candidate:
 
 def candidates(root: Path | None = None) -> list[Candidate]:
     """The run folders holding a checkpoint, in the order the lessons take them."""
-    from nanolm_lib.lab.presets import PRESETS
 
     root = runs_dir() if root is None else Path(root)
     own = [root / f"lesson06-{preset}" for preset in PRESETS]  # lesson 06's run folders
@@ -49,8 +60,6 @@ def find_trained_model(device: str = "cpu", root: Path | None = None,
     A checkpoint that does not load (a half-written or foreign file, or with ``family``
     "gpt" or "modern" a model of the other family) is reported and skipped.
     """
-    from nanolm_lib.errors import CheckpointError
-    from nanolm_lib.lab.checkpoint import load_model
 
     root = runs_dir() if root is None else Path(root)
     for candidate in candidates(root):
@@ -67,11 +76,6 @@ def train_smoke_model(out_dir: Path, max_steps: int, device: str = "cpu"):
     """Train (or resume) the tiny smoke model into ``out_dir``; ``(model, tokenizer)``."""
     import torch
 
-    from nanolm_lib.course.data import prepare_corpus
-    from nanolm_lib.course.model import GPT
-    from nanolm_lib.lab.checkpoint import load_model
-    from nanolm_lib.lab.presets import model_config, train_preset
-    from nanolm_lib.lab.trainer import train
 
     smoke = model_config("smoke")
     corpus = prepare_corpus(vocab_size=smoke.vocab_size, limit=300)
@@ -117,7 +121,6 @@ class PresetRun:
 
     @property
     def parameters(self) -> int:
-        from nanolm_lib.course.modern import parameter_count
 
         return parameter_count(self.model_config)
 
@@ -133,8 +136,6 @@ class PresetRun:
         :func:`nanolm_lib.lab.trainer.train`); the history."""
         import torch
 
-        from nanolm_lib.course.modern import build_model
-        from nanolm_lib.lab.trainer import train
 
         corpus = self.corpus
         torch.manual_seed(self.config.seed)  # the same initial weights for the same seed
@@ -155,10 +156,6 @@ def plan_preset_run(preset: str | None, out_dir: Path | None = None, *, data=Non
     keywords. The corpus is prepared once per job: under ``torchrun`` rank 0 prepares it
     while the others wait, then read it from the cache.
     """
-    from nanolm_lib.course.modern import config_from_dict
-    from nanolm_lib.course.train import TrainConfig
-    from nanolm_lib.lab.checkpoint import checkpoint_family, load_checkpoint
-    from nanolm_lib.lab.presets import default_preset, model_config, train_preset
 
     named = preset or default_preset()
     out_dir = runs_dir() / named if out_dir is None else Path(out_dir)
@@ -185,7 +182,6 @@ def _vocabulary_for(corpus, model, preset: str):
     model with the smaller vocabulary, said in one line; any other mismatch is refused."""
     import dataclasses
 
-    from nanolm_lib.errors import UsageError
 
     found = corpus.tokenizer.vocab_size
     if found == model.vocab_size:
@@ -238,8 +234,6 @@ def training_overrides(config, *, out_dir: str | None = None, device: str | None
 
 def _prepared_once(data, vocab_size: int, limit: int | None, device: str | None):
     """:func:`nanolm_lib.course.data.prepare_corpus`, by rank 0 first under ``torchrun``."""
-    from nanolm_lib.course.data import prepare_corpus
-    from nanolm_lib.lab.trainer import setup_distributed
 
     dist_info = setup_distributed(device)
     if dist_info.is_main:

@@ -8,6 +8,8 @@ run reached, beside the course's reference run.
 
 from __future__ import annotations
 
+from nanolm_lib.lab.presets import PRESETS
+
 # The reference run's reported figures: epoch -> train loss, train ppl, valid loss, valid ppl.
 REFERENCE = {1: (2.18, 8.84, 2.1062, 8.22), 2: (2.01, 7.49, 1.9443, 6.99)}
 
@@ -35,7 +37,6 @@ def corpus_summary(corpus, batch_size: int | None = None, context_length: int | 
                    run: str = "the seed run") -> str:
     """Stories, bytes, tokens and compression per split, and the epoch arithmetic of ``run``
     (by default the reference recipe's batch and context, ``seed-3090``)."""
-    from nanolm_lib.lab.presets import PRESETS
 
     reference = PRESETS["seed-3090"]
     batch_size = batch_size or reference.train.batch_size
@@ -67,7 +68,6 @@ def corpus_summary(corpus, batch_size: int | None = None, context_length: int | 
 
 def reference_tokens() -> int:
     """Tokens the reference run reads: steps x batch x context of the ``seed-3090`` preset."""
-    from nanolm_lib.lab.presets import PRESETS
 
     reference = PRESETS["seed-3090"]
     return (reference.train.max_steps * reference.train.batch_size

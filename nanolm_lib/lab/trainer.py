@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from nanolm_lib.course.data import gather_windows
+from nanolm_lib.course.modern import family_of
 from nanolm_lib.course.train import (
     TrainConfig,
     evaluate,
@@ -628,7 +629,6 @@ class _Run:
 def _restore(ckpt_file: Path, model, optimizer, scaler, generator, config: TrainConfig,
              dist_info: Distributed) -> dict:
     """Load model, optimiser, scaler and RNG states from ``ckpt_file``; return the state."""
-    from nanolm_lib.course.modern import family_of
 
     state = load_checkpoint(ckpt_file)
     checkpoint_family(state, family_of(model.config), ckpt_file)

@@ -21,6 +21,11 @@ Who decides each property a question checks, and how:
   ``requires=``: dotted names, fnmatch patterns): "uses SDPA" (lesson 04's ``fused_attention``)
   and "counts without building a model" (lesson 05's ``count_parameters``) are two. Each lesson
   states its rules where the exercise is set.
+
+A question file imports the course inside its functions, never at its top: in a staged kit each
+course module imports :mod:`nanolm_lib.grading.staging` first thing, which reads the contract
+from these files, so a course import here would import a course module in the middle of its
+own import.
 """
 
 import importlib

@@ -20,9 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nanolm_lib.course.model import GPTConfig
+from nanolm_lib.course.model import GPT, GPTConfig
+from nanolm_lib.course.train import make_optimizer, optimize
 from nanolm_lib.lab.benchmarks import machine_info
+from nanolm_lib.lab.presets import model_config as preset_model
+from nanolm_lib.lab.presets import train_preset
+from nanolm_lib.lab.profiling import _quiet_profiler
 from nanolm_lib.lab.tables import format_table
+from nanolm_lib.lab.trainer import keep_freed_memory
 
 # name -> (model sizes, batch size). The first is the size nanoGPT comparisons use.
 CONFIGS: dict[str, tuple[dict, int]] = {
@@ -73,8 +78,6 @@ class TorchBaselineLM(nn.Module):
 
 def resolve(name: str) -> tuple[GPTConfig, object]:
     """(model config, train config) of a :data:`CONFIGS` entry: preset sizes or given sizes."""
-    from nanolm_lib.lab.presets import model_config as preset_model
-    from nanolm_lib.lab.presets import train_preset
 
     sizes, batch_size = CONFIGS[name] if name != "quick" else QUICK_CONFIG
     preset = sizes if isinstance(sizes, str) else "cpu"
@@ -85,7 +88,6 @@ def resolve(name: str) -> tuple[GPTConfig, object]:
 
 def _stepper(model: nn.Module, config, x: torch.Tensor, y: torch.Tensor):
     """A function doing one training step of ``model`` (no host sync, as in ``train()``)."""
-    from nanolm_lib.course.train import make_optimizer, optimize
 
     optimizer = make_optimizer(model, config, "cpu")
 
@@ -108,8 +110,6 @@ def compare(name: str, rounds: int = 6, models: dict | None = None) -> dict:
 
     ``models`` (name -> model) replaces the pair, e.g. a compiled and an eager model.
     """
-    from nanolm_lib.course.model import GPT
-    from nanolm_lib.lab.trainer import keep_freed_memory
 
     keep_freed_memory()  # as train() does on a CPU
     model_config, config = resolve(name)
@@ -161,7 +161,6 @@ def compile_speedup(name: str = "cpu", rounds: int = 8, budget_s: float = 300.0)
     first step costs more than an eager first step (compilation), the steady-state speed
     ratio (steps interleaved), and the ratio of steps done in ``budget_s`` seconds of training
     when compilation is paid from that budget (about the demo's training time)."""
-    from nanolm_lib.course.model import GPT
 
     model_config, _ = resolve(name)
     torch.manual_seed(0)
@@ -192,8 +191,6 @@ def profile_step(name: str = "cpu", steps: int = 3, top: int = 5) -> list[dict]:
     each with its share of the step's total."""
     from torch.profiler import ProfilerActivity, profile
 
-    from nanolm_lib.course.model import GPT
-    from nanolm_lib.lab.profiling import _quiet_profiler
 
     _quiet_profiler()
     model_config, config = resolve(name)

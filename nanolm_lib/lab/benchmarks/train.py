@@ -15,9 +15,14 @@ import time
 
 import torch
 
+from nanolm_lib.course.modern import build_model, training_flops_per_token
+from nanolm_lib.course.train import make_optimizer, resolve_precision, train_step
 from nanolm_lib.lab.benchmarks import machine_info, matmul_ceiling
+from nanolm_lib.lab.presets import model_config as preset_model
+from nanolm_lib.lab.presets import train_preset
 from nanolm_lib.lab.tables import format_table, reference_tokens
-from nanolm_lib.utils import synchronize
+from nanolm_lib.lab.trainer import enable_tf32, keep_freed_memory
+from nanolm_lib.utils import pick_device, synchronize
 
 REFERENCE_TOKENS = reference_tokens()  # 2 epochs x 28,000 steps x 64 x 128
 
@@ -56,11 +61,6 @@ def measure(preset: str, batch_size: int | None = None, steps: int = 3, device: 
             compile: bool = False, ceiling_n: int = 2048, precision: str | None = None) -> dict:
     """Time ``steps`` training steps of the model preset ``preset`` (after one warm-up step),
     in the preset's precision unless ``precision`` is given."""
-    from nanolm_lib.course.modern import build_model, training_flops_per_token
-    from nanolm_lib.course.train import make_optimizer, resolve_precision, train_step
-    from nanolm_lib.lab.presets import model_config as preset_model
-    from nanolm_lib.lab.presets import train_preset
-    from nanolm_lib.lab.trainer import enable_tf32, keep_freed_memory
 
     if device == "cpu":
         keep_freed_memory()  # as train() does
@@ -122,7 +122,6 @@ def measure(preset: str, batch_size: int | None = None, steps: int = 3, device: 
 def run(quick: bool = False) -> dict:
     """Print and return the training-speed table: the reference model, and the CPU preset on
     a CPU (``quick``: the smoke preset only, seconds)."""
-    from nanolm_lib.utils import pick_device
 
     device = pick_device()
     if quick:
