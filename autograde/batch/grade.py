@@ -54,7 +54,7 @@ from autograde.batch.collect import Collected, Submission, gather
 from autograde.batch.course_file import CourseFile, now_utc
 from autograde.batch.override_log import load_overrides
 from autograde.batch.overrides import apply_overrides, log_regrade
-from autograde.batch.results import load_answer
+from autograde.batch.state import Run, default_gradebook, load_answer
 from autograde.batch.worker import ANSWER_PREFIX, WorkerSettings
 from autograde.course import (
     REPO,
@@ -401,8 +401,8 @@ def _write_outputs(result: BatchResult, main_db: str, course: CourseFile,
 
     results.save_records(result.out, collected.records)
     _write_similarity(result, found, students, lessons)
-    own = main_db == results.default_gradebook(result.out)  # follows DIR if it moves
-    run = results.Run(db_url="" if own else main_db, isolation=result.isolation, copied=result.copied,
+    own = main_db == default_gradebook(result.out)  # follows DIR if it moves
+    run = Run(db_url="" if own else main_db, isolation=result.isolation, copied=result.copied,
                       graded=result.graded, skipped=result.skipped, failures=result.failures,
                       notes=result.notes, not_graded=result.not_graded,
                       similarity=result.sections.pop("Similarity", []),

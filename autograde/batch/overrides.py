@@ -26,7 +26,8 @@ from pathlib import Path
 from autograde.batch.answer import NEEDS_GRADING
 from autograde.batch.markup import feedback_overrides, markdown_text
 from autograde.batch.override_log import HISTORY, OVERRIDES, load_overrides
-from autograde.batch.results import Run, _write_json, load_answer, write_outputs
+from autograde.batch.results import write_outputs
+from autograde.batch.state import Run, load_answer, write_json
 from autograde.course import GraderError, course_config, ensure_tools_on_path, run_nbgrader
 
 
@@ -102,7 +103,7 @@ def override(out: Path, student: str, lesson: str, question: str, points: float 
             standing[grade_id] = {"points": new, "why": why, "by": by, "when": _now()}
         if not standing:
             del overrides[f"{student}/{lesson}"]
-        _write_json(out / OVERRIDES, overrides)
+        write_json(out / OVERRIDES, overrides)
         apply_overrides(out, db_url, student, lesson)
         if remove:
             new = _score_now(db_url, student, lesson, grade_id, manual)

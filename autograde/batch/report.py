@@ -28,14 +28,11 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from autograde.batch.markup import markdown_text
+from autograde.batch.state import Run
 from autograde.integrity.scan import POLICY_KINDS
 from autograde.sandbox.launcher import UNSAFE_BANNER
-
-if TYPE_CHECKING:  # results imports this module to write the outputs
-    from autograde.batch.results import Run
 
 TOP_FAILURES = 3
 
@@ -44,7 +41,7 @@ TOP_FAILURES = 3
 class ReportInput:
     """What the outputs are made of (:func:`autograde.batch.results.write_outputs`): every graded
     submission's answer, with the gradebook's scores, and what the last run said (``run``,
-    :class:`autograde.batch.results.Run`; its failures joined by the outputs' own)."""
+    :class:`autograde.batch.state.Run`; its failures joined by the outputs' own)."""
 
     out: Path
     answers: dict

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,73 +24,8 @@ from autograde.batch.answer import Answer
 from autograde.batch.collect import Record
 from autograde.batch.course_file import CourseFile, load_course_file
 from autograde.batch.override_log import load_history, load_overrides
-from autograde.course import GraderError, ensure_tools_on_path
-from nanolm_lib.utils import atomic_write
-
-
-def state_dir(out: Path) -> Path:
-    return Path(out) / ".state"
-
-
-def state_path(out: Path, student: str, lesson: str) -> Path:
-    return state_dir(out) / student / f"{lesson}.json"
-
-
-def load_answer(out: Path, student: str, lesson: str) -> Answer | None:
-    """The grader's answer for one submission as the state keeps it, or None."""
-    path = state_path(out, student, lesson)
-    try:
-        return Answer.from_dict(json.loads(path.read_text())["answer"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _write_json(path: Path, data) -> None:
-    text = json.dumps(data, indent=1, sort_keys=True, default=str) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda temp: temp.write_text(text))
-
-
-# --------------------------------------------------------------------------- what a run said
-@dataclass
-class Run:
-    """What the last batch said besides the scores (report.md's first sections), and what the
-    outputs need to be written again without it (the gradebook's URL, the course file, the LMS,
-    the lessons it exported)."""
-
-    db_url: str = ""                 # "": DIR/gradebook.db, wherever DIR is now (gradebook())
-    isolation: str = ""
-    copied: str = "zero"
-    graded: int = 0
-    skipped: int = 0
-    failures: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    not_graded: list[str] = field(default_factory=list)
-    similarity: list[str] = field(default_factory=list)   # report lines
-    course: str | None = None        # the course file's path
-    lms: str = "native"
-    lessons: list[str] = field(default_factory=list)      # graded in the run: the LMS exports
-
-    def gradebook(self, out: Path) -> str:
-        return self.db_url or default_gradebook(out)
-
-    def save(self, out: Path) -> None:
-        _write_json(state_dir(out) / "run.json", asdict(self))
-
-    @classmethod
-    def load(cls, out: Path) -> Run:
-        path = state_dir(out) / "run.json"
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            raise GraderError(f"{out} holds no graded batch ({path} is missing): run "
-                              "`python -m autograde grade ... --out DIR` first") from None
-        return cls(**{key: value for key, value in data.items()
-                      if key in cls.__dataclass_fields__})
-
-
-def default_gradebook(out: Path) -> str:
-    return f"sqlite:///{Path(out).resolve() / 'gradebook.db'}"
+from autograde.batch.state import Run, load_answer, state_dir, write_json
+from autograde.course import ensure_tools_on_path
 
 
 def save_records(out: Path, records: dict[tuple[str, str], Record]) -> None:
@@ -100,7 +35,7 @@ def save_records(out: Path, records: dict[tuple[str, str], Record]) -> None:
         entry = asdict(record)
         entry["submitted"] = record.submitted.isoformat() if record.submitted else None
         saved[f"{student}/{lesson}"] = entry
-    _write_json(state_dir(out) / "records.json", saved)
+    write_json(state_dir(out) / "records.json", saved)
 
 
 def _load_record_dicts(out: Path) -> dict:

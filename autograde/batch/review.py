@@ -31,7 +31,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 from autograde.batch.overrides import override
-from autograde.batch.results import Run, class_view
+from autograde.batch.results import class_view
+from autograde.batch.state import Run
 from autograde.course import GraderError
 
 STYLE = """

@@ -3,8 +3,7 @@ packages ``course``, ``lab`` and ``grading`` and the shared modules, ``nanolm_li
 and what the student kit ships of autograde importing nothing it leaves out; read from the
 source with ``ast``.
 
-Every import statement that runs counts, those inside functions too (an import under
-``if TYPE_CHECKING:``, for annotations only, never runs): a cycle closed by a function-level
+Every import statement counts, those inside functions too: a cycle closed by a function-level
 import still ties the modules together (which module's code runs first then depends on who
 calls what), and the package's own imports must not need that.
 """
@@ -32,22 +31,10 @@ def _modules(root, package=PACKAGE) -> dict:
     return found
 
 
-def _runtime_nodes(tree: ast.AST):
-    """Every node of ``tree`` but those under ``if TYPE_CHECKING:``, imports for annotations
-    only, which never run."""
-    for node in ast.iter_child_nodes(tree):
-        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING",
-                                                                  "typing.TYPE_CHECKING"):
-            yield from (n for child in node.orelse for n in [child, *_runtime_nodes(child)])
-            continue
-        yield node
-        yield from _runtime_nodes(node)
-
-
 def _imported(module: str, tree: ast.Module, modules) -> set[str]:
     """The package's modules that ``module`` imports anywhere in its source."""
     names = set()
-    for node in _runtime_nodes(tree):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
