@@ -10,7 +10,9 @@ and loads :file:`nbgrader_config.py` from this package there.
 from __future__ import annotations
 
 import fnmatch
+import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -207,8 +209,6 @@ def run_nbgrader(converter_class, config: Config, **coursedir_attrs) -> str:
     ``coursedir_attrs`` select the work (``assignment_id``, ``student_id``). Returns nbgrader's
     log; raises :class:`GraderError` with that log when the converter fails.
     """
-    import io
-    import logging
 
     from nbgrader.coursedir import CourseDirectory
 

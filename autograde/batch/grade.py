@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import hashlib
 import json
 import os
 import queue
@@ -43,6 +44,8 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -214,7 +217,6 @@ def _generate_assignments(course_root: Path, lessons: list[str], db_url: str) ->
 
 def merge_submission(db_url: str, student: str, lesson: str, submission: dict) -> None:
     """Copy one graded submission (a worker's answer) into the main gradebook."""
-    import warnings
 
     from nbgrader.api import Gradebook, MissingEntry
     from sqlalchemy.exc import SAWarning
@@ -251,7 +253,6 @@ def _merge_with_retries(db_url: str, key: tuple[str, str], answer: Answer,
     """Merge one answer, retrying a gradebook that is busy (``database is locked``, another
     process inside a transaction); the last error when every attempt failed, else None. The
     seconds it took join the answer's phases."""
-    import time
 
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -614,7 +615,6 @@ def _write_state(path: Path, digest: str, answer: Answer) -> None:
 def _salt(solutions_dir: Path, lesson: str, limits: Limits, policy: dict | None = None) -> bytes:
     """What else decides a grade besides the submission: the lesson's source, the limits and
     the policies (copying, hidden tests in the feedback)."""
-    import hashlib
 
     digest = hashlib.sha256(json.dumps([asdict(limits), policy or {}], sort_keys=True).encode())
     library = REPO / "nanolm_lib"

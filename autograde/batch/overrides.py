@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import getpass
 import json
+import shutil
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -200,7 +201,6 @@ def regenerate_feedback(out: Path, db_url: str, student: str, lesson: str) -> Pa
     """``feedback/<student>/<lesson>.html`` made again by nbgrader's generate_feedback from the
     graded notebook the grader kept (``autograded/``) and the gradebook's scores and comments.
     None when the grader kept no notebook (a missing or refused submission)."""
-    import shutil
 
     from nbgrader.converters import GenerateFeedback
 

@@ -28,7 +28,7 @@ import sys
 import webbrowser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from autograde.batch.overrides import override
 from autograde.batch.results import class_view
@@ -224,7 +224,6 @@ def _handler(review: Review):
 
 
 def _names(parts: list[str]) -> tuple[str, str]:
-    from urllib.parse import unquote
 
     names = [unquote(part) for part in parts]
     if not all(NAME.match(name) and name not in (".", "..") for name in names):

@@ -18,6 +18,7 @@ stdout, on a line starting with :data:`ANSWER_PREFIX`. Anything else the librari
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -529,7 +530,6 @@ def repair_metadata(nb, released: dict[str, dict]) -> list[str]:
     than once, the cell with the released cell id (else the first) keeps it and the copies
     become plain cells, as do cells with an unknown grade_id. Returns what was changed.
     """
-    import copy
 
     def grade_id_of(cell):
         return nbgrader_meta(cell).get("grade_id")

@@ -23,6 +23,7 @@ FILE`` reads, as it reads a GPT's.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,7 +75,6 @@ def train_bigram(tokens, vocab_size: int, steps: int, *, context_length: int = 2
     02's; None: the library's) with a seeded generator. Returns the model (in eval mode) and
     one record per step (``step``, ``loss``, ``tokens``, ``seconds``). Ctrl-C stops after the
     step in progress and returns what was trained so far."""
-    import time
 
 
     get_batch = get_batch or data.get_batch

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -56,7 +58,6 @@ def measure_speeds(configs: dict, train_config, tokens, probe_steps: int,
     """Training steps per second of each config here: ``rounds`` rounds that alternate the
     variants, ``probe_steps`` each after two warm-up steps (the first steps allocate); the
     median round of each."""
-    import statistics
 
     import torch
 
@@ -163,7 +164,6 @@ def plot_ablation(rows: list[dict], path=None):
 
 
 def _write(out_dir: Path, rows: list[dict], settings: dict) -> None:
-    import platform
 
     import matplotlib
 

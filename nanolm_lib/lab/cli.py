@@ -20,6 +20,7 @@ traceback. Several GPUs:
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -109,8 +110,6 @@ def cmd_sample(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    import importlib
-
     from nanolm_lib.lab.benchmarks import BENCHMARKS, write_results
 
     variant = next((v for v in ("baseline", "profile", "compile") if getattr(args, v)), None)

@@ -13,6 +13,7 @@ All runs of a working copy live in one folder, :func:`nanolm_lib.utils.runs_dir`
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,7 +181,6 @@ def _vocabulary_for(corpus, model, preset: str):
     """The model settings with the corpus tokenizer's vocabulary. A corpus too small to fill
     the preset's vocabulary (the generated stories: about 1,300 distinct tokens) trains a
     model with the smaller vocabulary, said in one line; any other mismatch is refused."""
-    import dataclasses
 
 
     found = corpus.tokenizer.vocab_size
@@ -205,7 +205,6 @@ def training_overrides(config, *, out_dir: str | None = None, device: str | None
     ``steps`` or ``epochs`` set the run's length, and the evaluation, log and checkpoint
     intervals shrink to fit a shorter run.
     """
-    import dataclasses
 
     changes: dict = {"compile": compile or config.compile}
     if out_dir is not None:

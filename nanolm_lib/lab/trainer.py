@@ -14,8 +14,11 @@ What a run writes to its folder, and checkpoints, is :mod:`nanolm_lib.lab.checkp
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import math
 import os
+import platform
 import signal
 import threading
 import time
@@ -207,9 +210,6 @@ def keep_freed_memory() -> bool:
     the process then keeps its peak memory until it exits. Linux/glibc only (returns False
     elsewhere); process-wide; called by :func:`train` on the CPU.
     """
-    import ctypes
-    import ctypes.util
-    import platform
 
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False

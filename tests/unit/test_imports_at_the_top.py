@@ -1,10 +1,12 @@
-"""The project's own modules are imported at the top of a module; an import of one inside a
-function needs a reason, stated here and in a comment where it is."""
+"""The project's own modules and the standard library are imported at the top of a module; an
+import of the project inside a function needs a reason, stated here and in a comment where it
+is (the standard library never does)."""
 
 from __future__ import annotations
 
 import ast
 import fnmatch
+import sys
 
 from conftest import REPO
 
@@ -18,8 +20,12 @@ REASONS = {
 }
 
 
-def inner_imports(root=REPO) -> dict[str, list[int]]:
-    """File -> lines of the imports of nanolm_lib or autograde inside a function."""
+OWN = {"nanolm_lib", "autograde"}
+STANDARD = set(sys.stdlib_module_names) - {"__future__"}
+
+
+def inner_imports(root=REPO, of=OWN) -> dict[str, list[int]]:
+    """File -> lines of the imports of the packages ``of`` inside a function."""
     found: dict[str, list[int]] = {}
     for package in ("nanolm_lib", "autograde"):
         for path in sorted((root / package).rglob("*.py")):
@@ -33,7 +39,7 @@ def inner_imports(root=REPO) -> dict[str, list[int]]:
                         modules = [node.module or ""]
                     else:
                         continue
-                    if any(m.split(".")[0] in ("nanolm_lib", "autograde") for m in modules):
+                    if any(m.split(".")[0] in of for m in modules):
                         found.setdefault(str(path.relative_to(root)), []).append(node.lineno)
     return found
 
@@ -42,6 +48,10 @@ def test_an_import_of_the_project_inside_a_function_has_a_reason():
     unexplained = {path: lines for path, lines in inner_imports().items()
                    if not any(fnmatch.fnmatch(path, pattern) for pattern in REASONS)}
     assert not unexplained, f"move these imports to the top, or give a reason: {unexplained}"
+
+
+def test_the_standard_library_is_imported_at_the_top():
+    assert inner_imports(of=STANDARD) == {}
 
 
 def test_the_check_finds_an_import_inside_a_function(tmp_path):

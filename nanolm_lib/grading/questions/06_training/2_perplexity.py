@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from nanolm_lib.grading.question_base import question
@@ -25,7 +27,6 @@ def _(gen):
 
 @q.runs
 def _(ns, case):
-    import warnings
 
     loss = case["loss"]
     if "tensor" in case:
