@@ -46,8 +46,8 @@ def compute(lesson: str) -> dict[str, object]:
 def same(a, b, rtol: float = 1e-5, atol: float = 1e-6) -> bool:
     """Equal fixture contents, as the visible tests compare: a float tensor within ``rtol`` of
     relative error over the whole tensor (or ``atol`` of absolute error norm when the expected
-    values are ~0), :func:`nanolm_lib.grading.checks.check_close`'s rule and its tightest tolerance in
-    any test cell; shapes, dtypes, keys, lengths and everything else exactly.
+    values are ~0), :func:`nanolm_lib.grading.checks.check_close`'s rule and its tightest tolerance
+    in any test cell; shapes, dtypes, keys, lengths and everything else exactly.
 
     Why a tolerance and not bytes: the same recipe on another CPU, or with another number of
     threads, rounds float32 sums in another order (a few ulps), and a fixture is "stale" only

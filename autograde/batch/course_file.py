@@ -130,10 +130,10 @@ class CourseFile:
         return bool(dates and dates.due and dates.due <= now)
 
     def week(self, now: datetime) -> str | None:
-        """The kit's week by this calendar at ``now`` (:func:`nanolm_lib.grading.curriculum.check_week`):
-        the first lesson with graded names that is not due yet (unlisted lessons are not), so
-        a kit ships the references of due lessons only; "all" when every one is due; None
-        without a calendar."""
+        """The kit's week by this calendar at ``now``
+        (:func:`nanolm_lib.grading.curriculum.check_week`): the first lesson with graded names
+        that is not due yet (unlisted lessons are not), so a kit ships the references of due
+        lessons only; "all" when every one is due; None without a calendar."""
         if not self.lessons:
             return None
         pending = [lesson for lesson in LESSONS if GRADED[lesson] and not self.is_due(lesson, now)]

@@ -11,8 +11,8 @@ classes, so that the students' Assignments panel (nbgrader too) finds what they 
   that submission's secret, which only the student's own copy of the submission holds: the
   panel's Fetch Feedback finds that student's feedback and no one else's.
 
-Release: lesson NN as the student kit ships it (:data:`autograde.authoring.kit.KIT_SKIP`) goes into a
-scratch course directory's ``release/``, and nbgrader's ExchangeReleaseAssignment publishes it.
+Release: lesson NN as the student kit ships it (:data:`autograde.authoring.kit.KIT_SKIP`) goes into
+a scratch course directory's ``release/``, and nbgrader's ExchangeReleaseAssignment publishes it.
 
 Grading: nbgrader's ExchangeCollect copies each student's latest submission into
 ``OUT/collected/submitted/<student>/NN_slug/`` (nbgrader's course directory layout, kept: a

@@ -8,12 +8,13 @@ directory under ``OUT/.work/<batch or shard>/worker-K/``. A worker copies a subm
 :mod:`autograde.sandbox.launcher`) and ``generate_feedback``, and answers with everything the batch
 needs to merge the result into the main gradebook (an :class:`autograde.batch.answer.Answer`):
 scores, failure messages, limits hit and static-scan flags. For a course lesson the scores are
-the grader's verdict (:mod:`autograde.sandbox.verdict`): the hidden cases are drawn before the kernel
-starts, and the kernel's records judged after autograde, before the feedback is made.
+the grader's verdict (:mod:`autograde.sandbox.verdict`): the hidden cases are drawn before the
+kernel starts, and the kernel's records judged after autograde, before the feedback is made.
 
 Protocol (``python -m autograde.batch.worker SETTINGS.json``): one JSON job per line on stdin,
-``{"student", "lesson", "folder"}``; one :class:`~autograde.batch.answer.Answer` (as JSON) per job on
-stdout, on a line starting with :data:`ANSWER_PREFIX`. Anything else the libraries print is ignored by the batch.
+``{"student", "lesson", "folder"}``; one :class:`~autograde.batch.answer.Answer` (as JSON) per
+job on stdout, on a line starting with :data:`ANSWER_PREFIX`. Anything else the libraries print
+is ignored by the batch.
 """
 
 from __future__ import annotations
@@ -398,8 +399,8 @@ class Worker:
 
     def _apply_copy_policy(self, student: str, lesson: str, flags: list[dict]) -> dict[str, str]:
         """The course's copy policy on the gradebook: for each question whose code uses or
-        copies the reference, or breaks the question's policy (:func:`autograde.integrity.scan.policy_notes`),
-        a comment on that cell saying so (it shows in the feedback) and, under ``zero``, a score
+        copies the reference, or breaks the question's policy
+        (:func:`autograde.integrity.scan.policy_notes`), a comment on that cell saying so (it shows in the feedback) and, under ``zero``, a score
         of 0 for its test cell. Returns test grade_id ->
         the note."""
         from nbgrader.api import Gradebook, MissingEntry

@@ -52,7 +52,7 @@ TRIVIAL_NODES, TRIVIAL_PRINTS = 20, 8   # smaller matches are not even reported:
 NEAR_EXACT = 0.8       # reported from here
 SCORED_ALIKE = 0.9     # scored from here: a correct alternative edited from the reference's
                        # AdamW (another bias-correction form) shares 84%
-FINGERPRINTS_FILE = AUTOGRADE_DIR / "reference_fingerprints.json"   # a kit's, written by student-kit
+FINGERPRINTS_FILE = AUTOGRADE_DIR / "reference_fingerprints.json"   # a kit's, from student-kit
 ROOT = AUTOGRADE_DIR.parent
 PACKAGE_DIR = ROOT / "nanolm_lib"
 SOLUTIONS_DIR = ROOT / "solutions"
@@ -174,7 +174,8 @@ def reference_fingerprints(package_dir: Path = PACKAGE_DIR, solutions_dir: Path 
     for names in GRADED.values():
         for name, module in names.items():
             if module not in trees:
-                trees[module] = ast.parse((package_dir / "course" / f"{module}.py").read_text("utf-8"))
+                source = package_dir / "course" / f"{module}.py"
+                trees[module] = ast.parse(source.read_text("utf-8"))
             found = {"nanolm_lib": _definition(trees[module], name)}
             try:
                 found["solutions"] = _definition(ast.parse(cells.get(name, "")), name)

@@ -180,7 +180,8 @@ class _Scanner(ast.NodeVisitor):
             else:
                 self.modules[alias.name.split(".")[0]] = alias.name.split(".")[0]
             if alias.name == "nanolm_lib.grading.checks":
-                self.flag(node, "patch", "imports nanolm_lib.grading.checks (the module the tests use)")
+                self.flag(node, "patch",
+                          "imports nanolm_lib.grading.checks (the module the tests use)")
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         module = node.module or ""
@@ -192,10 +193,11 @@ class _Scanner(ast.NodeVisitor):
                               f"imports the graded name {alias.name!r} from {module} "
                               "instead of implementing it")
                 if module == "nanolm_lib.grading.checks" and alias.name in REFERENCE_HELPERS:
-                    self.flag(node, "reference-use",
-                              f"imports {alias.name} from nanolm_lib.grading.checks (the reference)")
+                    self.flag(node, "reference-use", f"imports {alias.name} from "
+                              "nanolm_lib.grading.checks (the reference)")
                 elif module == "nanolm_lib.grading.checks" or alias.name == "checks":
-                    self.flag(node, "patch", "imports from nanolm_lib.grading.checks (the test helpers)")
+                    self.flag(node, "patch",
+                              "imports from nanolm_lib.grading.checks (the test helpers)")
                 # `from nanolm_lib.course import attention` binds a module
                 self.modules[local] = f"{module}.{alias.name}"
             elif module in ("sys", "builtins", "importlib") and alias.name in (

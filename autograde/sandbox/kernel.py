@@ -1,7 +1,7 @@
 """The kernel a submission runs in: its limits, kernelspec, environment and failure messages.
 
-Grading (:mod:`autograde.batch.worker`) and the self-check (:mod:`autograde.student.selfcheck`) both start
-the student's code through :func:`prepare_kernel`: a fresh folder tree per run, split in two
+Grading (:mod:`autograde.batch.worker`) and the self-check (:mod:`autograde.student.selfcheck`) both
+start the student's code through :func:`prepare_kernel`: a fresh folder tree per run, split in two
 
 * ``sandbox/`` (``work/``: the kernel's cwd, with its own copy of the notebook and the lesson's
   files; ``home``, ``tmp`` and caches): what the kernel may write;
@@ -9,8 +9,8 @@ the student's code through :func:`prepare_kernel`: a fresh folder tree per run, 
   only the grader reads and writes (the kernel never sees this folder).
 
 The kernel's environment is built here as a dict from an allow-list and travels in the
-kernelspec to the launcher (:mod:`autograde.sandbox.launcher`), which applies it with ``--clearenv`` /
-``--setenv`` or as the subprocess's whole environment: the grader's own environment (and any
+kernelspec to the launcher (:mod:`autograde.sandbox.launcher`), which applies it with
+``--clearenv`` / ``--setenv`` or as the subprocess's whole environment: the grader's own environment (and any
 secret in it) never reaches the student's code, and ``os.environ`` is never edited.
 """
 

@@ -9,8 +9,9 @@ nothing). :class:`LimitedExecute` instead
   output would otherwise count as passed);
 * caps each cell's output (``max_output_bytes``): past it, further output is dropped, the kernel
   is interrupted, and the cell gets an ``OutputLimitExceeded`` error;
-* before each test cell, drops ``nanolm_lib.grading.checks`` from ``sys.modules`` so that the tests use
-  a fresh copy of their helpers (the reference itself is loaded fresh by ``checks.reference``);
+* before each test cell, drops ``nanolm_lib.grading.checks`` from ``sys.modules`` so that the
+  tests use a fresh copy of their helpers (the reference itself is loaded fresh by
+  ``checks.reference``);
 * caps the output of the whole notebook (``max_notebook_output_bytes``): past it, output is
   dropped (the cells still run and score);
 * kills a kernel that does not stop within ``interrupt_grace_s`` of the interrupt at the cell

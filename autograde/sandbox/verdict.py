@@ -4,21 +4,21 @@ For lesson N of the course (:data:`nanolm_lib.grading.curriculum.GRADED`) the wo
 
 1. stages a copy of ``nanolm_lib`` once per batch (:func:`stage_grading_library`): the reference
    bodies of lesson N's and every later lesson's graded names are stubs
-   (:func:`autograde.sandbox.staged_library.stage_library`), so the grading kernel cannot import the answer; the
-   earlier lessons' references stay (a lesson builds on them). The lessons' fixtures sit next to
-   it, where :func:`nanolm_lib.grading.checks.fixture` looks first;
+   (:func:`autograde.sandbox.staged_library.stage_library`), so the grading kernel cannot import the
+   answer; the earlier lessons' references stay (a lesson builds on them). The lessons' fixtures sit
+   next to it, where :func:`nanolm_lib.grading.checks.fixture` looks first;
 2. draws every question's hidden cases from a seed of its own (:func:`secrets.randbits`,
    kept in this process), writes only the inputs into a cases folder, and computes the
    reference's outputs on them here (:meth:`Verdict.prepare`). The notebook's kernel runs the
    visible tests only (``record()`` does nothing there) and never sees this folder;
 3. after nbgrader's autograde, runs the hidden cases in a sandboxed process of its own
-   (:meth:`Verdict.run`, :mod:`nanolm_lib.grading.hidden_cases`): the released lesson's set-up cells
-   and the code of the student's solution cells, read from the notebook file here, then each
-   question's cases. No cell the student added runs there, and nothing the notebook did can
+   (:meth:`Verdict.run`, :mod:`nanolm_lib.grading.hidden_cases`): the released lesson's set-up
+   cells and the code of the student's solution cells, read from the notebook file here, then
+   each question's cases. No cell the student added runs there, and nothing the notebook did can
    reach that process;
 4. reads the outputs that run left (:meth:`Verdict.judge`). A record is hostile input: one
-   that is missing, not a plain file, larger than :data:`nanolm_lib.grading.record.RECORD_LIMIT_BYTES`
-   (also once uncompressed: a compressed entry is refused before anything is inflated),
+   that is missing, not a plain file, larger than
+   :data:`nanolm_lib.grading.record.RECORD_LIMIT_BYTES` (also once uncompressed: a compressed entry is refused before anything is inflated),
    unreadable by a weights-only ``torch.load`` or holding anything but plain data
    (:func:`read_record`) scores 0 with the reason, as does a question whose judging raises.
    A question earns its points when every case matches the reference (all or nothing, as a
@@ -189,8 +189,8 @@ class Verdict:
             "lesson": self.lesson, "cells": self.cells, "questions": questions,
             "cases_dir": str(self.cases_dir), "records_dir": str(self.records_dir),
             "question_timeout_s": seconds}))
-        command = [sys.executable, "-m", "autograde.sandbox.launcher", "--run", "--", sys.executable,
-                   "-m", "nanolm_lib.grading.hidden_cases", str(program)]
+        command = [sys.executable, "-m", "autograde.sandbox.launcher", "--run", "--",
+                   sys.executable, "-m", "nanolm_lib.grading.hidden_cases", str(program)]
         env = dict(os.environ, JPY_PARENT_PID=str(os.getpid()),
                    **{SANDBOX_ENV_VAR: settings.to_env()})
         subprocess.run(command, env=env, cwd=REPO, stdin=subprocess.DEVNULL,

@@ -5,8 +5,8 @@ limits) with the lesson's visible tests: every test cell is replaced by the rele
 from ``lessons/`` (so an edited or deleted test cell is put back). Then, for a course lesson,
 the grader's own verdict decides each question's points, as in grading: its sandboxed run of
 the solution cells, its question code and comparison, on practice cases
-(:mod:`autograde.student.practice`; grading draws cases of its own). A question whose solution uses or
-copies the reference is shown at 0 with the reason, as grading scores it by default. Lessons
+(:mod:`autograde.student.practice`; grading draws cases of its own). A question whose solution uses
+or copies the reference is shown at 0 with the reason, as grading scores it by default. Lessons
 outside the course (the tests' toy lessons) keep nbgrader's scoring rule on the visible tests
 (``nbgrader.utils.determine_grade``: an error, or anything on stderr, scores 0).
 """

@@ -1,8 +1,8 @@
 """``python -m autograde workspace`` (what ``make lab`` runs) and ``update-lesson NN_slug``.
 
 ``workspace`` copies the kit's lessons into the student's ``workspace/``: in a staged kit only
-the lessons of its week (:func:`autograde.student.submit.read_stage`; the later ones say they are not
-released yet). A notebook the student has is never overwritten. Instead, when the kit's copy of
+the lessons of its week (:func:`autograde.student.submit.read_stage`; the later ones say they are
+not released yet). A notebook the student has is never overwritten. Instead, when the kit's copy of
 a lesson changed since the student's was taken (a corrected lesson in a rebuilt kit), it says
 so and how to take the correction: ``update-lesson NN_slug`` writes the kit's notebook with the
 student's solution cells kept (matched by nbgrader ``grade_id``), after saving the student's

@@ -1,9 +1,9 @@
 """A staged student kit: references that are not released yet, and the student's own instead.
 
 ``python -m autograde student-kit OUT --released NN`` ships this package with the reference
-bodies of lessons after NN removed (:mod:`autograde.authoring.kit` rewrites their source). What is left of
-each such graded name is a stub made by :func:`not_released`: calling it runs the student's own
-version when one is known, and otherwise raises :class:`NotReleasedError` saying which lesson
+bodies of lessons after NN removed (:mod:`autograde.authoring.kit` rewrites their source). What is
+left of each such graded name is a stub made by :func:`not_released`: calling it runs the student's
+own version when one is known, and otherwise raises :class:`NotReleasedError` saying which lesson
 releases it. The student's own version is, in this order:
 
 1. one loaded from the student's earlier notebook by :func:`use_earlier_work`, which every
@@ -13,8 +13,8 @@ releases it. The student's own version is, in this order:
 
 So library code that is not graded (the training loop, ``load_model``, ``tell_story``) keeps
 working in a staged kit, on the student's pieces. Ungraded helpers that answer a graded
-question (``autograde.sandbox.staged_library.ANSWERING_HELPERS``) are staged with it; ``optimize``, which the
-training loop calls, then runs the student's own ``train_step`` (:data:`STAND_INS`). Where
+question (``autograde.sandbox.staged_library.ANSWERING_HELPERS``) are staged with it;
+``optimize``, which the training loop calls, then runs the student's own ``train_step`` (:data:`STAND_INS`). Where
 every reference is released (the repository, a ``--released all`` kit, the grader) nothing
 here is used.
 """
@@ -100,8 +100,8 @@ class _BatchStreamOfOwnGetBatch:
         return x[self.rows], y[self.rows]
 
 
-# ungraded helpers (autograde.sandbox.staged_library.ANSWERING_HELPERS) that run the student's answer to the
-# question they answer, rather than a same-named function of the student's
+# ungraded helpers (autograde.sandbox.staged_library.ANSWERING_HELPERS) that run the student's
+# answer to the question they answer, rather than a same-named function of the student's
 STAND_INS = {"optimize": _optimize_with_own_train_step,
              "BatchStream": _BatchStreamOfOwnGetBatch}
 

@@ -1,5 +1,5 @@
-"""The trainer: the loop that runs lesson 06's pieces (:mod:`nanolm_lib.course.train`) for hours, with
-checkpoints, metrics, exact resume, Ctrl-C, NaN detection and several GPUs.
+"""The trainer: the loop that runs lesson 06's pieces (:mod:`nanolm_lib.course.train`) for hours,
+with checkpoints, metrics, exact resume, Ctrl-C, NaN detection and several GPUs.
 
 Reads top to bottom:
     Distributed, local_share              where a process sits in a torchrun job, its rows

@@ -16,9 +16,9 @@ Who decides each property a question checks, and how:
 * flash_attention's linear memory: the grader's run sets a data limit (``data_budget_mb``)
   under which only an implementation without a (T, T) tensor answers the ``limited`` case;
 * what a solution may or may not call (the fused kernel, the library's own answer): its
-  source, read by the grader outside the sandbox (``autograde/integrity/scan.py``), never a measurement
-  in the student's process. Each such policy is declared with its question (``forbids=`` /
-  ``requires=``: dotted names, fnmatch patterns): "uses SDPA" (lesson 04's ``fused_attention``)
+  source, read by the grader outside the sandbox (``autograde/integrity/scan.py``), never a
+  measurement in the student's process. Each such policy is declared with its question (``forbids=``
+  / ``requires=``: dotted names, fnmatch patterns): "uses SDPA" (lesson 04's ``fused_attention``)
   and "counts without building a model" (lesson 05's ``count_parameters``) are two. Each lesson
   states its rules where the exercise is set.
 

@@ -43,7 +43,8 @@ QUICK_CONFIG = (dict(vocab_size=128, context_length=16, d_model=32, n_layers=2, 
 class TorchBaselineLM(nn.Module):
     """A GPT written with ``torch.nn`` blocks only: what a user would write without NanoLM.
 
-    Same interface as :class:`nanolm_lib.course.model.GPT`: ``idx (B, T) -> (logits, loss or None)``.
+    Same interface as :class:`nanolm_lib.course.model.GPT`:
+    ``idx (B, T) -> (logits, loss or None)``.
     """
 
     def __init__(self, config: GPTConfig):
