@@ -42,8 +42,9 @@ KIT_FILES = ("README.md", "LICENSE", "Makefile", "pyproject.toml", "environment.
 KIT_FOLDERS = ("jupyter/student",)  # `make lab`'s Jupyter configuration (Validate only)
 # The kit's autograde is the package without the instructor's folders: the student's side
 # (check, submit), the sandbox and the integrity scans that check runs, and the shared modules.
-# The instructor's READMEs stay out too (the kit's README is STUDENT_README.md).
-INSTRUCTOR_ONLY = ("batch", "authoring", "README.md", "STUDENT_README.md")
+INSTRUCTOR_FOLDERS = ("batch", "authoring")
+# and the instructor's READMEs (the kit's README is STUDENT_README.md, copied to its top)
+INSTRUCTOR_FILES = ("README.md", "STUDENT_README.md")
 
 
 CASES_KEPT_BY_GRADER = ("raise RuntimeError('the hidden cases are drawn by the grader only; "
@@ -117,7 +118,7 @@ def student_kit(out: Path, repo: Path = REPO, lessons_dir: Path = LESSONS_DIR,
         safe_copy_tree(Path(repo) / name, out / name, skip=KIT_SKIP)
     # the kit's README is the students' own: set-up, make lab, check, submit
     shutil.copyfile(AUTOGRADE_DIR / "STUDENT_README.md", out / "README.md")
-    safe_copy_tree(AUTOGRADE_DIR, out / "autograde", skip=(*LEFT_OUT, *INSTRUCTOR_ONLY))
+    safe_copy_tree(AUTOGRADE_DIR, out / "autograde", skip=(*LEFT_OUT, *INSTRUCTOR_FOLDERS, *INSTRUCTOR_FILES))
     # the self-check's copy check compares with these, not with the (staged) reference bodies
     write_fingerprints(out / "autograde" / "reference_fingerprints.json",
                        Path(repo) / "nanolm_lib", Path(repo) / "solutions", Path(repo) / "lessons")

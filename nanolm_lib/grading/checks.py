@@ -36,6 +36,7 @@ Three rules shape this module:
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import itertools
 import math
@@ -107,8 +108,10 @@ def reference(module: str) -> ModuleType:
     return _load_fresh(f"nanolm_lib.course.{module}", {})
 
 
+@functools.cache
 def _fresh_sources() -> dict[str, Path]:
-    """Dotted name -> source file of every module a fresh copy may import fresh."""
+    """Dotted name -> source file of every module a fresh copy may import fresh (read once: the
+    package's files do not change while it runs)."""
     course = {f"nanolm_lib.course.{p.stem}": p for p in _COURSE_DIR.glob("*.py")
               if p.stem != "__init__"}
     shared = {f"nanolm_lib.{p.stem}": p for p in _LIBRARY_DIR.glob("*.py")

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import torch
 
+from nanolm_lib.grading.checks import BigramLM
+from nanolm_lib.grading.question_base import helpers
+
 STORY = ("Once upon a time, there was a little dog named Max. Max liked to run in the park. "
          "One day, Max saw a big red ball. He ran to the ball and played with it all day.")
 ALPHABET = list("aaabbbcde   \n\n.,!'st01é🐶")
@@ -25,11 +28,16 @@ def seed_of(gen) -> int:
     return int(torch.randint(2**31, (1,), generator=gen))
 
 
-def randomised_state(module, gen, scale: float) -> dict:
+def fill_random(module, gen, scale: float):
+    """Every parameter of ``module`` drawn afresh from N(0, scale²), in order; returns it."""
     with torch.no_grad():
         for p in module.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * scale)
-    return {name: t.detach().clone() for name, t in module.state_dict().items()}
+    return module
+
+
+def randomised_state(module, gen, scale: float) -> dict:
+    return state_of(fill_random(module, gen, scale))
 
 
 def loaded(module, state: dict):
@@ -39,8 +47,7 @@ def loaded(module, state: dict):
 
 def randomised(module, gen, scale: float):
     """``module`` with random weights (scale ``scale``), in eval mode: a fixture's layer."""
-    randomised_state(module, gen, scale)
-    return module.eval()
+    return fill_random(module, gen, scale).eval()
 
 
 def state_of(module) -> dict:
@@ -128,8 +135,6 @@ def layer_cases(gen, name, configs, scale, x_scale=1.0):
 
 
 def layer_outputs(ns, case, name, module_helpers=()):
-    from nanolm_lib.grading.question_base import helpers
-
     with helpers(ns, "model", *module_helpers):
         layer = ns[name](gpt_config(case["sizes"]))
         names = sorted(layer.state_dict())
@@ -150,13 +155,7 @@ def layer_fixture(ref, layer_name: str, seed: int, sizes: dict, scale: float, x_
 # --------------------------------------------------------------------------- 06_training
 def bigram(vocab_size: int, gen, scale: float, dropout: float = 0.0):
     """The visible tests' bigram model (lesson 06 trains it), with random weights."""
-    from nanolm_lib.grading.checks import BigramLM
-
-    model = BigramLM(vocab_size, 16, dropout)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * scale)
-    return model
+    return fill_random(BigramLM(vocab_size, 16, dropout), gen, scale)
 
 
 def parameters_of(model) -> dict:

@@ -12,6 +12,7 @@ from nanolm_lib.grading.question_base import ReferenceNamespace, helpers, questi
 from nanolm_lib.grading.questions.common import (
     ATTENTION_HELPERS,
     FUSED_ATTENTION,
+    fill_random,
     generator,
     loaded,
     randomised_state,
@@ -70,10 +71,9 @@ def _(ns, case):
 def _(ref):
     gen = generator(7)
     B, T, C, H = 2, 6, 12, 3
-    layer = ref("attention").MultiHeadAttention(C, H, impl="naive").eval()
+    layer = ref("attention").MultiHeadAttention(C, H, impl="naive")
+    fill_random(layer, gen, 1 / math.sqrt(C)).eval()
     with torch.no_grad():
-        for p in layer.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) / math.sqrt(C))
         x = torch.randn(B, T, C, generator=gen)
         out = layer(x)
     state = {name: p.detach().clone() for name, p in layer.named_parameters()}
