@@ -1,8 +1,9 @@
 """``python -m autograde student-kit OUT``.
 
 ``student-kit`` writes what students get: ``lessons/``, ``nanolm_lib/``, the set-up files (with
-the student's Jupyter configuration) and the student half of this package (``check``,
-``submit``, ``workspace``); never ``solutions/``, the tests, or the grading pipeline.
+the student's Jupyter configuration) and this package without ``batch/`` and ``authoring/``
+(``check``, ``submit``, ``workspace`` and what they run); never ``solutions/``, the tests, or
+the grading pipeline.
 ``--week NN`` stages the kit for the week students write lesson NN: the references of lesson
 NN and every later lesson (by :data:`nanolm_lib.grading.curriculum.GRADED`) are rewritten with
 :mod:`ast` into stubs that keep their signature and docstring, raise
@@ -10,11 +11,10 @@ NN and every later lesson (by :data:`nanolm_lib.grading.curriculum.GRADED`) are 
 there is one (:mod:`nanolm_lib.grading.staging`); the week's own answers never ship, and a later
 lesson ships its notebook and its questions' contracts only (no fixtures, no practice cases, no
 question code); no lesson ships the code that draws the grader's hidden cases or computed its
-fixtures. ``STAGE.json`` in the kit
-says the week, which lessons students have (``make lab`` copies only those, ``check`` and
-``submit`` see only those) and when the kit was built (a kernel started before says to restart).
-Building the kit again into the same folder publishes the next stage; a ``workspace/`` folder
-there is never touched.
+fixtures. ``STAGE.json`` in the kit says the week, which lessons students have (``make lab``
+copies only those, ``check`` and ``submit`` see only those) and when the kit was built (a kernel
+started before says to restart). Building the kit again into the same folder publishes the next
+stage; a ``workspace/`` folder there is never touched.
 """
 
 from __future__ import annotations

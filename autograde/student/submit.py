@@ -1,9 +1,9 @@
 """``python -m autograde submit``, and the kit's stage as the student's commands read it.
 
 ``submit`` zips the lesson folders of the student's ``workspace/`` into
-``<student>_nanolm_<YYYYmmdd-HHMMSS>.zip`` (the name :mod:`autograde.batch.collect` expects from an
-LMS download; the student id is everything before the first underscore, so it may not contain
-one). In a staged kit only the lessons of its week go in (``--all`` for every lesson). Run
+``<student>_nanolm_<YYYYmmdd-HHMMSS>.zip`` (the name :mod:`autograde.batch.collect` expects from
+an LMS download; the student id is everything before the first underscore, so it may not
+contain one). In a staged kit only the lessons of its week go in (``--all`` for every lesson). Run
 outputs, checkpoints, caches and files over :data:`MAX_FILE_BYTES` stay out.
 """
 
